@@ -1,0 +1,3 @@
+"""gr2: Generative Reasoning Re-rankers for recommender systems."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,156 @@
+"""One configuration schema for every stage.
+
+A run's configuration is the defaults below, overlaid by a YAML file (`--config FILE`), overlaid by
+`--set a.b=c` overrides, with `--lake DIR` last. Unknown keys are errors, so a typo never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SparkConfig(Strict):
+    master: str = "local[*]"
+    app_name: str = "gr2"
+    driver_memory: str = "4g"
+    shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; small data wants few")
+    jars_dir: str = Field(
+        "~/.cache/gr2/jars",
+        description="Delta Lake JARs are resolved from Maven Central into this folder once; "
+        "every later session starts from these local files, offline",
+    )
+    conf: dict[str, str] = Field(default_factory=dict, description="extra spark.* settings, passed as they are")
+
+
+class SyntheticConfig(Strict):
+    """The built-in generator: structure a model can learn, scalable on Spark executors."""
+
+    users: int = Field(2000, ge=1)
+    items: int = Field(800, ge=10)
+    mean_events_per_user: float = Field(12.0, gt=1)
+    min_events_per_user: int = Field(5, ge=2)
+    days: int = Field(60, ge=1, description="events are spread over this many days ending at end_date")
+    end_date: str = "2026-01-31"
+    seed: int = 7
+    bad_record_rate: float = Field(
+        0.002, ge=0, le=0.5, description="share of deliberately broken records, to exercise the quarantine"
+    )
+    partitions: int = Field(0, ge=0, description="generator tasks; 0 = one per ~50k users, at least 2")
+    p_complement: float = Field(0.45, ge=0, le=1, description="next item from a complementary leaf of the previous one")
+    p_persona: float = Field(0.3, ge=0, le=1, description="next item from one of the user's preferred leaves")
+    p_same_brand: float = Field(0.1, ge=0, le=1, description="next item of the previous item's brand; the rest is popularity")
+    zipf: float = Field(1.0, ge=0, description="item popularity ~ 1 / rank**zipf")
+
+    @model_validator(mode="after")
+    def _mixture(self) -> "SyntheticConfig":
+        if self.p_complement + self.p_persona + self.p_same_brand > 1 + 1e-9:
+            raise ValueError("synthetic: p_complement + p_persona + p_same_brand must be at most 1")
+        return self
+
+
+class SplitConfig(Strict):
+    protocol: Literal["loo", "time"] = Field(
+        "loo", description="loo: last item test, second-to-last validation (P5/TIGER); time: global time cuts"
+    )
+    valid_quantile: float = Field(0.8, gt=0, lt=1, description="time protocol: events after this quantile of ts are validation")
+    test_quantile: float = Field(0.9, gt=0, lt=1, description="time protocol: events after this quantile of ts are test")
+    valid_start: str | None = Field(None, description="time protocol: explicit cut (ISO date/time) instead of the quantile")
+    test_start: str | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> "SplitConfig":
+        if self.valid_quantile >= self.test_quantile:
+            raise ValueError("split.valid_quantile must be below split.test_quantile")
+        return self
+
+
+class PrerankConfig(Strict):
+    method: Literal["cooccurrence"] = "cooccurrence"
+    window: int = Field(3, ge=1, description="how many of the most recent history items vote for candidates")
+    decay: float = Field(0.6, gt=0, le=1, description="weight of the i-th most recent history item is decay**i")
+    neighbors: int = Field(100, ge=1, description="neighbours kept per item in the co-occurrence table")
+    max_gap: int = Field(3, ge=1, description="item pairs at most this many positions apart in a sequence co-occur")
+    policy: Literal["filter", "insert"] = Field(
+        "filter", description="filter: keep an example only when the target is in the top K; insert: place it at its score's rank"
+    )
+    exclude_history: bool = Field(True, description="items already in the history are not candidates")
+
+
+class EtlConfig(Strict):
+    source: Literal["amazon-p5", "amazon-raw", "movielens", "events", "synthetic"] = "synthetic"
+    path: str | None = Field(None, description="input file or folder; synthetic writes its files under the lake's landing/")
+    encoding: str | None = Field(None, description="text encoding of the input; None = the source's own default")
+    min_ts: str = Field("1990-01-01", description="events before this are absurd and quarantined")
+    max_future_days: int = Field(2, ge=0, description="events this many days after the run date are absurd")
+    history_len: int = Field(20, ge=1, description="items of history per slate (the most recent N)")
+    k: int = Field(10, ge=2, description="candidates per slate")
+    min_history: int = Field(1, ge=1, description="a slate needs at least this many history items")
+    train_slates_per_user: int = Field(
+        10, ge=0, description="sliding-window training slates per user (latest positions first); 0 = all"
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    prerank: PrerankConfig = Field(default_factory=PrerankConfig)
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+
+class Config(Strict):
+    lake: str = "./lake"
+    seed: int = 0
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    etl: EtlConfig = Field(default_factory=EtlConfig)
+
+    @property
+    def lake_path(self) -> Path:
+        return Path(self.lake).expanduser().resolve()
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says which key and why."""
+
+
+def _parse_value(text: str) -> Any:
+    # YAML gives `--set a=3` an int, `a=true` a bool, `a=[1,2]` a list, and leaves words as strings.
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part!r} is a value, not a section")
+    node[parts[-1]] = _parse_value(value)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, lake: str | None = None) -> Config:
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        data = loaded
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    if lake is not None:
+        data["lake"] = lake
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None

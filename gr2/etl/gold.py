@@ -1,0 +1,220 @@
+"""Pure transforms of the build stage: silver interactions -> sequences, splits, examples, slates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from gr2.config import EtlConfig
+from gr2.etl import prerank
+from gr2.etl.schema import IMPRESSION_EVENT
+
+SPLITS = ("train", "valid", "test")
+
+
+def build_sequences(interactions: DataFrame) -> DataFrame:
+    """One row per user: items and ts in time order (ties broken by item_id), impressions left out."""
+    events = interactions.where(F.col("event") != IMPRESSION_EVENT)
+    grouped = events.groupBy("user_id").agg(F.array_sort(F.collect_list(F.struct("ts", "item_id"))).alias("e"))
+    return grouped.select(
+        "user_id", F.col("e.item_id").alias("items"), F.col("e.ts").alias("ts"), F.size("e").alias("n_items")
+    )
+
+
+def time_cuts(interactions: DataFrame, split) -> tuple[datetime, datetime]:
+    """The (valid_start, test_start) of the time protocol: explicit dates, or quantiles of event time."""
+    if split.valid_start and split.test_start:
+        return datetime.fromisoformat(split.valid_start), datetime.fromisoformat(split.test_start)
+    secs = interactions.select(F.col("ts").cast("double").alias("s"))
+    qv, qt = secs.approxQuantile("s", [split.valid_quantile, split.test_quantile], 0.0001)
+    to_dt = lambda s: datetime.utcfromtimestamp(s)  # noqa: E731
+    valid = datetime.fromisoformat(split.valid_start) if split.valid_start else to_dt(qv)
+    test = datetime.fromisoformat(split.test_start) if split.test_start else to_dt(qt)
+    if not valid < test:
+        raise ValueError(f"time split: validation start {valid} must be before test start {test}")
+    return valid, test
+
+
+def label_splits(sequences: DataFrame, protocol: str, cuts: tuple[datetime, datetime] | None = None) -> DataFrame:
+    """Add `split`: the split of every position of the sequence.
+
+    loo: the last item is test, the second-to-last validation (users with fewer than 3 items keep all
+    in train); time: positions at or after the test cut are test, after the valid cut validation.
+    """
+    if protocol == "loo":
+        split = F.transform(
+            "items",
+            lambda _, i: F.when((F.col("n_items") >= 3) & (i == F.col("n_items") - 1), "test")
+            .when((F.col("n_items") >= 3) & (i == F.col("n_items") - 2), "valid")
+            .otherwise("train"),
+        )
+    else:
+        valid, test = cuts
+        split = F.transform(
+            "ts", lambda t: F.when(t >= F.lit(test), "test").when(t >= F.lit(valid), "valid").otherwise("train")
+        )
+    return sequences.withColumn("split", split)
+
+
+def train_prefixes(sequences: DataFrame) -> DataFrame:
+    """(user_id, items) restricted to training positions: what the pre-ranker may learn from."""
+    pairs = F.arrays_zip("items", "split")
+    kept = F.filter(pairs, lambda p: p["split"] == "train")
+    return sequences.select("user_id", F.transform(kept, lambda p: p["items"]).alias("items"))
+
+
+def examples(sequences: DataFrame, cfg: EtlConfig) -> DataFrame:
+    """One row per (user, target position): history = the N items before it, never a later one.
+
+    Training examples come from the latest `train_slates_per_user` training positions (sliding window),
+    so no validation or test target is ever a training target.
+    """
+    pos = sequences.select(
+        "user_id", "items", "ts", F.posexplode("split").alias("p", "split")
+    ).where(F.col("p") >= cfg.min_history)
+    if cfg.train_slates_per_user > 0:
+        from pyspark.sql import Window
+
+        latest = Window.partitionBy("user_id", "split").orderBy(F.col("p").desc())
+        pos = pos.withColumn("_r", F.row_number().over(latest)).where(
+            (F.col("split") != "train") | (F.col("_r") <= cfg.train_slates_per_user)
+        ).drop("_r")
+    start = F.greatest(F.lit(0), F.col("p") - cfg.history_len)
+    return pos.select(
+        F.concat_ws(":", "user_id", F.col("p").cast("string")).alias("slate_id"),
+        "user_id",
+        F.slice("items", start + 1, F.col("p") - start).alias("history"),
+        F.element_at("items", F.col("p") + 1).alias("target"),
+        F.element_at("ts", F.col("p") + 1).alias("ts"),
+        "split",
+    )
+
+
+CANDIDATES = T.StructType(
+    [
+        T.StructField("slate_id", T.StringType()),
+        T.StructField("user_id", T.StringType()),
+        T.StructField("history", T.ArrayType(T.StringType())),
+        T.StructField("target", T.StringType()),
+        T.StructField("ts", T.TimestampType()),
+        T.StructField("split", T.StringType()),
+        T.StructField("candidates", T.ArrayType(T.StringType())),
+        T.StructField("scores", T.ArrayType(T.FloatType())),
+        T.StructField("target_position", T.IntegerType()),
+        T.StructField("target_in_topk", T.BooleanType()),
+    ]
+)
+
+
+def attach_candidates(examples_df: DataFrame, index_bc, cfg: EtlConfig) -> DataFrame:
+    """Score every example with the broadcast co-occurrence index (numpy on executors)."""
+    k, window, decay = cfg.k, cfg.prerank.window, cfg.prerank.decay
+    exclude, policy = cfg.prerank.exclude_history, cfg.prerank.policy
+
+    def score(batches):
+        index = index_bc.value
+        lookup = index.index
+        ids = index.item_ids
+        for pdf in batches:
+            out = {"candidates": [], "scores": [], "target_position": [], "target_in_topk": []}
+            for history, target in zip(pdf["history"], pdf["target"]):
+                h = [lookup[x] for x in history if x in lookup]
+                t = lookup.get(target, -1)
+                cands, scores, all_scores = prerank.score_candidates(h, index, k, window, decay, exclude)
+                in_topk = t in cands
+                cands, scores, position = prerank.place_target(cands, scores, t, all_scores, policy)
+                out["candidates"].append([ids[c] for c in cands])
+                out["scores"].append([float(s) for s in scores])
+                out["target_position"].append(position)
+                out["target_in_topk"].append(in_topk)
+            yield pdf.assign(**{c: pd.Series(v, index=pdf.index) for c, v in out.items()})
+
+    return examples_df.mapInPandas(score, CANDIDATES)
+
+
+def to_slates(scored: DataFrame) -> DataFrame:
+    """gold.slates rows from scored examples (the caller has applied the policy's filter)."""
+    return scored.select(
+        "slate_id",
+        "user_id",
+        "history",
+        "candidates",
+        "target",
+        F.transform("candidates", lambda c: (c == F.col("target")).cast("int")).alias("labels"),
+        "target_position",
+        "scores",
+        "split",
+        F.lit("prerank").alias("origin"),
+        "ts",
+    )
+
+
+def logged_slates(interactions: DataFrame, sequences: DataFrame, cfg: EtlConfig) -> tuple[DataFrame, DataFrame]:
+    """Slates logged by a company's ranker (events with slate_id): used as they are.
+
+    Returns (slates, rejected) where rejected rows carry the slate and a reason: no click, or a size
+    other than K distinct candidates.
+    """
+    logged = interactions.where(F.col("slate_id").isNotNull())
+    shown = logged.where(F.col("event") == IMPRESSION_EVENT).groupBy("slate_id").agg(
+        F.first("user_id").alias("user_id"),
+        F.min("ts").alias("ts"),
+        F.array_sort(F.collect_list(F.struct(F.coalesce("position", F.lit(1 << 30)).alias("p"), "item_id"))).alias("shown"),
+    )
+    clicks = logged.where(F.col("event") != IMPRESSION_EVENT).groupBy("slate_id").agg(
+        F.array_distinct(F.collect_list("item_id")).alias("clicked")
+    )
+    slates = shown.join(clicks, "slate_id", "left").select(
+        "slate_id", "user_id", "ts", F.col("shown.item_id").alias("candidates"), F.coalesce("clicked", F.array().cast("array<string>")).alias("clicked")
+    )
+    labels = F.transform("candidates", lambda c: F.array_contains("clicked", c).cast("int"))
+    slates = slates.withColumn("labels", labels)
+    n_distinct = F.size(F.array_distinct("candidates"))
+    reason = (
+        F.when(F.aggregate("labels", F.lit(0), lambda a, x: a + x) == 0, F.lit("slate without the clicked item"))
+        .when(F.size("candidates") != cfg.k, F.concat(F.lit(f"slate has a size other than K={cfg.k}: "), F.size("candidates").cast("string")))
+        .when(n_distinct != F.size("candidates"), F.lit("slate lists an item twice"))
+    )
+    slates = slates.withColumn("reason", reason)
+    rejected = slates.where(F.col("reason").isNotNull())
+    good = slates.where(F.col("reason").isNull())
+    # History: the user's items strictly before the slate was shown.
+    hist = good.join(sequences.select("user_id", F.col("items").alias("_items"), F.col("ts").alias("_ts")), "user_id", "left")
+    before = F.filter(F.arrays_zip("_items", "_ts"), lambda e: e["_ts"] < F.col("ts"))
+    hist = hist.withColumn("_before", F.transform(before, lambda e: e["_items"]))
+    hist = hist.withColumn("history", F.slice(F.coalesce("_before", F.array().cast("array<string>")), -cfg.history_len, cfg.history_len))
+    first_pos = F.array_position("labels", 1) - 1
+    out = hist.select(
+        "slate_id",
+        "user_id",
+        F.coalesce("history", F.array().cast("array<string>")).alias("history"),
+        "candidates",
+        F.element_at("candidates", F.array_position("labels", 1).cast("int")).alias("target"),
+        "labels",
+        first_pos.cast("int").alias("target_position"),
+        F.transform("candidates", lambda c: F.lit(None).cast("float")).alias("scores"),
+        "ts",
+    )
+    return out, rejected
+
+
+def split_logged(slates: DataFrame, protocol: str, cuts: tuple[datetime, datetime] | None) -> DataFrame:
+    """Logged slates get splits by the same protocol: per user by slate time (loo) or time cuts."""
+    from pyspark.sql import Window
+
+    if protocol == "loo":
+        w = Window.partitionBy("user_id")
+        r = F.row_number().over(w.orderBy(F.col("ts").desc(), F.col("slate_id").desc()))
+        n = F.count(F.lit(1)).over(w)
+        split = F.when((n >= 3) & (r == 1), "test").when((n >= 3) & (r == 2), "valid").otherwise("train")
+    else:
+        valid, test = cuts
+        split = F.when(F.col("ts") >= F.lit(test), "test").when(F.col("ts") >= F.lit(valid), "valid").otherwise("train")
+    return slates.withColumn("split", split).select(
+        "slate_id", "user_id", "history", "candidates", "target", "labels", "target_position", "scores", "split",
+        F.lit("logged").alias("origin"), "ts",
+    )

@@ -1,0 +1,257 @@
+"""The ETL jobs: thin I/O around the pure transforms. Each returns a summary dict."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import functions as F
+
+from gr2.config import Config
+from gr2.etl import gold, prerank, transforms
+from gr2.etl.schema import BRONZE_KEY, INTERACTION_KEY, ITEM_UPDATABLE, QUARANTINE_KEY
+from gr2.etl.sources import get_reader
+from gr2.eval.metrics import slate_metrics
+from gr2.platform import quality as qc
+from gr2.platform.lake import Lake
+from gr2.platform.progress import Steps
+
+
+class ConservationError(AssertionError):
+    pass
+
+
+def _status_counts(checked, day: date | None) -> dict[str, int]:
+    status = (
+        F.when(F.col("reason").isNotNull(), "quarantined")
+        .when(transforms.in_date(checked, day), "accepted")
+        .otherwise("other_dates")
+    )
+    counts = {r["s"]: r["count"] for r in checked.groupBy(status.alias("s")).count().collect()}
+    out = {k: counts.get(k, 0) for k in ("accepted", "quarantined", "other_dates")}
+    out["read"] = sum(out.values())
+    return out
+
+
+def _reasons(checked) -> dict[str, int]:
+    # Reasons that embed a value (an absurd timestamp) are grouped by their fixed prefix.
+    key = F.regexp_replace(F.col("reason"), r":.*$", "")
+    rows = checked.where(F.col("reason").isNotNull()).groupBy(key.alias("r")).count().orderBy(F.desc("count")).collect()
+    return {r["r"]: r["count"] for r in rows}
+
+
+def landing_path(cfg: Config) -> Path:
+    return cfg.lake_path / "landing" / "synthetic"
+
+
+def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = None) -> dict:
+    """Raw files -> bronze, silver (interactions, items) and quarantine, for one day or for all."""
+    steps = steps or Steps(quiet=True)
+    lake = Lake(cfg.lake_path)
+    etl = cfg.etl
+    source, path = etl.source, etl.path
+    if source == "synthetic":
+        from gr2.etl import synthetic
+
+        path = str(landing_path(cfg))
+        with steps.step("generate synthetic logs"):
+            synthetic.generate(spark, etl.synthetic, path)
+        source = "events"
+    if path is None:
+        raise ValueError(f"source {etl.source} needs --path (a file or folder of its raw data)")
+    run_day = day or datetime.now(timezone.utc).date()
+    low, high = transforms.ts_bounds(etl.min_ts, datetime.now(timezone.utc).date(), etl.max_future_days)
+
+    with steps.step(f"read {etl.source} from {path}"):
+        batch = get_reader(source)(spark, path, etl.encoding)
+
+    summary: dict = {"source": etl.source, "path": str(path), "date": str(day) if day else "all", "tables": {}}
+    # Items first: events are checked against the catalog this run will publish.
+    known = lake.read(spark, "silver.items").select("item_id") if lake.exists(spark, "silver.items") else None
+    items_checked = None
+    if batch.items is not None:
+        items_checked = transforms.check_items(batch.items).persist(StorageLevel.MEMORY_AND_DISK)
+        new_known = items_checked.where("reason IS NULL").select("item_id")
+        known = new_known if known is None else known.unionByName(new_known)
+    if known is None:
+        raise ValueError(
+            f"no item metadata: {etl.source} at {path} has no item records and silver.items is empty; "
+            "ingest the catalog first (an items file beside the events)"
+        )
+
+    checked = transforms.check_interactions(batch.interactions, low, high)
+    checked = transforms.mark_unknown_items(checked, known)
+    checked = transforms.mark_duplicates(checked, INTERACTION_KEY, "duplicate event").persist(StorageLevel.MEMORY_AND_DISK)
+    with steps.step("validate records"):
+        counts = {"interactions": _status_counts(checked, day)}
+        reasons = {"interactions": _reasons(checked)}
+        if items_checked is not None:
+            counts["items"] = _status_counts(items_checked.withColumn("ts", F.lit(None)), None)
+            reasons["items"] = _reasons(items_checked)
+    for kind, c in counts.items():
+        if c["read"] != c["accepted"] + c["quarantined"] + c["other_dates"]:
+            raise ConservationError(f"{kind}: read {c['read']} != accepted + quarantined + other dates ({c})")
+    summary["counts"], summary["reasons"] = counts, reasons
+
+    ing = run_day
+    with steps.step("publish bronze.events"):
+        bronze = None
+        for kind, lines in batch.lines.items():
+            part = transforms.to_bronze(lines, etl.source, kind, ing)
+            bronze = part if bronze is None else bronze.unionByName(part)
+        n_lines = bronze.count()
+        res = lake.publish_merge(
+            spark, bronze, "bronze.events", BRONZE_KEY,
+            [qc.rows(n_lines), qc.not_null("file"), qc.not_null("line"), qc.compound_unique(BRONZE_KEY)],
+        )
+        summary["tables"]["bronze.events"] = res.__dict__
+    if items_checked is not None:
+        with steps.step("publish silver.items"):
+            items = transforms.to_silver_items(items_checked, ing)
+            res = lake.publish_merge(
+                spark, items, "silver.items", ["item_id"],
+                [qc.rows(counts["items"]["accepted"]), qc.not_null("item_id"), qc.unique("item_id")],
+                update_columns=ITEM_UPDATABLE,
+            )
+            summary["tables"]["silver.items"] = res.__dict__
+    with steps.step("publish silver.interactions"):
+        accepted = transforms.to_silver_interactions(checked.where(transforms.in_date(checked, day)), ing)
+        res = lake.publish_merge(
+            spark, accepted, "silver.interactions", INTERACTION_KEY,
+            [
+                qc.rows(counts["interactions"]["accepted"]),
+                *[qc.not_null(c) for c in INTERACTION_KEY],
+                qc.compound_unique(INTERACTION_KEY),
+                qc.between("ts", low.isoformat(), high.isoformat()),
+            ],
+        )
+        summary["tables"]["silver.interactions"] = res.__dict__
+    with steps.step("publish quarantine"):
+        bad = transforms.to_quarantine(checked, "interactions", "ingest", ing)
+        if items_checked is not None:
+            bad = bad.unionByName(transforms.to_quarantine(items_checked, "items", "ingest", ing))
+        n_bad = sum(c["quarantined"] for c in counts.values())
+        res = lake.publish_merge(
+            spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_bad), qc.not_null("reason"), qc.not_null("raw")]
+        )
+        summary["tables"]["quarantine"] = res.__dict__
+    checked.unpersist()
+    if items_checked is not None:
+        items_checked.unpersist()
+    _write_report(cfg, "ingest", summary)
+    return summary
+
+
+def _slate_audit(k: int):
+    def audit(df):
+        return df.select(
+            "slate_id", "split", "target", "user_id",
+            F.size("candidates").alias("n_candidates"),
+            F.size(F.array_distinct("candidates")).alias("n_distinct_candidates"),
+            F.array_contains("labels", 1).alias("has_positive"),
+            (F.col("target").isNull() | F.array_contains("candidates", F.col("target"))).alias("target_in_candidates"),
+            (F.size("history") > 0).alias("has_history"),
+        )
+
+    checks = [
+        qc.not_null("slate_id"), qc.unique("slate_id"), qc.not_null("user_id"),
+        qc.in_set("split", gold.SPLITS),
+        qc.in_set("n_candidates", [k]), qc.in_set("n_distinct_candidates", [k]),
+        qc.in_set("has_positive", [True]), qc.in_set("target_in_candidates", [True]),
+    ]
+    return audit, checks
+
+
+def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
+    """silver -> gold.sequences, gold.cooccurrence, gold.slates (pre-ranked and logged)."""
+    steps = steps or Steps(quiet=True)
+    lake = Lake(cfg.lake_path)
+    etl = cfg.etl
+    interactions = lake.read(spark, "silver.interactions")
+    items = lake.read(spark, "silver.items")
+    summary: dict = {"k": etl.k, "protocol": etl.split.protocol, "policy": etl.prerank.policy, "tables": {}}
+
+    with steps.step("sequences and splits"):
+        cuts = gold.time_cuts(interactions, etl.split) if etl.split.protocol == "time" else None
+        sequences = gold.label_splits(gold.build_sequences(interactions), etl.split.protocol, cuts)
+        sequences = sequences.persist(StorageLevel.MEMORY_AND_DISK)
+        n_users = sequences.count()
+        summary["users"] = n_users
+        if cuts:
+            summary["time_cuts"] = {"valid_start": cuts[0].isoformat(), "test_start": cuts[1].isoformat()}
+    with steps.step("fit co-occurrence pre-ranker on the training split"):
+        train = gold.train_prefixes(sequences)
+        cooc = prerank.fit_cooccurrence(train, etl.prerank.max_gap, etl.prerank.neighbors).persist(StorageLevel.MEMORY_AND_DISK)
+        cooc_rows = [(r.item_id, r.neighbor_id, r.weight, r.rank) for r in cooc.collect()]
+        pop = [(r.item_id, r["count"]) for r in train.select(F.explode("items").alias("item_id")).groupBy("item_id").count().collect()]
+        all_items = [r.item_id for r in items.select("item_id").collect()]
+        index = prerank.build_index(cooc_rows, pop, all_items)
+        summary["cooccurrence_pairs"] = len(cooc_rows)
+    with steps.step("pre-rank candidates for every example"):
+        ex = gold.examples(sequences, etl)
+        scored = gold.attach_candidates(ex, spark.sparkContext.broadcast(index), etl).persist(StorageLevel.MEMORY_AND_DISK)
+        cov_rows = scored.groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.avg(F.col("target_in_topk").cast("double")).alias("cov")).collect()
+        summary["examples"] = {r["split"]: r["n"] for r in cov_rows}
+        summary["coverage"] = {r["split"]: round(r["cov"], 4) for r in cov_rows}
+        kept = scored.where(F.col("target_position") >= 0)
+        slates = gold.to_slates(kept)
+
+    logged_n = 0
+    if interactions.where(F.col("slate_id").isNotNull()).limit(1).count():
+        with steps.step("logged slates"):
+            logged, rejected = gold.logged_slates(interactions, sequences, etl)
+            logged = gold.split_logged(logged, etl.split.protocol, cuts)
+            slates = slates.unionByName(logged)
+            bad = rejected.select(
+                F.lit("events").alias("source"), F.lit("slate").alias("kind"), F.lit("gold.slates").alias("file"),
+                F.lit(0).cast("long").alias("line"),
+                F.to_json(F.struct("slate_id", "user_id", "candidates", "clicked")).alias("raw"),
+                F.col("reason"), F.lit("build").alias("stage"), F.current_date().alias("ingest_date"),
+            )
+            n_rej = bad.count()
+            logged_n = logged.count()
+            summary["logged_slates"] = {"accepted": logged_n, "quarantined": n_rej}
+            if n_rej:
+                lake.publish_merge(spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_rej), qc.not_null("reason")])
+
+    with steps.step("publish gold tables"):
+        n_slates = slates.count()
+        audit, checks = _slate_audit(etl.k)
+        res = lake.publish_overwrite(spark, slates, "gold.slates", [qc.rows(n_slates), *checks], audit=audit)
+        summary["tables"]["gold.slates"] = res.__dict__
+        res = lake.publish_overwrite(
+            spark, sequences, "gold.sequences", [qc.rows(n_users), qc.unique("user_id"), qc.not_null("user_id")]
+        )
+        summary["tables"]["gold.sequences"] = res.__dict__
+        res = lake.publish_overwrite(
+            spark, cooc, "gold.cooccurrence", [qc.rows(len(cooc_rows)), qc.compound_unique(["item_id", "neighbor_id"])]
+        )
+        summary["tables"]["gold.cooccurrence"] = res.__dict__
+    with steps.step("incoming-order metrics"):
+        published = lake.read(spark, "gold.slates")
+        per_split = {}
+        for split in gold.SPLITS:
+            pos = [r.target_position for r in published.where((F.col("split") == split) & (F.col("origin") == "prerank")).select("target_position").collect()]
+            if pos:
+                per_split[split] = {"slates": len(pos), **{m: round(v, 4) for m, v in slate_metrics(pos).items()}}
+        summary["incoming_order"] = per_split
+    summary["slates"] = n_slates
+    sequences.unpersist()
+    scored.unpersist()
+    cooc.unpersist()
+    _write_report(cfg, "build", summary)
+    return summary
+
+
+def _write_report(cfg: Config, name: str, summary: dict) -> Path:
+    folder = cfg.lake_path / "reports" / "etl"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    path = folder / f"{name}-{stamp}.json"
+    text = json.dumps(summary, indent=2, default=str)
+    path.write_text(text)
+    (folder / f"{name}-latest.json").write_text(text)
+    summary["report"] = str(path)
+    return path

@@ -1,0 +1,33 @@
+"""Source readers: one per input format, all producing the same parsed shape (gr2.etl.schema).
+
+A reader is a function `read(spark, path, encoding) -> SourceBatch`. Parsing of single records is done
+by pure functions (raw text -> tuples) so they are tested without Spark; the reader only maps them over
+the lines that `gr2.etl.io.read_lines` gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass
+class SourceBatch:
+    """What one reader call produced. `lines` holds every raw record (for bronze), by kind."""
+
+    source: str
+    interactions: object  # DataFrame[PARSED_INTERACTION]
+    items: object | None  # DataFrame[PARSED_ITEM] or None when the source carries no item metadata
+    lines: dict  # kind ("interactions" | "items") -> DataFrame[file, line, raw]
+
+
+Reader = Callable[..., SourceBatch]
+
+
+def get_reader(source: str) -> Reader:
+    import importlib
+
+    modules = {"amazon-p5": "amazon_p5", "amazon-raw": "amazon_raw", "movielens": "movielens", "events": "events"}
+    if source not in modules:
+        raise ValueError(f"unknown source {source!r}; choose one of {', '.join(sorted(modules))} or synthetic")
+    return importlib.import_module(f"gr2.etl.sources.{modules[source]}").read

@@ -1,0 +1,37 @@
+"""Console progress for long work: a live line per step with its elapsed time."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+class Steps:
+    """`with steps.step("name"):` shows a spinner while the step runs and its time when it ends."""
+
+    def __init__(self, quiet: bool = False, title: str | None = None):
+        self.quiet = quiet
+        self.timings: dict[str, float] = {}
+        if title and not quiet:
+            console.rule(title)
+
+    @contextmanager
+    def step(self, name: str):
+        start = time.perf_counter()
+        if self.quiet:
+            yield
+            self.timings[name] = time.perf_counter() - start
+            return
+        with console.status(f"[bold]{name}[/] ..."):
+            try:
+                yield
+            except BaseException:
+                console.print(f"[red]x[/] {name} failed after {time.perf_counter() - start:.1f}s")
+                raise
+        elapsed = time.perf_counter() - start
+        self.timings[name] = elapsed
+        console.print(f"[green]v[/] {name} [dim]({elapsed:.1f}s)[/]")

@@ -1,0 +1,142 @@
+"""Great Expectations gates: every table is validated by a GE checkpoint before it is published.
+
+Callers describe what must hold as a list of GE expectations (built with the helpers below); `gate`
+runs them as a checkpoint against the staged DataFrame, updates the lake's Data Docs, and raises
+`QualityGateError` naming each broken expectation and how many rows broke it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+import great_expectations as gx  # noqa: E402
+from great_expectations import expectations as gxe  # noqa: E402
+
+logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
+
+class QualityGateError(RuntimeError):
+    """A table failed its gate; the published version was left as it was."""
+
+    def __init__(self, table: str, failures: list["Failure"], docs: Path | None):
+        self.table = table
+        self.failures = failures
+        self.docs = docs
+        lines = [f"quality gate refused {table}: {len(failures)} check(s) failed"]
+        lines += [f"  - {f}" for f in failures]
+        lines.append(f"  the previous version of {table} stays published")
+        if docs:
+            lines.append(f"  details: {docs}")
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class Failure:
+    check: str
+    column: str | None
+    unexpected: int | None
+    observed: object
+    expected: str
+
+    def __str__(self) -> str:
+        where = f" on {self.column}" if self.column else ""
+        got = f"{self.unexpected} row(s) broke it" if self.unexpected is not None else f"observed {self.observed}"
+        return f"{self.check}{where}: {got} (expected {self.expected})"
+
+
+# Short constructors keep call sites readable: checks.unique("item_id"), checks.rows(n) ...
+def unique(column: str):
+    return gxe.ExpectColumnValuesToBeUnique(column=column)
+
+
+def not_null(column: str):
+    return gxe.ExpectColumnValuesToNotBeNull(column=column)
+
+
+def between(column: str, low=None, high=None):
+    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+
+
+def in_set(column: str, values):
+    return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(values))
+
+
+def rows(count: int):
+    return gxe.ExpectTableRowCountToEqual(value=int(count))
+
+
+def min_rows(count: int):
+    return gxe.ExpectTableRowCountToBeBetween(min_value=int(count))
+
+
+def compound_unique(columns: list[str]):
+    return gxe.ExpectCompoundColumnsToBeUnique(column_list=list(columns))
+
+
+def columns_exist(columns: list[str]):
+    return [gxe.ExpectColumnToExist(column=c) for c in columns]
+
+
+def _describe(config) -> str:
+    kw = {k: v for k, v in config.kwargs.items() if k not in ("column", "batch_id", "column_list")}
+    return f"{kw}" if kw else "to hold"
+
+
+def context_root(lake: Path) -> Path:
+    return Path(lake) / "_quality"
+
+
+def docs_dir(lake: Path) -> Path:
+    return context_root(lake) / "gx" / "uncommitted" / "data_docs" / "local_site"
+
+
+def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool = True) -> list[Failure]:
+    """Validate `df` as `table` with a GE checkpoint; raise QualityGateError when any expectation fails."""
+    context = gx.get_context(mode="file", project_root_dir=str(context_root(lake)))
+    source = context.data_sources.add_or_update_spark(name="gr2_lake")
+    asset_name = table.replace(".", "_")
+    try:
+        asset = source.get_asset(asset_name)
+    except LookupError:
+        asset = source.add_dataframe_asset(name=asset_name)
+    try:
+        batch_def = asset.get_batch_definition("staged")
+    except (KeyError, LookupError):
+        batch_def = asset.add_batch_definition_whole_dataframe("staged")
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{asset_name}_gate", expectations=expectations))
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"{asset_name}_gate", data=batch_def, suite=suite)
+    )
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"{asset_name}_publish",
+            validation_definitions=[validation],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            result_format={"result_format": "SUMMARY"},
+        )
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": df})
+    failures: list[Failure] = []
+    for run in result.run_results.values():
+        for r in run.results:
+            if r.success:
+                continue
+            cfg = r.expectation_config
+            res = r.result or {}
+            failures.append(
+                Failure(
+                    check=cfg.type,
+                    column=cfg.kwargs.get("column") or (",".join(cfg.kwargs.get("column_list", [])) or None),
+                    unexpected=res.get("unexpected_count"),
+                    observed=res.get("observed_value"),
+                    expected=_describe(cfg),
+                )
+            )
+    if failures and raise_on_failure:
+        raise QualityGateError(table, failures, docs_dir(lake) / "index.html")
+    return failures

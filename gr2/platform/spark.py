@@ -1,0 +1,104 @@
+"""Spark sessions with Delta Lake, started from locally cached JARs.
+
+The delta-spark wheel carries no JARs. We resolve `delta-spark` and `delta-storage` from Maven Central
+once (with `mvn dependency:copy`) into `spark.jars_dir`, and every later session puts those files on
+the classpath by path, so sessions start offline and CI does not hit the network per test.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from gr2.config import SparkConfig
+
+# delta-spark 4.0.x is built for Spark 4.0 / Scala 2.13; keep in step with pyproject.toml.
+DELTA_VERSION = "4.0.1"
+SCALA_BINARY = "2.13"
+DELTA_ARTIFACTS = (f"io.delta:delta-spark_{SCALA_BINARY}:{DELTA_VERSION}", f"io.delta:delta-storage:{DELTA_VERSION}")
+
+
+class SparkSetupError(RuntimeError):
+    pass
+
+
+def _jar_name(coordinate: str) -> str:
+    _, artifact, version = coordinate.split(":")
+    return f"{artifact}-{version}.jar"
+
+
+def ensure_delta_jars(jars_dir: str | Path) -> list[Path]:
+    """Return the local Delta JARs, fetching them with Maven the first time."""
+    folder = Path(jars_dir).expanduser()
+    wanted = [folder / _jar_name(c) for c in DELTA_ARTIFACTS]
+    missing = [c for c, p in zip(DELTA_ARTIFACTS, wanted) if not p.exists()]
+    if not missing:
+        return wanted
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise SparkSetupError(
+            f"Delta Lake JARs are not in {folder} and Maven (mvn) is not installed to fetch them. "
+            f"Install Maven, or copy {', '.join(_jar_name(c) for c in missing)} into {folder}."
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    for coordinate in missing:
+        print(f"gr2: fetching {coordinate} into {folder} (once)", file=sys.stderr)
+        proc = subprocess.run(
+            [mvn, "-q", "-B", "dependency:copy", f"-Dartifact={coordinate}", f"-DoutputDirectory={folder}"],
+            capture_output=True,
+            text=True,
+            cwd=folder,
+        )
+        if proc.returncode != 0:
+            raise SparkSetupError(f"mvn could not fetch {coordinate}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    still = [p for p in wanted if not p.exists()]
+    if still:
+        raise SparkSetupError(f"after mvn dependency:copy these JARs are still missing: {still}")
+    return wanted
+
+
+def spark_conf(cfg: SparkConfig) -> dict[str, str]:
+    jars = ensure_delta_jars(cfg.jars_dir)
+    conf = {
+        "spark.jars": ",".join(str(j) for j in jars),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.memory": cfg.driver_memory,
+        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.enabled": "false",
+        "spark.sql.adaptive.enabled": "true",
+        # Delta table writes of small tables are dominated by file count; keep them few.
+        "spark.databricks.delta.optimizeWrite.enabled": "true",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.databricks.delta.stats.collect": "true",
+        "spark.python.worker.reuse": "true",
+    }
+    if cfg.master.startswith("local"):
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    conf.update(cfg.conf)
+    return conf
+
+
+def get_spark(cfg: SparkConfig | None = None):
+    """The active session if there is one, else a new one with Delta configured."""
+    from pyspark.sql import SparkSession
+
+    cfg = cfg or SparkConfig()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    # Executors must run the same Python as the driver (a venv, not the system python).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
+    for key, value in spark_conf(cfg).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark

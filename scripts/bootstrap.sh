@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Create .venv and install gr2 with everything it needs, from the package registries only.
+# When ../shared/wheels holds the CPU build of torch, it is installed first and torch is pinned to it
+# (also inside build isolation, as DeepSpeed builds from source), so pip never pulls CUDA wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+VENV=${VENV:-.venv}
+WHEELS=${GR2_WHEELS:-../shared/wheels}
+STAMP="$VENV/.gr2-installed"
+
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip setuptools wheel
+if compgen -G "$WHEELS/torch-*.whl" >/dev/null; then
+  WHEELS=$(cd "$WHEELS" && pwd)
+  echo "bootstrap: using the local torch wheel in $WHEELS"
+  "$VENV/bin/python" -m pip install -q "$WHEELS"/torch-*.whl
+  CONSTRAINTS="$VENV/constraints.txt"
+  echo "torch==2.13.0" > "$CONSTRAINTS"
+  export PIP_CONSTRAINT="$CONSTRAINTS" PIP_FIND_LINKS="$WHEELS"
+else
+  # No local wheel: take the CPU build from PyTorch's own index is not reachable here, so PyPI's
+  # default wheel is used (it is large). Point GR2_WHEELS at a folder with a CPU wheel to avoid that.
+  echo "bootstrap: no local torch wheel; pip takes torch from the registry"
+fi
+"$VENV/bin/python" -m pip install -q -e ".[test]"
+# Delta Lake JARs: resolved from Maven Central once, then every Spark session starts offline.
+"$VENV/bin/python" -c "from gr2.platform.spark import ensure_delta_jars; from gr2.config import SparkConfig; print('bootstrap: Delta JARs', *ensure_delta_jars(SparkConfig().jars_dir))"
+touch "$STAMP"
