@@ -7,6 +7,7 @@ runs them as a checkpoint against the staged DataFrame, updates the lake's Data 
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool 
         batch_def = asset.get_batch_definition("staged")
     except (KeyError, LookupError):
         batch_def = asset.add_batch_definition_whole_dataframe("staged")
-    suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{asset_name}_gate", expectations=expectations))
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{asset_name}_gate", expectations=[copy.copy(e) for e in expectations]))
     validation = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{asset_name}_gate", data=batch_def, suite=suite)
     )
