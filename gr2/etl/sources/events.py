@@ -1,0 +1,367 @@
+"""A company's own logs: event files and item metadata files, as JSON lines, CSV or Parquet.
+
+`path` is a folder (searched recursively) or a single file. Data files are `.jsonl`/`.json`/`.csv`
+(plain or `.gz`) and `.parquet`; other files, and every file or folder whose name starts with "_" or "."
+(`_SUCCESS`, `.part-0000.crc`, `_temporary/`), are ignored.
+
+Which file holds what:
+- ITEM METADATA when its own name, or the name of any folder between `path` and it, starts with
+  "items" (case-insensitive): `items.jsonl`, `items_2024-01-01.csv`, `items/part-0000.json`.
+- EVENTS otherwise.
+
+Event columns: user_id, item_id, ts, event (default "click"), slate_id (optional), position (optional int,
+for logged impressions). ts is ISO-8601 (with "Z", an offset or none: a time without zone is UTC) or an
+epoch number (seconds when below 1e11, else milliseconds); it becomes a naive UTC datetime.
+Item columns: item_id, title, categories (a JSON list; in CSV a "a|b|c" string or a JSON list), brand.
+
+JSON files hold one object per line. CSV files start with a header line naming the columns; the header is
+not a record (it is in neither the lines nor the parsed rows) and every later line is parsed with the
+csv module (so a quoted field cannot span lines). A Parquet row is a record whose line is its 1-based
+row index in the file and whose raw text is the row as JSON (timestamps as ISO-8601 UTC).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import html
+import json
+import math
+import os
+import re
+from datetime import date, datetime, timezone
+from functools import reduce
+from pathlib import Path
+
+from gr2.etl.io import LINES, InputError, list_files, read_lines
+from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
+from gr2.etl.sources import SourceBatch
+
+SOURCE = "events"
+DEFAULT_EVENT = "click"
+EPOCH_MILLIS_FROM = 1e11  # epoch numbers at or above this are milliseconds (1e11 s is the year 5138)
+INT32 = 2**31
+
+JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+PARQUET_SUFFIXES = (".parquet",)
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------------
+
+
+def file_format(path: str) -> str | None:
+    """"json", "csv", "parquet" or None (not a data file) from the file name."""
+    name = path.lower()
+    if name.endswith(JSON_SUFFIXES):
+        return "json"
+    if name.endswith(CSV_SUFFIXES):
+        return "csv"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def is_csv(path: str) -> bool:
+    return path.lower().endswith(CSV_SUFFIXES)
+
+
+def _relative_parts(root: Path, file: str) -> tuple[str, ...]:
+    """The names from below `root` down to `file` (just the file name when root is a file or a glob)."""
+    if root.is_dir():
+        rel = os.path.relpath(file, root.resolve())
+        if not rel.startswith(".."):
+            return Path(rel).parts
+    return (Path(file).name,)
+
+
+def classify_files(path: str | Path) -> dict[str, list[tuple[str, str]]]:
+    """{"interactions": [(file, format)], "items": [(file, format)]} for the data files under `path`."""
+    root = Path(path).expanduser()
+    if not root.exists() and not any(ch in str(root) for ch in "*?["):
+        raise InputError(f"events expects a folder or file of event logs (.jsonl/.json/.csv/.parquet) at {root}, and it does not exist")
+    try:
+        files = list_files(root)
+    except InputError:
+        files = []
+    out: dict[str, list[tuple[str, str]]] = {"interactions": [], "items": []}
+    for f in files:
+        parts = _relative_parts(root, f)
+        fmt = file_format(parts[-1])
+        if fmt is None or any(p.startswith(("_", ".")) for p in parts):
+            continue
+        kind = "items" if any(p.lower().startswith("items") for p in parts) else "interactions"
+        out[kind].append((f, fmt))
+    if not out["interactions"] and not out["items"]:
+        raise InputError(
+            f"events expects event and item files (.jsonl/.json/.csv, plain or .gz, or .parquet) under {root}; "
+            f"found none (item files are those named items* or inside an items* folder)"
+        )
+    return out
+
+
+def _csv_fields(raw: str) -> list[str]:
+    return next(csv.reader([raw], strict=True), [])
+
+
+def read_csv_header(file: str, encoding: str) -> list[str] | None:
+    """The column names on line 1 of a CSV file (plain or .gz), or None when line 1 is blank."""
+    opener = gzip.open if file.lower().endswith(".gz") else open
+    with opener(file, "rb") as fh:
+        first = fh.readline()
+    text = first.decode(encoding, errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    if not text.strip():
+        return None
+    try:
+        return [name.strip() for name in _csv_fields(text)]
+    except csv.Error:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Values
+# ---------------------------------------------------------------------------------------------------
+
+
+def _epoch(number: float) -> datetime | None:
+    if not math.isfinite(number):
+        return None
+    seconds = number if abs(number) < EPOCH_MILLIS_FROM else number / 1000.0
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc).replace(tzinfo=None)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def parse_timestamp(value) -> datetime | None:
+    """ISO-8601 text or epoch seconds/milliseconds -> naive UTC datetime; None when it is neither."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    if isinstance(value, (int, float)):
+        return _epoch(float(value))
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if _NUMBER.match(text):
+        return _epoch(float(text))
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
+
+
+def _id(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _opt_text(value) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _position(value) -> tuple[int | None, str | None]:
+    """(position, None) or (None, reason)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[+-]?\d+", text):
+            number = int(text)
+        elif _NUMBER.match(text) and float(text).is_integer():
+            number = int(float(text))
+    if number is None:
+        return None, f"position is not an integer: {value!r}"
+    if not -INT32 <= number < INT32:
+        return None, f"position out of range: {number}"
+    return number, None
+
+
+def _categories(value) -> list[str]:
+    """A list (nested lists are flattened), a JSON list text or "a|b|c" -> distinct names, first seen first."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                return _categories(json.loads(text))
+            except json.JSONDecodeError:
+                pass
+        value = text.split("|")
+    elif not isinstance(value, (list, tuple)):
+        value = [value]
+    seen: list[str] = []
+    for entry in value:
+        for name in _categories(entry) if isinstance(entry, (list, tuple)) else [entry]:
+            if name is None:
+                continue
+            name = html.unescape(str(name)).strip()
+            if name and name not in seen:
+                seen.append(name)
+    return seen
+
+
+def _missing(names: list[str]) -> str:
+    return f"missing field{'s' if len(names) > 1 else ''}: {', '.join(names)}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------------------
+
+
+def event_record(file: str, line: int, raw: str, obj: dict) -> tuple:
+    """A decoded event (dict) -> one parsed interaction (PARSED_INTERACTION order)."""
+    user, item = _id(obj.get("user_id")), _id(obj.get("item_id"))
+    ts_value = obj.get("ts")
+    if isinstance(ts_value, str) and not ts_value.strip():
+        ts_value = None
+    missing = [n for n, v in (("user_id", user), ("item_id", item), ("ts", ts_value)) if v is None]
+    ts = parse_timestamp(ts_value)
+    event = _opt_text(obj.get("event"))
+    event = event.lower() if event else DEFAULT_EVENT
+    position, reason = _position(obj.get("position"))
+    if ts is None and ts_value is not None:
+        reason = f"unparseable timestamp: {ts_value!r}"
+    if missing:
+        reason = _missing(missing)
+    return (SOURCE, file, line, raw, user, item, ts, event, _opt_text(obj.get("slate_id")), position, reason)
+
+
+def item_record(file: str, line: int, raw: str, obj: dict) -> tuple:
+    """A decoded item (dict) -> one parsed item (PARSED_ITEM order)."""
+    item = _id(obj.get("item_id"))
+    reason = None if item is not None else _missing(["item_id"])
+    title = _opt_text(obj.get("title"))
+    return (SOURCE, file, line, raw, item, title, _categories(obj.get("categories")), _opt_text(obj.get("brand")), reason)
+
+
+def _load_json(raw: str) -> tuple[dict | None, str | None]:
+    try:
+        obj = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return None, f"malformed JSON: {exc.msg} at column {exc.colno}"
+    if not isinstance(obj, dict):
+        return None, f"malformed JSON: a {type(obj).__name__}, not an object"
+    return obj, None
+
+
+def _load_csv(raw: str, header: list[str] | None) -> tuple[dict | None, str | None]:
+    if not header:
+        return None, "CSV file has no header line (line 1 must name the columns)"
+    try:
+        fields = _csv_fields(raw)
+    except csv.Error as exc:
+        return None, f"malformed CSV: {exc}"
+    if len(fields) != len(header):
+        return None, f"expected {len(header)} CSV fields ({', '.join(header)}), found {len(fields)}"
+    return {name: (value if value.strip() else None) for name, value in zip(header, fields)}, None
+
+
+_BAD_EVENT = (None,) * 6  # user_id .. position
+_BAD_ITEM = (None,) * 4  # item_id .. brand
+
+
+def parse_event_json(file: str, line: int, raw: str) -> tuple:
+    obj, reason = _load_json(raw)
+    return event_record(file, line, raw, obj) if obj is not None else (SOURCE, file, line, raw, *_BAD_EVENT, reason)
+
+
+def parse_event_csv(file: str, line: int, raw: str, header: list[str] | None) -> tuple:
+    obj, reason = _load_csv(raw, header)
+    return event_record(file, line, raw, obj) if obj is not None else (SOURCE, file, line, raw, *_BAD_EVENT, reason)
+
+
+def parse_item_json(file: str, line: int, raw: str) -> tuple:
+    obj, reason = _load_json(raw)
+    return item_record(file, line, raw, obj) if obj is not None else (SOURCE, file, line, raw, *_BAD_ITEM, reason)
+
+
+def parse_item_csv(file: str, line: int, raw: str, header: list[str] | None) -> tuple:
+    obj, reason = _load_csv(raw, header)
+    return item_record(file, line, raw, obj) if obj is not None else (SOURCE, file, line, raw, *_BAD_ITEM, reason)
+
+
+def _local(file: str) -> str:
+    return file[5:] if file.startswith("file:") else file
+
+
+def parse_line(kind: str, file: str, line: int, raw: str, headers: dict) -> tuple:
+    """Dispatch on the file: CSV lines with their file's header, JSON lines and Parquet rows (JSON) as JSON."""
+    if is_csv(file):
+        header = headers.get(file) or headers.get(_local(file))
+        return (parse_event_csv if kind == "interactions" else parse_item_csv)(file, line, raw, header)
+    return (parse_event_json if kind == "interactions" else parse_item_json)(file, line, raw)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reader
+# ---------------------------------------------------------------------------------------------------
+
+
+def _parquet_lines(spark, file: str):
+    from pyspark.sql import functions as F
+
+    df = spark.read.parquet(file)
+    cols = [c for c in df.columns]
+    return df.select(
+        F.lit(file).alias("file"),
+        (F.col("_metadata.row_index") + 1).cast("long").alias("line"),
+        F.to_json(F.struct(*[F.col(f"`{c}`") for c in cols])).alias("raw"),
+    )
+
+
+def _lines(spark, files: list[tuple[str, str]], encoding: str):
+    """One (file, line, raw) DataFrame for these files; CSV headers are left out."""
+    from pyspark.sql import functions as F
+
+    parts = []
+    text = [f for f, fmt in files if fmt in ("json", "csv")]
+    if text:
+        df = read_lines(spark, text, encoding)
+        if any(fmt == "csv" for _, fmt in files):
+            df = df.where(~(F.col("file").rlike(r"(?i)\.csv(\.gz)?$") & (F.col("line") == 1)))
+        parts.append(df)
+    parts += [_parquet_lines(spark, f) for f, fmt in files if fmt == "parquet"]
+    if not parts:
+        return spark.createDataFrame([], LINES)
+    return reduce(lambda a, b: a.unionByName(b), parts)
+
+
+def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
+    enc = encoding or "utf-8"
+    files = classify_files(path)
+    headers = {f: read_csv_header(f, enc) for kind in files for f, fmt in files[kind] if fmt == "csv"}
+
+    def parse(kind, lines):
+        schema = PARSED_INTERACTION if kind == "interactions" else PARSED_ITEM
+        return spark.createDataFrame(lines.rdd.map(lambda r: parse_line(kind, r.file, r.line, r.raw, headers)), schema)
+
+    event_lines = _lines(spark, files["interactions"], enc)
+    interactions = parse("interactions", event_lines)
+    lines = {"interactions": event_lines}
+    items = None
+    if files["items"]:
+        item_lines = _lines(spark, files["items"], enc)
+        items = parse("items", item_lines)
+        lines["items"] = item_lines
+    return SourceBatch(SOURCE, interactions, items, lines)
