@@ -117,9 +117,23 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message says which key and why."""
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit dates: `end_date: 2026-01-31` stays the string the schema expects."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _parse_value(text: str) -> Any:
     # YAML gives `--set a=3` an int, `a=true` a bool, `a=[1,2]` a list, and leaves words as strings.
-    return yaml.safe_load(text) if text != "" else ""
+    return _yaml(text) if text != "" else ""
 
 
 def apply_override(data: dict, assignment: str) -> None:
@@ -141,7 +155,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"config file {p} does not exist")
-        loaded = yaml.safe_load(p.read_text()) or {}
+        loaded = _yaml(p.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {p} must hold a mapping at the top level")
         data = loaded

@@ -1,0 +1,31 @@
+import pytest
+
+from gr2.config import ConfigError, load_config
+
+
+def test_yaml_then_overrides_then_lake(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("lake: /from/yaml\netl:\n  k: 20\n  synthetic:\n    end_date: 2025-02-01\n")
+    cfg = load_config(f, ["etl.k=5", "etl.split.protocol=time", "spark.conf={spark.x: '1'}"], lake="/from/flag")
+    assert cfg.etl.k == 5 and cfg.etl.split.protocol == "time" and cfg.lake == "/from/flag"
+    assert cfg.etl.synthetic.end_date == "2025-02-01" and cfg.spark.conf == {"spark.x": "1"}
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("etl.kk=3", "etl.kk"),
+        ("etl.k=1", "etl.k"),
+        ("etl.split.protocol=random", "etl.split.protocol"),
+        ("etl.split.valid_quantile=0.95", "valid_quantile"),
+        ("etl.k", "key=value"),
+    ],
+)
+def test_bad_settings_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.yaml")

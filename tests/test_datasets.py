@@ -1,0 +1,40 @@
+"""The real data sets (skipped when ../shared/datasets is absent): counts the issue names, slates, metrics."""
+
+import pytest
+
+from gr2.config import load_config
+from gr2.etl import jobs
+from tests.conftest import dataset
+
+pytestmark = [pytest.mark.dataset, pytest.mark.slow]
+
+
+def test_amazon_beauty_p5(spark, lake):
+    path = dataset("amazon_beauty")
+    cfg = load_config(overrides=["etl.source=amazon-p5", f"etl.path={path}"], lake=str(lake.root))
+    ing = jobs.ingest(spark, cfg)
+    assert ing["counts"]["interactions"] == {"accepted": 198502, "quarantined": 0, "other_dates": 0, "read": 198502}
+    silver = lake.read(spark, "silver.interactions")
+    assert silver.count() == 198502
+    assert silver.select("user_id").distinct().count() == 22363
+    assert lake.read(spark, "silver.items").count() == 12101
+    b = jobs.build(spark, cfg)
+    assert b["users"] == 22363 and b["examples"]["test"] == 22363
+    test = b["incoming_order"]["test"]
+    # filter policy: a test slate exists exactly when the pre-ranker put the target in its top 10
+    assert abs(test["slates"] - b["coverage"]["test"] * 22363) < 3  # coverage is rounded to 4 places
+    assert 0 < test["R@1"] <= test["R@5"] <= 1 and 0 < test["NDCG@5"] <= 1
+
+
+def test_movielens_100k_time_cut(spark, lake):
+    path = dataset("movielens_100k")
+    cfg = load_config(overrides=["etl.source=movielens", f"etl.path={path}", "etl.split.protocol=time"], lake=str(lake.root))
+    ing = jobs.ingest(spark, cfg)
+    assert ing["counts"]["interactions"]["accepted"] == 100000
+    b = jobs.build(spark, cfg)
+    assert b["users"] == 943 and b["time_cuts"]["valid_start"] < b["time_cuts"]["test_start"]
+    slates = lake.read(spark, "gold.slates")
+    cut = b["time_cuts"]["test_start"]
+    assert slates.where(f"split = 'test' AND ts < '{cut}'").count() == 0
+    assert slates.where(f"split = 'train' AND ts >= '{b['time_cuts']['valid_start']}'").count() == 0
+    assert b["incoming_order"]["test"]["slates"] > 1000
