@@ -19,9 +19,9 @@ class Strict(BaseModel):
 
 
 class SparkConfig(Strict):
-    master: str = "local[*]"
-    app_name: str = "gr2"
-    driver_memory: str = "4g"
+    master: str = Field("local[*]", description="any Spark master: local[N], spark://host:7077, yarn, k8s://...")
+    app_name: str = Field("gr2", description="Spark application name")
+    driver_memory: str = Field("4g", description="spark.driver.memory (in local mode this is all the memory Spark gets)")
     shuffle_partitions: int = Field(8, ge=1, description="spark.sql.shuffle.partitions; small data wants few")
     jars_dir: str = Field(
         "~/.cache/gr2/jars",
@@ -34,13 +34,13 @@ class SparkConfig(Strict):
 class SyntheticConfig(Strict):
     """The built-in generator: structure a model can learn, scalable on Spark executors."""
 
-    users: int = Field(2000, ge=1)
-    items: int = Field(800, ge=10)
-    mean_events_per_user: float = Field(12.0, gt=1)
-    min_events_per_user: int = Field(5, ge=2)
+    users: int = Field(2000, ge=1, description="number of users")
+    items: int = Field(800, ge=10, description="catalog size")
+    mean_events_per_user: float = Field(12.0, gt=1, description="mean sequence length")
+    min_events_per_user: int = Field(5, ge=2, description="shortest sequence")
     days: int = Field(60, ge=1, description="events are spread over this many days ending at end_date")
-    end_date: str = "2026-01-31"
-    seed: int = 7
+    end_date: str = Field("2026-01-31", description="last day of events (YYYY-MM-DD)")
+    seed: int = Field(7, description="same seed and settings give byte-identical files")
     bad_record_rate: float = Field(
         0.002, ge=0, le=0.5, description="share of deliberately broken records, to exercise the quarantine"
     )
@@ -64,7 +64,7 @@ class SplitConfig(Strict):
     valid_quantile: float = Field(0.8, gt=0, lt=1, description="time protocol: events after this quantile of ts are validation")
     test_quantile: float = Field(0.9, gt=0, lt=1, description="time protocol: events after this quantile of ts are test")
     valid_start: str | None = Field(None, description="time protocol: explicit cut (ISO date/time) instead of the quantile")
-    test_start: str | None = None
+    test_start: str | None = Field(None, description="time protocol: explicit test cut (ISO date/time)")
 
     @model_validator(mode="after")
     def _order(self) -> "SplitConfig":
@@ -74,7 +74,7 @@ class SplitConfig(Strict):
 
 
 class PrerankConfig(Strict):
-    method: Literal["cooccurrence"] = "cooccurrence"
+    method: Literal["cooccurrence"] = Field("cooccurrence", description="pre-ranker (item-to-item co-occurrence; see docs/architecture.md)")
     window: int = Field(3, ge=1, description="how many of the most recent history items vote for candidates")
     decay: float = Field(0.6, gt=0, le=1, description="weight of the i-th most recent history item is decay**i")
     neighbors: int = Field(100, ge=1, description="neighbours kept per item in the co-occurrence table")
@@ -86,11 +86,13 @@ class PrerankConfig(Strict):
 
 
 class EtlConfig(Strict):
-    source: Literal["amazon-p5", "amazon-raw", "movielens", "events", "synthetic"] = "synthetic"
+    source: Literal["amazon-p5", "amazon-raw", "movielens", "events", "synthetic"] = Field(
+        "synthetic", description="input format: amazon-p5 | amazon-raw | movielens | events | synthetic"
+    )
     path: str | None = Field(None, description="input file or folder; synthetic writes its files under the lake's landing/")
     encoding: str | None = Field(None, description="text encoding of the input; None = the source's own default")
     min_ts: str = Field("1990-01-01", description="events before this are absurd and quarantined")
-    max_future_days: int = Field(2, ge=0, description="events this many days after the run date are absurd")
+    max_future_days: int = Field(2, ge=0, description="events later than today (UTC) + this many days are absurd")
     history_len: int = Field(20, ge=1, description="items of history per slate (the most recent N)")
     k: int = Field(10, ge=2, description="candidates per slate")
     min_history: int = Field(1, ge=1, description="a slate needs at least this many history items")
@@ -103,8 +105,7 @@ class EtlConfig(Strict):
 
 
 class Config(Strict):
-    lake: str = "./lake"
-    seed: int = 0
+    lake: str = Field("./lake", description="lake root: a folder, or a Hadoop URI (s3a://, abfss://) your Spark can reach")
     spark: SparkConfig = Field(default_factory=SparkConfig)
     etl: EtlConfig = Field(default_factory=EtlConfig)
 
@@ -168,3 +169,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def reference_markdown() -> str:
+    """Every key of the schema with its default and meaning (docs/configuration.md is this output)."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            key = f"{prefix}{name}"
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                walk(ann, f"{key}.")
+                continue
+            default = field.default_factory() if field.default_factory else field.default
+            desc = (field.description or "").replace("|", "\\|")
+            lines.append(f"| `{key}` | `{default!r}` | {desc} |")
+
+    walk(Config, "")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

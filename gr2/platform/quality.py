@@ -17,6 +17,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import great_expectations as gx  # noqa: E402
 from great_expectations import expectations as gxe  # noqa: E402
+from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
 
@@ -99,6 +100,11 @@ def docs_dir(lake: Path) -> Path:
 def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool = True) -> list[Failure]:
     """Validate `df` as `table` with a GE checkpoint; raise QualityGateError when any expectation fails."""
     context = gx.get_context(mode="file", project_root_dir=str(context_root(lake)))
+    bars = context.variables.progress_bars
+    if bars is None or (bars.get("globally") if isinstance(bars, dict) else bars.globally):
+        # gr2 shows its own per-step progress; GE's per-metric bars would flood the console.
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context.variables.save()
     source = context.data_sources.add_or_update_spark(name="gr2_lake")
     asset_name = table.replace(".", "_")
     try:

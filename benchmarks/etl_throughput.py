@@ -1,0 +1,100 @@
+"""ETL throughput: gr2's Spark ingest + build next to one pandas process doing the same work.
+
+    .venv/bin/python benchmarks/etl_throughput.py --sizes 100000 1000000 10000000
+
+For each size it generates synthetic logs (not timed), runs `ingest` + `build` on local Spark (with the
+Great Expectations gates and Delta writes they include), then `benchmarks/pandas_etl.py` on the same
+files, checks both accept the same events, and prints a Markdown table with interactions/s, the
+Spark/pandas ratio and how time grows with size (the exponent b in time ~ size^b between sizes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+import pandas_etl  # noqa: E402
+
+from gr2.config import load_config  # noqa: E402
+from gr2.etl import jobs, synthetic  # noqa: E402
+from gr2.platform.spark import get_spark  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--work", default="benchmarks/out/etl")
+    ap.add_argument("--master", default="local[*]")
+    ap.add_argument("--skip-pandas-above", type=int, default=20_000_000)
+    args = ap.parse_args()
+    work = Path(args.work).resolve()
+    rows = []
+    spark = None
+    for n in args.sizes:
+        users = max(100, n // 12)
+        items = max(1000, n // 200)
+        root = work / f"n{n}"
+        shutil.rmtree(root, ignore_errors=True)
+        landing = root / "landing"
+        sets = [
+            "etl.source=events", f"etl.path={landing}", f"etl.synthetic.users={users}", f"etl.synthetic.items={items}",
+            "etl.synthetic.mean_events_per_user=12", "etl.synthetic.bad_record_rate=0.001", f"spark.master={args.master}",
+            "spark.driver_memory=10g", "spark.shuffle_partitions=16",
+        ]
+        cfg = load_config(overrides=sets, lake=str(root / "lake"))
+        spark = spark or get_spark(cfg.spark)
+        gen = synthetic.generate(spark, cfg.etl.synthetic, landing)
+        t0 = time.perf_counter()
+        ing = jobs.ingest(spark, cfg)
+        t1 = time.perf_counter()
+        bld = jobs.build(spark, cfg)
+        t2 = time.perf_counter()
+        row = {
+            "interactions": gen["events"], "lines": gen["lines"], "users": users, "items": items,
+            "spark_ingest_s": t1 - t0, "spark_build_s": t2 - t1, "spark_s": t2 - t0,
+            "accepted": ing["counts"]["interactions"]["accepted"], "slates": bld["slates"],
+        }
+        if n <= args.skip_pandas_above:
+            p0 = time.perf_counter()
+            pd_res = pandas_etl.run(landing, cfg.etl)
+            row["pandas_s"] = time.perf_counter() - p0
+            row["pandas_accepted"], row["pandas_slates"] = pd_res["accepted"], pd_res["slates"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print_table(rows)
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
+    print("| interactions | Spark ingest s | Spark build s | Spark total s | Spark inter./s | pandas s | pandas inter./s | pandas/Spark time | same accepted / slates |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        n = r["lines"]
+        pdt = r.get("pandas_s")
+        same = "-" if pdt is None else f"{r['accepted'] == r['pandas_accepted']} / {r['slates'] == r['pandas_slates']}"
+        print(
+            f"| {r['interactions']:,} | {r['spark_ingest_s']:.1f} | {r['spark_build_s']:.1f} | {r['spark_s']:.1f} | {n / r['spark_s']:,.0f} | "
+            + (f"{pdt:.1f} | {n / pdt:,.0f} | {pdt / r['spark_s']:.2f} | {same} |" if pdt else "- | - | - | - |")
+        )
+    if len(rows) > 1:
+        print("\ngrowth exponent b (time ~ size^b) between consecutive sizes:")
+        for a, b in zip(rows, rows[1:]):
+            ratio = math.log(b["lines"] / a["lines"])
+            line = f"  {a['interactions']:,} -> {b['interactions']:,}: Spark b={math.log(b['spark_s'] / a['spark_s']) / ratio:.2f}"
+            if a.get("pandas_s") and b.get("pandas_s"):
+                line += f", pandas b={math.log(b['pandas_s'] / a['pandas_s']) / ratio:.2f}"
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
