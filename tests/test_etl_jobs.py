@@ -147,3 +147,18 @@ def test_cli_prints_conservation_and_fails_clearly(spark, lake, tmp_path):
     assert missing.exit_code == 2 and "nope" in missing.output
     bad_key = runner.invoke(app, ["etl", "build", "--lake", str(lake.root), "--set", "etl.kk=3"])
     assert bad_key.exit_code == 2 and "etl.kk" in bad_key.output
+
+
+def test_cli_gate_failure_exits_3_and_keeps_published_slates(spark, lake, tmp_path):
+    logs = write_logs(tmp_path / "logs")
+    runner = CliRunner()
+    base = ["--lake", str(lake.root), "--set", f"etl.path={logs}", "--set", "etl.source=events"]
+    assert runner.invoke(app, ["etl", "ingest", *base]).exit_code == 0
+    assert runner.invoke(app, ["etl", "build", *base, "--set", "etl.k=3"]).exit_code == 0
+    version = lake.version(spark, "gold.slates")
+    # 12 items cannot fill slates of 20 distinct candidates: the gate refuses and says how many rows broke
+    res = runner.invoke(app, ["etl", "build", *base, "--set", "etl.k=20", "--set", "etl.prerank.policy=insert"])
+    assert res.exit_code == 3, res.output
+    assert "quality gate refused gold.slates" in res.output and "n_distinct_candidates" in res.output
+    assert "row(s) broke it" in res.output
+    assert lake.version(spark, "gold.slates") == version
