@@ -4,7 +4,7 @@ import pytest
 
 from gr2.config import load_config
 from gr2.etl import jobs
-from tests.conftest import dataset
+from conftest import dataset
 
 pytestmark = [pytest.mark.dataset, pytest.mark.slow]
 

@@ -24,6 +24,15 @@ class SourceBatch:
 Reader = Callable[..., SourceBatch]
 
 
+def clean_id(value) -> str | None:
+    """An id as text: 42.0 from a JSON number is "42", whitespace is stripped, None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
 def get_reader(source: str) -> Reader:
     import importlib
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gr2.etl.io import LINES, InputError, list_files, read_lines
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
-from gr2.etl.sources import SourceBatch
+from gr2.etl.sources import SourceBatch, clean_id as _id
 
 SOURCE = "amazon-raw"
 EVENT = "review"
@@ -45,14 +45,6 @@ def _load_object(raw: str, allow_literal: bool) -> tuple[dict | None, str | None
     if not isinstance(obj, dict):
         return None, f"malformed record: a {type(obj).__name__}, not an object"
     return obj, None
-
-
-def _id(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
 
 
 def _epoch(value) -> datetime | None:

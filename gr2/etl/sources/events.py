@@ -35,7 +35,7 @@ from pathlib import Path
 
 from gr2.etl.io import LINES, InputError, list_files, read_lines
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
-from gr2.etl.sources import SourceBatch
+from gr2.etl.sources import SourceBatch, clean_id as _id
 
 SOURCE = "events"
 DEFAULT_EVENT = "click"
@@ -156,14 +156,6 @@ def parse_timestamp(value) -> datetime | None:
     except ValueError:
         return None
     return ts.astimezone(timezone.utc).replace(tzinfo=None) if ts.tzinfo else ts
-
-
-def _id(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
 
 
 def _opt_text(value) -> str | None:
