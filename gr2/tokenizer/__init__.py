@@ -1,0 +1,1 @@
+"""Semantic-ID tokenizer: SID vocabulary, RQ-VAE (torch), de-collision and assignment."""
