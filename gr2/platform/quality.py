@@ -147,3 +147,18 @@ def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool 
     if failures and raise_on_failure:
         raise QualityGateError(table, failures, docs_dir(lake) / "index.html")
     return failures
+
+
+def build_docs(lake: Path) -> Path:
+    """Rebuild the Data Docs of every gate run so far and copy the site to `<lake>/reports/quality`."""
+    import shutil
+
+    root = context_root(lake)
+    if not (root / "gx").exists():
+        raise FileNotFoundError(f"no quality gate has run under {lake} yet; run an ETL or tokenizer command first")
+    context = gx.get_context(mode="file", project_root_dir=str(root))
+    context.build_data_docs()
+    target = Path(lake) / "reports" / "quality"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(docs_dir(lake), target)
+    return target / "index.html"

@@ -364,6 +364,7 @@ def train_rqvae(
     log_every: int = 1,
     device: str | torch.device | None = None,
     init_max_items: int | None = None,
+    on_log=None,
 ) -> tuple[RQVAE, list[dict]]:
     """Train an RQ-VAE on x [n, input_dim] with Adam; deterministic given cfg.seed (on the CPU).
 
@@ -392,6 +393,8 @@ def train_rqvae(
         row["eval_recon_loss"] = reconstruction_loss(model, data)
         row.update(code_metrics(encode_codes(model, data), cfg.codes))
         history.append(row)
+        if on_log is not None:
+            on_log(row)
 
     log(0, {}, 0, 0.0)
     model.train()
