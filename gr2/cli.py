@@ -210,7 +210,8 @@ def demo(
 ):
     """Run the pipeline end to end on the embedded synthetic data (or --data/--source).
 
-    Stages implemented so far: ETL ingest and build. Later stages join as they land.
+    Stages so far: ETL ingest and build, then the semantic-ID tokenizer (embed, fit, assign).
+    Training, DAPO and evaluation join as they land.
     """
     extra = []
     if data:
@@ -218,13 +219,21 @@ def demo(
     cfg = _config(config, set_, lake, extra)
     from gr2.etl import jobs
     from gr2.platform.progress import Steps
+    from gr2.tokenizer import jobs as tok
 
     start = time.perf_counter()
     spark = _spark(cfg)
-    ingest_summary = _run(lambda: jobs.ingest(spark, cfg, None, Steps(title="1/2 ETL ingest")))
+    ingest_summary = _run(lambda: jobs.ingest(spark, cfg, None, Steps(title="1/3 ETL ingest")))
     print_ingest_summary(ingest_summary)
-    build_summary = _run(lambda: jobs.build(spark, cfg, Steps(title="2/2 ETL build")))
+    build_summary = _run(lambda: jobs.build(spark, cfg, Steps(title="2/3 ETL build")))
     print_build_summary(build_summary)
+    steps = Steps(title="3/3 semantic-ID tokenizer")
+    _run(lambda: tok.embed(spark, cfg, steps))
+    fitted = _run(lambda: tok.fit(spark, cfg, steps))
+    assigned = _run(lambda: tok.assign(spark, cfg, fitted["version"], steps))
+    console.print(f"tokenizer {assigned['version']}: {assigned['assigned']:,} items; uniqueness raw "
+                  f"{assigned['raw_unique_fraction']:.4f} -> {assigned['final_unique_fraction']:.4f} after the random last level")
+    console.print(f"  report: {assigned['report']}")
     console.rule("demo finished")
     console.print(f"wall time {time.perf_counter() - start:.0f}s; lake at {cfg.lake_path}")
 

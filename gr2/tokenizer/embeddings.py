@@ -64,7 +64,11 @@ def text_embeddings(items: DataFrame, model_path: str, batch_size: int) -> DataF
             reasons = [None if good else "empty text" for good in ok]
             yield pd.DataFrame({"item_id": pdf["item_id"], "vector": vectors, "reason": reasons})
 
-    return items.select("item_id", "text").mapInPandas(encode, EMBEDDED)
+    # Spend every executor core: one task per ~2,000 items, at least one per core (a small Delta
+    # table is often a single file, which would otherwise be a single task on one core).
+    spark = items.sparkSession
+    n_tasks = max(spark.sparkContext.defaultParallelism, int(items.count() // 2000) + 1)
+    return items.select("item_id", "text").repartition(n_tasks).mapInPandas(encode, EMBEDDED)
 
 
 def cooccurrence_embeddings(spark, cooc: DataFrame, item_ids: list[str], dim: int) -> DataFrame:
