@@ -7,6 +7,7 @@ the lines that `gr2.etl.io.read_lines` gives.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +23,27 @@ class SourceBatch:
 
 
 Reader = Callable[..., SourceBatch]
+
+
+def flatten_categories(value) -> list[str]:
+    """Category paths (a name, a list, or nested lists of names) -> distinct names, first seen first.
+
+    Names are HTML-unescaped (Amazon titles and categories keep &amp; and friends) and stripped.
+    """
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        value = [value]
+    seen: list[str] = []
+    for entry in value:
+        names = flatten_categories(entry) if isinstance(entry, (list, tuple)) else [entry]
+        for name in names:
+            if name is None:
+                continue
+            name = html.unescape(str(name)).strip()
+            if name and name not in seen:
+                seen.append(name)
+    return seen
 
 
 def clean_id(value) -> str | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gr2.etl.io import InputError, read_lines
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
-from gr2.etl.sources import SourceBatch
+from gr2.etl.sources import SourceBatch, flatten_categories
 
 SOURCE = "amazon-p5"
 P5_EPOCH = datetime(2000, 1, 1)
@@ -37,21 +37,6 @@ def parse_sequence_line(file: str, line: int, raw: str) -> list[tuple]:
     return out
 
 
-def _categories(value) -> list[str]:
-    """P5 categories are a list of paths; flatten to distinct names, most general first."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    seen: list[str] = []
-    for entry in value:
-        for name in entry if isinstance(entry, list) else [entry]:
-            name = html.unescape(str(name)).strip()
-            if name and name not in seen:
-                seen.append(name)
-    return seen
-
-
 def parse_item_line(file: str, line: int, raw: str) -> tuple:
     try:
         obj = json.loads(raw)
@@ -64,7 +49,7 @@ def parse_item_line(file: str, line: int, raw: str) -> tuple:
     title = obj.get("title")
     title = html.unescape(str(title)).strip() if title is not None else None
     brand = obj.get("brand")
-    return (SOURCE, file, line, raw, item, title, _categories(obj.get("categories")), brand, None)
+    return (SOURCE, file, line, raw, item, title, flatten_categories(obj.get("categories")), brand, None)
 
 
 def read(spark, path: str, encoding: str | None = None) -> SourceBatch:

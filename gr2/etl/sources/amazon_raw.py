@@ -20,7 +20,7 @@ from pathlib import Path
 
 from gr2.etl.io import LINES, InputError, list_files, read_lines
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
-from gr2.etl.sources import SourceBatch, clean_id as _id
+from gr2.etl.sources import SourceBatch, flatten_categories, clean_id as _id
 
 SOURCE = "amazon-raw"
 EVENT = "review"
@@ -96,23 +96,6 @@ def parse_review_line(file: str, line: int, raw: str) -> tuple:
     return (SOURCE, file, line, raw, user, item, ts, EVENT, None, None, reason)
 
 
-def _categories(value) -> list[str]:
-    """categories is a list of category paths (list of lists); flatten to distinct names, first seen first."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        value = [value]
-    seen: list[str] = []
-    for entry in value:
-        for name in entry if isinstance(entry, (list, tuple)) else [entry]:
-            if name is None:
-                continue
-            name = html.unescape(str(name)).strip()
-            if name and name not in seen:
-                seen.append(name)
-    return seen
-
-
 def _text(value) -> str | None:
     if value is None:
         return None
@@ -127,7 +110,7 @@ def parse_meta_line(file: str, line: int, raw: str) -> tuple:
         return (SOURCE, file, line, raw, None, None, None, None, reason)
     item = _id(obj.get("asin"))
     reason = None if item is not None else "missing field: asin"
-    return (SOURCE, file, line, raw, item, _text(obj.get("title")), _categories(obj.get("categories")), _text(obj.get("brand")), reason)
+    return (SOURCE, file, line, raw, item, _text(obj.get("title")), flatten_categories(obj.get("categories")), _text(obj.get("brand")), reason)
 
 
 def read(spark, path: str, encoding: str | None = None) -> SourceBatch:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from gr2.etl.io import LINES, InputError, list_files, read_lines
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
-from gr2.etl.sources import SourceBatch, clean_id as _id
+from gr2.etl.sources import SourceBatch, flatten_categories, clean_id as _id
 
 SOURCE = "events"
 DEFAULT_EVENT = "click"
@@ -189,27 +189,15 @@ def _position(value) -> tuple[int | None, str | None]:
 
 def _categories(value) -> list[str]:
     """A list (nested lists are flattened), a JSON list text or "a|b|c" -> distinct names, first seen first."""
-    if value is None:
-        return []
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
             try:
-                return _categories(json.loads(text))
+                return flatten_categories(json.loads(text))
             except json.JSONDecodeError:
                 pass
         value = text.split("|")
-    elif not isinstance(value, (list, tuple)):
-        value = [value]
-    seen: list[str] = []
-    for entry in value:
-        for name in _categories(entry) if isinstance(entry, (list, tuple)) else [entry]:
-            if name is None:
-                continue
-            name = html.unescape(str(name)).strip()
-            if name and name not in seen:
-                seen.append(name)
-    return seen
+    return flatten_categories(value)
 
 
 def _missing(names: list[str]) -> str:
