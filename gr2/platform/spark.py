@@ -77,6 +77,8 @@ def spark_conf(cfg: SparkConfig) -> dict[str, str]:
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.databricks.delta.stats.collect": "true",
         "spark.python.worker.reuse": "true",
+        # Columnar driver <-> executor transfers (toPandas, createDataFrame from pandas).
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
     }
     if cfg.master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"

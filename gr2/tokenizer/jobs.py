@@ -309,7 +309,8 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
             spark, table, "gold.sid_codebook", [qc.rows(stats["n"]), *checks], audit=audit,
             partition_by=["tokenizer_version"], replace_where=f"tokenizer_version = '{version}'",
         )
-    codes = np.array([r.raw_codes for r in assigned.select("raw_codes").collect()])
+    raw_pdf = assigned.select("raw_codes").toPandas()  # Arrow: one columnar transfer, not a Row per item
+    codes = np.stack(raw_pdf["raw_codes"].to_numpy()) if len(raw_pdf) else np.zeros((0, L), np.int64)
     final = lake.read(spark, "gold.sid_codebook").where(F.col("tokenizer_version") == version)
     assigned.unpersist()
     summary = {

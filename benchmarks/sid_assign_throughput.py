@@ -1,0 +1,98 @@
+"""SID assignment throughput: `gr2 tokenizer assign` on Spark vs the same work in one numpy process.
+
+    .venv/bin/python benchmarks/sid_assign_throughput.py --sizes 100000 1000000 5000000
+
+For each size: clustered synthetic item vectors (64 dims) are written to gold.item_embeddings (not
+timed), an RQ-VAE (4 x 256) is fitted on 50k of them (not timed), then both paths assign SIDs to every
+item: Spark (broadcast model, Arrow-batch encoding on executors, random last level per prefix group,
+GE gate, Delta publish) and numpy (encode + de-collide in one process, no table). Prints items/s, the
+ratio, and the growth exponent, plus an extrapolation of Spark's rate to 1B items on N executors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+from sid_uniqueness import synthetic_embeddings  # noqa: E402
+
+from gr2.config import load_config  # noqa: E402
+from gr2.platform.spark import get_spark  # noqa: E402
+from gr2.tokenizer import collisions, jobs, rqvae  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--work", default="benchmarks/out/sid_assign")
+    args = ap.parse_args()
+    rows = []
+    spark = None
+    for n in args.sizes:
+        root = Path(args.work).resolve() / f"n{n}"
+        shutil.rmtree(root, ignore_errors=True)
+        cfg = load_config(overrides=["spark.driver_memory=10g", "spark.shuffle_partitions=16", "tokenizer.embedding.encoder=bench"],
+                          lake=str(root / "lake"))
+        spark = spark or get_spark(cfg.spark)
+        x = synthetic_embeddings(n, 64)
+        ids = [f"i{i:09d}" for i in range(n)]
+        pdf = pd.DataFrame({"item_id": ids, "vector": list(x), "encoder": "bench", "dim": 64})
+        spark.createDataFrame(pdf[["item_id"]]).write.format("delta").mode("overwrite").save(str(root / "lake" / "silver" / "items"))
+        spark.createDataFrame(pdf).write.format("delta").mode("overwrite").partitionBy("encoder").save(str(root / "lake" / "gold" / "item_embeddings"))
+        del pdf
+        fit_x = x[np.random.default_rng(0).choice(n, min(n, 50_000), replace=False)]
+        rq_cfg = jobs.rqvae_config(cfg, 64)
+        model, history = rqvae.train_rqvae(fit_x, rq_cfg, epochs=10, batch_size=512, log_every=0)
+        folder = jobs.models_dir(cfg) / "bench"
+        folder.mkdir(parents=True)
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+        (folder / "history.json").write_text(json.dumps(history))
+        (folder / "config.json").write_text(json.dumps({"version": "bench", "encoder": "bench", "rqvae": rq_cfg.to_dict()}))
+
+        t0 = time.perf_counter()
+        summary = jobs.assign(spark, cfg, "bench")
+        spark_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        codes = rqvae.encode_codes(model, torch.from_numpy(x)).numpy()
+        new, _, _ = collisions.redraw_last_level(codes, rq_cfg.codes, seed=0)
+        numpy_s = time.perf_counter() - t0
+        row = {"items": n, "spark_s": spark_s, "numpy_s": numpy_s, "spark_unique": summary["final_unique_fraction"],
+               "numpy_unique": rqvae.unique_fraction(new)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    cores = os.cpu_count()
+    print(f"\nmachine: {cores} cores\n")
+    print("| items | Spark assign s | Spark items/s | numpy s | numpy items/s | numpy/Spark time | unique after (Spark / numpy) |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['items']:,} | {r['spark_s']:.1f} | {r['items'] / r['spark_s']:,.0f} | {r['numpy_s']:.1f} | "
+              f"{r['items'] / r['numpy_s']:,.0f} | {r['numpy_s'] / r['spark_s']:.2f} | {r['spark_unique']:.4%} / {r['numpy_unique']:.4%} |")
+    for a, b in zip(rows, rows[1:]):
+        r = math.log(b["items"] / a["items"])
+        print(f"growth {a['items']:,} -> {b['items']:,}: Spark b={math.log(b['spark_s'] / a['spark_s']) / r:.2f}, "
+              f"numpy b={math.log(b['numpy_s'] / a['numpy_s']) / r:.2f}")
+    last = rows[-1]
+    per_core = last["items"] / last["spark_s"] / cores
+    for executors in (64, 256):
+        print(f"extrapolation: 1B items on {executors} executor cores at {per_core:,.0f} items/s/core "
+              f"(linear scaling assumed) ~ {1e9 / (per_core * executors) / 60:.0f} min")
+
+
+if __name__ == "__main__":
+    main()
