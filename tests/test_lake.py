@@ -49,3 +49,16 @@ def test_slate_gate_refuses_short_slates_and_missing_targets(spark, lake):
     assert "target_in_candidates: 1 row(s) broke it" in msg
     assert "has_positive: 1 row(s) broke it" in msg
     assert not lake.exists(spark, "gold.slates")
+
+
+def test_quarantine_keeps_rejects_that_share_a_locator(spark, lake):
+    from gr2.etl.schema import QUARANTINE_COLUMNS, QUARANTINE_KEY
+
+    # two logged slates rejected at build: same file, line 0 and reason, different raw text
+    rows = [("events", "slate", "gold.slates", 0, raw, "slate without the clicked item", "build", None) for raw in ("s2", "s3")]
+    bad = spark.createDataFrame(rows, "source string, kind string, file string, line long, raw string, reason string, stage string, ingest_date date")
+    assert bad.columns == QUARANTINE_COLUMNS
+    # the table exists already (an earlier run), so the rows go through the MERGE on the key
+    lake.publish_merge(spark, bad.limit(0).unionByName(bad.where("raw = 's2'")), "quarantine", QUARANTINE_KEY, [qc.rows(1)])
+    lake.publish_merge(spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(2)])
+    assert sorted(r.raw for r in lake.read(spark, "quarantine").collect()) == ["s2", "s3"]

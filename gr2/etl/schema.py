@@ -54,7 +54,9 @@ ITEM_UPDATABLE = ["title", "categories", "brand", "text"]
 BRONZE_COLUMNS = ["source", "kind", "file", "line", "raw", "ingest_date"]
 BRONZE_KEY = ["source", "kind", "file", "line"]
 QUARANTINE_COLUMNS = ["source", "kind", "file", "line", "raw", "reason", "stage", "ingest_date"]
-QUARANTINE_KEY = ["source", "kind", "file", "line", "reason"]
+# raw is part of the key: one line can hold several rejected records (P5 tokens), and build-stage
+# rejects (logged slates, embeddings) share file and line 0, told apart only by their raw text.
+QUARANTINE_KEY = ["source", "kind", "file", "line", "raw", "reason"]
 
 # Event names that mean "the user engaged with the item" (go into sequences). Impressions do not.
 POSITIVE_EVENTS = ("purchase", "review", "rating", "click", "view", "add_to_cart")

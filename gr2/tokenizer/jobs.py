@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from gr2.config import Config
+from gr2.etl.schema import QUARANTINE_KEY
 from gr2.platform import quality as qc
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
@@ -88,7 +89,7 @@ def embed(spark, cfg: Config, steps: Steps | None = None) -> dict:
             F.lit(0).cast("long").alias("line"), F.to_json(F.struct("item_id")).alias("raw"), "reason",
             F.lit("tokenizer").alias("stage"), F.current_date().alias("ingest_date"),
         )
-        lake.publish_merge(spark, bad, "quarantine", ["source", "kind", "file", "line", "raw", "reason"], [qc.rows(n_bad)])
+        lake.publish_merge(spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_bad)])
     checked.unpersist()
     return {"encoder": name, "dim": dim, "items": n_ok + n_bad, "embedded": n_ok, "quarantined": n_bad, "table": res.__dict__}
 
