@@ -68,21 +68,24 @@ def main() -> None:
         t0 = time.perf_counter()
         summary = jobs.assign(spark, cfg, "bench")
         spark_s = time.perf_counter() - t0
+        print(json.dumps({"items": n, "spark_s": spark_s, "spark_unique": summary["final_unique_fraction"]}), flush=True)
         t0 = time.perf_counter()
         codes = rqvae.encode_codes(model, torch.from_numpy(x)).numpy()
-        new, _, _ = collisions.redraw_last_level(codes, rq_cfg.codes, seed=0)
+        new, _, overflow = collisions.redraw_last_level(codes, rq_cfg.codes, seed=0)
+        final = collisions.fallback_codes(new, collisions.overflow_mask(new, overflow), rq_cfg.codes)
         numpy_s = time.perf_counter() - t0
         row = {"items": n, "spark_s": spark_s, "numpy_s": numpy_s, "spark_unique": summary["final_unique_fraction"],
-               "numpy_unique": rqvae.unique_fraction(new)}
+               "numpy_unique": len({tuple(c) for c in final}) / n,
+               "extra_level": summary["extra_level"], "max_levels": max(map(len, final))}
         rows.append(row)
         print(json.dumps(row), flush=True)
     cores = os.cpu_count()
     print(f"\nmachine: {cores} cores\n")
-    print("| items | Spark assign s | Spark items/s | numpy s | numpy items/s | numpy/Spark time | unique after (Spark / numpy) |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
+    print("| items | Spark assign s | Spark items/s | numpy s | numpy items/s | numpy/Spark time | unique after (Spark / numpy) | items given extra levels | longest SID |")
+    print("|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         print(f"| {r['items']:,} | {r['spark_s']:.1f} | {r['items'] / r['spark_s']:,.0f} | {r['numpy_s']:.1f} | "
-              f"{r['items'] / r['numpy_s']:,.0f} | {r['numpy_s'] / r['spark_s']:.2f} | {r['spark_unique']:.4%} / {r['numpy_unique']:.4%} |")
+              f"{r['items'] / r['numpy_s']:,.0f} | {r['numpy_s'] / r['spark_s']:.2f} | {r['spark_unique']:.4%} / {r['numpy_unique']:.4%} | {r['extra_level']:,} | {r['max_levels']} |")
     for a, b in zip(rows, rows[1:]):
         r = math.log(b["items"] / a["items"])
         print(f"growth {a['items']:,} -> {b['items']:,}: Spark b={math.log(b['spark_s'] / a['spark_s']) / r:.2f}, "

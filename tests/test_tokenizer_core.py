@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from gr2.tokenizer.collisions import add_level_fallback, overflow_mask, redraw_last_level
+from gr2.tokenizer.collisions import add_level_fallback, fallback_codes, overflow_mask, redraw_last_level
 from gr2.tokenizer.rqvae import (
     RQVAE,
     RQVAEConfig,
@@ -310,3 +310,16 @@ def test_fallback_without_overflow_appends_zeros():
     out = add_level_fallback(a, np.zeros(2, dtype=bool))
     assert out.tolist() == [[0, 1, 0], [1, 0, 0]]
     assert overflow_mask(a, []).tolist() == [False, False]
+
+
+def test_fallback_codes_stay_below_c_when_a_tuple_holds_more_than_c_items():
+    per_level = 4
+    # 11 items share one full tuple (more than C = 4): ranks 0..10 need two base-4 digits
+    a = np.array([[1, 2]] * 11 + [[1, 3], [0, 0]])
+    mask = np.array([True] * 11 + [True, False])
+    out = fallback_codes(a, mask, per_level)
+    assert len({tuple(c) for c in out}) == len(out)
+    assert all(0 <= v < per_level for c in out for v in c)
+    assert {len(c) for c in out[:11]} == {4}  # one width per tuple: no SID is a prefix of a sibling
+    assert out[11] == [1, 3, 0] and out[12] == [0, 0]
+    assert add_level_fallback(a, mask)[:, 2].max() >= per_level  # the one-level fallback would overflow

@@ -112,7 +112,13 @@ def overflow_mask(codes: np.ndarray, overflow_groups: list[tuple[int, ...]]) -> 
     if L == 1:
         return np.ones(n, dtype=bool)
     groups = np.asarray([tuple(g) for g in overflow_groups], dtype=np.int64).reshape(-1, L - 1)
-    return (a[:, None, : L - 1] == groups[None, :, :]).all(axis=2).any(axis=1)
+    # Row-wise membership through a void view: O(n log g) memory-light, not an n x g x L broadcast.
+    return np.isin(_row_keys(a[:, : L - 1]), _row_keys(groups))
+
+
+def _row_keys(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.int64)
+    return x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
 
 
 def add_level_fallback(codes: np.ndarray, overflow: np.ndarray) -> np.ndarray:
@@ -141,3 +147,38 @@ def add_level_fallback(codes: np.ndarray, overflow: np.ndarray) -> np.ndarray:
         sorted_mask = mask[order]
         extra[order[sorted_mask]] = rank[sorted_mask]
     return np.concatenate([a, extra[:, None]], axis=1)
+
+
+def fallback_codes(codes: np.ndarray, overflow: np.ndarray, codes_per_level: int) -> list[list[int]]:
+    """Per item, its code list with as many extra levels as its full tuple needs (none if unmarked).
+
+    Generalises `add_level_fallback` to tuples shared by more than C marked items: the rank from
+    `add_level_fallback` is written in base C with a width fixed per full tuple (the digits its
+    largest rank needs), so every code stays in [0, C) and no two items of one tuple get the same
+    list. Unmarked items keep their L codes. Items of one tuple share one length, so no SID of a
+    tuple is a prefix of another of the same tuple.
+    """
+    a = _check_codes(codes, codes_per_level) if np.asarray(codes).size else np.asarray(codes, dtype=np.int64)
+    n = len(a)
+    mask = _check_mask(overflow, n, "overflow")
+    out = [list(map(int, row)) for row in a]
+    if not mask.any():
+        return out
+    if codes_per_level < 2:
+        raise ValueError("the extra-level fallback needs codes_per_level >= 2")
+    rank = add_level_fallback(a, mask)[:, -1]
+    _, tuple_id = np.unique(a, axis=0, return_inverse=True)
+    tuple_id = tuple_id.reshape(-1)
+    max_rank = np.zeros(tuple_id.max() + 1, dtype=np.int64)
+    np.maximum.at(max_rank, tuple_id[mask], rank[mask])
+    for i in np.flatnonzero(mask):
+        width, top = 1, int(max_rank[tuple_id[i]])
+        while top >= codes_per_level:
+            top //= codes_per_level
+            width += 1
+        r, digits = int(rank[i]), []
+        for _ in range(width):
+            digits.append(r % codes_per_level)
+            r //= codes_per_level
+        out[i].extend(reversed(digits))
+    return out

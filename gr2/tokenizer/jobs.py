@@ -241,8 +241,7 @@ def decollide_groups(df, levels: int, codes: int, seed: int, extra_level: bool):
         over = collisions.overflow_mask(new, overflow) & ~keep if overflow else np.zeros(len(pdf), bool)
         out_codes = [list(map(int, c)) for c in new]
         if over.any() and extra_level:
-            extended = collisions.add_level_fallback(new, over)
-            out_codes = [list(map(int, extended[i])) if over[i] else out_codes[i] for i in range(len(pdf))]
+            out_codes = collisions.fallback_codes(new, over, codes)
         for i in np.flatnonzero(keep):  # kept items keep their full code list, extra level included
             out_codes[i] = list(pdf["start_codes"].iloc[i])
         return pd.DataFrame(
