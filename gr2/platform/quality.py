@@ -150,7 +150,8 @@ def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool 
 
 
 def build_docs(lake: Path) -> Path:
-    """Rebuild the Data Docs of every gate run so far and copy the site to `<lake>/reports/quality`."""
+    """Rebuild the Data Docs of every gate run so far and copy the site to `<lake>/reports/quality`, with
+    its CDN scripts and styles pointed at the locally cached web assets (see gr2.platform.web_assets)."""
     import shutil
 
     root = context_root(lake)
@@ -161,4 +162,16 @@ def build_docs(lake: Path) -> Path:
     target = Path(lake) / "reports" / "quality"
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(docs_dir(lake), target)
+    # GE's pages load jQuery, Bootstrap, bootstrap-table ... from public CDNs; point them at the local copies
+    # that `python -m gr2.platform.web_assets fetch` (scripts/bootstrap.sh) cached, so the docs work offline.
+    # Nothing is downloaded here: without the cache the site is left as GE wrote it.
+    from gr2.platform.web_assets import localize
+
+    result = localize(target)
+    if result.get("warning"):
+        logging.getLogger(__name__).warning("Data Docs: %s", result["warning"])
+    elif result["unresolved"]:
+        logging.getLogger(__name__).warning(
+            "Data Docs: no local copy of %s; these still load from the network", ", ".join(result["unresolved"])
+        )
     return target / "index.html"
