@@ -25,6 +25,11 @@ tok_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(tok_app, name="tokenizer")
+train_app = typer.Typer(
+    help="LM training on Ray Train + DeepSpeed: mid-training on SID tasks (midtrain), SFT on teacher traces (sft).",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
 quality_app = typer.Typer(help="Great Expectations: Data Docs of every gate run.", no_args_is_help=True)
 app.add_typer(quality_app, name="quality")
 
@@ -190,6 +195,113 @@ def tokenizer_assign(
     console.print(f"  report: {s['report']}")
 
 
+def print_train_summary(s: dict) -> None:
+    last = s.get("final", {}).get("last", {})
+    first = s.get("final", {}).get("first", {})
+    console.print(f"{s['run']}: {s['total_steps']:,} optimizer steps over {s['rows']:,} packed rows "
+                  f"(examples {s['examples']}); base {s['base']['source']}"
+                  + (f", {s['base']['parameters']:,} parameters" if s["base"].get("parameters") else ""))
+    if last and first:
+        console.print(f"  loss {float(first['loss']):.3f} -> {float(last['loss']):.3f}; "
+                      f"{float(last['tokens_per_s']):,.0f} tokens/s; peak memory {float(last['peak_mem_mb']):,.0f} MB")
+    console.print(f"  model: {s['model_dir']}\n  metrics: {s['metrics_csv']} (TensorBoard: {s['run_dir']}/tensorboard)")
+
+
+def print_next_item(r: dict) -> None:
+    t = Table(title=f"next item on {r['split']} ({r['users']:,} users, full catalog of {r['catalog']:,} items)")
+    t.add_column("model")
+    for k in r["model"]:
+        t.add_column(k, justify="right")
+    t.add_row("mid-trained LM (constrained beam search)", *[f"{v:.4f}" for v in r["model"].values()])
+    t.add_row("popularity", *[f"{v:.4f}" for v in r["popularity"].values()])
+    console.print(t)
+
+
+@train_app.command("midtrain")
+def train_midtrain(
+    evaluate: Annotated[int, typer.Option(help="then evaluate next-item prediction on this many test users (0 = skip)")] = 200,
+    config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
+):
+    """Stage 1: add the SID vocabulary to the LM and mid-train it on item alignment, sequential
+    preference and persona tasks (Ray Train + DeepSpeed); then next-item Recall/NDCG vs popularity."""
+    cfg = _config(config, set_, lake)
+    from gr2.platform.progress import Steps
+    from gr2.training import jobs
+
+    steps = Steps(title="gr2 train midtrain")
+    s = _run(lambda: jobs.midtrain(cfg, steps))
+    print_train_summary(s)
+    if evaluate:
+        with steps.step(f"next-item evaluation on {evaluate} test users") as live:
+            r = _run(lambda: jobs.evaluate_next_item(cfg, max_users=evaluate, on_progress=lambda i, n: live.update(f"{i}/{n}")))
+        print_next_item(r)
+
+
+@train_app.command("eval-next")
+def train_eval_next(
+    users: Annotated[int, typer.Option(help="test users to evaluate (0 = all)")] = 500,
+    split: Annotated[str, typer.Option(help="valid or test")] = "test",
+    model: Annotated[Optional[str], typer.Option(help="model folder (default: the latest mid-trained)")] = None,
+    config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
+):
+    """Next-item Recall@5/10 and NDCG@5/10 over the full catalog (beam search constrained to valid SIDs)."""
+    cfg = _config(config, set_, lake)
+    from gr2.training import jobs
+
+    print_next_item(_run(lambda: jobs.evaluate_next_item(cfg, model, split=split, max_users=users)))
+
+
+def print_rerank(r: dict) -> None:
+    t = Table(title=f"re-ranking {r['slates']:,} {r['split']} slates (valid JSON permutation: {r['valid_share']:.1%})")
+    t.add_column("order")
+    for k in r["model"]:
+        t.add_column(k, justify="right")
+    t.add_row("incoming (pre-ranker)", *[f"{v:.4f}" for v in r["incoming"].values()])
+    t.add_row("model (invalid answers keep the incoming order)", *[f"{v:.4f}" for v in r["model"].values()])
+    console.print(t)
+
+
+@app.command()
+def traces(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
+    """Teacher reasoning traces for training slates by rejection sampling, into gold.traces.
+
+    traces.teacher=statistical (default) answers offline from training-split statistics;
+    traces.teacher=openai calls any OpenAI-compatible endpoint (traces.endpoint.*; the key is read from
+    the environment variable named by traces.endpoint.api_key_env). Slates already accepted are skipped.
+    """
+    cfg = _config(config, set_, lake)
+    from gr2.platform.progress import Steps
+    from gr2.training import traces as tr
+
+    s = _run(lambda: tr.run(_spark(cfg), cfg, Steps(title="gr2 traces")))
+    per = s["attempts_per_accepted"]
+    console.print(f"teacher {s['teacher']}: {s['slates']:,} slates ({s['already_accepted']:,} already accepted, "
+                  f"{s['skipped_without_sid']:,} skipped: items without a SID)")
+    console.print(f"  accepted {s['accepted_slates']:,} of {s['slates']:,} slates ({s['acceptance_rate']:.1%}); "
+                  f"{s['attempts_total']:,} attempts, {per:.2f} per accepted slate; valid answers {s['valid_rate']:.1%}, "
+                  f"teacher errors {s['errors']:,}" if per else f"  nothing accepted; {s['attempts_total']:,} attempts")
+
+
+@train_app.command("sft")
+def train_sft(
+    evaluate: Annotated[int, typer.Option(help="then answer this many validation slates (0 = skip)")] = 100,
+    config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
+):
+    """Stage 2: SFT of the mid-trained model on accepted traces (reasoning and ranking tokens weighted
+    apart), then valid-answer share and R@1/R@5/NDCG@5 on held-out validation slates."""
+    cfg = _config(config, set_, lake)
+    from gr2.platform.progress import Steps
+    from gr2.training import jobs
+
+    steps = Steps(title="gr2 train sft")
+    s = _run(lambda: jobs.sft(cfg, steps))
+    print_train_summary(s)
+    if evaluate:
+        with steps.step(f"answer {evaluate} validation slates") as live:
+            r = _run(lambda: jobs.evaluate_rerank(cfg, max_slates=evaluate, on_progress=lambda i, n: live.update(f"{i}/{n}")))
+        print_rerank(r)
+
+
 @quality_app.command("report")
 def quality_report(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
     """Build the Data Docs (HTML) of every gate run and copy them to <lake>/reports/quality."""
@@ -237,6 +349,10 @@ def demo(
     console.rule("demo finished")
     console.print(f"wall time {time.perf_counter() - start:.0f}s; lake at {cfg.lake_path}")
 
+
+from gr2.platform.submit import register as _register_submit  # noqa: E402  (gr2 submit: any command as a Ray Job)
+
+_register_submit(app)
 
 if __name__ == "__main__":
     app()

@@ -139,11 +139,98 @@ class TokenizerConfig(Strict):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
 
 
+class ModelConfig(Strict):
+    path: str | None = Field(
+        None, description="local Hugging Face causal-LM folder (Qwen3/Qwen2.5/Llama...); None = build the small model below"
+    )
+    trust_remote_code: bool = Field(False, description="allow model code from the folder; off unless you trust it")
+    family: Literal["qwen2", "qwen3", "llama"] = Field("qwen3", description="small model: architecture family")
+    vocab_size: int = Field(4000, ge=300, description="small model: BPE vocabulary trained on the catalog text")
+    hidden: int = Field(128, ge=8, description="small model: hidden size")
+    layers: int = Field(2, ge=1, description="small model: transformer layers")
+    heads: int = Field(4, ge=1, description="small model: attention heads")
+    sid_init: Literal["mean", "text", "random"] = Field(
+        "mean", description="initial embedding of the new SID tokens: mean of existing rows (+noise), mean of the "
+        "token's spelling, or the model's random init"
+    )
+
+
+class DeepSpeedConfig(Strict):
+    zero_stage: int = Field(2, ge=0, le=3, description="ZeRO stage 0-3")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 on GPUs, fp32 on CPUs")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    grad_clip: float = Field(1.0, ge=0, description="gradient norm clip; 0 = off")
+
+
+class StageTrainConfig(Strict):
+    epochs: float = Field(1.0, gt=0, description="passes over the stage's examples")
+    max_steps: int = Field(0, ge=0, description="stop after this many optimizer steps; 0 = no cap")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW)")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="linear warm-up share of the steps, then cosine decay")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    batch_size: int = Field(8, ge=1, description="sequences per micro-batch per worker")
+    max_examples: int = Field(0, ge=0, description="cap on examples per task (0 = all); keeps CPU runs short")
+
+
+class MidtrainConfig(StageTrainConfig):
+    task_weights: dict[str, float] = Field(
+        default_factory=lambda: {"item_alignment": 1.0, "sequential": 1.0, "persona": 0.5},
+        description="mixture weights of the mid-training tasks (relative shares of the examples)",
+    )
+
+
+class SftConfig(StageTrainConfig):
+    lr: float = Field(5e-4, gt=0, description="peak learning rate (AdamW)")
+    reasoning_weight: float = Field(0.5, ge=0, description="loss weight of reasoning tokens (the paper: below the ranking weight)")
+    ranking_weight: float = Field(1.0, ge=0, description="loss weight of ranking tokens")
+    valid_slates: int = Field(200, ge=0, description="held-out validation slates generated after training")
+
+
+class TrainConfig(Strict):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
+    engine: Literal["deepspeed", "ddp"] = Field(
+        "deepspeed", description="deepspeed (ZeRO, the default) or plain torch DDP (the benchmark's baseline)"
+    )
+    num_workers: int = Field(1, ge=1, description="Ray Train workers (data parallel)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker")
+    use_gpu: bool = Field(False, description="one GPU per worker")
+    max_len: int = Field(512, ge=32, description="packed sequence length in tokens")
+    checkpoint_every: int = Field(50, ge=1, description="optimizer steps between checkpoints")
+    max_failures: int = Field(2, ge=0, description="worker failures tolerated; training resumes from the latest checkpoint")
+    seed: int = Field(0, description="seed of sampling, init and data order")
+    midtrain: MidtrainConfig = Field(default_factory=MidtrainConfig)
+    sft: SftConfig = Field(default_factory=SftConfig)
+
+
+class EndpointConfig(Strict):
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint (vLLM, SGLang, TGI, a hosted API)")
+    model: str = Field("Qwen/Qwen3-32B", description="model name the endpoint serves")
+    api_key_env: str = Field("GR2_TEACHER_API_KEY", description="environment variable holding the key (never put a key in a config)")
+    concurrency: int = Field(8, ge=1, description="requests in flight")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    max_retries: int = Field(5, ge=0, description="retries on 429 / 5xx / timeouts, with exponential back-off")
+    max_tokens: int = Field(1024, ge=16, description="completion length cap")
+
+
+class TracesConfig(Strict):
+    teacher: Literal["statistical", "openai"] = Field(
+        "statistical", description="statistical: offline teacher from training-split statistics; openai: an OpenAI-compatible endpoint"
+    )
+    attempts: int = Field(4, ge=1, description="rejection sampling: attempts per slate")
+    temperature: float = Field(0.8, ge=0, description="sampling temperature of the attempts")
+    accept_top_k: int = Field(1, ge=1, description="accept an attempt when the target is within its top k")
+    max_slates: int = Field(2000, ge=0, description="training slates sent to the teacher (0 = all)")
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+
+
 class Config(Strict):
     lake: str = Field("./lake", description="lake root: a folder, or a Hadoop URI (s3a://, abfss://) your Spark can reach")
     spark: SparkConfig = Field(default_factory=SparkConfig)
     etl: EtlConfig = Field(default_factory=EtlConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    traces: TracesConfig = Field(default_factory=TracesConfig)
 
     @property
     def lake_path(self) -> Path:

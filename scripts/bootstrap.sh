@@ -10,7 +10,7 @@ VENV=${VENV:-.venv}
 WHEELS=${GR2_WHEELS:-../shared/wheels}
 STAMP="$VENV/.gr2-installed"
 
-if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt scripts/bootstrap.sh ]; then
   exit 0
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
@@ -30,4 +30,14 @@ fi
 "$VENV/bin/python" -m pip install -q -e ".[test]"
 # Delta Lake JARs: resolved from Maven Central once, then every Spark session starts offline.
 "$VENV/bin/python" -c "from gr2.platform.spark import ensure_delta_jars; from gr2.config import SparkConfig; print('bootstrap: Delta JARs', *ensure_delta_jars(SparkConfig().jars_dir))"
+# Data Docs web assets (jQuery, Bootstrap, ... that GE's HTML loads from CDNs): from the npm registry once,
+# so `gr2 quality report` writes docs that render offline. Without them the docs still build (they just
+# need network to look right), so a failure here only warns.
+"$VENV/bin/python" -m gr2.platform.web_assets fetch \
+  || echo "bootstrap: warning: Data Docs web assets not fetched; rerun: $VENV/bin/python -m gr2.platform.web_assets fetch" >&2
+# DeepSpeed JIT-compiles a small shared-memory communication op with g++ the first time a CPU process
+# group starts (a minute or more). Build it here, once, instead of inside the first training job.
+echo "bootstrap: building DeepSpeed's CPU shared-memory op (once; cached in ~/.cache/torch_extensions)"
+"$VENV/bin/python" -c "from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()" >/dev/null \
+  || echo "bootstrap: warning: DeepSpeed's shm op did not build now; the first training job will build it" >&2
 touch "$STAMP"

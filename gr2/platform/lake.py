@@ -27,6 +27,8 @@ TABLES = {
     "gold.item_embeddings": "gold/item_embeddings",
     "gold.sid_codebook": "gold/sid_codebook",
     "gold.sid_centroids": "gold/sid_centroids",
+    "gold.traces": "gold/traces",
+    "eval.runs": "eval/runs",
 }
 
 

@@ -11,7 +11,8 @@ console = Console(stderr=True)
 
 
 class Steps:
-    """`with steps.step("name"):` shows a spinner while the step runs and its time when it ends."""
+    """`with steps.step("name") as live:` shows a spinner while the step runs and its time when it ends;
+    `live.update("3/10 done")` changes the text next to the spinner (a no-op when quiet)."""
 
     def __init__(self, quiet: bool = False, title: str | None = None):
         self.quiet = quiet
@@ -23,15 +24,28 @@ class Steps:
     def step(self, name: str):
         start = time.perf_counter()
         if self.quiet:
-            yield
+            yield _Silent()
             self.timings[name] = time.perf_counter() - start
             return
-        with console.status(f"[bold]{name}[/] ..."):
+        with console.status(f"[bold]{name}[/] ...") as status:
             try:
-                yield
+                yield _Live(status, name, start)
             except BaseException:
                 console.print(f"[red]x[/] {name} failed after {time.perf_counter() - start:.1f}s")
                 raise
         elapsed = time.perf_counter() - start
         self.timings[name] = elapsed
         console.print(f"[green]v[/] {name} [dim]({elapsed:.1f}s)[/]")
+
+
+class _Silent:
+    def update(self, text: str) -> None:
+        pass
+
+
+class _Live:
+    def __init__(self, status, name: str, start: float):
+        self.status, self.name, self.start = status, name, start
+
+    def update(self, text: str) -> None:
+        self.status.update(f"[bold]{self.name}[/] {text} [dim]({time.perf_counter() - self.start:.0f}s)[/]")

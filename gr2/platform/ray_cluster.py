@@ -16,3 +16,20 @@ def ensure_ray(num_cpus: int | None = None) -> None:
     else:
         # Worker logs stay in Ray's session folder: the console shows gr2's own progress, not Ray internals.
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    quiet_ray_data()
+
+
+def quiet_ray_data() -> None:
+    """Ray Data prints an operator table every few seconds on a non-interactive console; gr2 shows its
+    own progress per step instead (Ray's logs stay in the session folder)."""
+    import logging
+
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    if hasattr(ctx, "enable_operator_progress_bars"):
+        ctx.enable_operator_progress_bars = False
+    for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
+        logging.getLogger(name).setLevel(logging.WARNING)

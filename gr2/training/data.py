@@ -1,0 +1,130 @@
+"""From Delta tables to training rows with Ray Data.
+
+Large tables (gold.sequences, gold.slates, gold.traces) are read as Ray Datasets straight from the
+Delta snapshot (`ray.data.read_delta`, no driver-side load) and turned into examples by the builders
+of `examples.py` on Ray workers; the catalog (item -> SID, title, categories, brand) is the one small
+table gathered on the driver, because every builder needs it to write items as text.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from gr2.training.examples import CatalogItem, Example, pack, tokenize_example
+
+
+def table_path(lake: Path, table: str) -> Path:
+    from gr2.platform.lake import TABLES
+
+    return lake / TABLES[table]
+
+
+def read_table(lake: Path, table: str):
+    """A Ray Dataset over the current snapshot of a Delta table; a clear error when it is missing."""
+    import ray.data
+
+    p = table_path(lake, table)
+    if not (p / "_delta_log").exists():
+        raise FileNotFoundError(f"table {table} does not exist under {lake}; run the stage that writes it first")
+    return ray.data.read_delta(str(p))
+
+
+def tokenizer_version(lake: Path, version: str | None = None) -> str:
+    if version:
+        return version
+    pointer = lake / "models" / "tokenizer" / "LATEST"
+    if not pointer.exists():
+        raise FileNotFoundError(f"no tokenizer under {pointer.parent}; run `gr2 tokenizer fit` and `assign` first")
+    return pointer.read_text().strip()
+
+
+def load_catalog(lake: Path, version: str | None = None) -> tuple[dict[str, CatalogItem], dict]:
+    """item_id -> CatalogItem for every item with a SID under the tokenizer version; plus its shape."""
+    from deltalake import DeltaTable
+
+    version = tokenizer_version(lake, version)
+    codebook = DeltaTable(str(table_path(lake, "gold.sid_codebook"))).to_pandas(
+        columns=["item_id", "sid", "codes", "tokenizer_version"], filters=[("tokenizer_version", "=", version)]
+    )
+    if codebook.empty:
+        raise ValueError(f"gold.sid_codebook has no rows for tokenizer {version}; run `gr2 tokenizer assign`")
+    items = DeltaTable(str(table_path(lake, "silver.items"))).to_pandas(columns=["item_id", "title", "categories", "brand"])
+    merged = codebook.merge(items, on="item_id", how="left")
+    catalog = {
+        r.item_id: CatalogItem(
+            r.item_id, r.sid, r.title if isinstance(r.title, str) and r.title else r.item_id,
+            tuple(r.categories) if r.categories is not None else (), r.brand if isinstance(r.brand, str) else "",
+        )
+        for r in merged.itertuples(index=False)
+    }
+    meta = json_meta(lake, version)
+    levels = int(max(len(c) for c in codebook["codes"]))
+    return catalog, {"tokenizer_version": version, "levels": levels, "codes": meta["rqvae"]["codes"]}
+
+
+def json_meta(lake: Path, version: str) -> dict:
+    import json
+
+    return json.loads((lake / "models" / "tokenizer" / version / "config.json").read_text())
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def packer(tokenizer_path: str, max_len: int):
+    """A map_batches function: a batch of examples (task, prompt, completion, parts) -> packed rows."""
+
+    def f(batch: dict) -> dict:
+        tok = _tokenizer(tokenizer_path)
+        exs = [
+            Example(t, p, c, [(x["text"], float(x["weight"])) for x in parts] if parts is not None and len(parts) else None)
+            for t, p, c, parts in zip(batch["task"], batch["prompt"], batch["completion"], batch["parts"])
+        ]
+        packed = pack([tokenize_example(tok, e) for e in exs], max_len, tok.pad_token_id)
+        return {k: list(v) for k, v in packed.items()}
+
+    return f
+
+
+def example_row(ex: Example) -> dict:
+    return {"task": ex.task, "prompt": ex.prompt, "completion": ex.completion,
+            "parts": [{"text": t, "weight": w} for t, w in ex.parts] if ex.parts else []}
+
+
+def keep_fraction(fraction: float, seed: int):
+    """A row filter keeping about `fraction` of the examples, decided by a hash of the example text:
+    deterministic, streaming, and free of the all-to-all steps a shuffle-then-limit would need."""
+    import hashlib
+
+    threshold = int(fraction * 2**32)
+
+    def keep(row: dict) -> bool:
+        h = hashlib.blake2b(f"{seed}|{row['prompt']}|{row['completion']}".encode(), digest_size=4).digest()
+        return int.from_bytes(h, "big") < threshold
+
+    return keep
+
+
+def mixture_dataset(per_task: dict, counts: dict[str, int], available: dict[str, int], seed: int):
+    """Union of each task's examples, sub-sampled to about its count, in one seeded random order."""
+    parts = []
+    for task, n in counts.items():
+        if n <= 0:
+            continue
+        ds = per_task[task]
+        if n < available[task]:
+            ds = ds.filter(keep_fraction(n / available[task], seed))
+        parts.append(ds)
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    return ds.random_shuffle(seed=seed)
+
+
+def as_numpy_rows(rows: list[dict]) -> dict[str, np.ndarray]:
+    return {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]}

@@ -1,0 +1,157 @@
+"""Training examples as text, and their tokenisation into packed, loss-masked sequences (pure).
+
+Mid-training teaches the item language with three tasks (GR2 stage 1):
+  item_alignment  SID -> title and categories, and title -> SID
+  sequential      a user's history of SIDs -> the next SID
+  persona         a user's history -> a short text of their dominant categories and brands
+Each example is (prompt, completion): the loss falls on the completion only. SFT examples carry a
+second weight class: reasoning tokens and ranking tokens are weighted separately (GR2 stage 2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gr2.tokenizer import vocab
+
+TASKS = ("item_alignment", "sequential", "persona")
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    item_id: str
+    sid: str
+    title: str
+    categories: tuple[str, ...] = ()
+    brand: str = ""
+
+    @property
+    def category(self) -> str:
+        return self.categories[-1] if self.categories else ""
+
+
+@dataclass
+class Example:
+    task: str
+    prompt: str
+    completion: str
+    # Optional split of the completion into weighted parts: [(text, weight), ...]; None = one part of weight 1.
+    parts: list[tuple[str, float]] | None = field(default=None)
+
+
+def _w(sid: str) -> str:
+    return vocab.wrap(sid)
+
+
+def item_alignment(item: CatalogItem) -> list[Example]:
+    cats = " > ".join(item.categories) or "unknown"
+    about = f"{item.title}. Categories: {cats}." + (f" Brand: {item.brand}." if item.brand else "")
+    return [
+        Example("item_alignment", f"Item {_w(item.sid)} is:", f" {about}"),
+        Example("item_alignment", f"The ID of the item \"{item.title}\" is", f" {_w(item.sid)}"),
+    ]
+
+
+def history_text(items: list[CatalogItem]) -> str:
+    return ", ".join(_w(i.sid) for i in items)
+
+
+def sequential(history: list[CatalogItem], target: CatalogItem) -> Example:
+    return Example("sequential", f"A user bought, in order: {history_text(history)}. Next they buy", f" {_w(target.sid)}")
+
+
+def persona_text(history: list[CatalogItem], top: int = 3) -> str:
+    """The user's dominant categories and brands, with counts, from their history alone."""
+    cats = Counter(i.category for i in history if i.category)
+    brands = Counter(i.brand for i in history if i.brand)
+    parts = []
+    if cats:
+        parts.append("mostly " + ", ".join(f"{c} ({n})" for c, n in cats.most_common(top)))
+    if brands:
+        parts.append("favourite brands " + ", ".join(f"{b} ({n})" for b, n in brands.most_common(top)))
+    return ("; ".join(parts) or "no clear preference") + "."
+
+
+def persona(history: list[CatalogItem]) -> Example:
+    return Example("persona", f"A user bought: {history_text(history)}. Their interests:", f" {persona_text(history)}")
+
+
+def sequence_examples(items: list[CatalogItem], splits: list[str], history_len: int, min_history: int = 1) -> list[Example]:
+    """Sequential examples from the training positions of one user (every position with enough history)
+    plus one persona example over the user's training history. Validation/test items are never targets
+    and never appear in a history, so mid-training cannot see the evaluation labels."""
+    train = [it for it, s in zip(items, splits) if s == "train"]
+    out = [sequential(train[max(0, i - history_len) : i], train[i]) for i in range(min_history, len(train))]
+    if train:
+        out.append(persona(train[-history_len:]))
+    return out
+
+
+# -- tokenisation and packing ------------------------------------------------------------------------
+
+
+def tokenize_example(tokenizer, ex: Example) -> tuple[list[int], list[float]]:
+    """Token ids of bos + prompt + completion + eos and a per-token loss weight (0 on the prompt)."""
+    prompt = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
+    ids = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + prompt
+    weights = [0.0] * len(ids)
+    for text, w in ex.parts or [(ex.completion, 1.0)]:
+        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        weights += [float(w)] * len(piece)
+    ids.append(tokenizer.eos_token_id)
+    weights.append(weights[-1] if weights else 1.0)  # learning to stop counts like the last part
+    return ids, weights
+
+
+def pack(tokenized: list[tuple[list[int], list[float]]], max_len: int, pad_id: int) -> dict[str, np.ndarray]:
+    """Greedy first-fit packing of examples into rows of max_len tokens.
+
+    Returns input_ids, attention_mask, labels (-100 where the weight is 0 or padding) and weights
+    (aligned with labels). An example longer than max_len is cut from the left of its prompt so the
+    completion survives; examples never straddle two rows.
+    """
+    rows: list[tuple[list[int], list[float]]] = []
+    space: list[int] = []
+    for ids, w in tokenized:
+        if len(ids) > max_len:
+            ids, w = ids[-max_len:], w[-max_len:]
+        for r, free in enumerate(space):
+            if free >= len(ids):
+                rows[r][0].extend(ids)
+                rows[r][1].extend(w)
+                space[r] -= len(ids)
+                break
+        else:
+            rows.append((list(ids), list(w)))
+            space.append(max_len - len(ids))
+    n = len(rows)
+    input_ids = np.full((n, max_len), pad_id, dtype=np.int64)
+    attention = np.zeros((n, max_len), dtype=np.int64)
+    labels = np.full((n, max_len), -100, dtype=np.int64)
+    weights = np.zeros((n, max_len), dtype=np.float32)
+    for r, (ids, w) in enumerate(rows):
+        k = len(ids)
+        input_ids[r, :k] = ids
+        attention[r, :k] = 1
+        wa = np.asarray(w, dtype=np.float32)
+        labels[r, :k] = np.where(wa > 0, ids, -100)
+        weights[r, :k] = wa
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "weights": weights}
+
+
+def mixture_counts(available: dict[str, int], weights: dict[str, float]) -> dict[str, int]:
+    """Examples to draw per task so that shares follow `weights` while using as much data as possible:
+    the scarcest task relative to its weight is used fully, the others are sub-sampled to match."""
+    unknown = set(weights) - set(TASKS)
+    if unknown:
+        raise ValueError(f"unknown mid-training task(s) {sorted(unknown)}; known: {list(TASKS)}")
+    active = {t: w for t, w in weights.items() if w > 0 and available.get(t, 0) > 0}
+    if not active:
+        raise ValueError("no mid-training examples: every task has weight 0 or no data")
+    total_w = sum(active.values())
+    scale = min(available[t] / (w / total_w) for t, w in active.items())
+    return {t: (min(available[t], int(round(scale * active[t] / total_w))) if t in active else 0) for t in available}

@@ -1,0 +1,106 @@
+"""Generation behind one interface, and SID-constrained decoding.
+
+`Generator` is what stages call (`generate(prompts, ...) -> texts`); `HFGenerator` runs Hugging Face
+`generate` on the local model. A vLLM engine can replace it on GPU clusters by implementing the same
+method. `SidTrie` restricts decoding to valid SIDs: after `<|sid_begin|>` only code tokens that continue
+some catalog SID are allowed, then `<|sid_end|>`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from gr2.tokenizer import vocab
+
+
+class Generator(Protocol):
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float = 0.0, num_return_sequences: int = 1,
+                 seed: int = 0) -> list[list[str]]: ...
+
+
+class SidTrie:
+    """Prefix tree over the token ids of every catalog SID (each ending with <|sid_end|>)."""
+
+    def __init__(self, tokenizer, sids: list[str]):
+        self.begin = tokenizer.convert_tokens_to_ids(vocab.SID_BEGIN)
+        self.end = tokenizer.convert_tokens_to_ids(vocab.SID_END)
+        self.root: dict = {}
+        self.sid_of: dict[tuple[int, ...], str] = {}
+        for sid in sids:
+            toks = [vocab.level_token(i, c) for i, c in enumerate(vocab.parse_sid(sid))]
+            ids = tuple(tokenizer.convert_tokens_to_ids(toks)) + (self.end,)
+            node = self.root
+            for t in ids:
+                node = node.setdefault(t, {})
+            self.sid_of[ids[:-1]] = sid
+
+    def allowed(self, generated: list[int]) -> list[int]:
+        """Tokens allowed next, given the tokens generated after <|sid_begin|>."""
+        node = self.root
+        for t in generated:
+            node = node.get(t)
+            if node is None:
+                return []
+        return list(node) or []
+
+
+def beam_search_sids(model, tokenizer, prompt: str, trie: SidTrie, num_beams: int, max_levels: int) -> list[str]:
+    """Top `num_beams` catalog SIDs continuing `prompt` (which should end with <|sid_begin|>), by beam
+    search constrained to the trie; best first."""
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    if tokenizer.bos_token_id is not None:
+        ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
+    ids = torch.cat([ids, torch.tensor([[trie.begin]])], dim=1)
+    start = ids.shape[1]
+    eos = tokenizer.eos_token_id
+
+    def allowed(_batch_id, sent):
+        nxt = trie.allowed(sent[start:].tolist())
+        return nxt or [eos]
+
+    with torch.no_grad():
+        out = model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_levels + 1, num_beams=num_beams,
+            num_return_sequences=num_beams, do_sample=False, prefix_allowed_tokens_fn=allowed,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=trie.end, early_stopping=True,
+        )
+    result = []
+    for row in out[:, start:].tolist():
+        if trie.end in row:
+            row = row[: row.index(trie.end)]
+        sid = trie.sid_of.get(tuple(row))
+        if sid is not None and sid not in result:
+            result.append(sid)
+    return result
+
+
+class HFGenerator:
+    """Sampling or greedy decoding with Hugging Face generate, in batches (left padding)."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 8):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float = 0.0, num_return_sequences: int = 1,
+                 seed: int = 0) -> list[list[str]]:
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        out: list[list[str]] = []
+        torch.manual_seed(seed)
+        for i in range(0, len(prompts), self.batch_size):
+            chunk = prompts[i : i + self.batch_size]
+            texts = [(tok.bos_token or "") + p for p in chunk]
+            enc = tok(texts, add_special_tokens=False, return_tensors="pt", padding=True)
+            with torch.no_grad():
+                gen = self.model.generate(
+                    **enc, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                    temperature=temperature if temperature > 0 else None, top_k=None, top_p=None,
+                    num_return_sequences=num_return_sequences, pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                )
+            new = gen[:, enc["input_ids"].shape[1]:]
+            decoded = tok.batch_decode(new, skip_special_tokens=False)
+            decoded = [d.split(tok.eos_token)[0].replace(tok.pad_token, "") for d in decoded]
+            out += [decoded[j * num_return_sequences : (j + 1) * num_return_sequences] for j in range(len(chunk))]
+        return out

@@ -1,0 +1,309 @@
+"""Training stages as jobs: mid-training (this module), SFT and the next-item evaluation.
+
+Each job: read the tables it needs with Ray Data, build examples, launch the shared Ray Train +
+DeepSpeed loop, and leave a model folder (`save_pretrained`, safetensors) under
+`<lake>/models/<stage>/<run>/model` with `metrics.csv`, TensorBoard logs and a summary JSON beside it,
+plus a LATEST pointer per stage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from gr2.config import Config
+from gr2.platform.progress import Steps
+from gr2.training import data, examples, loop
+from gr2.training import model as lm
+
+
+def stage_dir(cfg: Config, stage: str) -> Path:
+    return cfg.lake_path / "models" / stage
+
+
+def latest_model(cfg: Config, stage: str) -> Path:
+    pointer = stage_dir(cfg, stage) / "LATEST"
+    if not pointer.exists():
+        raise FileNotFoundError(f"no {stage} model under {pointer.parent}; run `gr2 train {stage}` first")
+    return stage_dir(cfg, stage) / pointer.read_text().strip() / "model"
+
+
+def _run_id(stage: str) -> str:
+    return f"{stage}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+
+
+def catalog_texts(catalog: dict) -> list[str]:
+    """What the small model's BPE tokenizer is trained on: the catalog and the task templates."""
+    templates = [e.prompt + e.completion for e in examples.item_alignment(next(iter(catalog.values())))]
+    templates += ["A user bought, in order: . Next they buy", "Their interests: mostly ; favourite brands ."]
+    return templates * 50 + [f"{i.title}. {' > '.join(i.categories)}. {i.brand}" for i in catalog.values()]
+
+
+def prepare_base(cfg: Config, catalog: dict, shape: dict, out: Path) -> dict:
+    """The base model with the SID vocabulary added, saved to `out`."""
+    m = cfg.train.model
+    if m.path:
+        model, tok = lm.load(m.path, trust_remote_code=m.trust_remote_code)
+        source = m.path
+    else:
+        built = lm.build_small_model(out.parent / "base", catalog_texts(catalog), family=m.family, vocab_size=m.vocab_size,
+                                     hidden=m.hidden, layers=m.layers, heads=m.heads, max_positions=max(1024, cfg.train.max_len),
+                                     seed=cfg.train.seed)
+        model, tok = lm.load(built)
+        source = f"small {m.family} (hidden {m.hidden}, {m.layers} layers), BPE {m.vocab_size} trained on the catalog"
+    added = lm.add_sid_tokens(model, tok, shape["levels"], shape["codes"], init=m.sid_init, seed=cfg.train.seed)
+    lm.save(model, tok, out, {"source": source, **shape, **added})
+    params = sum(p.numel() for p in model.parameters())
+    return {"source": source, "parameters": params, **added}
+
+
+def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
+    """Stage 1: teach the LM the item language (alignment, sequential preference, persona)."""
+    import ray.data
+
+    from gr2.platform.ray_cluster import ensure_ray
+
+    steps = steps or Steps(quiet=True)
+    t, mt = cfg.train, cfg.train.midtrain
+    lake = cfg.lake_path
+    run = _run_id("midtrain")
+    run_dir = stage_dir(cfg, "midtrain") / run
+    with steps.step("catalog and SID vocabulary"):
+        ensure_ray()
+        catalog, shape = data.load_catalog(lake)
+        base = prepare_base(cfg, catalog, shape, run_dir / "init")
+    with steps.step("mid-training examples from Delta (Ray Data)"):
+        per_task = {
+            "item_alignment": ray.data.from_items(
+                [data.example_row(e) for item in catalog.values() for e in examples.item_alignment(item)]
+            ),
+            "sequential": _sequence_examples(lake, catalog, cfg.etl.history_len).filter(lambda r: r["task"] == "sequential"),
+            "persona": _sequence_examples(lake, catalog, cfg.etl.history_len).filter(lambda r: r["task"] == "persona"),
+        }
+        available = {k: ds.count() for k, ds in per_task.items()}
+        usable = {k: min(v, mt.max_examples) if mt.max_examples else v for k, v in available.items()}
+        counts = examples.mixture_counts(usable, mt.task_weights)
+        mixed = data.mixture_dataset(per_task, counts, available, t.seed)
+        packed = mixed.map_batches(data.packer(str(run_dir / "init"), t.max_len), batch_size=512, batch_format="numpy").materialize()
+        rows = packed.count()
+    with steps.step(f"Ray Train + DeepSpeed ZeRO-{t.deepspeed.zero_stage}: {sum(counts.values()):,} examples in {rows:,} rows"):
+        out = loop.run(packed, model_path=str(run_dir / "init"), tokenizer_path=str(run_dir / "init"), run_dir=run_dir,
+                       name=run, stage_cfg=mt, train_cfg=t, total_rows=rows)
+    (stage_dir(cfg, "midtrain") / "LATEST").write_text(run)
+    summary = {"run": run, "base": base, "examples": counts, "available": available, "rows": rows, **out,
+               "final": _last_metrics(run_dir)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _sequence_examples(lake: Path, catalog: dict, history_len: int):
+    def build(row: dict) -> list[dict]:
+        pairs = [(catalog.get(i), s) for i, s in zip(row["items"], row["split"])]
+        pairs = [(c, s) for c, s in pairs if c is not None]  # items without a SID are skipped
+        exs = examples.sequence_examples([c for c, _ in pairs], [s for _, s in pairs], history_len)
+        return [data.example_row(e) for e in exs]
+
+    return data.read_table(lake, "gold.sequences").flat_map(build)
+
+
+def _last_metrics(run_dir: Path) -> dict:
+    import csv
+
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return {}
+    rows = list(csv.DictReader(path.open()))
+    return {"first": rows[0], "last": rows[-1]} if rows else {}
+
+
+# -- next-item evaluation (after mid-training) --------------------------------------------------------
+
+
+def next_item_cases(lake: Path, catalog: dict, split: str, history_len: int, max_users: int, seed: int):
+    """(history items, target item) per user: the user's first `split` position and what came before."""
+    from deltalake import DeltaTable
+
+    seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["user_id", "items", "split"])
+    cases = []
+    for items, splits in zip(seqs["items"], seqs["split"]):
+        pos = next((i for i, s in enumerate(splits) if s == split), None)
+        if pos is None or pos == 0 or items[pos] not in catalog:
+            continue
+        hist = [catalog[i] for i in items[:pos] if i in catalog][-history_len:]
+        if hist:
+            cases.append((hist, catalog[items[pos]]))
+    if max_users and len(cases) > max_users:
+        idx = np.random.default_rng(seed).choice(len(cases), max_users, replace=False)
+        cases = [cases[i] for i in sorted(idx)]
+    return cases
+
+
+def popularity_ranking(lake: Path, catalog: dict) -> list[str]:
+    """SIDs of the catalog by training-split popularity, most popular first."""
+    from collections import Counter
+
+    from deltalake import DeltaTable
+
+    seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["items", "split"])
+    counts = Counter(i for items, splits in zip(seqs["items"], seqs["split"]) for i, s in zip(items, splits) if s == "train")
+    return [catalog[i].sid for i, _ in counts.most_common() if i in catalog]
+
+
+def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = "test", max_users: int = 500,
+                       ks: tuple[int, ...] = (5, 10), on_progress=None) -> dict:
+    """Next-item Recall@k / NDCG@k over the full catalog: constrained beam search vs popularity."""
+    import torch
+
+    from gr2.training.generation import SidTrie, beam_search_sids
+
+    lake = cfg.lake_path
+    model_dir = Path(model_dir or latest_model(cfg, "midtrain"))
+    catalog, shape = data.load_catalog(lake)
+    model, tok = lm.load(model_dir)
+    model.eval()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    trie = SidTrie(tok, [c.sid for c in catalog.values()])
+    cases = next_item_cases(lake, catalog, split, cfg.etl.history_len, max_users, cfg.train.seed)
+    popular = popularity_ranking(lake, catalog)[: max(ks)]
+    beams = max(ks)
+    hits = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
+    pop = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
+    for n, (hist, target) in enumerate(cases):
+        prompt = examples.sequential(hist, target).prompt + " "
+        ranked = beam_search_sids(model, tok, prompt, trie, beams, shape["levels"])
+        for name, ranking in (("model", ranked), ("pop", popular)):
+            store = hits if name == "model" else pop
+            rank = ranking.index(target.sid) if target.sid in ranking else None
+            for k in ks:
+                store[f"recall@{k}"].append(float(rank is not None and rank < k))
+                store[f"ndcg@{k}"].append(1 / math.log2(rank + 2) if rank is not None and rank < k else 0.0)
+        if on_progress:
+            on_progress(n + 1, len(cases))
+    result = {
+        "model_dir": str(model_dir), "split": split, "users": len(cases), "catalog": len(catalog),
+        "model": {k: float(np.mean(v)) if v else 0.0 for k, v in hits.items()},
+        "popularity": {k: float(np.mean(v)) if v else 0.0 for k, v in pop.items()},
+    }
+    (model_dir.parent / f"next_item_{split}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+# -- SFT on teacher traces ---------------------------------------------------------------------------
+
+
+def sft_example(prompt: str, response: str, candidate_sids: list[str], reasoning_weight: float, ranking_weight: float):
+    """A trace as an SFT example: the canonical answer, its reasoning and ranking parts weighted apart."""
+    from gr2.training.prompts import format_response, parse_response
+
+    parsed = parse_response(response, candidate_sids)
+    if not parsed.ok:
+        return None
+    answer = format_response(parsed.reasoning or "", parsed.ranking)
+    cut = answer.index(',"ranking":')
+    return examples.Example("sft", prompt, answer, parts=[(answer[:cut], reasoning_weight), (answer[cut:], ranking_weight)])
+
+
+def sft(cfg: Config, steps: Steps | None = None) -> dict:
+    """Stage 2: supervised fine-tuning of the mid-trained model on accepted teacher traces."""
+    from deltalake import DeltaTable
+
+    import ray.data
+
+    from gr2.platform.ray_cluster import ensure_ray
+
+    steps = steps or Steps(quiet=True)
+    t, st = cfg.train, cfg.train.sft
+    lake = cfg.lake_path
+    run = _run_id("sft")
+    run_dir = stage_dir(cfg, "sft") / run
+    with steps.step("accepted traces and slates"):
+        ensure_ray()
+        base = latest_model(cfg, "midtrain")
+        traces = data.read_table(lake, "gold.traces").filter(lambda r: bool(r["accepted"]))
+        slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(columns=["slate_id", "candidates", "split"])
+        catalog, _ = data.load_catalog(lake)
+        cands = {sid: [catalog[i].sid for i in c if i in catalog] for sid, c, s in
+                 zip(slates["slate_id"], slates["candidates"], slates["split"]) if s == "train"}
+
+        def to_example(row: dict) -> list[dict]:
+            e = sft_example(row["prompt"], row["response"], cands.get(row["slate_id"], []), st.reasoning_weight, st.ranking_weight)
+            return [data.example_row(e)] if e else []
+
+        exs = traces.flat_map(to_example)
+        if st.max_examples:
+            exs = exs.limit(st.max_examples)
+        n_examples = exs.count()
+        if not n_examples:
+            raise ValueError("gold.traces holds no accepted traces for training slates; run `gr2 traces` first")
+        packed = exs.random_shuffle(seed=t.seed).map_batches(
+            data.packer(str(base), t.max_len), batch_size=256, batch_format="numpy").materialize()
+        rows = packed.count()
+    with steps.step(f"Ray Train + DeepSpeed ZeRO-{t.deepspeed.zero_stage}: {n_examples:,} traces in {rows:,} rows"):
+        out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
+                       stage_cfg=st, train_cfg=t, total_rows=rows)
+    (stage_dir(cfg, "sft") / "LATEST").write_text(run)
+    summary = {"run": run, "base": {"source": str(base), "parameters": None}, "examples": {"sft": n_examples},
+               "rows": rows, **out, "final": _last_metrics(run_dir)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: int):
+    """(SlateForTraces, labels in input order) for slates of `split`, a seeded sample of `max_slates`."""
+    from deltalake import DeltaTable
+
+    from gr2.training import traces as tr
+
+    df = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
+        columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
+    df = df[df["split"] == split]
+    if max_slates and len(df) > max_slates:
+        df = df.sample(n=max_slates, random_state=seed)
+    out = []
+    for r in df.to_dict("records"):
+        s = tr.slate_for_traces(r, catalog)
+        if s is not None:
+            out.append((s, [int(x) for x in r["labels"]]))
+    return out
+
+
+def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "valid", max_slates: int = 200,
+                    max_new_tokens: int = 512, on_progress=None) -> dict:
+    """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share and R@1/R@5/NDCG@5
+    (an invalid answer keeps the incoming order), next to the incoming order itself."""
+    from gr2.eval.metrics import slate_metrics
+    from gr2.training import traces as tr
+    from gr2.training.generation import HFGenerator
+    from gr2.training.prompts import parse_response, ranking_positions
+
+    lake = cfg.lake_path
+    model_dir = Path(model_dir or latest_model(cfg, "sft"))
+    catalog, _ = data.load_catalog(lake)
+    model, tok = lm.load(model_dir)
+    model.eval()
+    cases = rerank_cases(lake, catalog, split, max_slates, cfg.train.seed)
+    gen = HFGenerator(model, tok, batch_size=8)
+    outputs, valid, before, after = [], 0, [], []
+    for i in range(0, len(cases), 8):
+        chunk = cases[i : i + 8]
+        texts = gen.generate([tr.prompt_of(s) for s, _ in chunk], max_new_tokens=max_new_tokens)
+        for (s, labels), (text,) in zip(chunk, texts):
+            sids = [c.sid for c in s.candidates]
+            parsed = parse_response(text, sids)
+            order = ranking_positions(parsed.ranking, sids) if parsed.ok else list(range(len(sids)))
+            valid += parsed.ok
+            outputs.append(order if parsed.ok else None)
+            before.append(labels.index(1) if 1 in labels else -1)
+            after.append(order.index(labels.index(1)) if 1 in labels else -1)
+        if on_progress:
+            on_progress(min(i + 8, len(cases)), len(cases))
+    m_in = slate_metrics(before)
+    m_out = slate_metrics(after)
+    result = {"model_dir": str(model_dir), "split": split, "slates": len(cases),
+              "valid_share": valid / max(1, len(cases)), "incoming": m_in, "model": m_out}
+    (model_dir.parent / f"rerank_{split}.json").write_text(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,306 @@
+"""The one training loop of every LM stage: Ray Train TorchTrainer workers running DeepSpeed.
+
+The driver hands over a Ray Dataset of packed rows (input_ids, attention_mask, labels, weights) and a
+plain dict of settings; each worker loads the model from a local folder, wraps it with
+`deepspeed.initialize` (ZeRO 0-3, bf16 on GPUs and fp32 on CPUs, gradient accumulation, clipping, a
+cosine schedule with warm-up) and reports a Ray Train checkpoint every N optimizer steps (DeepSpeed
+state of every rank + `save_pretrained` safetensors from rank 0). A worker that dies is replaced by
+Ray (FailureConfig) and the new group resumes from the latest checkpoint, skipping the micro-batches
+it already consumed, so the loss curve continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+METRIC_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "tokens", "peak_mem_mb", "wall_s"]
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int):
+    """lr multiplier: linear warm-up to 1, then cosine decay to 0 at total_steps."""
+    def f(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def deepspeed_config(zero_stage: int, precision: str, micro_batch: int, grad_accum: int, grad_clip: float,
+                     use_gpu: bool) -> dict:
+    bf16 = precision == "bf16" or (precision == "auto" and use_gpu)
+    cfg = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": grad_accum,
+        "zero_optimization": {"stage": zero_stage},
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 10**9,  # progress is ours; DeepSpeed's own prints would interleave
+        "wall_clock_breakdown": False,
+    }
+    if grad_clip > 0:
+        cfg["gradient_clipping"] = grad_clip
+    if zero_stage == 3:
+        cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = True
+    return cfg
+
+
+def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy, each target token weighted; normalised by the number of target tokens
+    (so a reasoning weight below 1 lowers the pull of reasoning tokens rather than rescaling the loss)."""
+    logits = logits[:, :-1].float()
+    labels = labels[:, 1:]
+    weights = weights[:, 1:].float()
+    mask = labels != -100
+    ce = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.clamp(min=0).reshape(-1), reduction="none"
+    ).view_as(weights)
+    return (ce * weights * mask).sum() / mask.sum().clamp(min=1)
+
+
+def _append_metrics(run_dir: Path, row: dict, resumed_from: int | None) -> None:
+    path = run_dir / "metrics.csv"
+    if resumed_from is not None and path.exists():  # drop rows logged after the checkpoint we resume from
+        with path.open() as f:
+            kept = [r for r in csv.DictReader(f) if int(r["step"]) <= resumed_from]
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(kept)
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, METRIC_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k) for k in METRIC_FIELDS})
+
+
+def train_worker(config: dict) -> None:
+    """Runs on every Ray Train worker."""
+    import deepspeed
+    import ray.train
+    from transformers import AutoModelForCausalLM
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    run_dir = Path(config["run_dir"])
+    torch.manual_seed(config["seed"])
+    use_gpu = config["use_gpu"] and torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
+    model.config.use_cache = False
+    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    total = config["total_steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, int(total * config["warmup_ratio"])))
+    if config.get("engine", "deepspeed") == "ddp":  # plain torch DDP, the baseline of the throughput benchmark
+        engine = DDPEngine(model, opt, sched, config["grad_accum"], config["grad_clip"], use_gpu)
+    else:
+        ds_cfg = deepspeed_config(config["zero_stage"], config["precision"], config["batch_size"], config["grad_accum"],
+                                  config["grad_clip"], use_gpu)
+        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched, config=ds_cfg)
+
+    # A restart without a registered checkpoint starts over: its metrics rows replace the earlier ones.
+    consumed, tokens_total, resumed_from = 0, 0, 0
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            engine.load_checkpoint(str(Path(d) / "deepspeed"), tag="ckpt")
+            state = json.loads((Path(d) / "state.json").read_text())
+        consumed, tokens_total, resumed_from = state["micro_batches"], state["tokens"], state["step"]
+        if rank == 0:
+            print(json.dumps({"resumed_from_step": resumed_from}), flush=True)
+            with (run_dir / "resumes.jsonl").open("a") as f:  # the run's own record of each restart
+                f.write(json.dumps({"resumed_from_step": resumed_from, "at": time.time()}) + "\n")
+
+    tb = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        tb = SummaryWriter(str(run_dir / "tensorboard"))
+    shard = ray.train.get_dataset_shard("train")
+    kill_at = config.get("kill_worker_at_step", 0)  # fault injection for resilience tests
+    micro, t_window, tok_window, loss_window, last_loss = 0, time.perf_counter(), 0, [], None
+    t0 = time.perf_counter()
+    device = engine.device
+    # Passes over the shard until the step budget is spent: every worker does one micro-batch per
+    # micro-step even when shards differ by a batch, so the collectives stay matched.
+    while engine.global_steps < total:
+        seen_before = micro
+        for batch in shard.iter_torch_batches(batch_size=config["batch_size"]):
+            micro += 1
+            if micro <= consumed:
+                continue  # already trained on before the restart
+            if engine.global_steps >= total:
+                break
+            ids = batch["input_ids"].to(device)
+            attn = batch["attention_mask"].to(device)
+            out = engine(input_ids=ids, attention_mask=attn)
+            loss = weighted_lm_loss(out.logits, batch["labels"].to(device), batch["weights"].to(device))
+            engine.backward(loss)
+            engine.step()
+            loss_window.append(loss.item())
+            n_tok = int(attn.sum())
+            tok_window += n_tok
+            tokens_total += n_tok * world
+            if micro % config["grad_accum"]:
+                continue  # not an optimizer-step boundary yet
+            step = engine.global_steps
+            if kill_at and step == kill_at and rank == world - 1 and not (run_dir / ".killed").exists():
+                # Ray registers a reported checkpoint at its next health check (every 2 s): die a little
+                # later, as a real failure would, so the test shows resumption from that checkpoint.
+                time.sleep(5)
+                (run_dir / ".killed").write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)  # a real worker death; Ray must replace it
+            if step % config["log_every"] == 0 or step == total:
+                dt = time.perf_counter() - t_window
+                row = {
+                    "step": step, "epoch": round(micro / max(1, config["micro_batches_per_epoch"]), 3),
+                    "loss": sum(loss_window) / len(loss_window), "lr": sched.get_last_lr()[0],
+                    "tokens_per_s": tok_window / max(dt, 1e-9), "tokens": tokens_total,
+                    "peak_mem_mb": _peak_mem_mb(use_gpu), "wall_s": time.perf_counter() - t0,
+                }
+                if rank == 0:
+                    for k in ("loss", "lr", "tokens_per_s", "peak_mem_mb"):
+                        tb.add_scalar(f"train/{k}", row[k], step)
+                    _append_metrics(run_dir, row, resumed_from)
+                    resumed_from = None
+                    print(json.dumps({"train": row}), flush=True)
+                last_loss = row["loss"]
+                t_window, tok_window, loss_window = time.perf_counter(), 0, []
+            if step % config["checkpoint_every"] == 0 or step >= total:
+                _checkpoint(engine, config, rank, {"step": step, "micro_batches": micro, "tokens": tokens_total},
+                            {"step": step, "loss": last_loss})
+            if step >= total:
+                break
+        if micro == seen_before:
+            raise RuntimeError(f"worker {rank} received an empty data shard; use fewer workers or more data")
+    if tb:
+        tb.close()
+
+
+class DDPEngine:
+    """The slice of DeepSpeed's engine interface the loop uses, over torch DDP (Ray's prepare_model)."""
+
+    def __init__(self, model, optimizer, scheduler, grad_accum: int, grad_clip: float, use_gpu: bool):
+        import ray.train.torch
+
+        self.model = ray.train.torch.prepare_model(model)
+        self.module = model
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.grad_accum, self.grad_clip = grad_accum, grad_clip
+        self.device = next(model.parameters()).device
+        self.global_steps, self._micro = 0, 0
+
+    def __call__(self, **kwargs):
+        return self.model(**kwargs)
+
+    def backward(self, loss) -> None:
+        (loss / self.grad_accum).backward()
+
+    def step(self) -> None:
+        self._micro += 1
+        if self._micro % self.grad_accum:
+            return
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.global_steps += 1
+
+    def save_checkpoint(self, folder: str, tag: str) -> None:
+        import ray.train
+
+        if ray.train.get_context().get_world_rank() == 0:
+            Path(folder, tag).mkdir(parents=True, exist_ok=True)
+            torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                        "scheduler": self.scheduler.state_dict(), "global_steps": self.global_steps},
+                       Path(folder, tag, "ddp.pt"))
+
+    def load_checkpoint(self, folder: str, tag: str) -> None:
+        state = torch.load(Path(folder, tag, "ddp.pt"), map_location=self.device, weights_only=False)
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.global_steps = state["global_steps"]
+        self._micro = self.global_steps * self.grad_accum
+
+
+def _peak_mem_mb(use_gpu: bool) -> float:
+    if use_gpu:
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _checkpoint(engine, config: dict, rank: int, state: dict, metrics: dict) -> None:
+    import ray.train
+
+    with tempfile.TemporaryDirectory() as d:
+        engine.save_checkpoint(str(Path(d) / "deepspeed"), tag="ckpt")
+        # ZeRO-3 shards the weights: gathering them is a collective every rank must join.
+        sd = engine._zero3_consolidated_16bit_state_dict() if config["zero_stage"] == 3 and config["engine"] == "deepspeed" else None
+        if rank == 0:
+            (Path(d) / "state.json").write_text(json.dumps(state))
+            engine.module.save_pretrained(Path(d) / "model", state_dict=sd, safe_serialization=True)
+        ray.train.report({k: v for k, v in metrics.items() if v is not None}, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+
+def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: str, stage_cfg, train_cfg,
+        total_rows: int, on_progress=None) -> dict:
+    """Launch the TorchTrainer; return where the trained model (save_pretrained folder) is."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    world = train_cfg.num_workers
+    micro_per_epoch = max(1, math.ceil(total_rows / world / stage_cfg.batch_size))
+    steps_per_epoch = max(1, micro_per_epoch // train_cfg.deepspeed.grad_accum)
+    total = max(1, int(steps_per_epoch * stage_cfg.epochs))
+    if stage_cfg.max_steps:
+        total = min(total, stage_cfg.max_steps)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "model_path": model_path, "run_dir": str(run_dir), "seed": train_cfg.seed, "use_gpu": train_cfg.use_gpu,
+        "lr": stage_cfg.lr, "weight_decay": stage_cfg.weight_decay, "warmup_ratio": stage_cfg.warmup_ratio,
+        "epochs": stage_cfg.epochs, "batch_size": stage_cfg.batch_size, "total_steps": total,
+        "engine": train_cfg.engine, "zero_stage": train_cfg.deepspeed.zero_stage, "precision": train_cfg.deepspeed.precision,
+        "grad_accum": train_cfg.deepspeed.grad_accum, "grad_clip": train_cfg.deepspeed.grad_clip,
+        "checkpoint_every": train_cfg.checkpoint_every, "log_every": max(1, min(10, total // 20 or 1)),
+        "micro_batches_per_epoch": micro_per_epoch,
+        # Fault injection (GR2_KILL_WORKER_AT_STEP=N): the last worker SIGKILLs itself once at step N, to
+        # show that Ray replaces it and training resumes from the latest checkpoint.
+        "kill_worker_at_step": int(os.environ.get("GR2_KILL_WORKER_AT_STEP", "0")),
+    }
+    resources = {"CPU": train_cfg.cpus_per_worker}
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=world, use_gpu=train_cfg.use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name=name, storage_path=str(run_dir / "ray"),
+            failure_config=FailureConfig(max_failures=train_cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets={"train": dataset},
+    )
+    result = trainer.fit()
+    if result.error:
+        raise RuntimeError(f"{name} failed: {result.error}")
+    final = run_dir / "model"
+    if final.exists():
+        shutil.rmtree(final)
+    with result.checkpoint.as_directory() as d:
+        shutil.copytree(Path(d) / "model", final)
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(final)
+    return {"model_dir": str(final), "total_steps": total, "run_dir": str(run_dir), "metrics_csv": str(run_dir / "metrics.csv")}

@@ -1,0 +1,483 @@
+"""Teachers that write reasoning traces for re-rank slates (the GR2 rejection-sampling stage).
+
+A teacher answers prompts from :mod:`gr2.training.prompts` in its answer format. The interface is a
+batch (``generate(requests) -> results``) so a remote teacher can run requests concurrently, and a
+failed request is a result (an Exception), not a crash of the whole batch.
+
+* :class:`OpenAITeacher` - any OpenAI-compatible chat endpoint (OpenAI, vLLM, SGLang, Ollama, ...).
+* :class:`StatisticalTeacher` - an offline stand-in built from training data only (co-occurrence,
+  category transitions, brand affinity, popularity). It is not an LLM and is named so; it lets the
+  pipeline run and be tested end to end without an endpoint, and its traces cite real figures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from gr2.training.prompts import ItemText, format_response
+from gr2.tokenizer.vocab import parse_sid, sid_string
+
+
+@dataclass(frozen=True)
+class SlateContext:
+    """The structured slate behind a prompt, for teachers that do not read text. Never the label."""
+
+    history: Sequence[ItemText]
+    candidates: Sequence[ItemText]
+
+
+@dataclass(frozen=True)
+class TeacherRequest:
+    """One prompt to answer. ``seed`` makes sampling reproducible where the teacher supports it."""
+
+    slate_id: str
+    attempt: int
+    messages: list[dict]
+    temperature: float
+    seed: int
+    slate: SlateContext | None = None
+
+
+@runtime_checkable
+class Teacher(Protocol):
+    """Answers a batch of requests; result i is the answer text of request i or the Exception it hit."""
+
+    name: str
+
+    def generate(self, requests: list[TeacherRequest]) -> list[str | Exception]: ...
+
+
+class TeacherError(Exception):
+    """A request that failed for good. ``status`` is the HTTP status when there was one; ``tries`` how
+    many calls were made. The message never contains the API key."""
+
+    def __init__(self, message: str, status: int | None = None, retryable: bool = False, tries: int = 1):
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+        self.tries = tries
+
+
+# --------------------------------------------------------------------------------------------------
+# Offline statistical teacher
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemMeta:
+    """Catalogue facts the statistical teacher uses. ``categories`` run from broad to specific."""
+
+    title: str = ""
+    categories: tuple[str, ...] = ()
+    brand: str = ""
+
+
+def _meta(info: Any) -> ItemMeta:
+    """An ItemMeta from a dict, an ItemMeta/ItemText-like object, or None."""
+    if info is None:
+        return ItemMeta()
+    get = info.get if isinstance(info, Mapping) else (lambda k, d=None: getattr(info, k, d))
+    cats = get("categories", None)
+    if cats is None:
+        cat = get("category", "")
+        cats = (cat,) if cat else ()
+    elif isinstance(cats, str):
+        cats = (cats,)
+    return ItemMeta(title=str(get("title", "") or ""), categories=tuple(str(c) for c in cats if c),
+                    brand=str(get("brand", "") or "").strip())
+
+
+DEFAULT_WEIGHTS = {"cooc": 1.0, "cat_next": 1.0, "cat_share": 0.5, "brand": 0.5, "popularity": 0.3}
+
+
+@dataclass
+class _Evidence:
+    item: ItemText
+    category: str
+    brand: str
+    cooc: float = 0.0  # recency-weighted sessions in which it follows a history item
+    best_prev: ItemText | None = None
+    best_count: int = 0
+    best_back: int = 0  # how many items before the latest the best_prev item is
+    cat_next: float = 0.0
+    cat_share: float = 0.0
+    brand_count: int = 0
+    pop_count: int = 0
+    parts: dict[str, float] = field(default_factory=dict)
+    score: float = 0.0
+
+
+def _title(item: ItemText, limit: int = 80) -> str:
+    text = " ".join(str(item.title or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _back(dist: int) -> str:
+    return "the latest item" if dist == 0 else f"{dist} item{'s' if dist > 1 else ''} before the latest"
+
+
+class StatisticalTeacher:
+    """Scores candidates with training-data statistics, samples a ranking, explains it with the figures.
+
+    Signals (each from ``train_sequences`` / ``items`` only, never from a slate's label):
+    * co-occurrence: in how many training sessions the candidate follows a history item within
+      ``window`` steps, recency-weighted over the last ``recent`` history items;
+    * category transition: P(candidate's leaf category | last history item's leaf category), smoothed
+      toward the category's overall share;
+    * category share and brand affinity: the share of this user's history in the candidate's
+      category / with its brand;
+    * popularity: log interactions, scaled to [0, 1].
+
+    The ranking sorts ``score + temperature * Gumbel`` (a Plackett-Luce sample), seeded by the request.
+    Caveat: when slates are cut from the same sequences, a slate's own target transition is counted;
+    build it from sequences that exclude the targets you sample traces for where that matters.
+    """
+
+    name = "statistical-cooccurrence"
+
+    def __init__(
+        self,
+        train_sequences: Sequence[Sequence[str]],
+        items: Mapping[str, Any],
+        window: int = 3,
+        recent: int = 5,
+        weights: Mapping[str, float] | None = None,
+        smoothing: float = 1.0,
+    ):
+        if window < 1 or recent < 1:
+            raise ValueError(f"window and recent must be >= 1, got window={window}, recent={recent}")
+        unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
+        if unknown:
+            raise ValueError(f"unknown weight(s) {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
+        self.window, self.recent, self.smoothing = window, recent, smoothing
+        self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        self._meta = {str(k): _meta(v) for k, v in items.items()}
+        self._pop: Counter[str] = Counter()
+        self._follow: dict[str, Counter[str]] = defaultdict(Counter)
+        self._cat_next: dict[str, Counter[str]] = defaultdict(Counter)
+        self._cat_total: Counter[str] = Counter()
+        for seq in train_sequences:
+            seq = [str(x) for x in seq]
+            self._pop.update(seq)
+            pairs = {(seq[i], seq[j]) for j in range(len(seq)) for i in range(max(0, j - window), j)
+                     if seq[i] != seq[j]}
+            for a, b in pairs:  # a set: counts sessions, not repeats within one
+                self._follow[a][b] += 1
+            cats = [self._leaf(x) for x in seq]
+            self._cat_total.update(c for c in cats if c)
+            for a, b in zip(cats, cats[1:]):
+                if a and b:
+                    self._cat_next[a][b] += 1
+        self._max_pop = max(self._pop.values(), default=0)
+        self._cat_n = sum(self._cat_total.values())
+        self._cat_out = {c: sum(row.values()) for c, row in self._cat_next.items()}
+
+    def __repr__(self) -> str:
+        return (f"StatisticalTeacher(items={len(self._meta)}, window={self.window}, "
+                f"recent={self.recent}, weights={self.weights})")
+
+    # -- statistics ---------------------------------------------------------------------------------
+
+    def _leaf(self, item_id: str, fallback: str = "") -> str:
+        meta = self._meta.get(item_id)
+        return meta.categories[-1] if meta and meta.categories else fallback
+
+    def _brand(self, item_id: str) -> str:
+        meta = self._meta.get(item_id)
+        return meta.brand if meta else ""
+
+    def _p_cat_next(self, prev: str, nxt: str) -> float:
+        if not nxt or not self._cat_n:
+            return 0.0
+        prior = self._cat_total[nxt] / self._cat_n
+        row = self._cat_next.get(prev, Counter()) if prev else Counter()
+        return (row[nxt] + self.smoothing * prior) / (self._cat_out.get(prev, 0) + self.smoothing)
+
+    def _evidence(self, history: Sequence[ItemText], candidates: Sequence[ItemText]) -> list[_Evidence]:
+        hist_cats = [self._leaf(h.item_id, h.category) for h in history]
+        hist_brands = [self._brand(h.item_id) for h in history]
+        last_cat = hist_cats[-1] if hist_cats else ""
+        recent = list(history[-self.recent:])
+        out = []
+        for c in candidates:
+            ev = _Evidence(item=c, category=self._leaf(c.item_id, c.category), brand=self._brand(c.item_id))
+            for dist, h in enumerate(reversed(recent)):
+                n = self._follow.get(h.item_id, Counter())[c.item_id]
+                ev.cooc += n / (1 + dist)
+                if n > ev.best_count:
+                    ev.best_prev, ev.best_count, ev.best_back = h, n, dist
+            ev.cat_next = self._p_cat_next(last_cat, ev.category) if history else 0.0
+            ev.cat_share = hist_cats.count(ev.category) / len(history) if history and ev.category else 0.0
+            ev.brand_count = hist_brands.count(ev.brand) if ev.brand else 0
+            ev.pop_count = self._pop[c.item_id]
+            w = self.weights
+            ev.parts = {
+                "cooc": w["cooc"] * math.log1p(ev.cooc),
+                "cat_next": w["cat_next"] * ev.cat_next,
+                "cat_share": w["cat_share"] * ev.cat_share,
+                "brand": w["brand"] * (ev.brand_count / len(history) if history else 0.0),
+                "popularity": w["popularity"] * (math.log1p(ev.pop_count) / math.log1p(self._max_pop)
+                                                 if self._max_pop else 0.0),
+            }
+            ev.score = sum(ev.parts.values())
+            out.append(ev)
+        return out
+
+    # -- answering ----------------------------------------------------------------------------------
+
+    def generate(self, requests: list[TeacherRequest]) -> list[str | Exception]:
+        out: list[str | Exception] = []
+        for req in requests:
+            try:
+                out.append(self.answer(req))
+            except Exception as exc:  # one bad slate must not sink the batch
+                out.append(exc)
+        return out
+
+    def answer(self, req: TeacherRequest) -> str:
+        """The answer text for one request (``format_response`` JSON)."""
+        if req.slate is None:
+            raise ValueError(f"{self.name} reads the structured slate: request {req.slate_id!r} has slate=None")
+        history, candidates = list(req.slate.history), list(req.slate.candidates)
+        if not candidates:
+            raise ValueError(f"slate {req.slate_id!r} has no candidates")
+        evs = self._evidence(history, candidates)
+        scores = np.array([e.score for e in evs])
+        if req.temperature > 0:
+            rng = np.random.default_rng(req.seed)
+            keys = scores + req.temperature * rng.gumbel(size=len(evs))
+        else:
+            keys = scores
+        order = sorted(range(len(evs)), key=lambda i: (-keys[i], i))
+        ranked = [evs[i] for i in order]
+        reasoning = self._reasoning(history, evs, ranked)
+        return format_response(reasoning, [e.item.sid for e in ranked])
+
+    def _reasoning(self, history: Sequence[ItemText], evs: list[_Evidence], ranked: list[_Evidence]) -> str:
+        sid = lambda it: sid_string(parse_sid(it.sid))  # noqa: E731 - canonical unwrapped SID
+        n = len(history)
+        # 1. user interests
+        if history:
+            cats = Counter(self._leaf(h.item_id, h.category) for h in history)
+            cats.pop("", None)
+            shares = [f"{100 * k / n:.0f}% in {c}" for c, k in cats.most_common(3)]
+            last = history[-1]
+            step1 = f"1. User interests: {n} history items; the most recent is {sid(last)} \"{_title(last)}\""
+            step1 += (f" ({self._leaf(last.item_id, last.category)})." if self._leaf(last.item_id, last.category)
+                      else ".")
+            if shares:
+                step1 += " " + "; ".join(shares).replace("% in", "% of this user's history is in", 1) + "."
+            brands = Counter(b for b in (self._brand(h.item_id) for h in history) if b)
+            if brands:
+                b, k = brands.most_common(1)[0]
+                step1 += f" Most frequent brand: {b} ({k} of {n} items)."
+        else:
+            step1 = "1. User interests: no history, so only category and item popularity can guide the order."
+        # 2. each candidate
+        lines = ["2. Candidates:"]
+        for e in evs:
+            facts = []
+            if e.best_prev is not None:
+                facts.append(f"follows {sid(e.best_prev)} ({_back(e.best_back)}) in {e.best_count} training "
+                             f"session{'s' if e.best_count != 1 else ''}")
+            elif history:
+                facts.append("never follows a recent history item in training sessions")
+            if e.category and history:
+                last_cat = self._leaf(history[-1].item_id, history[-1].category) or "unknown"
+                facts.append(f"P({e.category} next | {last_cat}) = {e.cat_next:.2f}")
+                facts.append(f"{100 * e.cat_share:.0f}% of history in {e.category}")
+            if e.brand and e.brand_count:
+                facts.append(f"brand {e.brand} in {e.brand_count} of {n} history items")
+            facts.append(f"{e.pop_count} training interactions")
+            lines.append(f"- {sid(e.item)} \"{_title(e.item)}\": " + "; ".join(facts) + f"; score {e.score:.2f}.")
+        # 3. decision: each item's strongest signal, with its figure; say so where sampling overrode scores
+        def main_evidence(e: _Evidence) -> str:
+            if e.score <= 0:
+                return "little evidence"
+            top = max(e.parts, key=e.parts.get)
+            if top == "cooc" and e.best_prev is not None:
+                return f"follows {sid(e.best_prev)} in {e.best_count} sessions"
+            if top == "cat_next":
+                return f"P({e.category} next) = {e.cat_next:.2f}"
+            if top == "cat_share":
+                return f"{100 * e.cat_share:.0f}% of history in {e.category}"
+            if top == "brand":
+                return f"brand {e.brand}"
+            return f"{e.pop_count} training interactions"
+
+        decision = []
+        for pos, e in enumerate(ranked):
+            note = ""
+            higher = [o for o in ranked[pos + 1:] if o.score > e.score]
+            if higher:
+                best = max(higher, key=lambda o: o.score)
+                gap = best.score - e.score
+                note = (f"; a close call over {sid(best.item)}" if gap < 0.25
+                        else f"; a speculative pick over {sid(best.item)} ({best.score:.2f})")
+            head = "first" if pos == 0 else "then"
+            decision.append(f"{head} {sid(e.item)} (score {e.score:.2f}: {main_evidence(e)}{note})")
+        step3 = "3. Decision: " + ", ".join(decision) + "."
+        return "\n".join([step1, "\n".join(lines), step3])
+
+
+# --------------------------------------------------------------------------------------------------
+# OpenAI-compatible remote teacher
+# --------------------------------------------------------------------------------------------------
+
+PLACEHOLDER_KEY = "EMPTY"  # what keyless local servers (vLLM, Ollama) accept
+_RETRY_STATUS = {408, 409, 429}
+
+
+def _retry_after(headers: Any, cap: float) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, Retry-After seconds or HTTP date)."""
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return min(cap, max(0.0, float(ms) / 1000))
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return min(cap, max(0.0, float(value)))
+        except ValueError:
+            when = parsedate_to_datetime(value)
+            return min(cap, max(0.0, when.timestamp() - time.time()))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+class OpenAITeacher:
+    """A teacher behind any OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    The key is read from the environment variable named ``api_key_env`` and kept only inside the
+    client: it is not an attribute, not in ``repr``, and scrubbed from error messages. When the
+    variable is unset the placeholder "EMPTY" is sent (fine for keyless local servers; a server that
+    needs a key answers 401, reported with the variable's name).
+
+    The openai client's own retries are off (``max_retries=0``): this class retries 408/409/429/5xx,
+    timeouts and connection errors up to ``max_retries`` times with exponential backoff and jitter,
+    waiting what Retry-After says on 429 when given (at most ``max(backoff_max_s, 1)`` seconds); other statuses (400, 401, 403, 404, 422) fail
+    at once. Requests of a batch run on ``concurrency`` threads.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str = "OPENAI_API_KEY",
+        concurrency: int = 8,
+        timeout_s: float = 120.0,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        max_tokens: int = 2048,
+        send_seed: bool = True,
+        name: str | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        import openai
+
+        if concurrency < 1 or max_retries < 0 or timeout_s <= 0 or backoff_s < 0:
+            raise ValueError("need concurrency >= 1, max_retries >= 0, timeout_s > 0, backoff_s >= 0")
+        self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
+        self.concurrency, self.timeout_s, self.max_retries = concurrency, timeout_s, max_retries
+        self.backoff_s, self.backoff_max_s, self.max_tokens = backoff_s, backoff_max_s, max_tokens
+        self.send_seed = send_seed
+        self.name = name or f"openai:{model}"
+        self._sleep = sleep
+        self._rng = random.Random()
+        key = os.environ.get(api_key_env) or ""
+        self._key_set = bool(key)
+        self._secrets = [key] if key else []
+        self._client = openai.OpenAI(base_url=base_url, api_key=key or PLACEHOLDER_KEY,
+                                     timeout=timeout_s, max_retries=0)
+
+    def __repr__(self) -> str:
+        return (f"OpenAITeacher(name={self.name!r}, base_url={self.base_url!r}, model={self.model!r}, "
+                f"api_key_env={self.api_key_env!r}, concurrency={self.concurrency}, "
+                f"max_retries={self.max_retries})")
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> OpenAITeacher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _scrub(self, text: str, limit: int = 500) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return text if len(text) <= limit else text[:limit] + "..."
+
+    def _delay(self, retry: int, server_wait: float | None) -> float:
+        if server_wait is not None:
+            return server_wait
+        base = min(self.backoff_max_s, self.backoff_s * 2**retry)
+        return base * self._rng.uniform(0.5, 1.5)
+
+    def _call(self, req: TeacherRequest) -> str | Exception:
+        import openai
+
+        where = f"{self.name} at {self.base_url} (slate {req.slate_id!r}, attempt {req.attempt})"
+        kwargs: dict[str, Any] = dict(model=self.model, messages=req.messages, temperature=req.temperature,
+                                      max_tokens=self.max_tokens)
+        if self.send_seed:
+            kwargs["seed"] = req.seed
+        tries = 0
+        while True:
+            tries += 1
+            status: int | None = None
+            wait: float | None = None
+            try:
+                resp = self._client.chat.completions.create(**kwargs)
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                retryable = status in _RETRY_STATUS or status >= 500
+                detail = f"HTTP {status}: {exc.message}"
+                if status == 429:
+                    wait = _retry_after(exc.response.headers, cap=max(self.backoff_max_s, 1.0))
+                if status == 401:
+                    detail += (f" - check the API key in ${self.api_key_env}" if self._key_set else
+                               f" - ${self.api_key_env} is not set; this endpoint needs a key")
+            except openai.APITimeoutError:
+                retryable, detail = True, f"timed out after {self.timeout_s:g}s"
+            except openai.APIConnectionError as exc:
+                retryable, detail = True, f"connection error: {exc.message}"
+            except Exception as exc:  # a malformed reply or a bug: report it, do not retry
+                retryable, detail = False, f"{type(exc).__name__}: {exc}"
+            else:
+                choice = resp.choices[0] if resp.choices else None
+                content = choice.message.content if choice is not None else None
+                if content:
+                    return content
+                reason = choice.finish_reason if choice is not None else "no choices"
+                return TeacherError(f"{where}: empty completion (finish_reason={reason})", tries=tries)
+            if not retryable or tries > self.max_retries:
+                gave_up = f" (gave up after {tries} tries)" if retryable else ""
+                return TeacherError(self._scrub(f"{where}: {detail}{gave_up}"), status=status,
+                                    retryable=retryable, tries=tries)
+            self._sleep(self._delay(tries - 1, wait))
+
+    def generate(self, requests: list[TeacherRequest]) -> list[str | Exception]:
+        if not requests:
+            return []
+        if self.concurrency == 1 or len(requests) == 1:
+            return [self._call(r) for r in requests]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)),
+                                thread_name_prefix="teacher") as pool:
+            return list(pool.map(self._call, requests))

@@ -1,0 +1,126 @@
+"""`gr2 traces`: teacher reasoning traces for training slates, by rejection sampling, into gold.traces.
+
+Slates are read from gold.slates (training split) and written as prompts by `prompts.py`; a teacher
+answers up to N times per slate without seeing the label; every attempt is stored with whether it was
+accepted. The offline `statistical` teacher is cross-fitted: users are split into two folds by a hash
+and the teacher answering a slate was built from the other fold's training sequences only, so it
+cannot quote the very transition it is asked to predict. Slates already accepted for the same teacher
+are skipped on a rerun (resumption).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import datetime, timezone
+
+from gr2.config import Config
+from gr2.platform import quality as qc
+from gr2.platform.lake import Lake
+from gr2.platform.progress import Steps
+from gr2.training import data
+from gr2.training.prompts import ItemText, build_rerank_messages, render_rerank_prompt
+from gr2.training.rejection import SlateForTraces, rejection_sample, summarize
+from gr2.training.teachers import OpenAITeacher, StatisticalTeacher
+
+PROMPT_HISTORY = 10  # history items shown in a prompt: enough context, prompts short enough for small models
+
+TRACES_SCHEMA = (
+    "slate_id string, user_id string, teacher string, attempt int, temperature double, prompt string, "
+    "response string, error string, ranking array<string>, valid boolean, accepted boolean, target_rank int, "
+    "created_at timestamp"
+)
+
+
+def fold(user_id: str) -> int:
+    return hashlib.sha256(user_id.encode()).digest()[0] % 2
+
+
+def item_text(c) -> ItemText:
+    return ItemText(c.item_id, c.sid, c.title, c.category)
+
+
+def slate_for_traces(row, catalog: dict) -> SlateForTraces | None:
+    if row["target"] not in catalog or any(i not in catalog for i in row["candidates"]):
+        return None
+    hist = [item_text(catalog[i]) for i in row["history"] if i in catalog][-PROMPT_HISTORY:]
+    return SlateForTraces(row["slate_id"], hist, [item_text(catalog[i]) for i in row["candidates"]], catalog[row["target"]].sid)
+
+
+def prompt_of(s: SlateForTraces) -> str:
+    return render_rerank_prompt(build_rerank_messages(s.history, s.candidates))
+
+
+def make_teachers(cfg: Config, sequences, catalog: dict) -> dict[int, object]:
+    """One teacher per fold (statistical: fitted on the other fold), or one endpoint for both."""
+    if cfg.traces.teacher == "openai":
+        e = cfg.traces.endpoint
+        t = OpenAITeacher(base_url=e.base_url, model=e.model, api_key_env=e.api_key_env, concurrency=e.concurrency,
+                          timeout_s=e.timeout_s, max_retries=e.max_retries, max_tokens=e.max_tokens)
+        return {0: t, 1: t}
+    meta = {k: {"title": c.title, "categories": list(c.categories), "brand": c.brand, "sid": c.sid} for k, c in catalog.items()}
+    out = {}
+    for f in (0, 1):
+        train = [
+            [i for i, s in zip(items, splits) if s == "train"]
+            for uid, items, splits in sequences if fold(uid) != f
+        ]
+        out[f] = StatisticalTeacher(train, meta)
+    return out
+
+
+def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
+    from pyspark.sql import functions as F
+
+    steps = steps or Steps(quiet=True)
+    lake = Lake(cfg.lake_path)
+    tc = cfg.traces
+    with steps.step("training slates, catalog and teacher"):
+        catalog, _ = data.load_catalog(cfg.lake_path)
+        slates = lake.read(spark, "gold.slates").where(F.col("split") == "train")
+        slates = slates.withColumn("_h", F.xxhash64("slate_id", F.lit(cfg.train.seed))).orderBy("_h")
+        if tc.max_slates:
+            slates = slates.limit(tc.max_slates)
+        rows = slates.select("slate_id", "user_id", "history", "candidates", "target").toPandas()
+        seqs = lake.read(spark, "gold.sequences").select("user_id", "items", "split").toPandas()
+        teachers = make_teachers(cfg, list(zip(seqs["user_id"], seqs["items"], seqs["split"])), catalog)
+        name = teachers[0].name
+        done = set()
+        if lake.exists(spark, "gold.traces"):
+            done = {r[0] for r in lake.read(spark, "gold.traces").where((F.col("teacher") == name) & F.col("accepted"))
+                    .select("slate_id").distinct().collect()}
+    by_fold: dict[int, list] = {0: [], 1: []}
+    users = {}
+    skipped = 0
+    for r in rows.to_dict("records"):
+        s = slate_for_traces(r, catalog)
+        if s is None:
+            skipped += 1
+            continue
+        users[s.slate_id] = r["user_id"]
+        by_fold[fold(r["user_id"])].append(s)
+    attempts = []
+    total = sum(len(v) for v in by_fold.values())
+    with steps.step(f"rejection sampling: {total:,} slates x up to {tc.attempts} attempts ({name})") as st:
+        for f, group in by_fold.items():
+            def progress(p, f=f):
+                st.update(f"fold {f} round {p.round + 1}: accepted {p.accepted_total:,}, pending {p.pending:,}")
+            attempts += rejection_sample(group, teachers[f], tc.attempts, tc.temperature, tc.accept_top_k,
+                                         seed=cfg.train.seed, already_accepted=done, on_progress=progress)
+    stats = summarize(attempts)
+    prompts = {s.slate_id: prompt_of(s) for g in by_fold.values() for s in g}
+    stamp = datetime.now(timezone.utc).replace(tzinfo=None)
+    records = [
+        (a.slate_id, users[a.slate_id], a.teacher, a.attempt, float(a.temperature), prompts[a.slate_id], a.response,
+         a.error, a.ranking, a.valid, a.accepted, a.target_rank, stamp)
+        for a in attempts
+    ]
+    with steps.step("gate and publish gold.traces"):
+        df = spark.createDataFrame(records, TRACES_SCHEMA)
+        res = lake.publish_merge(
+            spark, df, "gold.traces", ["slate_id", "teacher", "attempt"],
+            [qc.rows(len(records)), qc.compound_unique(["slate_id", "teacher", "attempt"]), qc.not_null("prompt"),
+             qc.not_null("teacher")],
+        ) if records else None
+    return {"teacher": name, "slates": total, "skipped_without_sid": skipped, "already_accepted": len(done & set(prompts)),
+            **stats, "written": res.__dict__ if res else None}

@@ -1,0 +1,192 @@
+"""GR2 conditional verifiable rewards: hand-checked rows per rule."""
+
+import pytest
+
+from gr2.training.rewards import (
+    REWARDS,
+    RewardBreakdown,
+    auc_reward,
+    conditional_auc_format_reward,
+    conditional_format_reward,
+    format_reward,
+    get_reward,
+    rank_promotion,
+    score_response,
+    total_reward,
+    total_reward_multi,
+)
+
+ALPHA = 0.2
+
+
+@pytest.mark.parametrize(
+    "input_rank, output_rank, k, expected",
+    [
+        (3, 0, 10, 0.3),  # moved up three places
+        (0, 4, 10, -0.4),  # moved down four places
+        (5, 5, 10, 0.0),  # unchanged
+        (3, 0, 20, 0.15),  # same move, twice the slate: half the credit
+        (19, 0, 20, 0.95),  # bottom to top
+    ],
+)
+def test_rank_promotion(input_rank, output_rank, k, expected):
+    assert rank_promotion(input_rank, output_rank, k) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "input_rank, output_rank, k",
+    [
+        (10, 0, 10),  # input rank past the slate
+        (0, -1, 10),  # negative output rank
+        (0, 0, 0),  # empty slate
+    ],
+)
+def test_rank_promotion_rejects_out_of_slate(input_rank, output_rank, k):
+    with pytest.raises(ValueError):
+        rank_promotion(input_rank, output_rank, k)
+
+
+@pytest.mark.parametrize("valid, expected", [(True, 1.0), (False, 0.0)])  # parsed / did not parse
+def test_format_reward(valid, expected):
+    assert format_reward(valid) == expected
+
+
+@pytest.mark.parametrize(
+    "valid, input_rank, output_rank, expected",
+    [
+        (True, 4, 1, 1.0),  # moved up -> bonus
+        (True, 0, 0, 1.0),  # was first, stayed first -> bonus
+        (True, 3, 3, 0.0),  # stayed at 3 -> no bonus
+        (True, 1, 5, 0.0),  # moved down -> no bonus
+        (True, 0, 2, 0.0),  # pushed off the top -> no bonus
+        (False, 4, 1, 0.0),  # invalid -> nothing, even with a "move"
+    ],
+)
+def test_conditional_format(valid, input_rank, output_rank, expected):
+    assert conditional_format_reward(valid, input_rank, output_rank) == expected
+
+
+@pytest.mark.parametrize(
+    "valid, input_rank, output_rank, conditional, expected",
+    [
+        (True, 3, 1, True, RewardBreakdown(0.2 + ALPHA, 0.2, 1.0, True)),  # moved up, gated: bonus
+        (True, 3, 1, False, RewardBreakdown(0.2 + ALPHA, 0.2, 1.0, True)),  # moved up, naive: bonus
+        (True, 3, 3, True, RewardBreakdown(0.0, 0.0, 1.0, False)),  # copy, gated: bonus withheld
+        (True, 3, 3, False, RewardBreakdown(ALPHA, 0.0, 1.0, True)),  # copy, naive: alpha for free
+        (True, 0, 0, True, RewardBreakdown(ALPHA, 0.0, 1.0, True)),  # already first and kept
+        (True, 1, 4, True, RewardBreakdown(-0.3, -0.3, 1.0, False)),  # moved down, gated
+        (True, 1, 4, False, RewardBreakdown(-0.3 + ALPHA, -0.3, 1.0, True)),  # moved down, naive
+        (False, 3, None, True, RewardBreakdown(0.0, 0.0, 0.0, False)),  # invalid: nothing
+        (False, 3, None, False, RewardBreakdown(0.0, 0.0, 0.0, False)),  # invalid, naive: nothing
+    ],
+)
+def test_total_reward(valid, input_rank, output_rank, conditional, expected):
+    got = total_reward(valid, input_rank, output_rank, k=10, alpha=ALPHA, conditional=conditional)
+    assert got.total == pytest.approx(expected.total)
+    assert got.promotion == pytest.approx(expected.promotion)
+    assert (got.format, got.format_counted) == (expected.format, expected.format_counted)
+
+
+def test_copying_the_input_pays_alpha_only_under_the_naive_reward():
+    # target at input position 3 of 10; the answer copies the input order
+    copy = list(range(10))
+    labels = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+    naive = score_response(copy, labels, alpha=ALPHA, conditional=False)
+    gated = score_response(copy, labels, alpha=ALPHA, conditional=True)
+    assert naive.total == pytest.approx(ALPHA)
+    assert gated.total == 0.0
+    # an honest promotion beats the copy under the gated reward, not necessarily under the naive one
+    honest = score_response([3, 0, 1, 2, 4, 5, 6, 7, 8, 9], labels, alpha=ALPHA, conditional=True)
+    assert honest.total == pytest.approx(0.3 + ALPHA) and honest.total > gated.total
+
+
+def test_invalid_penalty_is_configurable():
+    got = total_reward(False, 2, None, k=10, invalid_penalty=-0.5)
+    assert got == RewardBreakdown(-0.5, 0.0, 0.0, False)
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        ([1, 1, 0, 0, 0], 1.0),  # perfect: all positives first
+        ([0, 0, 0, 1, 1], 0.0),  # reversed: all positives last
+        ([1, 0, 1, 0], 0.75),  # 3 of 4 pairs right
+        ([0, 1, 0, 1, 0, 0], 5 / 8),  # hand count: 1 + 2 + 2 of 8 pairs
+        ([1, 1, 1], 0.5),  # all positive: no pair, 0.5 convention
+        ([0, 0, 0], 0.5),  # all negative: no pair, 0.5 convention
+        ([], 0.5),  # empty
+    ],
+)
+def test_auc_reward(labels, expected):
+    assert auc_reward(labels) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "valid, input_labels, output_labels, output_positions, expected",
+    [
+        (True, [0, 1, 0, 1], [0, 1, 0, 1], [0, 1, 2, 3], 0.0),  # identity on a non-optimal input: withheld
+        (True, [1, 1, 0, 0], [1, 1, 0, 0], [0, 1, 2, 3], 1.0),  # identity on an optimal input: kept
+        (True, [0, 1, 0, 1], [1, 1, 0, 0], [1, 3, 0, 2], 1.0),  # real reorder: bonus
+        (True, [0, 1, 0, 1], [0, 1, 0, 1], [2, 1, 0, 3], 1.0),  # not an identity copy (positions given)
+        (True, [0, 1, 0, 1], [0, 1, 0, 1], None, 0.0),  # no positions: same labels count as a copy
+        (False, [1, 1, 0, 0], [1, 1, 0, 0], [0, 1, 2, 3], 0.0),  # invalid: nothing
+    ],
+)
+def test_conditional_auc_format_gate(valid, input_labels, output_labels, output_positions, expected):
+    assert conditional_auc_format_reward(valid, input_labels, output_labels, output_positions) == expected
+
+
+@pytest.mark.parametrize(
+    "output_labels, conditional, expected_total, counted",
+    [
+        ([0, 1, 0, 1], True, 0.25, False),  # copy, gated: AUC only
+        ([0, 1, 0, 1], False, 0.25 + ALPHA, True),  # copy, naive: AUC + alpha
+        ([1, 1, 0, 0], True, 1.0 + ALPHA, True),  # perfect reorder, gated
+        (None, True, 0.0, False),  # invalid
+    ],
+)
+def test_total_reward_multi(output_labels, conditional, expected_total, counted):
+    got = total_reward_multi(output_labels is not None, [0, 1, 0, 1], output_labels, ALPHA, conditional)
+    assert got.total == pytest.approx(expected_total)
+    assert got.format_counted is counted
+
+
+@pytest.mark.parametrize(
+    "positions, labels, expected",
+    [
+        ([2, 0, 1, 3], [0, 0, 1, 0], RewardBreakdown(0.5 + ALPHA, 0.5, 1.0, True)),  # one positive: promotion 2/4
+        ([0, 1, 2, 3], [0, 0, 1, 0], RewardBreakdown(0.0, 0.0, 1.0, False)),  # single positive copy
+        ([1, 3, 0, 2], [0, 1, 0, 1], RewardBreakdown(1.0 + ALPHA, 1.0, 1.0, True)),  # two positives: AUC
+        ([0, 1, 2, 3], [0, 1, 0, 1], RewardBreakdown(0.25, 0.25, 1.0, False)),  # two positives, copy
+        (None, [0, 0, 1, 0], RewardBreakdown(0.0, 0.0, 0.0, False)),  # did not parse
+        ([0, 0, 1, 2], [0, 0, 1, 0], RewardBreakdown(0.0, 0.0, 0.0, False)),  # duplicate index: invalid
+        ([0, 1, 2], [0, 0, 1, 0], RewardBreakdown(0.0, 0.0, 0.0, False)),  # too short: invalid
+        ([1, 0, 2, 3], [0, 0, 0, 0], RewardBreakdown(0.5 + ALPHA, 0.5, 1.0, True)),  # no positive: AUC 0.5
+    ],
+)
+def test_score_response(positions, labels, expected):
+    got = score_response(positions, labels, alpha=ALPHA, conditional=True)
+    assert got.total == pytest.approx(expected.total)
+    assert got.promotion == pytest.approx(expected.promotion)
+    assert (got.format, got.format_counted) == (expected.format, expected.format_counted)
+
+
+@pytest.mark.parametrize(
+    "name, call, expected",
+    [
+        ("rank_promotion", lambda f: f(2, 0, 4), 0.5),  # primitive
+        ("auc", lambda f: f([1, 0]), 1.0),  # primitive
+        ("conditional", lambda f: f([0, 1, 2], [0, 1, 0]).total, 0.0),  # gated scorer: copy earns nothing
+        ("naive", lambda f: f([0, 1, 2], [0, 1, 0]).total, 0.2),  # naive scorer: copy earns alpha
+    ],
+)
+def test_registry_lookup(name, call, expected):
+    assert get_reward(name) is REWARDS[name]
+    assert call(get_reward(name)) == pytest.approx(expected)
+
+
+def test_unknown_reward_lists_known_names():
+    with pytest.raises(ValueError) as err:
+        get_reward("nope")
+    for name in ("rank_promotion", "conditional", "auc"):
+        assert name in str(err.value)

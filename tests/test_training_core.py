@@ -1,0 +1,130 @@
+"""Pure parts of the training stage: examples, packing, mixture, SID tokens, loss, schedule, decoding."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gr2.tokenizer import vocab
+from gr2.training import examples as ex
+from gr2.training import loop
+from gr2.training import model as lm
+from gr2.training.generation import SidTrie, beam_search_sids
+
+ITEMS = [
+    ex.CatalogItem(f"i{n}", vocab.sid_string([n % 4, n // 4 % 4, n % 3]), f"Item number {n}", ("Beauty", ["Skin", "Hair"][n % 2]), ["Acme", "Zen"][n % 3 == 0])
+    for n in range(12)
+]
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    path = lm.build_small_model(tmp_path_factory.mktemp("m"), [i.title for i in ITEMS] * 20, vocab_size=300, hidden=32,
+                                layers=1, heads=2, max_positions=256)
+    model, tok = lm.load(path)
+    info = lm.add_sid_tokens(model, tok, levels=3, codes=4)
+    return model, tok, info
+
+
+def test_alignment_and_sequence_examples_never_use_eval_positions():
+    alignment = ex.item_alignment(ITEMS[0])
+    assert [a.task for a in alignment] == ["item_alignment"] * 2
+    assert vocab.wrap(ITEMS[0].sid) in alignment[0].prompt and "Item number 0" in alignment[0].completion
+    assert alignment[1].completion.strip() == vocab.wrap(ITEMS[0].sid)
+    seq = ITEMS[:6]
+    out = ex.sequence_examples(seq, ["train"] * 4 + ["valid", "test"], history_len=2)
+    sequential = [e for e in out if e.task == "sequential"]
+    assert len(sequential) == 3  # targets: train positions 1..3
+    text = " ".join(e.prompt + e.completion for e in out)
+    assert vocab.wrap(seq[4].sid) not in text and vocab.wrap(seq[5].sid) not in text
+    assert sequential[-1].prompt.count(vocab.SID_BEGIN) == 2  # history_len
+    persona = [e for e in out if e.task == "persona"][0]
+    assert "Skin" in persona.completion and "Hair" in persona.completion
+
+
+@pytest.mark.parametrize(
+    "available, weights, expected",
+    [
+        ({"item_alignment": 100, "sequential": 1000, "persona": 100}, {"item_alignment": 1, "sequential": 1, "persona": 0.5}, {"item_alignment": 100, "sequential": 100, "persona": 50}),
+        ({"item_alignment": 100, "sequential": 10, "persona": 100}, {"item_alignment": 1, "sequential": 1, "persona": 0}, {"item_alignment": 10, "sequential": 10, "persona": 0}),
+        ({"item_alignment": 40, "sequential": 0, "persona": 5}, {"item_alignment": 1, "sequential": 1, "persona": 1}, {"item_alignment": 5, "sequential": 0, "persona": 5}),
+    ],
+)
+def test_mixture_counts_follow_weights(available, weights, expected):
+    assert ex.mixture_counts(available, weights) == expected
+
+
+def test_mixture_rejects_unknown_tasks_and_empty_mixtures():
+    with pytest.raises(ValueError, match="unknown mid-training task"):
+        ex.mixture_counts({"sequential": 3}, {"sequentail": 1})
+    with pytest.raises(ValueError, match="no mid-training examples"):
+        ex.mixture_counts({"sequential": 0}, {"sequential": 1})
+
+
+def test_sid_tokens_are_single_tokens_and_initialised_at_the_mean(small):
+    model, tok, info = small
+    assert info["added"] == 3 * 4 + 2 and info["vocab_after"] == info["vocab_before"] + 14
+    sid = vocab.wrap(ITEMS[5].sid)
+    ids = tok(sid, add_special_tokens=False)["input_ids"]
+    assert len(ids) == 5 and tok.decode(ids) == sid
+    emb = model.get_input_embeddings().weight.detach()
+    old, new = emb[: info["vocab_before"]], emb[info["vocab_before"] :]
+    assert torch.allclose(new.mean(0), old.mean(0), atol=3 * float(old.std(0).mean()) * 0.1)
+    again = lm.add_sid_tokens(model, tok, levels=3, codes=4)
+    assert again["added"] == 0  # idempotent
+
+
+def test_tokenize_and_pack_mask_prompts_and_keep_examples_whole(small):
+    _, tok, _ = small
+    e1 = ex.Example("t", "Item " + vocab.wrap(ITEMS[1].sid) + " is:", " Item number 1.")
+    e2 = ex.Example("t", "Why?", "", parts=[(" because", 0.5), (" " + vocab.wrap(ITEMS[2].sid), 1.0)])
+    t1, t2 = ex.tokenize_example(tok, e1), ex.tokenize_example(tok, e2)
+    assert t1[0][0] == tok.bos_token_id and t1[0][-1] == tok.eos_token_id
+    assert t1[1][: 1 + len(tok("Item " + vocab.wrap(ITEMS[1].sid) + " is:", add_special_tokens=False)["input_ids"])] == [0.0] * (len(t1[0]) - len(tok(" Item number 1.", add_special_tokens=False)["input_ids"]) - 1)
+    assert set(t2[1]) == {0.0, 0.5, 1.0}
+    max_len = len(t1[0]) + len(t2[0]) + 1
+    packed = ex.pack([t1, t2, t1], max_len, tok.pad_token_id)
+    assert packed["input_ids"].shape == (2, max_len)
+    assert packed["attention_mask"][0].sum() == len(t1[0]) + len(t2[0])
+    assert ((packed["labels"] == -100) == (packed["weights"] == 0)).all()
+    # a too-long example keeps its completion: cut from the left
+    cut = ex.pack([t1], 6, tok.pad_token_id)
+    assert cut["input_ids"][0].tolist() == t1[0][-6:]
+
+
+def test_weighted_loss_ignores_masked_tokens_and_scales_by_weight():
+    torch.manual_seed(0)
+    logits = torch.randn(1, 5, 7)
+    labels = torch.tensor([[-100, 3, 4, -100, 1]])
+    full = loop.weighted_lm_loss(logits, labels, torch.tensor([[0, 1.0, 1.0, 0, 1.0]]))
+    ce = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:].clamp(min=0), reduction="none")
+    assert math.isclose(full.item(), (ce[0] + ce[1] + ce[3]).item() / 3, rel_tol=1e-5)
+    half = loop.weighted_lm_loss(logits, labels, torch.tensor([[0, 0.5, 0.5, 0, 0.5]]))
+    assert math.isclose(half.item(), full.item() / 2, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("step, expected", [(0, 0.1), (9, 1.0), (10, 1.0), (55, 0.5), (100, 0.0)])
+def test_cosine_schedule_with_warmup(step, expected):
+    assert math.isclose(loop.cosine_with_warmup(100, 10)(step), expected, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("use_gpu, precision, bf16", [(False, "auto", False), (True, "auto", True), (False, "bf16", True)])
+def test_deepspeed_precision_follows_device(use_gpu, precision, bf16):
+    cfg = loop.deepspeed_config(2, precision, 4, 2, 1.0, use_gpu)
+    assert cfg["bf16"]["enabled"] is bf16 and cfg["zero_optimization"]["stage"] == 2
+    assert cfg["gradient_accumulation_steps"] == 2 and cfg["gradient_clipping"] == 1.0
+
+
+def test_constrained_beam_search_returns_only_catalog_sids(small):
+    model, tok, _ = small
+    sids = [i.sid for i in ITEMS]
+    trie = SidTrie(tok, sids)
+    out = beam_search_sids(model, tok, "A user bought, in order: " + vocab.wrap(sids[0]) + ". Next they buy ", trie, 5, 3)
+    assert 1 <= len(out) <= 5 and len(set(out)) == len(out)
+    assert set(out) <= set(sids)  # an untrained model still only produces valid SIDs
+
+
+def test_loading_a_folder_that_is_not_a_model_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="save_pretrained"):
+        lm.load(tmp_path)
