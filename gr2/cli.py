@@ -252,7 +252,7 @@ def train_eval_next(
 
 
 def print_rerank(r: dict) -> None:
-    t = Table(title=f"re-ranking {r['slates']:,} {r['split']} slates (valid JSON permutation: {r['valid_share']:.1%})")
+    t = Table(title=f"re-ranking {r['slates']:,} {r['split']} slates: valid JSON permutation {r['valid_share']:.1%}, JSON answer shape {r['json_share']:.1%}")
     t.add_column("order")
     for k in r["model"]:
         t.add_column(k, justify="right")
@@ -277,7 +277,7 @@ def traces(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
     per = s["attempts_per_accepted"]
     console.print(f"teacher {s['teacher']}: {s['slates']:,} slates ({s['already_accepted']:,} already accepted, "
                   f"{s['skipped_without_sid']:,} skipped: items without a SID)")
-    console.print(f"  accepted {s['accepted_slates']:,} of {s['slates']:,} slates ({s['acceptance_rate']:.1%}); "
+    console.print(f"  accepted {s['accepted_slates']:,} of {s['attempted_slates']:,} slates asked ({s['acceptance_rate']:.1%}); "
                   f"{s['attempts_total']:,} attempts, {per:.2f} per accepted slate; valid answers {s['valid_rate']:.1%}, "
                   f"teacher errors {s['errors']:,}" if per else f"  nothing accepted; {s['attempts_total']:,} attempts")
 
@@ -300,6 +300,73 @@ def train_sft(
         with steps.step(f"answer {evaluate} validation slates") as live:
             r = _run(lambda: jobs.evaluate_rerank(cfg, max_slates=evaluate, on_progress=lambda i, n: live.update(f"{i}/{n}")))
         print_rerank(r)
+
+
+@train_app.command("dapo")
+def train_dapo(
+    evaluate: Annotated[int, typer.Option(help="then answer this many validation slates (0 = skip)")] = 100,
+    config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
+):
+    """Stage 3: DAPO from the SFT model with the conditional verifiable rewards (G answers per slate,
+    group-normalised advantages, clip-higher, token-level loss, dynamic sampling, overlong shaping)."""
+    cfg = _config(config, set_, lake)
+    from gr2.platform.progress import Steps
+    from gr2.training import jobs, rl
+
+    steps = Steps(title="gr2 train dapo")
+    s = _run(lambda: rl.run(cfg, steps))
+    first, last = s["first"], s["last"]
+    if last:
+        console.print(f"{s['run']}: {s['total_steps']} RL steps on {s['slates']:,} slates; reward {float(first['reward']):.3f} -> "
+                      f"{float(last['reward']):.3f}; valid answers {float(last['valid_rate']):.1%}, order copies "
+                      f"{float(last['order_copy_rate']):.1%}, kept groups {float(last['kept_group_ratio']):.1%}")
+    console.print(f"  model: {s['model_dir']}\n  metrics: {s['run_dir']}/metrics.csv")
+    if evaluate:
+        with steps.step(f"answer {evaluate} validation slates") as live:
+            r = _run(lambda: jobs.evaluate_rerank(cfg, model_dir=jobs.latest_model(cfg, "dapo"), max_slates=evaluate,
+                                                  on_progress=lambda i, n: live.update(f"{i}/{n}")))
+        print_rerank(r)
+
+
+@app.command("eval")
+def eval_(
+    compare: Annotated[Optional[list[str]], typer.Option("--compare", help="two run ids: print their differences (repeat the option)")] = None,
+    split: Annotated[str, typer.Option(help="test or valid")] = "test",
+    slates: Annotated[int, typer.Option(help="slates to evaluate (a seeded sample; 0 = all)")] = 1000,
+    sasrec_seconds: Annotated[float, typer.Option(help="training budget of the SASRec-style baseline")] = 300,
+    max_new_tokens: Annotated[int, typer.Option(help="answer length cap of the SFT/DAPO models")] = 768,
+    config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
+):
+    """Evaluate every re-ranker on the same slates: incoming order, popularity, SASRec-style, and each
+    trained stage (mid-trained by SID likelihood, SFT, DAPO). R@1/3/5 and NDCG@3/5 with bootstrap 95%
+    intervals, valid-answer and order-copy rates, position bias; a report (Markdown + HTML) under
+    <lake>/reports/eval/ and one row per metric in eval.runs. `--compare A --compare B` diffs two runs."""
+    cfg = _config(config, set_, lake)
+    from gr2.eval import jobs
+    from gr2.platform.progress import Steps
+
+    spark = _spark(cfg)
+    if compare:
+        if len(compare) != 2:
+            console.print("[red]error:[/] --compare takes exactly two run ids (repeat the option)")
+            raise typer.Exit(EXIT_INPUT)
+        console.print(_run(lambda: jobs.comparison(spark, cfg, compare[0], compare[1])))
+        return
+    r = _run(lambda: jobs.run(spark, cfg, Steps(title="gr2 eval"), split=split, max_slates=slates,
+                              sasrec_seconds=sasrec_seconds, max_new_tokens=max_new_tokens))
+    t = Table(title=f"{r['run_id']}: {r['n_slates']:,} {r['split']} slates (K={r['k']}), mean [95% CI]")
+    t.add_column("re-ranker")
+    names = list(r["rows"][0]["metrics"])
+    for n in names:
+        t.add_column(n, justify="right")
+    t.add_column("valid", justify="right")
+    t.add_column("copies input", justify="right")
+    for row in r["rows"]:
+        d = row.get("diagnostics", {})
+        t.add_row(row["model"], *[jobs.fmt(row["metrics"][n]) for n in names],
+                  f"{d['valid_rate']:.1%}" if d else "", f"{d['order_copy_rate']:.1%}" if d and d["order_copy_rate"] == d["order_copy_rate"] else "")
+    console.print(t)
+    console.print(f"report: {r['report']}")
 
 
 @quality_app.command("report")

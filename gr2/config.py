@@ -186,6 +186,24 @@ class SftConfig(StageTrainConfig):
     valid_slates: int = Field(200, ge=0, description="held-out validation slates generated after training")
 
 
+class DapoConfig(StageTrainConfig):
+    lr: float = Field(2e-5, gt=0, description="peak learning rate (AdamW)")
+    batch_size: int = Field(4, ge=1, description="slates (groups) per RL step per worker")
+    max_steps: int = Field(50, ge=0, description="RL steps (each: rollouts, then `minibatches` optimizer steps)")
+    group_size: int = Field(8, ge=2, description="responses G sampled per slate")
+    temperature: float = Field(1.0, gt=0, description="rollout sampling temperature")
+    max_new_tokens: int = Field(384, ge=16, description="response length cap (overlong answers are truncated here)")
+    overlong_cache: int = Field(64, ge=0, description="soft overlong punishment starts this many tokens before the cap")
+    overlong_filter: bool = Field(True, description="truncated responses are left out of the loss")
+    eps_low: float = Field(0.2, ge=0, description="clip-higher: lower clip range")
+    eps_high: float = Field(0.28, ge=0, description="clip-higher: upper clip range")
+    kl_coef: float = Field(0.0, ge=0, description="KL to the reference (SFT) policy; 0 = off, as in DAPO")
+    alpha: float = Field(0.2, ge=0, description="weight of the format reward")
+    conditional_format: bool = Field(True, description="format bonus only when the target moved up or stayed first (the paper's fix)")
+    refill_rounds: int = Field(2, ge=0, description="dynamic sampling: extra rounds to replace groups whose rewards all match")
+    minibatches: int = Field(2, ge=1, description="optimizer steps per batch of rollouts")
+
+
 class TrainConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
@@ -201,6 +219,7 @@ class TrainConfig(Strict):
     seed: int = Field(0, description="seed of sampling, init and data order")
     midtrain: MidtrainConfig = Field(default_factory=MidtrainConfig)
     sft: SftConfig = Field(default_factory=SftConfig)
+    dapo: DapoConfig = Field(default_factory=DapoConfig)
 
 
 class EndpointConfig(Strict):

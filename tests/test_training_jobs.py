@@ -55,3 +55,46 @@ def test_midtrain_learns_the_item_language_and_beats_popularity(tlake):
     assert r["model"]["recall@5"] > r["popularity"]["recall@5"] + 0.2, r
     saved = json.loads((tlake / "models/midtrain" / s["run"] / "next_item_test.json").read_text())
     assert saved["model"] == r["model"]
+
+
+def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark, tlake):
+    from gr2.training import traces
+
+    cfg = load_config(overrides=SMALL + ["traces.attempts=3", "traces.max_slates=120", "train.max_len=1600",
+                                         "train.sft.epochs=12", "train.sft.lr=0.004", "train.sft.batch_size=4",
+                                         "train.checkpoint_every=1000"], lake=str(tlake))
+    first = traces.run(spark, cfg)
+    assert first["teacher"] == "statistical-cooccurrence" and first["slates"] == 120
+    assert 0 < first["accepted_slates"] <= first["slates"] and first["attempts_total"] <= 3 * first["slates"]
+    rows = spark.read.format("delta").load(str(tlake / "gold/traces")).toPandas()
+    assert len(rows) == first["attempts_total"] and rows["valid"].all()
+    assert rows.groupby("slate_id")["accepted"].sum().max() == 1, "sampling stops at the first accepted attempt"
+    assert rows["prompt"].str.contains("<|sid_begin|>", regex=False).all()
+    again = traces.run(spark, cfg)  # resumption: accepted slates are not asked again
+    assert again["already_accepted"] == first["accepted_slates"]
+    assert again["attempted_slates"] == first["slates"] - first["accepted_slates"]
+
+    if not (tlake / "models/midtrain/LATEST").exists():  # run alone (-k): SFT starts from a mid-trained model
+        jobs.midtrain(load_config(overrides=SMALL + ["train.midtrain.max_steps=10"], lake=str(tlake)))
+    s = jobs.sft(cfg)
+    assert s["examples"]["sft"] >= first["accepted_slates"]
+    r = jobs.evaluate_rerank(cfg, split="valid", max_slates=24, max_new_tokens=900)
+    assert r["slates"] == 24
+    # A 1-layer, 48-wide model learns the answer format within seconds of SFT; writing the exact SIDs of
+    # the candidates is what the capacity of real models (and the Beauty run) is for.
+    assert r["json_share"] >= 0.5, r
+    assert 0 <= r["valid_share"] <= r["json_share"]
+    assert set(r["model"]) == {"R@1", "R@3", "R@5", "NDCG@3", "NDCG@5"}
+
+    from gr2.training import rl
+
+    dcfg = load_config(overrides=SMALL + ["train.max_len=1600", "train.dapo.max_steps=2", "train.dapo.batch_size=2",
+                                          "train.dapo.group_size=4", "train.dapo.max_new_tokens=900",
+                                          "train.dapo.overlong_cache=64", "train.dapo.lr=0.0001", "train.checkpoint_every=1"],
+                       lake=str(tlake))
+    d = rl.run(dcfg)
+    assert d["total_steps"] == 2 and int(d["last"]["step"]) == 2
+    for key in ("reward", "promotion", "format", "entropy", "clip_fraction", "kept_group_ratio", "response_len"):
+        assert d["last"][key] not in (None, ""), key
+    assert 0 < float(d["last"]["kept_group_ratio"]) <= 1
+    assert (tlake / "models/dapo" / d["run"] / "model" / "model.safetensors").exists()

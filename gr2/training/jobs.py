@@ -40,6 +40,12 @@ def catalog_texts(catalog: dict) -> list[str]:
     """What the small model's BPE tokenizer is trained on: the catalog and the task templates."""
     templates = [e.prompt + e.completion for e in examples.item_alignment(next(iter(catalog.values())))]
     templates += ["A user bought, in order: . Next they buy", "Their interests: mostly ; favourite brands ."]
+    from gr2.training import traces as tr
+    from gr2.training.prompts import build_rerank_messages, format_response, render_rerank_prompt
+
+    sample = [tr.item_text(c) for c in list(catalog.values())[:3]]
+    templates.append(render_rerank_prompt(build_rerank_messages(sample[:1], sample[1:]))
+                     + format_response("1. The user likes 2. Candidate 3. Decision", [c.sid for c in sample[1:]]))
     return templates * 50 + [f"{i.title}. {' > '.join(i.categories)}. {i.brand}" for i in catalog.values()]
 
 
@@ -90,14 +96,22 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
         mixed = data.mixture_dataset(per_task, counts, available, t.seed)
         packed = mixed.map_batches(data.packer(str(run_dir / "init"), t.max_len), batch_size=512, batch_format="numpy").materialize()
         rows = packed.count()
-    with steps.step(f"Ray Train + DeepSpeed ZeRO-{t.deepspeed.zero_stage}: {sum(counts.values()):,} examples in {rows:,} rows"):
+    with steps.step(f"Ray Train + {_engine(t)}: {sum(counts.values()):,} examples in {rows:,} rows") as live:
         out = loop.run(packed, model_path=str(run_dir / "init"), tokenizer_path=str(run_dir / "init"), run_dir=run_dir,
-                       name=run, stage_cfg=mt, train_cfg=t, total_rows=rows)
+                       name=run, stage_cfg=mt, train_cfg=t, total_rows=rows, on_progress=_live(live))
     (stage_dir(cfg, "midtrain") / "LATEST").write_text(run)
     summary = {"run": run, "base": base, "examples": counts, "available": available, "rows": rows, **out,
                "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _engine(t) -> str:
+    return "torch DDP" if t.engine == "ddp" else f"DeepSpeed ZeRO-{t.deepspeed.zero_stage}"
+
+
+def _live(live):
+    return lambda step, total, loss, tps: live.update(f"step {step:,}/{total:,}, loss {loss:.3f}, {tps:,.0f} tokens/s")
 
 
 def _sequence_examples(lake: Path, catalog: dict, history_len: int):
@@ -242,9 +256,9 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         packed = exs.random_shuffle(seed=t.seed).map_batches(
             data.packer(str(base), t.max_len), batch_size=256, batch_format="numpy").materialize()
         rows = packed.count()
-    with steps.step(f"Ray Train + DeepSpeed ZeRO-{t.deepspeed.zero_stage}: {n_examples:,} traces in {rows:,} rows"):
+    with steps.step(f"Ray Train + {_engine(t)}: {n_examples:,} traces in {rows:,} rows") as live:
         out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
-                       stage_cfg=st, train_cfg=t, total_rows=rows)
+                       stage_cfg=st, train_cfg=t, total_rows=rows, on_progress=_live(live))
     (stage_dir(cfg, "sft") / "LATEST").write_text(run)
     summary = {"run": run, "base": {"source": str(base), "parameters": None}, "examples": {"sft": n_examples},
                "rows": rows, **out, "final": _last_metrics(run_dir)}
@@ -278,7 +292,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     from gr2.eval.metrics import slate_metrics
     from gr2.training import traces as tr
     from gr2.training.generation import HFGenerator
-    from gr2.training.prompts import parse_response, ranking_positions
+    from gr2.training.prompts import answer_shape, parse_response, ranking_positions
 
     lake = cfg.lake_path
     model_dir = Path(model_dir or latest_model(cfg, "sft"))
@@ -287,7 +301,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     model.eval()
     cases = rerank_cases(lake, catalog, split, max_slates, cfg.train.seed)
     gen = HFGenerator(model, tok, batch_size=8)
-    outputs, valid, before, after = [], 0, [], []
+    outputs, valid, shaped, before, after = [], 0, 0, [], []
     for i in range(0, len(cases), 8):
         chunk = cases[i : i + 8]
         texts = gen.generate([tr.prompt_of(s) for s, _ in chunk], max_new_tokens=max_new_tokens)
@@ -296,6 +310,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
             parsed = parse_response(text, sids)
             order = ranking_positions(parsed.ranking, sids) if parsed.ok else list(range(len(sids)))
             valid += parsed.ok
+            shaped += answer_shape(text, len(sids))
             outputs.append(order if parsed.ok else None)
             before.append(labels.index(1) if 1 in labels else -1)
             after.append(order.index(labels.index(1)) if 1 in labels else -1)
@@ -304,6 +319,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     m_in = slate_metrics(before)
     m_out = slate_metrics(after)
     result = {"model_dir": str(model_dir), "split": split, "slates": len(cases),
-              "valid_share": valid / max(1, len(cases)), "incoming": m_in, "model": m_out}
+              "valid_share": valid / max(1, len(cases)), "json_share": shaped / max(1, len(cases)),
+              "incoming": m_in, "model": m_out, "outputs": outputs}
     (model_dir.parent / f"rerank_{split}.json").write_text(json.dumps(result, indent=2))
     return result

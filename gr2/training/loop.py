@@ -86,7 +86,6 @@ def _append_metrics(run_dir: Path, row: dict, resumed_from: int | None) -> None:
 
 def train_worker(config: dict) -> None:
     """Runs on every Ray Train worker."""
-    import deepspeed
     import ray.train
     from transformers import AutoModelForCausalLM
 
@@ -97,15 +96,8 @@ def train_worker(config: dict) -> None:
     use_gpu = config["use_gpu"] and torch.cuda.is_available()
     model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
     model.config.use_cache = False
-    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    engine, sched = build_engine(model, config, use_gpu)
     total = config["total_steps"]
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, int(total * config["warmup_ratio"])))
-    if config.get("engine", "deepspeed") == "ddp":  # plain torch DDP, the baseline of the throughput benchmark
-        engine = DDPEngine(model, opt, sched, config["grad_accum"], config["grad_clip"], use_gpu)
-    else:
-        ds_cfg = deepspeed_config(config["zero_stage"], config["precision"], config["batch_size"], config["grad_accum"],
-                                  config["grad_clip"], use_gpu)
-        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched, config=ds_cfg)
 
     # A restart without a registered checkpoint starts over: its metrics rows replace the earlier ones.
     consumed, tokens_total, resumed_from = 0, 0, 0
@@ -186,6 +178,21 @@ def train_worker(config: dict) -> None:
         tb.close()
 
 
+def build_engine(model, config: dict, use_gpu: bool):
+    """AdamW + cosine-with-warm-up schedule, wrapped by DeepSpeed (or torch DDP); (engine, scheduler)."""
+    import deepspeed
+
+    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    total = config["total_steps"] * config.get("optimizer_steps_per_step", 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, int(total * config["warmup_ratio"])))
+    if config.get("engine", "deepspeed") == "ddp":  # plain torch DDP, the baseline of the throughput benchmark
+        return DDPEngine(model, opt, sched, config["grad_accum"], config["grad_clip"], use_gpu), sched
+    ds_cfg = deepspeed_config(config["zero_stage"], config["precision"], config["batch_size"], config["grad_accum"],
+                              config["grad_clip"], use_gpu)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched, config=ds_cfg)
+    return engine, sched
+
+
 class DDPEngine:
     """The slice of DeepSpeed's engine interface the loop uses, over torch DDP (Ray's prepare_model)."""
 
@@ -255,8 +262,40 @@ def _checkpoint(engine, config: dict, rank: int, state: dict, metrics: dict) -> 
         ray.train.report({k: v for k, v in metrics.items() if v is not None}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
+class _follow_metrics:
+    """While the trainer runs, report (step, total, loss, tokens/s) from rank 0's metrics.csv: the
+    workers' own logs stay in Ray's session folder, the console gets one live line."""
+
+    def __init__(self, path: Path, total: int, on_progress, fields=("step", "loss", "tokens_per_s")):
+        import threading
+
+        self.path, self.total, self.on_progress, self.fields = path, total, on_progress, fields
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(2.0):
+            try:
+                rows = list(csv.DictReader(self.path.open()))
+            except (FileNotFoundError, csv.Error):
+                continue
+            if rows:
+                r = rows[-1]
+                step, a, b = self.fields
+                self.on_progress(int(r[step]), self.total, float(r[a] or 0), float(r[b] or 0))
+
+    def __enter__(self):
+        if self.on_progress:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+
+
 def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: str, stage_cfg, train_cfg,
-        total_rows: int, on_progress=None) -> dict:
+        total_rows: int, on_progress=None, worker=None, extra_config: dict | None = None,
+        progress_fields: tuple[str, str, str] = ("step", "loss", "tokens_per_s")) -> dict:
     """Launch the TorchTrainer; return where the trained model (save_pretrained folder) is."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -266,7 +305,7 @@ def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: s
     steps_per_epoch = max(1, micro_per_epoch // train_cfg.deepspeed.grad_accum)
     total = max(1, int(steps_per_epoch * stage_cfg.epochs))
     if stage_cfg.max_steps:
-        total = min(total, stage_cfg.max_steps)
+        total = min(total, stage_cfg.max_steps) if worker is None else stage_cfg.max_steps
     run_dir.mkdir(parents=True, exist_ok=True)
     config = {
         "model_path": model_path, "run_dir": str(run_dir), "seed": train_cfg.seed, "use_gpu": train_cfg.use_gpu,
@@ -279,10 +318,14 @@ def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: s
         # Fault injection (GR2_KILL_WORKER_AT_STEP=N): the last worker SIGKILLs itself once at step N, to
         # show that Ray replaces it and training resumes from the latest checkpoint.
         "kill_worker_at_step": int(os.environ.get("GR2_KILL_WORKER_AT_STEP", "0")),
+        **(extra_config or {}),
     }
+    if worker is not None:  # RL: every engine.step is an optimizer step, `minibatches` of them per RL step
+        config["grad_accum"] = 1
+        config["optimizer_steps_per_step"] = config.get("minibatches", 1)
     resources = {"CPU": train_cfg.cpus_per_worker}
     trainer = TorchTrainer(
-        train_worker,
+        worker or train_worker,
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=world, use_gpu=train_cfg.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
@@ -292,7 +335,8 @@ def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: s
         ),
         datasets={"train": dataset},
     )
-    result = trainer.fit()
+    with _follow_metrics(run_dir / "metrics.csv", total, on_progress, progress_fields):
+        result = trainer.fit()
     if result.error:
         raise RuntimeError(f"{name} failed: {result.error}")
     final = run_dir / "model"

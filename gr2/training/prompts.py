@@ -175,6 +175,14 @@ def _find_answer(text: str) -> tuple[dict | None, bool]:
     return found, any_object
 
 
+def answer_shape(text: str, k: int) -> bool:
+    """True when the text holds a JSON answer whose "ranking" is a list of k strings: the format was
+    followed, whether or not the SIDs are the right ones (a diagnostic next to `parse_response`)."""
+    found, _ = _find_answer(text)
+    ranking = found.get("ranking") if found else None
+    return isinstance(ranking, list) and len(ranking) == k and all(isinstance(x, str) for x in ranking)
+
+
 def _strip_markers(entry: str) -> str:
     s = entry.strip()
     if s.startswith(SID_BEGIN):

@@ -122,5 +122,6 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
             [qc.rows(len(records)), qc.compound_unique(["slate_id", "teacher", "attempt"]), qc.not_null("prompt"),
              qc.not_null("teacher")],
         ) if records else None
+    stats["attempted_slates"] = stats.pop("slates")
     return {"teacher": name, "slates": total, "skipped_without_sid": skipped, "already_accepted": len(done & set(prompts)),
             **stats, "written": res.__dict__ if res else None}

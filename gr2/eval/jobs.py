@@ -1,0 +1,150 @@
+"""`gr2 eval`: every re-ranker on the same test slates, with intervals, diagnostics, a report and a row
+per metric in eval.runs.
+
+Re-rankers: the incoming order (the pre-ranker), popularity, a SASRec-style sequential model trained
+on the same training split, and each trained LM stage found in the lake: the mid-trained model ranks
+candidates by the likelihood of their SID after the user's history; the SFT and DAPO models answer
+the re-rank prompt (an invalid answer keeps the incoming order and counts against the valid share).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from gr2.config import Config
+from gr2.eval import baselines, diagnostics, report, runs
+from gr2.platform.progress import Steps
+
+STAGES = ("midtrain", "sft", "dapo")
+
+
+def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None) -> list[list[int]]:
+    """Order candidates by log p(<|sid_begin|> SID <|sid_end|> | "A user bought, in order: ... Next they buy")."""
+    import torch
+
+    from gr2.tokenizer import vocab
+    from gr2.training import examples
+
+    orders = []
+    for n, (s, _labels) in enumerate(cases):
+        hist = [examples.CatalogItem(h.item_id, h.sid, h.title) for h in s.history][-history_len:]
+        prompt = (tok.bos_token or "") + f"A user bought, in order: {examples.history_text(hist)}. Next they buy "
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        seqs = [p_ids + tok(vocab.wrap(c.sid), add_special_tokens=False)["input_ids"] for c in s.candidates]
+        width = max(map(len, seqs))
+        ids = torch.full((len(seqs), width), tok.pad_token_id)
+        attn = torch.zeros_like(ids)
+        for i, q in enumerate(seqs):
+            ids[i, : len(q)] = torch.tensor(q)
+            attn[i, : len(q)] = 1
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=attn).logits.float(), -1)
+        scores = []
+        for i, q in enumerate(seqs):
+            toks = torch.tensor(q[len(p_ids):])
+            pos = torch.arange(len(p_ids) - 1, len(q) - 1)
+            scores.append(float(logp[i, pos, toks].sum()))
+        orders.append(baselines.order_by_scores(scores))
+        if on_progress:
+            on_progress(n + 1, len(cases))
+    return orders
+
+
+def answer_orders(model, tok, cases, max_new_tokens: int, on_progress=None) -> tuple[list[list[int] | None], int]:
+    """Greedy answers to the re-rank prompt: the output order per slate (None when invalid) and how
+    many answers had the JSON shape."""
+    from gr2.training import traces as tr
+    from gr2.training.generation import HFGenerator
+    from gr2.training.prompts import answer_shape, parse_response, ranking_positions
+
+    gen = HFGenerator(model, tok, batch_size=8)
+    orders, shaped = [], 0
+    for i in range(0, len(cases), 8):
+        chunk = cases[i : i + 8]
+        texts = gen.generate([tr.prompt_of(s) for s, _ in chunk], max_new_tokens=max_new_tokens)
+        for (s, _), (text,) in zip(chunk, texts):
+            sids = [c.sid for c in s.candidates]
+            parsed = parse_response(text, sids)
+            orders.append(ranking_positions(parsed.ranking, sids) if parsed.ok else None)
+            shaped += answer_shape(text, len(sids))
+        if on_progress:
+            on_progress(min(i + 8, len(cases)), len(cases))
+    return orders, shaped
+
+
+def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: int, seed: int, llm: bool) -> dict:
+    outs = diagnostics.output_ranks(input_ranks, orders)
+    positions = [o if o is not None else i for o, i in zip(outs, input_ranks)]  # invalid: keep the incoming order
+    row = {"model": name, "metrics": report.metrics_with_ci(positions, seed=seed)}
+    if llm:
+        row["diagnostics"] = {
+            "valid_rate": diagnostics.valid_rate(orders), "order_copy_rate": diagnostics.order_copy_rate(orders),
+            "mean_displacement": diagnostics.mean_displacement(orders),
+            "landing": diagnostics.target_landing(input_ranks, outs, k).tolist(),
+        }
+    return row
+
+
+def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max_slates: int = 1000,
+        stages: tuple[str, ...] = STAGES, sasrec_seconds: float = 300, max_new_tokens: int = 768) -> dict:
+    from deltalake import DeltaTable
+
+    from gr2.training import data, jobs
+    from gr2.training import model as lm
+
+    steps = steps or Steps(quiet=True)
+    lake = cfg.lake_path
+    run_id = f"eval-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    with steps.step(f"{split} slates and training sequences"):
+        catalog, _ = data.load_catalog(lake)
+        cases = jobs.rerank_cases(lake, catalog, split, max_slates, cfg.train.seed)
+        cases = [(s, labels) for s, labels in cases if sum(labels) == 1]
+        if not cases:
+            raise ValueError(f"no {split} slates with SIDs and one positive; run `gr2 etl build` and `gr2 tokenizer assign`")
+        seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["items", "split"])
+        train = baselines.training_sequences(zip(seqs["items"], seqs["split"]))
+        k = len(cases[0][0].candidates)
+        input_ranks = [labels.index(1) for _, labels in cases]
+        plain = [{"history": [h.item_id for h in s.history], "candidates": [c.item_id for c in s.candidates]} for s, _ in cases]
+    rows = []
+    for name, ranker in (("incoming order", baselines.IncomingOrder()), ("popularity", baselines.Popularity()),
+                         ("SASRec-style", baselines.SASRec(baselines.SASRecConfig(max_seconds=sasrec_seconds, seed=cfg.train.seed)))):
+        with steps.step(f"baseline: {name}"):
+            ranker.fit(train)
+            orders = ranker.rank_many([p["history"] for p in plain], [p["candidates"] for p in plain]) \
+                if hasattr(ranker, "rank_many") else [ranker.rank(p["history"], p["candidates"]) for p in plain]
+            rows.append(_row(name, input_ranks, orders, k, cfg.train.seed, llm=False))
+    for stage in stages:
+        try:
+            model_dir = jobs.latest_model(cfg, stage)
+        except FileNotFoundError:
+            continue
+        model, tok = lm.load(model_dir)
+        model.eval()
+        with steps.step(f"{stage} model ({model_dir.parent.name})") as live:
+            progress = lambda i, n: live.update(f"{i}/{n}")  # noqa: E731
+            if stage == "midtrain":
+                orders = sid_likelihood_orders(model, tok, cases, cfg.etl.history_len, progress)
+                row = _row("mid-trained (SID likelihood)", input_ranks, orders, k, cfg.train.seed, llm=False)
+            else:
+                orders, shaped = answer_orders(model, tok, cases, max_new_tokens, progress)
+                row = _row({"sft": "SFT", "dapo": "DAPO"}[stage], input_ranks, orders, k, cfg.train.seed, llm=True)
+                row["diagnostics"]["json_shape_rate"] = shaped / len(cases)
+            row["model_dir"] = str(model_dir)
+            rows.append(row)
+    result = {"run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(), "dataset": str(lake),
+              "split": split, "n_slates": len(cases), "k": k, "rows": rows}
+    with steps.step("report and eval.runs"):
+        out = lake / "reports" / "eval" / run_id
+        result["report"] = str(report.write_report(out, result))
+        runs.publish(spark, lake, result)
+    return result
+
+
+def comparison(spark, cfg: Config, run_a: str, run_b: str) -> str:
+    return runs.format_compare(runs.compare(spark, cfg.lake_path, run_a, run_b))
+
+
+def fmt(value) -> str:
+    mean, low, high = report.as_triple(value)
+    return f"{mean:.4f}" if low is None or not math.isfinite(low) else f"{mean:.4f} [{low:.3f}, {high:.3f}]"

@@ -1,0 +1,262 @@
+"""The evaluation run report: ``summary.json`` with every number, ``report.md`` for a terminal or a
+pull request, and one self-contained ``report.html`` (plots embedded as base64 PNG).
+
+A run is a dict::
+
+    {"run_id": ..., "dataset": ..., "split": ..., "n_slates": ...,
+     "rows": [{"model": "sasrec",
+               "metrics": {"R@1": (mean, low, high), ...},          # see metrics_with_ci
+               "diagnostics": {"valid_rate": ..., "order_copy_rate": ...,
+                               "mean_displacement": ..., "landing": [[...K...] x K]}},  # optional
+              ...]}
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from gr2.eval.diagnostics import bootstrap_ci
+
+METRIC_KS = {"R@1": 1, "R@3": 3, "R@5": 5, "NDCG@3": 3, "NDCG@5": 5}
+PLOTTED = ("R@1", "R@5", "NDCG@5")
+DIAGNOSTIC_SCALARS = ("valid_rate", "order_copy_rate", "mean_displacement")
+
+EXPLANATIONS = {
+    "R@k": "Recall at k: the share of slates whose target (the item the user actually chose next) is among the "
+    "first k items of the re-ranked slate. With one relevant item per slate this equals hit rate at k; R@1 "
+    "is the share of slates where the target is ranked first.",
+    "NDCG@k": "Normalized discounted cumulative gain at k: a target at 0-based output position p inside the "
+    "top k scores 1 / log2(p + 2) (1 at the top, 0.63 second, 0.5 third ...), 0 outside; with one relevant item "
+    "the ideal DCG is 1, so this is the mean discount. It rewards moving the target up even within the top k.",
+    "95% CI": "Percentile bootstrap over slates (1000 resamples by default): the slates are resampled with "
+    "replacement and the metric recomputed; the interval holds the middle 95% of those means. Two models "
+    "whose intervals overlap widely are not reliably different on this evaluation set.",
+    "valid_rate": "Share of answers that are an exact permutation of the K candidates (LLM re-rankers can "
+    "answer with missing, repeated or unknown items; non-LLM baselines are always valid).",
+    "order_copy_rate": "Share of valid answers identical to the incoming order. A re-ranker that copies its "
+    "input is never badly wrong and never useful (the naive-reward hack of GR2); the incoming-order baseline "
+    "scores 1.",
+    "mean_displacement": "Mean |output position - input position| per item over valid answers: how far the "
+    "re-ranker moves items (0 for a copy).",
+    "position bias": "Heatmap rows are the target's position in the incoming slate, columns its position after "
+    "re-ranking; each row is normalized to the share of that row's targets. A strong diagonal means targets stay "
+    "where they were found; a bright first column means targets are lifted to the top wherever they started.",
+}
+
+
+# -- numbers ---------------------------------------------------------------------------------------
+
+
+def per_slate_values(positions: Sequence[int], metric: str) -> np.ndarray:
+    """Per-slate value of one metric (R@k: 0/1 hit, NDCG@k: 1/log2(pos+2) inside the top k)."""
+    k = METRIC_KS[metric]
+    pos = np.asarray(list(positions), dtype=np.int64)
+    inside = (pos >= 0) & (pos < k)
+    if metric.startswith("R@"):
+        return inside.astype(np.float64)
+    return np.where(inside, 1.0 / np.log2(np.maximum(pos, 0) + 2.0), 0.0)
+
+
+def metrics_with_ci(positions: Sequence[int], n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """``{"R@1": (mean, low, high), ...}`` for every metric of :func:`gr2.eval.metrics.slate_metrics`
+    with a 95% percentile-bootstrap interval over slates (target positions are 0-based, -1 = absent)."""
+    pos = list(positions)
+    if not pos:
+        raise ValueError("metrics_with_ci needs at least one slate")
+    return {m: bootstrap_ci(per_slate_values(pos, m), n_boot=n_boot, seed=seed) for m in METRIC_KS}
+
+
+def as_triple(value) -> tuple[float, float | None, float | None]:
+    if isinstance(value, (list, tuple)):
+        mean = value[0]
+        low = value[1] if len(value) > 1 else None
+        high = value[2] if len(value) > 2 else None
+        return float(mean), (None if low is None else float(low)), (None if high is None else float(high))
+    return float(value), None, None
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float, np.floating, np.integer)) and math.isfinite(float(x))
+
+
+def _fmt(x, digits: int = 4) -> str:
+    return f"{float(x):.{digits}f}" if _finite(x) else "-"
+
+
+def _fmt_ci(value) -> str:
+    mean, low, high = as_triple(value)
+    if low is None or high is None:
+        return _fmt(mean)
+    return f"{_fmt(mean)} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def _metric_names(rows: list[dict]) -> list[str]:
+    names: list[str] = [m for m in METRIC_KS if any(m in r.get("metrics", {}) for r in rows)]
+    for r in rows:
+        names += [m for m in r.get("metrics", {}) if m not in names]
+    return names
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(float(obj)) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+# -- plots -----------------------------------------------------------------------------------------
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(run: dict) -> dict[str, str]:
+    """Base64 PNGs: ``metrics`` (bars with CI error bars) and ``landing:<model>`` heatmaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out: dict[str, str] = {}
+    rows = run.get("rows", [])
+    shown = [m for m in PLOTTED if any(m in r.get("metrics", {}) for r in rows)]
+    if rows and shown:
+        fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(rows) + 2), 3.2))
+        width = 0.8 / len(shown)
+        colors = ("#4c72b0", "#55a868", "#c44e52")
+        x = np.arange(len(rows))
+        for j, metric in enumerate(shown):
+            means, lo, hi = [], [], []
+            for r in rows:
+                mean, low, high = as_triple(r["metrics"].get(metric, float("nan")))
+                means.append(mean)
+                lo.append(mean - low if low is not None and _finite(low) else 0.0)
+                hi.append(high - mean if high is not None and _finite(high) else 0.0)
+            ax.bar(x + (j - (len(shown) - 1) / 2) * width, means, width, yerr=[lo, hi], capsize=3, label=metric, color=colors[j % 3])
+        ax.set_xticks(x)
+        ax.set_xticklabels([r["model"] for r in rows])
+        ax.set_ylim(0, 1.05)
+        ax.set_title("ranking metrics (95% bootstrap CI)")
+        ax.legend(fontsize=8)
+        out["metrics"] = _png(fig)
+        plt.close(fig)
+    for r in rows:
+        landing = (r.get("diagnostics") or {}).get("landing")
+        if landing is None:
+            continue
+        counts = np.asarray(landing, dtype=np.float64)
+        if counts.ndim != 2 or counts.size == 0:
+            continue
+        share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+        k = counts.shape[0]
+        fig, ax = plt.subplots(figsize=(4.2, 3.6))
+        im = ax.imshow(share, cmap="viridis", vmin=0, vmax=1, origin="upper")
+        ax.set_xlabel("target output position")
+        ax.set_ylabel("target input position")
+        ticks = list(range(k))
+        ax.set_xticks(ticks)
+        ax.set_yticks(ticks)
+        ax.set_title(f"{r['model']}: where targets land")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of row")
+        out[f"landing:{r['model']}"] = _png(fig)
+        plt.close(fig)
+    return out
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+
+def _markdown(run: dict, metrics: list[str], diag_rows: list[dict]) -> str:
+    lines = [
+        f"# Evaluation run {run.get('run_id', '')}",
+        "",
+        f"dataset: {run.get('dataset', '-')} | split: {run.get('split', '-')} | slates: {run.get('n_slates', '-')}",
+        "",
+        "## Ranking metrics (mean [95% CI])",
+        "",
+        "| model | " + " | ".join(metrics) + " |",
+        "|---|" + "---|" * len(metrics),
+    ]
+    for r in run.get("rows", []):
+        cells = [_fmt_ci(r["metrics"][m]) if m in r.get("metrics", {}) else "-" for m in metrics]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    if diag_rows:
+        lines += ["", "## Behaviour diagnostics", "", "| model | " + " | ".join(DIAGNOSTIC_SCALARS) + " |", "|---|" + "---|" * len(DIAGNOSTIC_SCALARS)]
+        for r in diag_rows:
+            d = r["diagnostics"]
+            lines.append(f"| {r['model']} | " + " | ".join(_fmt(d.get(k)) for k in DIAGNOSTIC_SCALARS) + " |")
+        lines += ["", "Position-bias heatmaps are in report.html."]
+    lines += ["", "## What the numbers mean", ""]
+    lines += [f"- **{k}**: {v}" for k, v in EXPLANATIONS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _html(run: dict, metrics: list[str], diag_rows: list[dict], images: dict[str, str]) -> str:
+    esc = html.escape
+    title = f"gr2 evaluation {run.get('run_id', '')}"
+    head = "".join(f"<th>{esc(m)}</th>" for m in metrics)
+    body = "\n".join(
+        f"<tr><th>{esc(str(r['model']))}</th>"
+        + "".join(f"<td>{esc(_fmt_ci(r['metrics'][m])) if m in r.get('metrics', {}) else '-'}</td>" for m in metrics)
+        + "</tr>"
+        for r in run.get("rows", [])
+    )
+    parts = [
+        f"<h1>{esc(title)}</h1>",
+        f"<p>dataset <b>{esc(str(run.get('dataset', '-')))}</b>, split <b>{esc(str(run.get('split', '-')))}</b>, "
+        f"<b>{esc(str(run.get('n_slates', '-')))}</b> slates</p>",
+        "<h2>Ranking metrics</h2><p>mean [95% bootstrap CI]</p>",
+        f'<table class="m"><tr><th>model</th>{head}</tr>\n{body}</table>',
+    ]
+    if "metrics" in images:
+        parts.append(f'<figure><img alt="metrics" src="data:image/png;base64,{images["metrics"]}"></figure>')
+    if diag_rows:
+        dhead = "".join(f"<th>{esc(k)}</th>" for k in DIAGNOSTIC_SCALARS)
+        drows = "\n".join(
+            f"<tr><th>{esc(str(r['model']))}</th>" + "".join(f"<td>{esc(_fmt(r['diagnostics'].get(k)))}</td>" for k in DIAGNOSTIC_SCALARS) + "</tr>"
+            for r in diag_rows
+        )
+        parts += ["<h2>Behaviour diagnostics</h2>", f'<table class="m"><tr><th>model</th>{dhead}</tr>\n{drows}</table>']
+        heat = [f'<figure><img alt="{esc(k)}" src="data:image/png;base64,{v}"></figure>' for k, v in images.items() if k.startswith("landing:")]
+        if heat:
+            parts += ["<h3>Position bias</h3>", "\n".join(heat)]
+    parts.append("<h2>What the numbers mean</h2>")
+    parts += [f"<p><b>{esc(k)}</b>: {esc(v)}</p>" for k, v in EXPLANATIONS.items()]
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:960px}}th{{text-align:left;padding-right:2em}}
+table.m td{{padding-right:1.5em;font-variant-numeric:tabular-nums}}figure{{display:inline-block;margin:1em 0}}</style></head>
+<body>{"".join(parts)}</body></html>"""
+
+
+def write_report(out_dir: Path, run: dict) -> Path:
+    """Write ``summary.json``, ``report.md`` and ``report.html`` under `out_dir`; returns the HTML path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = run.get("rows", [])
+    metrics = _metric_names(rows)
+    diag_rows = [r for r in rows if r.get("diagnostics")]
+    (out_dir / "summary.json").write_text(json.dumps(_jsonable(run), indent=2))
+    (out_dir / "report.md").write_text(_markdown(run, metrics, diag_rows))
+    path = out_dir / "report.html"
+    path.write_text(_html(run, metrics, diag_rows, plots(run)))
+    return path

@@ -1,0 +1,246 @@
+"""Stage 3: DAPO on the re-ranking task with the paper's conditional verifiable rewards.
+
+Each worker (Ray Train + DeepSpeed) repeats: take a batch of training slates from its Ray Data shard;
+sample G answers per slate from the current policy (through the `Generator` interface, so a vLLM
+engine can replace Hugging Face `generate`); score each answer with `rewards.score_response` plus the
+soft overlong penalty; drop groups whose rewards all match and refill from the shard (dynamic
+sampling, up to `refill_rounds`); compute group-normalised advantages; then take `minibatches`
+optimizer steps on the clip-higher, token-level DAPO loss. Reward components, entropy, clip fraction,
+kept-group ratio and response length go to metrics.csv / TensorBoard; checkpoints and resumption work
+as in the supervised stages.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gr2.training import dapo, loop, rewards
+from gr2.training.prompts import parse_response, ranking_positions
+
+RL_FIELDS = ["step", "reward", "promotion", "format", "format_counted", "valid_rate", "order_copy_rate",
+             "kept_group_ratio", "entropy", "clip_fraction", "kl", "response_len", "truncated_rate", "loss", "lr",
+             "wall_s"]
+
+
+def score_group(texts: list[str], lengths: list[int], sids: list[str], labels: list[int], cfg: dict):
+    """Rewards [G] of one slate's answers (verifiable reward + soft overlong penalty) and their
+    breakdowns (pure; used by tests and the worker)."""
+    out, parts = [], []
+    for text, cut in zip(texts, truncated):
+        parsed = parse_response(text, sids)
+        order = ranking_positions(parsed.ranking, sids) if parsed.ok else None
+        b = rewards.score_response(order, labels, alpha=cfg["alpha"], conditional=cfg["conditional_format"])
+        out.append(b.total)
+        parts.append({"promotion": b.promotion, "format": b.format, "format_counted": float(b.format_counted),
+                      "valid": float(order is not None), "copy": float(order == list(range(len(sids))))})
+    r = torch.tensor(out, dtype=torch.float32)
+    if cfg["overlong_cache"] > 0:
+        r = r + dapo.overlong_penalty(torch.tensor(lengths), cfg["max_new_tokens"], cfg["overlong_cache"])
+    return r, parts
+
+
+def _token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, start: int):
+    """Log-probabilities of tokens ids[:, start:] and the logits that produced them."""
+    logits = model(input_ids=ids, attention_mask=attn).logits[:, start - 1 : -1].float()
+    logp = torch.log_softmax(logits, -1).gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1)
+    return logp, logits
+
+
+def dapo_worker(config: dict) -> None:
+    import ray.train
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    run_dir = Path(config["run_dir"])
+    torch.manual_seed(config["seed"] + rank)
+    use_gpu = config["use_gpu"] and torch.cuda.is_available()
+    tok = AutoTokenizer.from_pretrained(config["model_path"])
+    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
+    engine, sched = loop.build_engine(model, config, use_gpu)
+    ref = None
+    if config["kl_coef"] > 0:
+        ref = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32).eval()
+    start_step = 0
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            engine.load_checkpoint(str(Path(d) / "deepspeed"), tag="ckpt")
+            start_step = json.loads((Path(d) / "state.json").read_text())["step"]
+    shard = ray.train.get_dataset_shard("train")
+    rows = _cycle(shard)
+    G, B, M = config["group_size"], config["batch_size"], config["minibatches"]
+    device = engine.device
+    t0 = time.perf_counter()
+    for step in range(start_step + 1, config["total_steps"] + 1):
+        module = engine.module
+        module.eval()
+        groups, tried = [], 0
+        for _ in range(config["refill_rounds"] + 1):  # dynamic sampling: refill dropped groups
+            for _ in range(B - len(groups)):
+                tried += 1
+                g = _rollout(module, tok, next(rows), config, G)
+                if dapo.keep_group(g["rewards"]):
+                    groups.append(g)
+            if len(groups) >= B:
+                break
+        module.train()
+        stats = _update(engine, ref, groups, config, M, device)
+        all_parts = [p for g in groups for p in g["parts"]]
+        if rank == 0:
+            row = {
+                "step": step, "reward": float(np.mean([float(g["rewards"].mean()) for g in groups])) if groups else 0.0,
+                "promotion": _mean(all_parts, "promotion"), "format": _mean(all_parts, "format"),
+                "format_counted": _mean(all_parts, "format_counted"), "valid_rate": _mean(all_parts, "valid"),
+                "order_copy_rate": _mean(all_parts, "copy"), "kept_group_ratio": len(groups) / max(1, tried),
+                "entropy": stats.get("entropy", 0.0), "clip_fraction": stats.get("clip_fraction", 0.0),
+                "kl": stats.get("kl", 0.0), "response_len": float(np.mean([l for g in groups for l in g["lengths"]])) if groups else 0.0,
+                "truncated_rate": float(np.mean([t for g in groups for t in g["truncated"]])) if groups else 0.0,
+                "loss": stats.get("loss", 0.0), "lr": sched.get_last_lr()[0], "wall_s": time.perf_counter() - t0,
+            }
+            _append(run_dir / "metrics.csv", row)
+            print(json.dumps({"dapo": row}), flush=True)
+        if step % config["checkpoint_every"] == 0 or step == config["total_steps"]:
+            loop._checkpoint(engine, config, rank, {"step": step, "micro_batches": 0, "tokens": 0}, {"step": step})
+
+
+def _cycle(shard):
+    while True:
+        n = 0
+        for row in shard.iter_rows():
+            n += 1
+            yield row
+        if n == 0:
+            raise RuntimeError("empty data shard: no training slates for this worker")
+
+
+def _rollout(model, tok, row: dict, config: dict, G: int) -> dict:
+    prompt_ids = tok((tok.bos_token or "") + row["prompt"], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.generate(prompt_ids.repeat(G, 1), attention_mask=torch.ones(G, prompt_ids.shape[1], dtype=torch.long),
+                             do_sample=True, temperature=config["temperature"], top_k=0, top_p=1.0,
+                             max_new_tokens=config["max_new_tokens"], pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)
+    resp = out[:, prompt_ids.shape[1]:]
+    lengths, truncated, texts = [], [], []
+    for r in resp.tolist():
+        n = r.index(tok.eos_token_id) + 1 if tok.eos_token_id in r else len(r)
+        lengths.append(n)
+        truncated.append(tok.eos_token_id not in r)
+        texts.append(tok.decode(r[: n - (0 if truncated[-1] else 1)], skip_special_tokens=False))
+    rewards_, parts = score_group(texts, lengths, list(row["sids"]), [int(x) for x in row["labels"]], config)
+    return {"prompt_len": prompt_ids.shape[1], "seqs": out, "lengths": lengths, "truncated": truncated,
+            "rewards": rewards_, "parts": parts}
+
+
+def _update(engine, ref, groups: list[dict], config: dict, M: int, device) -> dict:
+    """M optimizer steps over the kept groups' answers; a zero-loss step when nothing was kept, so every
+    worker takes the same number of steps (DeepSpeed's collectives must match)."""
+    if not groups:
+        for _ in range(M):
+            loss = sum(p.sum() for p in engine.module.parameters()) * 0.0
+            engine.backward(loss)
+            engine.step()
+        return {}
+    batches = []
+    for g in groups:
+        adv = dapo.group_advantages(g["rewards"])
+        seqs = g["seqs"].to(device)
+        start = g["prompt_len"]
+        mask = torch.zeros(seqs.shape[0], seqs.shape[1] - start)
+        for i, n in enumerate(g["lengths"]):
+            mask[i, :n] = 1.0
+        if config["overlong_filter"]:
+            mask = mask * dapo.overlong_mask(torch.tensor(g["truncated"]))[:, None].float()
+        attn = torch.ones_like(seqs)
+        with torch.no_grad():
+            old, _ = _token_logprobs(engine.module, seqs, attn, start)
+            refp = _token_logprobs(ref, seqs, attn, start)[0] if ref is not None else None
+        batches.append((seqs, attn, start, adv.to(device), mask.to(device), old, refp))
+    order = np.arange(len(batches))
+    stats_all: list[dict] = []
+    for mb in np.array_split(order, M):
+        total_loss = None
+        for i in mb:
+            seqs, attn, start, adv, mask, old, refp = batches[i]
+            new, logits = _token_logprobs(engine, seqs, attn, start)
+            loss, st = dapo.dapo_loss(new, old, adv, mask, config["eps_low"], config["eps_high"], refp, config["kl_coef"])
+            st["entropy"] = dapo.token_entropy(logits.detach(), mask)
+            st["loss"] = float(loss.detach())
+            stats_all.append(st)
+            total_loss = loss / max(1, len(mb)) if total_loss is None else total_loss + loss / max(1, len(mb))
+        if total_loss is None:  # more minibatches than groups: keep the step count equal
+            total_loss = sum(p.sum() for p in engine.module.parameters()) * 0.0
+        engine.backward(total_loss)
+        engine.step()
+    keys = {k for st in stats_all for k, v in st.items() if isinstance(v, (int, float))}
+    return {k: float(np.mean([st[k] for st in stats_all if k in st])) for k in keys}
+
+
+def _mean(parts: list[dict], key: str) -> float:
+    return float(np.mean([p[key] for p in parts])) if parts else 0.0
+
+
+def _append(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, RL_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow({k: row.get(k) for k in RL_FIELDS})
+
+
+def run(cfg, steps=None) -> dict:
+    """`gr2 train dapo`: DAPO from the latest SFT model on training slates."""
+    from deltalake import DeltaTable
+
+    import ray.data
+
+    from gr2.platform.progress import Steps
+    from gr2.platform.ray_cluster import ensure_ray
+    from gr2.training import data, jobs
+    from gr2.training import traces as tr
+
+    steps = steps or Steps(quiet=True)
+    t, d = cfg.train, cfg.train.dapo
+    lake = cfg.lake_path
+    run_id = jobs._run_id("dapo")
+    run_dir = jobs.stage_dir(cfg, "dapo") / run_id
+    with steps.step("training slates as prompts"):
+        ensure_ray()
+        base = jobs.latest_model(cfg, "sft")
+        catalog, _ = data.load_catalog(lake)
+        df = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
+            columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
+        df = df[df["split"] == "train"].sample(frac=1.0, random_state=t.seed)
+        if d.max_examples:
+            df = df.head(d.max_examples)
+        items = []
+        for r in df.to_dict("records"):
+            s = tr.slate_for_traces(r, catalog)
+            if s is not None and sum(int(x) for x in r["labels"]) >= 1:
+                items.append({"slate_id": s.slate_id, "prompt": tr.prompt_of(s), "sids": [c.sid for c in s.candidates],
+                              "labels": [int(x) for x in r["labels"]]})
+        if not items:
+            raise ValueError("no training slates with SIDs for DAPO; run `gr2 etl build` and `gr2 tokenizer assign`")
+        ds = ray.data.from_items(items)
+    extra = {k: getattr(d, k) for k in ("group_size", "temperature", "max_new_tokens", "overlong_cache", "overlong_filter",
+                                         "eps_low", "eps_high", "kl_coef", "alpha", "conditional_format", "refill_rounds",
+                                         "minibatches")}
+    with steps.step(f"DAPO on Ray Train + {jobs._engine(t)}: {d.max_steps} steps x {d.batch_size} slates x {d.group_size} answers") as live:
+        out = loop.run(ds, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run_id, stage_cfg=d,
+                       train_cfg=t, total_rows=len(items), worker=dapo_worker, extra_config=extra,
+                       on_progress=lambda step, total, reward, _: live.update(f"step {step}/{total}, reward {reward:.3f}"),
+                       progress_fields=("step", "reward", "reward"))
+    (jobs.stage_dir(cfg, "dapo") / "LATEST").write_text(run_id)
+    rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
+    summary = {"run": run_id, "base": str(base), "slates": len(items), **out, "first": rows[0] if rows else {},
+               "last": rows[-1] if rows else {}}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

@@ -1,0 +1,109 @@
+"""Evaluation report files and the eval.runs Delta table."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gr2.eval.diagnostics import target_landing
+from gr2.eval.metrics import slate_metrics
+from gr2.eval.report import metrics_with_ci, write_report
+from gr2.eval.runs import COLUMNS, compare, format_compare, publish, to_rows
+
+K = 5
+
+
+def _run(run_id: str, shift: int = 0, n: int = 60) -> dict:
+    rng = np.random.default_rng(shift)
+    incoming = rng.integers(0, K, size=n).tolist()
+    better = [max(0, p - 2 - shift) for p in incoming]
+    return {
+        "run_id": run_id,
+        "created_at": "2025-01-02T03:04:05+00:00",
+        "dataset": "synthetic",
+        "split": "test",
+        "n_slates": n,
+        "rows": [
+            {"model": "incoming", "metrics": metrics_with_ci(incoming, n_boot=200)},
+            {
+                "model": "sasrec",
+                "metrics": metrics_with_ci(better, n_boot=200),
+                "diagnostics": {
+                    "valid_rate": 1.0,
+                    "order_copy_rate": 0.1 * shift,
+                    "mean_displacement": 1.5,
+                    "landing": target_landing(incoming, better, K).tolist(),
+                },
+            },
+        ],
+    }
+
+
+def test_metrics_with_ci_brackets_the_mean_and_matches_slate_metrics():
+    positions = [0, 2, -1, 4, 1, 0, 7, 3, 0, 5] * 5
+    ci = metrics_with_ci(positions, n_boot=300, seed=1)
+    plain = slate_metrics(positions)
+    assert set(ci) == set(plain)
+    for name, (mean, low, high) in ci.items():
+        assert math.isclose(mean, plain[name])
+        assert low <= mean <= high and low < high
+    assert metrics_with_ci(positions, n_boot=300, seed=1) == ci
+
+
+def test_report_files(tmp_path):
+    run = _run("r1")
+    html_path = write_report(tmp_path / "rep", run)
+    out = tmp_path / "rep"
+    assert html_path == out / "report.html"
+    for name in ("report.md", "report.html", "summary.json"):
+        assert (out / name).stat().st_size > 0
+    page = html_path.read_text()
+    assert "<tr><th>incoming</th>" in page and "<tr><th>sasrec</th>" in page
+    assert page.count('<img alt="') >= 2  # the metric bars and sasrec's position-bias heatmap
+    assert '<img alt="metrics" src="data:image/png;base64,' in page
+    assert '<img alt="landing:sasrec" src="data:image/png;base64,' in page
+    assert "src=\"http" not in page  # self-contained
+    mean, low, high = run["rows"][1]["metrics"]["R@1"]
+    assert f"{mean:.4f} [{low:.4f}, {high:.4f}]" in page
+    md = (out / "report.md").read_text()
+    assert "| sasrec |" in md and "NDCG@k" in md and "order_copy_rate" in md
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run_id"] == "r1" and len(summary["rows"][1]["diagnostics"]["landing"]) == K
+    for row in summary["rows"]:
+        for mean, low, high in row["metrics"].values():
+            assert low <= mean <= high
+
+
+def test_to_rows_has_one_row_per_metric():
+    rows = to_rows(_run("r1"))
+    assert all(len(r) == len(COLUMNS) for r in rows)
+    keyed = {(r[0], r[2], r[5]): r for r in rows}
+    assert len(keyed) == len(rows) == 5 + 5 + 3
+    assert keyed[("r1", "sasrec", "valid_rate")][7] is None  # diagnostics carry no CI
+
+
+def test_publish_compare_and_idempotence(spark, lake):
+    a, b = _run("run-a"), _run("run-b", shift=1)
+    first = publish(spark, lake.root, a)
+    assert first.rows_written == 13 and first.version == 0
+    second = publish(spark, lake.root, b)
+    assert second.rows_written == 13 and second.version == 1
+    again = publish(spark, lake.root, a)
+    assert again.skipped and again.rows_written == 0 and lake.version(spark, "eval.runs") == 1
+    assert lake.read(spark, "eval.runs").count() == 26
+
+    df = compare(spark, lake.root, "run-a", "run-b")
+    assert list(df.columns) == ["model", "metric", "a", "b", "diff"]
+    assert len(df) == 13
+    row = df[(df.model == "sasrec") & (df.metric == "R@1")].iloc[0]
+    assert row.a == pytest.approx(a["rows"][1]["metrics"]["R@1"][0])
+    assert row.b == pytest.approx(b["rows"][1]["metrics"]["R@1"][0])
+    assert row["diff"] == pytest.approx(row.b - row.a) and row["diff"] > 0
+    copy = df[(df.model == "sasrec") & (df.metric == "order_copy_rate")].iloc[0]
+    assert copy["diff"] == pytest.approx(0.1)
+    text = format_compare(df)
+    assert text.splitlines()[0].split() == ["model", "metric", "run-a", "run-b", "diff"]
+    assert any(line.split()[:2] == ["sasrec", "R@1"] and line.split()[-1].startswith("+") for line in text.splitlines())
+    with pytest.raises(KeyError):
+        compare(spark, lake.root, "run-a", "nope")
