@@ -240,6 +240,7 @@ class TracesConfig(Strict):
     temperature: float = Field(0.8, ge=0, description="sampling temperature of the attempts")
     accept_top_k: int = Field(1, ge=1, description="accept an attempt when the target is within its top k")
     max_slates: int = Field(2000, ge=0, description="training slates sent to the teacher (0 = all)")
+    detail: int = Field(3, ge=1, description="statistical teacher: candidates explained one by one (the top of its ranking)")
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
 
 

@@ -266,3 +266,17 @@ def test_openai_teacher_connection_error_is_retried_then_reported(monkeypatch):
     (res,) = make_teacher(f"http://127.0.0.1:{port}/v1", sleeps, max_retries=1).generate(reqs("f"))
     assert isinstance(res, TeacherError) and res.retryable and res.tries == 2 and len(sleeps) == 1
     assert "connection error" in str(res)
+
+
+def test_statistical_teacher_detail_explains_only_the_top_of_its_ranking():
+    brief = StatisticalTeacher(TRAIN, ITEMS, window=3, detail=2)
+    (text,) = brief.generate([request()])
+    parsed = parse_response(text, [SID[k] for k in ("p1", "co", "p2", "p3")])
+    assert parsed.ok, parsed.error
+    step2 = parsed.reasoning.split("2. Candidates:")[1].split("3. Decision")[0]
+    assert step2.count("\n- ") == 3 and "the other 2 candidates show weaker evidence" in step2
+    assert all(s in parsed.reasoning.split("3. Decision")[1] for s in parsed.ranking), "the decision still orders all K"
+    (full,) = StatisticalTeacher(TRAIN, ITEMS, window=3).generate([request()])
+    assert len(text) < len(full)
+    with pytest.raises(ValueError, match="detail"):
+        StatisticalTeacher(TRAIN, ITEMS, detail=0)

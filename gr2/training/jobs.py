@@ -286,7 +286,7 @@ def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: i
 
 
 def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "valid", max_slates: int = 200,
-                    max_new_tokens: int = 512, on_progress=None) -> dict:
+                    max_new_tokens: int = 768, on_progress=None) -> dict:
     """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share and R@1/R@5/NDCG@5
     (an invalid answer keeps the incoming order), next to the incoming order itself."""
     from gr2.eval.metrics import slate_metrics

@@ -154,7 +154,11 @@ class StatisticalTeacher:
         recent: int = 5,
         weights: Mapping[str, float] | None = None,
         smoothing: float = 1.0,
+        detail: int | None = None,
     ):
+        if detail is not None and detail < 1:
+            raise ValueError(f"detail must be >= 1 or None, got {detail}")
+        self.detail = detail  # candidates explained one by one (the top of the ranking); None = all
         if window < 1 or recent < 1:
             raise ValueError(f"window and recent must be >= 1, got window={window}, recent={recent}")
         unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
@@ -286,7 +290,10 @@ class StatisticalTeacher:
             step1 = "1. User interests: no history, so only category and item popularity can guide the order."
         # 2. each candidate
         lines = ["2. Candidates:"]
+        shown = {id(e) for e in ranked[: self.detail]} if self.detail else {id(e) for e in evs}
         for e in evs:
+            if id(e) not in shown:
+                continue
             facts = []
             if e.best_prev is not None:
                 facts.append(f"follows {sid(e.best_prev)} ({_back(e.best_back)}) in {e.best_count} training "
@@ -316,8 +323,14 @@ class StatisticalTeacher:
                 return f"brand {e.brand}"
             return f"{e.pop_count} training interactions"
 
+        rest = [e for e in ranked if id(e) not in shown]
+        if rest:
+            lines.append(f"- the other {len(rest)} candidates show weaker evidence (best score "
+                         f"{max(e.score for e in rest):.2f}).")
         decision = []
         for pos, e in enumerate(ranked):
+            if id(e) not in shown:
+                continue
             note = ""
             higher = [o for o in ranked[pos + 1:] if o.score > e.score]
             if higher:
@@ -327,6 +340,8 @@ class StatisticalTeacher:
                         else f"; a speculative pick over {sid(best.item)} ({best.score:.2f})")
             head = "first" if pos == 0 else "then"
             decision.append(f"{head} {sid(e.item)} (score {e.score:.2f}: {main_evidence(e)}{note})")
+        if rest:
+            decision.append("then " + ", ".join(sid(e.item) for e in rest))
         step3 = "3. Decision: " + ", ".join(decision) + "."
         return "\n".join([step1, "\n".join(lines), step3])
 
