@@ -252,7 +252,8 @@ def train_eval_next(
 
 
 def print_rerank(r: dict) -> None:
-    t = Table(title=f"re-ranking {r['slates']:,} {r['split']} slates: valid JSON permutation {r['valid_share']:.1%}, JSON answer shape {r['json_share']:.1%}")
+    mode = "constrained ranking" if r.get("constrained") else "free answers"
+    t = Table(title=f"re-ranking {r['slates']:,} {r['split']} slates ({mode}): valid JSON permutation {r['valid_share']:.1%}, JSON answer shape {r['json_share']:.1%}")
     t.add_column("order")
     for k in r["model"]:
         t.add_column(k, justify="right")
@@ -297,9 +298,12 @@ def train_sft(
     s = _run(lambda: jobs.sft(cfg, steps))
     print_train_summary(s)
     if evaluate:
-        with steps.step(f"answer {evaluate} validation slates") as live:
-            r = _run(lambda: jobs.evaluate_rerank(cfg, max_slates=evaluate, on_progress=lambda i, n: live.update(f"{i}/{n}")))
-        print_rerank(r)
+        for constrained in (False, True):
+            label = " (ranking decoded among the candidates)" if constrained else ""
+            with steps.step(f"answer {evaluate} validation slates{label}") as live:
+                r = _run(lambda: jobs.evaluate_rerank(cfg, max_slates=evaluate, constrained=constrained,
+                                                      on_progress=lambda i, n: live.update(f"{i}/{n}")))
+            print_rerank(r)
 
 
 @train_app.command("dapo")

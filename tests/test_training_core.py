@@ -128,3 +128,29 @@ def test_constrained_beam_search_returns_only_catalog_sids(small):
 def test_loading_a_folder_that_is_not_a_model_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="save_pretrained"):
         lm.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "answer, conditional, expected",
+    [
+        # target (input rank 2 of 4) moved to the top: promotion 2/4 plus the format bonus 0.2
+        ('{"reasoning":"r","ranking":["<a_2><b_0><c_0>","<a_0><b_0><c_0>","<a_1><b_0><c_0>","<a_3><b_0><c_0>"]}', True, 0.7),
+        # an order copy: valid, but under the conditional reward the bonus is withheld
+        ('{"reasoning":"r","ranking":["<a_0><b_0><c_0>","<a_1><b_0><c_0>","<a_2><b_0><c_0>","<a_3><b_0><c_0>"]}', True, 0.0),
+        # the same copy under the naive reward earns the bonus for nothing
+        ('{"reasoning":"r","ranking":["<a_0><b_0><c_0>","<a_1><b_0><c_0>","<a_2><b_0><c_0>","<a_3><b_0><c_0>"]}', False, 0.2),
+        # not a permutation: no credit
+        ('{"reasoning":"r","ranking":["<a_2><b_0><c_0>"]}', True, 0.0),
+    ],
+)
+def test_dapo_group_scoring_uses_the_conditional_reward(answer, conditional, expected):
+    from gr2.training.rl import score_group
+
+    sids = [f"<a_{i}><b_0><c_0>" for i in range(4)]
+    cfg = {"alpha": 0.2, "conditional_format": conditional, "overlong_cache": 0, "max_new_tokens": 100}
+    r, parts = score_group([answer], [20], sids, [0, 0, 1, 0], cfg)
+    assert r.tolist() == pytest.approx([expected])
+    assert parts[0]["copy"] == float(answer.count('"<a_0>') == 1 and answer.index("<a_0>") < answer.index("<a_1>") < answer.index("<a_2>"))
+    cfg["overlong_cache"] = 10
+    r_long, _ = score_group([answer], [95], sids, [0, 0, 1, 0], cfg)
+    assert r_long.item() == pytest.approx(expected - 0.5)  # soft overlong punishment halfway into the cache

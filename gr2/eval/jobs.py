@@ -50,28 +50,6 @@ def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None)
     return orders
 
 
-def answer_orders(model, tok, cases, max_new_tokens: int, on_progress=None) -> tuple[list[list[int] | None], int]:
-    """Greedy answers to the re-rank prompt: the output order per slate (None when invalid) and how
-    many answers had the JSON shape."""
-    from gr2.training import traces as tr
-    from gr2.training.generation import HFGenerator
-    from gr2.training.prompts import answer_shape, parse_response, ranking_positions
-
-    gen = HFGenerator(model, tok, batch_size=8)
-    orders, shaped = [], 0
-    for i in range(0, len(cases), 8):
-        chunk = cases[i : i + 8]
-        texts = gen.generate([tr.prompt_of(s) for s, _ in chunk], max_new_tokens=max_new_tokens)
-        for (s, _), (text,) in zip(chunk, texts):
-            sids = [c.sid for c in s.candidates]
-            parsed = parse_response(text, sids)
-            orders.append(ranking_positions(parsed.ranking, sids) if parsed.ok else None)
-            shaped += answer_shape(text, len(sids))
-        if on_progress:
-            on_progress(min(i + 8, len(cases)), len(cases))
-    return orders, shaped
-
-
 def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: int, seed: int, llm: bool) -> dict:
     outs = diagnostics.output_ranks(input_ranks, orders)
     positions = [o if o is not None else i for o, i in zip(outs, input_ranks)]  # invalid: keep the incoming order
@@ -86,7 +64,8 @@ def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: i
 
 
 def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max_slates: int = 1000,
-        stages: tuple[str, ...] = STAGES, sasrec_seconds: float = 300, max_new_tokens: int = 768) -> dict:
+        stages: tuple[str, ...] = STAGES, sasrec_seconds: float = 300, max_new_tokens: int = 768,
+        constrained_too: bool = True) -> dict:
     from deltalake import DeltaTable
 
     from gr2.training import data, jobs
@@ -127,9 +106,17 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max
                 orders = sid_likelihood_orders(model, tok, cases, cfg.etl.history_len, progress)
                 row = _row("mid-trained (SID likelihood)", input_ranks, orders, k, cfg.train.seed, llm=False)
             else:
-                orders, shaped = answer_orders(model, tok, cases, max_new_tokens, progress)
-                row = _row({"sft": "SFT", "dapo": "DAPO"}[stage], input_ranks, orders, k, cfg.train.seed, llm=True)
-                row["diagnostics"]["json_shape_rate"] = shaped / len(cases)
+                from gr2.training.generation import answer_rerank
+
+                name = {"sft": "SFT", "dapo": "DAPO"}[stage]
+                for constrained in ((False, True) if constrained_too else (False,)):
+                    orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, progress)
+                    row = _row(name + (" + constrained ranking" if constrained else ""), input_ranks, orders, k,
+                               cfg.train.seed, llm=True)
+                    row["diagnostics"]["json_shape_rate"] = shaped / len(cases)
+                    row["model_dir"] = str(model_dir)
+                    rows.append(row)
+                continue
             row["model_dir"] = str(model_dir)
             rows.append(row)
     result = {"run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(), "dataset": str(lake),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from gr2.tokenizer import vocab
@@ -83,7 +84,7 @@ class HFGenerator:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
 
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float = 0.0, num_return_sequences: int = 1,
-                 seed: int = 0) -> list[list[str]]:
+                 seed: int = 0, stop_strings: list[str] | None = None) -> list[list[str]]:
         tok = self.tokenizer
         tok.padding_side = "left"
         out: list[list[str]] = []
@@ -97,10 +98,83 @@ class HFGenerator:
                     **enc, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                     temperature=temperature if temperature > 0 else None, top_k=None, top_p=None,
                     num_return_sequences=num_return_sequences, pad_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id,
+                    eos_token_id=tok.eos_token_id, **({"stop_strings": stop_strings, "tokenizer": tok} if stop_strings else {}),
                 )
             new = gen[:, enc["input_ids"].shape[1]:]
             decoded = tok.batch_decode(new, skip_special_tokens=False)
             decoded = [d.split(tok.eos_token)[0].replace(tok.pad_token, "") for d in decoded]
             out += [decoded[j * num_return_sequences : (j + 1) * num_return_sequences] for j in range(len(chunk))]
         return out
+
+
+def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str]) -> list[str]:
+    """Fill the ranking part of an answer so that it is a permutation of exactly the candidates.
+
+    `text` is the prompt plus the answer so far, up to and including `"ranking":[`. Slot by slot, the
+    model's log-likelihood of `"<sid>"` is computed for every candidate not yet listed (one batched
+    forward per slot) and the most likely one is taken: decoding restricted to the SIDs of candidates
+    not yet listed, so the answer can never repeat, drop or invent an item.
+    """
+    from gr2.tokenizer import vocab
+
+    left = [vocab.sid_string(vocab.parse_sid(s)) for s in candidate_sids]
+    chosen: list[str] = []
+    prefix = text
+    while left:
+        if len(left) == 1:
+            chosen.append(left.pop())
+            break
+        sep = "" if not chosen else ","
+        p_ids = tokenizer((tokenizer.bos_token or "") + prefix + sep + '"', add_special_tokens=False)["input_ids"]
+        conts = [tokenizer(s + '"', add_special_tokens=False)["input_ids"] for s in left]
+        width = len(p_ids) + max(map(len, conts))
+        ids = torch.full((len(left), width), tokenizer.pad_token_id)
+        attn = torch.zeros_like(ids)
+        for i, c in enumerate(conts):
+            ids[i, : len(p_ids) + len(c)] = torch.tensor(p_ids + c)
+            attn[i, : len(p_ids) + len(c)] = 1
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids, attention_mask=attn).logits.float(), -1)
+        scores = []
+        for i, c in enumerate(conts):
+            pos = torch.arange(len(p_ids) - 1, len(p_ids) + len(c) - 1)
+            scores.append(float(logp[i, pos, torch.tensor(c)].sum()))
+        best = left.pop(int(np.argmax(scores)))
+        chosen.append(best)
+        prefix = prefix + sep + f'"{best}"'
+    return chosen
+
+
+def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: bool = False, on_progress=None):
+    """Greedy answers to the re-rank prompt for (SlateForTraces, labels) cases.
+
+    Returns (orders, shaped): per slate the output order as indices into the candidates (None when the
+    answer is not a valid permutation) and how many answers had the JSON shape. With `constrained`, the
+    model writes its reasoning freely up to `"ranking"` and the ranking is then decoded by
+    `constrained_ranking`, so every answer is a valid permutation by construction.
+    """
+    from gr2.training import traces as tr
+    from gr2.training.prompts import answer_shape, parse_response, ranking_positions
+
+    gen = HFGenerator(model, tokenizer, batch_size=8)
+    orders, shaped = [], 0
+    stop = ['"ranking"'] if constrained else None
+    for i in range(0, len(cases), 8):
+        chunk = cases[i : i + 8]
+        prompts = [tr.prompt_of(s) for s, _ in chunk]
+        texts = gen.generate(prompts, max_new_tokens=max_new_tokens, stop_strings=stop)
+        for (s, _), prompt, (text,) in zip(chunk, prompts, texts):
+            sids = [c.sid for c in s.candidates]
+            if constrained:
+                cut = text.find('"ranking"')
+                head = (text[:cut] if cut >= 0 else text + '","') + '"ranking":['
+                ranking = constrained_ranking(model, tokenizer, prompt + head, sids)
+                orders.append(ranking_positions(ranking, sids))
+                shaped += 1
+                continue
+            parsed = parse_response(text, sids)
+            orders.append(ranking_positions(parsed.ranking, sids) if parsed.ok else None)
+            shaped += answer_shape(text, len(sids))
+        if on_progress:
+            on_progress(min(i + 8, len(cases)), len(cases))
+    return orders, shaped

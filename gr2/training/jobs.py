@@ -286,40 +286,25 @@ def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: i
 
 
 def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "valid", max_slates: int = 200,
-                    max_new_tokens: int = 768, on_progress=None) -> dict:
-    """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share and R@1/R@5/NDCG@5
-    (an invalid answer keeps the incoming order), next to the incoming order itself."""
+                    max_new_tokens: int = 768, on_progress=None, constrained: bool = False) -> dict:
+    """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
+    and R@1/3/5, NDCG@3/5 (an invalid answer keeps the incoming order), next to the incoming order."""
     from gr2.eval.metrics import slate_metrics
-    from gr2.training import traces as tr
-    from gr2.training.generation import HFGenerator
-    from gr2.training.prompts import answer_shape, parse_response, ranking_positions
+    from gr2.training.generation import answer_rerank
 
     lake = cfg.lake_path
     model_dir = Path(model_dir or latest_model(cfg, "sft"))
     catalog, _ = data.load_catalog(lake)
     model, tok = lm.load(model_dir)
     model.eval()
-    cases = rerank_cases(lake, catalog, split, max_slates, cfg.train.seed)
-    gen = HFGenerator(model, tok, batch_size=8)
-    outputs, valid, shaped, before, after = [], 0, 0, [], []
-    for i in range(0, len(cases), 8):
-        chunk = cases[i : i + 8]
-        texts = gen.generate([tr.prompt_of(s) for s, _ in chunk], max_new_tokens=max_new_tokens)
-        for (s, labels), (text,) in zip(chunk, texts):
-            sids = [c.sid for c in s.candidates]
-            parsed = parse_response(text, sids)
-            order = ranking_positions(parsed.ranking, sids) if parsed.ok else list(range(len(sids)))
-            valid += parsed.ok
-            shaped += answer_shape(text, len(sids))
-            outputs.append(order if parsed.ok else None)
-            before.append(labels.index(1) if 1 in labels else -1)
-            after.append(order.index(labels.index(1)) if 1 in labels else -1)
-        if on_progress:
-            on_progress(min(i + 8, len(cases)), len(cases))
-    m_in = slate_metrics(before)
-    m_out = slate_metrics(after)
-    result = {"model_dir": str(model_dir), "split": split, "slates": len(cases),
-              "valid_share": valid / max(1, len(cases)), "json_share": shaped / max(1, len(cases)),
-              "incoming": m_in, "model": m_out, "outputs": outputs}
-    (model_dir.parent / f"rerank_{split}.json").write_text(json.dumps(result, indent=2))
+    cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed) if 1 in labels]
+    orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, on_progress)
+    before = [labels.index(1) for _, labels in cases]
+    after = [(o if o is not None else list(range(len(labels)))).index(labels.index(1)) for o, (_, labels) in zip(orders, cases)]
+    n = max(1, len(cases))
+    result = {"model_dir": str(model_dir), "split": split, "slates": len(cases), "constrained": constrained,
+              "valid_share": sum(o is not None for o in orders) / n, "json_share": shaped / n,
+              "incoming": slate_metrics(before), "model": slate_metrics(after), "outputs": orders}
+    suffix = "_constrained" if constrained else ""
+    (model_dir.parent / f"rerank_{split}{suffix}.json").write_text(json.dumps(result, indent=2))
     return result

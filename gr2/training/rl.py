@@ -32,7 +32,7 @@ def score_group(texts: list[str], lengths: list[int], sids: list[str], labels: l
     """Rewards [G] of one slate's answers (verifiable reward + soft overlong penalty) and their
     breakdowns (pure; used by tests and the worker)."""
     out, parts = [], []
-    for text, cut in zip(texts, truncated):
+    for text in texts:
         parsed = parse_response(text, sids)
         order = ranking_positions(parsed.ranking, sids) if parsed.ok else None
         b = rewards.score_response(order, labels, alpha=cfg["alpha"], conditional=cfg["conditional_format"])
