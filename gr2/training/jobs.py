@@ -57,7 +57,7 @@ def prepare_base(cfg: Config, catalog: dict, shape: dict, out: Path) -> dict:
         source = m.path
     else:
         built = lm.build_small_model(out.parent / "base", catalog_texts(catalog), family=m.family, vocab_size=m.vocab_size,
-                                     hidden=m.hidden, layers=m.layers, heads=m.heads, max_positions=max(1024, cfg.train.max_len),
+                                     hidden=m.hidden, layers=m.layers, heads=m.heads, max_positions=max(4096, cfg.train.max_len),
                                      seed=cfg.train.seed)
         model, tok = lm.load(built)
         source = f"small {m.family} (hidden {m.hidden}, {m.layers} layers), BPE {m.vocab_size} trained on the catalog"
