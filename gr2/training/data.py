@@ -11,8 +11,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
 from gr2.training.examples import CatalogItem, Example, pack, tokenize_example
 
 
@@ -125,6 +123,3 @@ def mixture_dataset(per_task: dict, counts: dict[str, int], available: dict[str,
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     return ds.random_shuffle(seed=seed)
 
-
-def as_numpy_rows(rows: list[dict]) -> dict[str, np.ndarray]:
-    return {k: np.stack([np.asarray(r[k]) for r in rows]) for k in rows[0]}

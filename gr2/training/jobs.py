@@ -83,12 +83,13 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
         catalog, shape = data.load_catalog(lake)
         base = prepare_base(cfg, catalog, shape, run_dir / "init")
     with steps.step("mid-training examples from Delta (Ray Data)"):
+        from_sequences = _sequence_examples(lake, catalog, cfg.etl.history_len)  # one pipeline, two tasks
         per_task = {
             "item_alignment": ray.data.from_items(
                 [data.example_row(e) for item in catalog.values() for e in examples.item_alignment(item)]
             ),
-            "sequential": _sequence_examples(lake, catalog, cfg.etl.history_len).filter(lambda r: r["task"] == "sequential"),
-            "persona": _sequence_examples(lake, catalog, cfg.etl.history_len).filter(lambda r: r["task"] == "persona"),
+            "sequential": from_sequences.filter(lambda r: r["task"] == "sequential"),
+            "persona": from_sequences.filter(lambda r: r["task"] == "persona"),
         }
         available = {k: ds.count() for k, ds in per_task.items()}
         usable = {k: min(v, mt.max_examples) if mt.max_examples else v for k, v in available.items()}
@@ -170,8 +171,6 @@ def popularity_ranking(lake: Path, catalog: dict) -> list[str]:
 def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = "test", max_users: int = 500,
                        ks: tuple[int, ...] = (5, 10), on_progress=None) -> dict:
     """Next-item Recall@k / NDCG@k over the full catalog: constrained beam search vs popularity."""
-    import torch
-
     from gr2.training.generation import SidTrie, beam_search_sids
 
     lake = cfg.lake_path
@@ -179,7 +178,6 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
     catalog, shape = data.load_catalog(lake)
     model, tok = lm.load(model_dir)
     model.eval()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     trie = SidTrie(tok, [c.sid for c in catalog.values()])
     cases = next_item_cases(lake, catalog, split, cfg.etl.history_len, max_users, cfg.train.seed)
     popular = popularity_ranking(lake, catalog)[: max(ks)]
@@ -224,8 +222,6 @@ def sft_example(prompt: str, response: str, candidate_sids: list[str], reasoning
 def sft(cfg: Config, steps: Steps | None = None) -> dict:
     """Stage 2: supervised fine-tuning of the mid-trained model on accepted teacher traces."""
     from deltalake import DeltaTable
-
-    import ray.data
 
     from gr2.platform.ray_cluster import ensure_ray
 

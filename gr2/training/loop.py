@@ -67,21 +67,23 @@ def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.
     return (ce * weights * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _append_metrics(run_dir: Path, row: dict, resumed_from: int | None) -> None:
+def _append_metrics(run_dir: Path, row: dict, resumed_from: int | None, fields: list[str] = METRIC_FIELDS) -> None:
+    """Append one row to metrics.csv; on the first write after a restart, first drop the rows logged
+    after the checkpoint the run resumed from (every stage's loss curve continues where it stopped)."""
     path = run_dir / "metrics.csv"
     if resumed_from is not None and path.exists():  # drop rows logged after the checkpoint we resume from
         with path.open() as f:
             kept = [r for r in csv.DictReader(f) if int(r["step"]) <= resumed_from]
         with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, METRIC_FIELDS)
+            w = csv.DictWriter(f, fields)
             w.writeheader()
             w.writerows(kept)
     new = not path.exists()
     with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, METRIC_FIELDS)
+        w = csv.DictWriter(f, fields)
         if new:
             w.writeheader()
-        w.writerow({k: row.get(k) for k in METRIC_FIELDS})
+        w.writerow({k: row.get(k) for k in fields})
 
 
 def train_worker(config: dict) -> None:

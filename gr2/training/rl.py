@@ -78,6 +78,7 @@ def dapo_worker(config: dict) -> None:
     G, B, M = config["group_size"], config["batch_size"], config["minibatches"]
     device = engine.device
     t0 = time.perf_counter()
+    resumed_from = start_step  # 0 on a fresh start: a restart without a checkpoint replaces earlier rows
     for step in range(start_step + 1, config["total_steps"] + 1):
         module = engine.module
         module.eval()
@@ -104,7 +105,8 @@ def dapo_worker(config: dict) -> None:
                 "truncated_rate": float(np.mean([t for g in groups for t in g["truncated"]])) if groups else 0.0,
                 "loss": stats.get("loss", 0.0), "lr": sched.get_last_lr()[0], "wall_s": time.perf_counter() - t0,
             }
-            _append(run_dir / "metrics.csv", row)
+            loop._append_metrics(run_dir, row, resumed_from, RL_FIELDS)
+            resumed_from = None
             print(json.dumps({"dapo": row}), flush=True)
         if step % config["checkpoint_every"] == 0 or step == config["total_steps"]:
             loop._checkpoint(engine, config, rank, {"step": step, "micro_batches": 0, "tokens": 0}, {"step": step})
@@ -185,15 +187,6 @@ def _update(engine, ref, groups: list[dict], config: dict, M: int, device) -> di
 
 def _mean(parts: list[dict], key: str) -> float:
     return float(np.mean([p[key] for p in parts])) if parts else 0.0
-
-
-def _append(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, RL_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k) for k in RL_FIELDS})
 
 
 def run(cfg, steps=None) -> dict:
