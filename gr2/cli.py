@@ -30,7 +30,7 @@ train_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
-quality_app = typer.Typer(help="Great Expectations: Data Docs of every gate run.", no_args_is_help=True)
+quality_app = typer.Typer(help="Reports: Great Expectations Data Docs of every gate run, with nightly, eval and training history.", no_args_is_help=True)
 app.add_typer(quality_app, name="quality")
 
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config file (see configs/ and docs/configuration.md)")]
@@ -375,12 +375,57 @@ def eval_(
 
 @quality_app.command("report")
 def quality_report(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
-    """Build the Data Docs (HTML) of every gate run and copy them to <lake>/reports/quality."""
-    cfg = _config(config, set_, lake)
-    from gr2.platform.quality import build_docs
+    """Build the reports index: Data Docs of every gate run, nightly runs, eval reports and training runs.
 
-    path = _run(lambda: build_docs(cfg.lake_path))
-    console.print(f"Data Docs: {path}")
+    Writes <lake>/reports/index.html (open it, or serve <lake>/reports with any web server) and copies the
+    Great Expectations Data Docs to <lake>/reports/quality.
+    """
+    cfg = _config(config, set_, lake)
+    from gr2.platform.reports import build_index
+
+    path = _run(lambda: build_index(cfg.lake_path))
+    console.print(f"reports index: {path}")
+    if (path.parent / "quality" / "index.html").exists():
+        console.print(f"Data Docs: {path.parent / 'quality' / 'index.html'}")
+
+
+@app.command()
+def nightly(
+    day: Annotated[Optional[str], typer.Option("--date", help="the date to process, YYYY-MM-DD [default: yesterday, UTC]")] = None,
+    start: Annotated[Optional[str], typer.Option("--from", help="backfill: first date (with --to)")] = None,
+    end: Annotated[Optional[str], typer.Option("--to", help="backfill: last date, inclusive")] = None,
+    force: Annotated[bool, typer.Option("--force", help="run every step even when it is up to date")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="also print each date's summary as JSON on stdout")] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    lake: LakeOpt = None,
+):
+    """The scheduled ETL for one date: ingest -> build -> embed new items -> SIDs -> quality gates -> publish.
+
+    Steps whose inputs and outputs are unchanged since they last ran are skipped, so rerunning a date
+    changes nothing and a failed run resumes at the step that failed. A backfill (--from/--to) runs the
+    dates in order and stops at the first failure. Summaries: <lake>/reports/nightly/<date>.json.
+    Exit codes: 0 done, 2 bad input or config (fix, then rerun), 3 a quality gate refused a table,
+    4 a step failed otherwise (rerun to resume).
+    """
+    import json as _json
+
+    from gr2.platform import nightly as nl
+
+    cfg = _config(config, set_, lake)
+    days = _run(lambda: nl.dates(day, start, end))
+    spark = _spark(cfg)
+    code = 0
+    for d in days:
+        s = nl.run_night(spark, cfg, d, force=force)
+        nl.print_summary(s)
+        if json_out:
+            typer.echo(_json.dumps(s, default=str))
+        code = s["exit_code"]
+        if code:
+            console.print(f"[red]stopped at {d}[/]: exit {code}" + (f"; dates after it not run: {len(days) - days.index(d) - 1}" if d != days[-1] else ""))
+            break
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -51,13 +51,24 @@ def latest_version(cfg: Config) -> str:
 # -- embed ---------------------------------------------------------------------------------------
 
 
-def embed(spark, cfg: Config, steps: Steps | None = None) -> dict:
-    """silver.items (+ gold.cooccurrence) -> gold.item_embeddings for this encoder; rejects -> quarantine."""
+def embed(spark, cfg: Config, steps: Steps | None = None, only_new: bool = False) -> dict:
+    """silver.items (+ gold.cooccurrence) -> gold.item_embeddings for this encoder; rejects -> quarantine.
+
+    With `only_new` (the nightly job), only items without a vector for this encoder are embedded and
+    merged in. Co-occurrence vectors come from one SVD of the whole catalog, so encoders that use them
+    always re-embed every item.
+    """
     steps = steps or Steps(quiet=True)
     lake = Lake(cfg.lake_path)
     e = cfg.tokenizer.embedding
     items = lake.read(spark, "silver.items")
     name = encoder_name(cfg)
+    incremental = only_new and "cooccurrence" not in e.kind and lake.exists(spark, "gold.item_embeddings")
+    if incremental:
+        have = lake.read(spark, "gold.item_embeddings").where(F.col("encoder") == name).select("item_id")
+        items = items.join(have, "item_id", "left_anti")
+        if items.limit(1).count() == 0:
+            return {"encoder": name, "dim": None, "items": 0, "embedded": 0, "quarantined": 0, "table": None, "incremental": True}
     with steps.step(f"embed items ({name})"):
         if e.kind == "table":
             df = embeddings.table_embeddings(spark, e.table)
@@ -78,11 +89,12 @@ def embed(spark, cfg: Config, steps: Steps | None = None) -> dict:
     n_ok, n_bad = counts.get(True, 0), counts.get(False, 0)
     with steps.step("publish gold.item_embeddings"):
         good = checked.where("reason IS NULL").select("item_id", "vector", F.lit(name).alias("encoder"), F.lit(dim).alias("dim"))
-        res = lake.publish_overwrite(
-            spark, good, "gold.item_embeddings",
-            [qc.rows(n_ok), qc.unique("item_id"), qc.not_null("vector")],
-            partition_by=["encoder"], replace_where=f"encoder = '{name}'",
-        )
+        checks = [qc.rows(n_ok), qc.unique("item_id"), qc.not_null("vector")]
+        if incremental:
+            res = lake.publish_merge(spark, good, "gold.item_embeddings", ["encoder", "item_id"], checks)
+        else:
+            res = lake.publish_overwrite(spark, good, "gold.item_embeddings", checks,
+                                         partition_by=["encoder"], replace_where=f"encoder = '{name}'")
     if n_bad:
         bad = checked.where("reason IS NOT NULL").select(
             F.lit("silver.items").alias("source"), F.lit("embedding").alias("kind"), F.lit("silver.items").alias("file"),
@@ -91,7 +103,8 @@ def embed(spark, cfg: Config, steps: Steps | None = None) -> dict:
         )
         lake.publish_merge(spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_bad)])
     checked.unpersist()
-    return {"encoder": name, "dim": dim, "items": n_ok + n_bad, "embedded": n_ok, "quarantined": n_bad, "table": res.__dict__}
+    return {"encoder": name, "dim": dim, "items": n_ok + n_bad, "embedded": n_ok, "quarantined": n_bad, "table": res.__dict__,
+            "incremental": incremental}
 
 
 # -- fit -----------------------------------------------------------------------------------------

@@ -1,0 +1,327 @@
+"""`gr2 nightly --date D`: the scheduled ETL, as steps that are skipped when already done.
+
+    ingest -> build -> embed (new items) -> sids (fit once, then assign new items) -> quality -> publish
+
+Idempotence and resumption come from one record, `<lake>/_nightly/lineage.json`: for every step that
+succeeded it keeps the fingerprint of its inputs (the Delta versions of the tables it reads; for ingest,
+the source files' names, sizes and mtimes plus the date) and the Delta versions it left its outputs at.
+A step is skipped when its inputs have the recorded fingerprint and its outputs are still at the recorded
+versions: nothing it would read has changed and nobody has rewritten what it wrote. So
+
+  * rerunning a date that already ran changes no table (every step is up to date), even after later
+    dates have run: the derived steps see the same input versions the later run left;
+  * after a failure the next run starts at the failed step, because the steps before it are up to date;
+  * a late file in the landing folder changes ingest's fingerprint, and everything downstream reruns.
+
+`--force` runs every step anyway (each write is still idempotent: MERGE skips known keys).
+
+The publish step writes `<lake>/_nightly/published.json` (atomically): the validated version of every
+table, which readers can pin with Delta time travel, so a consumer never sees a half-finished night.
+Every run writes its summary to `<lake>/reports/nightly/<date>.json`.
+
+Exit codes a scheduler can act on: 0 done (or already up to date); 2 bad input or configuration
+(retrying will not help: fix the data or the config); 3 a quality gate refused a table (the previous
+version stays published; read the Data Docs); 4 a step failed otherwise (retry: the run resumes at it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+from gr2.config import Config
+from gr2.platform.lake import Lake
+from gr2.platform.progress import Steps, console
+
+EXIT_OK, EXIT_INPUT, EXIT_GATE, EXIT_FAILED = 0, 2, 3, 4
+STEPS = ("ingest", "build", "embed", "sids", "quality", "publish")
+# Tables validated again by the quality step and pinned by publish.
+PUBLISHED = ("silver.interactions", "silver.items", "gold.sequences", "gold.slates", "gold.cooccurrence",
+             "gold.item_embeddings", "gold.sid_codebook")
+FAIL_ENV = "GR2_NIGHTLY_FAIL_AT"  # fault injection for tests and drills: the named step raises before it runs
+
+
+class InjectedFailure(RuntimeError):
+    pass
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str = "pending"  # ok | up-to-date | failed | not-run
+    seconds: float = 0.0
+    read: int | None = None
+    written: int | None = None
+    rejected: int | None = None
+    note: str = ""
+    error: str | None = None
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class Step:
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    run: Callable[["Night"], StepResult]
+
+
+class Night:
+    """One date's run: the config, Spark, the lake and the lineage record."""
+
+    def __init__(self, spark, cfg: Config, day: date):
+        self.spark, self.cfg, self.day = spark, cfg, day
+        self.lake = Lake(cfg.lake_path)
+        self.root = cfg.lake_path / "_nightly"
+        self.lineage_path = self.root / "lineage.json"
+        self.lineage: dict = json.loads(self.lineage_path.read_text()) if self.lineage_path.exists() else {}
+
+    def versions(self, tables) -> dict[str, int | None]:
+        return {t: (self.lake.version(self.spark, t) if self.lake.exists(self.spark, t) else None) for t in tables}
+
+    def source_fingerprint(self) -> str:
+        """The date plus every source file's path, size and mtime: a late or changed file changes it."""
+        e = self.cfg.etl
+        h = hashlib.sha256(f"{e.source}|{self.day}".encode())
+        if e.source == "synthetic":
+            h.update(json.dumps(e.synthetic.model_dump(), sort_keys=True).encode())
+        elif e.path:
+            p = Path(e.path).expanduser()
+            files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+            for q in files:
+                st = q.stat()
+                h.update(f"{q}|{st.st_size}|{st.st_mtime_ns}".encode())
+        return h.hexdigest()
+
+    def fingerprint(self, step: Step) -> dict:
+        fp: dict = {"inputs": self.versions(step.inputs)}
+        if step.name == "ingest":
+            fp["source"] = self.source_fingerprint()
+        if step.name == "sids":
+            fp["tokenizer"] = _latest_tokenizer(self.cfg)
+        return fp
+
+    def key(self, step: Step) -> str:
+        # ingest is per date (each date reads other events); the derived steps are per lake.
+        return f"ingest:{self.day}" if step.name == "ingest" else step.name
+
+    def up_to_date(self, step: Step) -> bool:
+        rec = self.lineage.get(self.key(step))
+        return bool(rec) and rec["fingerprint"] == self.fingerprint(step) and rec["outputs"] == self.versions(step.outputs)
+
+    def record(self, step: Step, fingerprint: dict) -> None:
+        self.lineage[self.key(step)] = {"fingerprint": fingerprint, "outputs": self.versions(step.outputs),
+                                        "date": str(self.day), "at": _now()}
+        _write_atomic(self.lineage_path, self.lineage)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_atomic(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+
+
+def _latest_tokenizer(cfg: Config) -> str | None:
+    pointer = cfg.lake_path / "models" / "tokenizer" / "LATEST"
+    return pointer.read_text().strip() if pointer.exists() else None
+
+
+# -- the steps -------------------------------------------------------------------------------------
+
+
+def _ingest(n: Night) -> StepResult:
+    from gr2.etl import jobs
+
+    s = jobs.ingest(n.spark, n.cfg, n.day)
+    c = s["counts"]["interactions"]
+    items = s["counts"].get("items", {})
+    wrote = sum(t["rows_written"] for k, t in s["tables"].items() if k.startswith("silver."))
+    other = f"; {c['other_dates']:,} events of other dates left for their night" if c["other_dates"] else ""
+    return StepResult("ingest", read=c["read"] + items.get("read", 0), written=wrote,
+                      rejected=c["quarantined"] + items.get("quarantined", 0),
+                      note=f"{c['accepted']:,} events of {n.day}{other}", details=s)
+
+
+def _build(n: Night) -> StepResult:
+    from gr2.etl import jobs
+
+    s = jobs.build(n.spark, n.cfg)
+    q = s.get("logged_slates", {}).get("quarantined", 0)
+    return StepResult("build", read=sum(s["examples"].values()), written=s["slates"] + s["users"], rejected=q,
+                      note=f"{s['users']:,} users, {s['slates']:,} slates", details=s)
+
+
+def _embed(n: Night) -> StepResult:
+    from gr2.tokenizer import jobs
+
+    s = jobs.embed(n.spark, n.cfg, only_new=True)
+    return StepResult("embed", read=s["items"], written=s["embedded"], rejected=s["quarantined"],
+                      note=f"{s['embedded']:,} new items embedded ({s['encoder']})", details=s)
+
+
+def _sids(n: Night) -> StepResult:
+    from gr2.tokenizer import jobs
+
+    note = ""
+    if _latest_tokenizer(n.cfg) is None:
+        fitted = jobs.fit(n.spark, n.cfg)
+        note = f"first night: fitted tokenizer {fitted['version']}; "
+    s = jobs.assign(n.spark, n.cfg)
+    return StepResult("sids", read=s["items"], written=s["assigned"], rejected=s["without_sid"],
+                      note=note + f"{s['assigned']:,} SIDs, unique {s['final_unique_fraction']:.4f}", details=s)
+
+
+def quality_checks(table: str, cfg: Config) -> list:
+    """The expectations a published table must still meet (the same keys its publish gate checks)."""
+    from gr2.etl.schema import INTERACTION_KEY
+    from gr2.platform import quality as qc
+
+    return {
+        "silver.interactions": [qc.min_rows(1), qc.compound_unique(INTERACTION_KEY),
+                                qc.not_null("user_id"), qc.not_null("item_id")],
+        "silver.items": [qc.min_rows(1), qc.unique("item_id"), qc.not_null("item_id")],
+        "gold.sequences": [qc.min_rows(1), qc.unique("user_id")],
+        "gold.slates": [qc.min_rows(1), qc.unique("slate_id"), qc.not_null("target")],
+        "gold.cooccurrence": [qc.compound_unique(["item_id", "neighbor_id"])],
+        "gold.item_embeddings": [qc.min_rows(1), qc.compound_unique(["encoder", "item_id"]), qc.not_null("vector")],
+        "gold.sid_codebook": [qc.min_rows(1), qc.compound_unique(["tokenizer_version", "item_id"]),
+                              qc.compound_unique(["tokenizer_version", "sid"]), qc.not_null("sid")],
+    }[table]
+
+
+def _quality(n: Night) -> StepResult:
+    from gr2.platform import quality as qc
+    from gr2.platform.reports import build_index
+
+    failures = {}
+    rows = 0
+    for table in PUBLISHED:
+        df = n.lake.read(n.spark, table)
+        rows += df.count()
+        bad = qc.gate(df, f"{table}.nightly", quality_checks(table, n.cfg), n.cfg.lake_path, raise_on_failure=False)
+        if bad:
+            failures[table] = bad
+    index = build_index(n.cfg.lake_path)
+    if failures:
+        table, bad = next(iter(failures.items()))
+        raise qc.QualityGateError(table, bad, index)
+    return StepResult("quality", read=rows, written=0, rejected=0,
+                      note=f"{len(PUBLISHED)} tables pass; reports at {index}", details={"index": str(index)})
+
+
+def _publish(n: Night) -> StepResult:
+    versions = n.versions(PUBLISHED)
+    snapshot = {"date": str(n.day), "published_at": _now(), "tokenizer": _latest_tokenizer(n.cfg), "versions": versions}
+    _write_atomic(n.root / "published.json", snapshot)
+    return StepResult("publish", written=len(versions), note="validated table versions pinned in _nightly/published.json",
+                      details=snapshot)
+
+
+PIPELINE = (
+    Step("ingest", (), ("bronze.events", "silver.interactions", "silver.items", "quarantine"), _ingest),
+    Step("build", ("silver.interactions", "silver.items"), ("gold.sequences", "gold.slates", "gold.cooccurrence"), _build),
+    Step("embed", ("silver.items",), ("gold.item_embeddings",), _embed),
+    Step("sids", ("gold.item_embeddings",), ("gold.sid_codebook",), _sids),
+    Step("quality", PUBLISHED, (), _quality),
+    Step("publish", PUBLISHED, (), _publish),
+)
+
+
+def exit_code_of(exc: BaseException) -> int:
+    from gr2.config import ConfigError
+    from gr2.etl.io import InputError
+    from gr2.platform.quality import QualityGateError
+
+    if isinstance(exc, QualityGateError):
+        return EXIT_GATE
+    if isinstance(exc, (ConfigError, InputError, FileNotFoundError)) or type(exc) is ValueError:
+        return EXIT_INPUT
+    return EXIT_FAILED
+
+
+def run_night(spark, cfg: Config, day: date, force: bool = False, quiet: bool = False) -> dict:
+    """Run (or resume) one date. Returns the summary; its `exit_code` says how it ended."""
+    night = Night(spark, cfg, day)
+    steps = Steps(quiet=quiet, title=f"gr2 nightly {day}")
+    results: list[StepResult] = []
+    started, exit_code = time.perf_counter(), EXIT_OK
+    fail_at = os.environ.get(FAIL_ENV)
+    for i, step in enumerate(PIPELINE):
+        if exit_code != EXIT_OK:
+            results.append(StepResult(step.name, status="not-run"))
+            continue
+        if not force and night.up_to_date(step):
+            results.append(StepResult(step.name, status="up-to-date", note="inputs and outputs unchanged since its last run"))
+            if not quiet:
+                console.print(f"[dim]-[/] {step.name}: up to date")
+            continue
+        t0 = time.perf_counter()
+        fingerprint = night.fingerprint(step)  # taken before the step: what it read
+        try:
+            with steps.step(f"{i + 1}/{len(PIPELINE)} {step.name}"):
+                if fail_at == step.name:
+                    raise InjectedFailure(f"{FAIL_ENV}={fail_at}: injected failure before {step.name}")
+                res = step.run(night)
+            res.status = "ok"
+            # The input versions are the ones read before the step; the rest (source files, tokenizer
+            # version) is taken after it, since the first night's sids step fits the tokenizer it names.
+            fingerprint = {**night.fingerprint(step), "inputs": fingerprint["inputs"]}
+            night.record(step, fingerprint)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported and mapped to an exit code
+            exit_code = exit_code_of(exc)
+            res = StepResult(step.name, status="failed", error=f"{type(exc).__name__}: {exc}",
+                             details={"traceback": traceback.format_exc(limit=8)})
+        res.seconds = round(time.perf_counter() - t0, 1)
+        results.append(res)
+    summary = {
+        "date": str(day), "exit_code": exit_code, "seconds": round(time.perf_counter() - started, 1),
+        "finished_at": _now(), "lake": str(cfg.lake_path),
+        "steps": [asdict(r) for r in results],
+    }
+    out = cfg.lake_path / "reports" / "nightly" / f"{day}.json"
+    _write_atomic(out, summary)
+    summary["report"] = str(out)
+    return summary
+
+
+def dates(day: str | None, start: str | None, end: str | None) -> list[date]:
+    """--date D, or --from A --to B (inclusive, in order); the default is yesterday (UTC)."""
+    if day and (start or end):
+        raise ValueError("give --date, or --from and --to for a backfill, not both")
+    if start or end:
+        if not (start and end):
+            raise ValueError("a backfill needs both --from and --to")
+        a, b = date.fromisoformat(start), date.fromisoformat(end)
+        if b < a:
+            raise ValueError(f"--to {b} is before --from {a}")
+        return [a + timedelta(days=i) for i in range((b - a).days + 1)]
+    if day:
+        return [date.fromisoformat(day)]
+    return [datetime.now(timezone.utc).date() - timedelta(days=1)]
+
+
+def print_summary(s: dict) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"nightly {s['date']}: exit {s['exit_code']} in {s['seconds']:.0f}s", title_justify="left")
+    for col in ("step", "status", "s", "read", "written", "rejected", "note"):
+        t.add_column(col, justify="right" if col in ("s", "read", "written", "rejected") else "left")
+    colors = {"ok": "green", "up-to-date": "dim", "failed": "red", "not-run": "dim"}
+    for r in s["steps"]:
+        fmt = lambda v: "" if v is None else f"{v:,}"  # noqa: E731
+        t.add_row(r["name"], f"[{colors.get(r['status'], 'white')}]{r['status']}[/]", f"{r['seconds']:.0f}" if r["seconds"] else "",
+                  fmt(r["read"]), fmt(r["written"]), fmt(r["rejected"]), r["error"] or r["note"])
+    console.print(t)
+    console.print(f"  summary: {s['report']}")
