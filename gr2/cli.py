@@ -358,6 +358,12 @@ def eval_(
         return
     r = _run(lambda: jobs.run(spark, cfg, Steps(title="gr2 eval"), split=split, max_slates=slates,
                               sasrec_seconds=sasrec_seconds, max_new_tokens=max_new_tokens))
+    print_eval(r)
+
+
+def print_eval(r: dict) -> None:
+    from gr2.eval import jobs
+
     t = Table(title=f"{r['run_id']}: {r['n_slates']:,} {r['split']} slates (K={r['k']}), mean [95% CI]")
     t.add_column("re-ranker")
     names = list(r["rows"][0]["metrics"])
@@ -436,34 +442,35 @@ def demo(
     set_: SetOpt = None,
     lake: LakeOpt = None,
 ):
-    """Run the pipeline end to end on the embedded synthetic data (or --data/--source).
+    """Run the whole pipeline on the embedded synthetic data (or --data/--source): ETL, semantic IDs,
+    quality gates, teacher traces, mid-training, SFT, DAPO and evaluation, then the reports index.
 
-    Stages so far: ETL ingest and build, then the semantic-ID tokenizer (embed, fit, assign).
-    Training, DAPO and evaluation join as they land.
+    Budgets are small (gr2/platform/demo.py PRESET) so it finishes in minutes on a laptop; a --config
+    file and --set override them. Ends with the evaluation table and where the reports are.
     """
-    extra = []
-    if data:
-        extra += [f"etl.path={data}", f"etl.source={source or 'amazon-p5'}"]
-    cfg = _config(config, set_, lake, extra)
-    from gr2.etl import jobs
-    from gr2.platform.progress import Steps
-    from gr2.tokenizer import jobs as tok
+    from gr2.config import ConfigError, load_config
+    from gr2.platform import demo as dm
 
+    extra = [f"etl.path={data}", f"etl.source={source or 'amazon-p5'}"] if data else []
+    try:
+        cfg = load_config(config, list(set_ or []) + extra, lake, base=dm.PRESET)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_INPUT) from None
     start = time.perf_counter()
     spark = _spark(cfg)
-    ingest_summary = _run(lambda: jobs.ingest(spark, cfg, None, Steps(title="1/3 ETL ingest")))
-    print_ingest_summary(ingest_summary)
-    build_summary = _run(lambda: jobs.build(spark, cfg, Steps(title="2/3 ETL build")))
-    print_build_summary(build_summary)
-    steps = Steps(title="3/3 semantic-ID tokenizer")
-    _run(lambda: tok.embed(spark, cfg, steps))
-    fitted = _run(lambda: tok.fit(spark, cfg, steps))
-    assigned = _run(lambda: tok.assign(spark, cfg, fitted["version"], steps))
-    console.print(f"tokenizer {assigned['version']}: {assigned['assigned']:,} items; uniqueness raw "
-                  f"{assigned['raw_unique_fraction']:.4f} -> {assigned['final_unique_fraction']:.4f} after the random last level")
-    console.print(f"  report: {assigned['report']}")
+    out = _run(lambda: dm.run(cfg, spark, {"ingest": print_ingest_summary, "build": print_build_summary,
+                                          "train": print_train_summary}))
     console.rule("demo finished")
-    console.print(f"wall time {time.perf_counter() - start:.0f}s; lake at {cfg.lake_path}")
+    print_eval(out["eval"])
+    t = Table(title="wall time per stage", title_justify="left")
+    t.add_column("stage")
+    t.add_column("seconds", justify="right")
+    for name, sec in out["stages"]:
+        t.add_row(name, f"{sec:.0f}")
+    t.add_row("[bold]total[/]", f"[bold]{time.perf_counter() - start:.0f}[/]")
+    console.print(t)
+    console.print(f"lake: {cfg.lake_path}\nreports index: {out['index']}  (Data Docs, eval report, training runs)")
 
 
 from gr2.platform.submit import register as _register_submit  # noqa: E402  (gr2 submit: any command as a Ray Job)

@@ -293,7 +293,17 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = _parse_value(value)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, lake: str | None = None) -> Config:
+def _merge(base: dict, top: dict) -> dict:
+    """`top` over `base`, section by section."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, lake: str | None = None,
+                base: dict | None = None) -> Config:
+    """Schema defaults < `base` (a command's preset, e.g. the demo's budgets) < the YAML file < --set < --lake."""
     data: dict = {}
     if path is not None:
         p = Path(path)
@@ -303,6 +313,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {p} must hold a mapping at the top level")
         data = loaded
+    data = _merge(base or {}, data)
     for assignment in overrides or []:
         apply_override(data, assignment)
     if lake is not None:
