@@ -74,3 +74,48 @@ def test_data_docs_render_offline_in_headless_chromium(spark, lake, tmp_path, mo
     img = matplotlib.image.imread(tmp_path / "index.png")
     assert img.shape[0] > 200 and img.shape[1] > 200
     assert np.unique(img.reshape(-1, img.shape[-1]), axis=0).shape[0] > 20, "the screenshot shows a rendered page, not a blank"
+
+
+def test_reports_index_gathers_quality_nightly_and_eval_history(spark, lake, tmp_path, monkeypatch):
+    import json
+
+    from gr2.eval import report
+    from gr2.platform.reports import build_index
+
+    lake.publish_overwrite(spark, spark.createDataFrame([(1, "a")], "item_id int, title string"), "silver.items",
+                           [qc.unique("item_id"), qc.rows(1)])
+    with pytest.raises(QualityGateError):
+        lake.publish_overwrite(spark, spark.createDataFrame([(1, "a"), (1, "b")], "item_id int, title string"),
+                               "silver.items", [qc.unique("item_id")])
+    # Two eval runs (the history plot needs two) written by the real report writer.
+    for n, (run_id, shift) in enumerate((("eval-20260101T000000", 0), ("eval-20260102T000000", 1))):
+        positions = [(i + shift) % 5 for i in range(40)]
+        run = {"run_id": run_id, "created_at": f"2026-01-0{n + 1}T00:00:00+00:00", "split": "test", "n_slates": 40, "k": 5,
+               "rows": [{"model": "incoming order", "metrics": report.metrics_with_ci(positions, n_boot=50)},
+                        {"model": "DAPO", "metrics": report.metrics_with_ci([max(0, p - 1 - shift) for p in positions], n_boot=50)}]}
+        report.write_report(lake.root / "reports" / "eval" / run_id, run)
+    nightly = lake.root / "reports" / "nightly"
+    nightly.mkdir(parents=True)
+    (nightly / "2026-01-02.json").write_text(json.dumps({"date": "2026-01-02", "exit_code": 3, "seconds": 12.0, "finished_at": "x",
+        "steps": [{"name": "ingest", "status": "ok"}, {"name": "quality", "status": "failed", "error": "QualityGateError: silver.items"}]}))
+
+    index = build_index(lake.root)
+    monkeypatch.setattr(browser, "FLAGS", [*browser.FLAGS, OFFLINE])
+    with browser.serve(index.parent) as url:
+        dom = browser.render(f"{url}/index.html", screenshot=tmp_path / "reports.png")
+        shown = text(dom)
+        assert "2 quality validations (1 failed)" in shown and "1 nightly runs" in shown and "2 eval runs" in shown
+        assert "FAILED" in shown and "silver_items_gate" in shown
+        assert "QualityGateError: silver.items" in shown
+        assert "<svg" in dom and "<polyline" in dom, "the eval history plot is drawn"
+        links = re.findall(r'href="(quality/validations/[^"]+)"', dom)
+        assert len(links) == 2
+        page = browser.render(f"{url}/{links[0]}")  # the newest validation: the refused one
+        assert 'class="bootstrap-table' in page and "values must be unique" in text(page)
+        report_page = browser.render(f"{url}/eval/eval-20260102T000000/report.html")
+        assert "DAPO" in text(report_page)
+
+    import matplotlib.image
+
+    img = matplotlib.image.imread(tmp_path / "reports.png")
+    assert np.unique(img.reshape(-1, img.shape[-1]), axis=0).shape[0] > 20, "the screenshot shows a rendered page"
