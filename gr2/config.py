@@ -203,6 +203,13 @@ class DapoConfig(StageTrainConfig):
     refill_rounds: int = Field(2, ge=0, description="dynamic sampling: extra rounds to replace groups whose rewards all match")
     minibatches: int = Field(2, ge=1, description="optimizer steps per batch of rollouts")
 
+    @model_validator(mode="after")
+    def _overlong(self) -> "DapoConfig":
+        if self.overlong_cache > self.max_new_tokens:
+            raise ValueError(f"train.dapo.overlong_cache ({self.overlong_cache}) must not exceed train.dapo.max_new_tokens "
+                             f"({self.max_new_tokens}): the soft punishment starts that many tokens before the cap")
+        return self
+
 
 class TrainConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)

@@ -29,3 +29,8 @@ def test_bad_settings_name_the_key(override, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "none.yaml")
+
+
+def test_dapo_overlong_window_must_fit_the_answer_cap():
+    with pytest.raises(ConfigError, match="overlong_cache"):
+        load_config(overrides=["train.dapo.max_new_tokens=24", "train.dapo.overlong_cache=32"])
