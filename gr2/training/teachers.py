@@ -325,8 +325,10 @@ class StatisticalTeacher:
 
         rest = [e for e in ranked if id(e) not in shown]
         if rest:
-            lines.append(f"- the other {len(rest)} candidates show weaker evidence (best score "
-                         f"{max(e.score for e in rest):.2f}).")
+            best_rest = max(e.score for e in rest)
+            # Sampling can rank a weaker item above stronger ones; then the rest is not "weaker".
+            kind = "weaker evidence" if best_rest <= min(e.score for e in ranked if id(e) in shown) else "evidence"
+            lines.append(f"- the other {len(rest)} candidates show {kind} (best score {best_rest:.2f}).")
         decision = []
         for pos, e in enumerate(ranked):
             if id(e) not in shown:
