@@ -290,7 +290,9 @@ def run_night(spark, cfg: Config, day: date, force: bool = False, quiet: bool = 
         "finished_at": _now(), "lake": str(cfg.lake_path),
         "steps": [asdict(r) for r in results],
     }
-    out = cfg.lake_path / "reports" / "nightly" / f"{day}.json"
+    folder = cfg.lake_path / "reports" / "nightly"
+    out = folder / f"{day}.json"  # the date's latest run; every run is also kept under runs/
+    _write_atomic(folder / "runs" / f"{day}_{summary['finished_at'].replace(':', '')}.json", summary)
     _write_atomic(out, summary)
     summary["report"] = str(out)
     return summary

@@ -52,12 +52,21 @@ def validations(lake: Path) -> list[dict]:
 
 
 def nightly_runs(lake: Path) -> list[dict]:
+    """Every nightly run (reports/nightly/runs/), newest first; a date's latest file stands in for runs
+    written before run history was kept."""
+    folder = lake / "reports" / "nightly"
     out = []
-    for f in sorted((lake / "reports" / "nightly").glob("*.json"), reverse=True):
+    for f in list(folder.glob("runs/*.json")) + list(folder.glob("*.json")):
         d = _read_json(f)
         if d:
-            out.append({**d, "href": f"nightly/{f.name}"})
-    return out
+            out.append({**d, "href": f.relative_to(lake / "reports").as_posix()})
+    seen, unique = set(), []
+    for d in sorted(out, key=lambda d: (d.get("finished_at", ""), d["href"].count("/")), reverse=True):
+        key = (d.get("date"), d.get("finished_at"))
+        if key not in seen:
+            seen.add(key)
+            unique.append(d)
+    return unique
 
 
 def eval_runs(lake: Path) -> list[dict]:
