@@ -202,6 +202,9 @@ class DapoConfig(StageTrainConfig):
     conditional_format: bool = Field(True, description="format bonus only when the target moved up or stayed first (the paper's fix)")
     refill_rounds: int = Field(2, ge=0, description="dynamic sampling: extra rounds to replace groups whose rewards all match")
     minibatches: int = Field(2, ge=1, description="optimizer steps per batch of rollouts")
+    constrained_rollouts: bool = Field(
+        False, description="answers write their reasoning freely, then the ranking is sampled among the candidates not yet "
+        "listed (always a valid permutation): gives small models that rarely answer validly a reward signal")
 
     @model_validator(mode="after")
     def _overlong(self) -> "DapoConfig":

@@ -188,3 +188,15 @@ def test_token_entropy(logits, expected):
 def test_token_entropy_ignores_padding():
     logits = torch.tensor([[[0.0, 0.0], [10.0, -10.0]]])  # valid token uniform, pad near one-hot
     assert token_entropy(logits, torch.tensor([[1, 0]])) == pytest.approx(math.log(2), abs=1e-6)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"reasoning":"1. likes \\"Nails\\"",', '1. likes "Nails"'),
+    ('{"reasoning":"broken \\q escape",', "broken \\q escape"),
+    ('{"reasoning": "spaced",', "spaced"),
+    ("no json at all", "no json at all"),
+])
+def test_free_reasoning_recovers_the_reasoning_of_a_sampled_answer(text, expected):
+    from gr2.training.rl import free_reasoning
+
+    assert free_reasoning(text) == expected

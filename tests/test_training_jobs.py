@@ -100,3 +100,12 @@ def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark,
         assert d["last"][key] not in (None, ""), key
     assert 0 < float(d["last"]["kept_group_ratio"]) <= 1
     assert (tlake / "models/dapo" / d["run"] / "model" / "model.safetensors").exists()
+
+    # Constrained rollouts: the ranking part is sampled among the candidates, so every answer is valid
+    # and the rewards compare rankings even when the model's free answers are not yet valid.
+    ccfg = load_config(overrides=SMALL + ["train.max_len=1600", "train.dapo.max_steps=1", "train.dapo.batch_size=1",
+                                          "train.dapo.group_size=4", "train.dapo.max_new_tokens=200",
+                                          "train.dapo.overlong_cache=32", "train.dapo.constrained_rollouts=true",
+                                          "train.dapo.refill_rounds=0"], lake=str(tlake))
+    c = rl.run(ccfg)
+    assert float(c["last"]["valid_rate"]) == 1.0 and int(c["last"]["step"]) == 1

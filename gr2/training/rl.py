@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from gr2.training import dapo, loop, rewards
-from gr2.training.prompts import parse_response, ranking_positions
+from gr2.training.prompts import format_response, parse_response, ranking_positions
 
 RL_FIELDS = ["step", "reward", "promotion", "format", "format_counted", "valid_rate", "order_copy_rate",
              "kept_group_ratio", "entropy", "clip_fraction", "kl", "response_len", "truncated_rate", "loss", "lr",
@@ -122,7 +122,65 @@ def _cycle(shard):
             raise RuntimeError("empty data shard: no training slates for this worker")
 
 
+def free_reasoning(text: str) -> str:
+    """The reasoning string of a sampled answer cut before `"ranking"`: the JSON string when it decodes,
+    else the raw text (a small model's stray quote or backslash must not void the whole answer)."""
+    body = text.strip()
+    if body.startswith('{"reasoning":'):
+        body = body[len('{"reasoning":'):].lstrip()
+    body = body.rstrip().removesuffix(",").rstrip()
+    try:
+        value = json.loads(body)
+        if isinstance(value, str):
+            return value
+    except ValueError:
+        pass
+    return body.removeprefix('"').removesuffix('"')
+
+
+def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
+    """G answers whose reasoning is sampled freely up to `"ranking"` and whose ranking is sampled among
+    the candidates not yet listed. The answer is then written in the canonical JSON form (the reasoning
+    string re-escaped), so every answer is valid and the rewards compare rankings; the policy is trained
+    on those canonical tokens."""
+    from gr2.training.generation import constrained_ranking
+
+    prompt = row["prompt"]
+    prompt_ids = tok((tok.bos_token or "") + prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        out = model.generate(prompt_ids.repeat(G, 1), attention_mask=torch.ones(G, prompt_ids.shape[1], dtype=torch.long),
+                             do_sample=True, temperature=config["temperature"], top_k=0, top_p=1.0,
+                             max_new_tokens=config["max_new_tokens"], pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id, stop_strings=['"ranking"'], tokenizer=tok)
+    sids = list(row["sids"])
+    texts, truncated, resp_ids, reasoning_lens = [], [], [], []
+    for r in out[:, prompt_ids.shape[1]:].tolist():
+        text = tok.decode(r, skip_special_tokens=False).split(tok.eos_token)[0].replace(tok.pad_token, "")
+        cut = text.find('"ranking"')
+        truncated.append(cut < 0)  # the reasoning never ended: left out of the loss by the overlong filter
+        reasoning_lens.append(len(tok(text[:cut] if cut >= 0 else text, add_special_tokens=False)["input_ids"]))
+        reasoning = free_reasoning(text[:cut] if cut >= 0 else text)
+        head = format_response(reasoning, [])[: -len("]}")]  # canonical JSON up to `"ranking":[`
+        with torch.no_grad():
+            ranking = constrained_ranking(model, tok, prompt + head, sids, temperature=config["temperature"])
+        answer = format_response(reasoning, ranking)
+        texts.append(answer)
+        resp_ids.append(tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
+    lengths = [len(r) for r in resp_ids]
+    width = max(lengths)
+    seqs = torch.full((G, prompt_ids.shape[1] + width), tok.pad_token_id, dtype=torch.long)
+    seqs[:, : prompt_ids.shape[1]] = prompt_ids
+    for i, r in enumerate(resp_ids):
+        seqs[i, prompt_ids.shape[1] : prompt_ids.shape[1] + len(r)] = torch.tensor(r)
+    # The overlong punishment looks at the free part only: the ranking's length is fixed by K.
+    rewards_, parts = score_group(texts, reasoning_lens, sids, [int(x) for x in row["labels"]], config)
+    return {"prompt_len": prompt_ids.shape[1], "seqs": seqs, "lengths": lengths, "truncated": truncated,
+            "rewards": rewards_, "parts": parts}
+
+
 def _rollout(model, tok, row: dict, config: dict, G: int) -> dict:
+    if config.get("constrained_rollouts"):
+        return _constrained_rollout(model, tok, row, config, G)
     prompt_ids = tok((tok.bos_token or "") + row["prompt"], add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         out = model.generate(prompt_ids.repeat(G, 1), attention_mask=torch.ones(G, prompt_ids.shape[1], dtype=torch.long),
@@ -225,7 +283,7 @@ def run(cfg, steps=None) -> dict:
         ds = ray.data.from_items(items)
     extra = {k: getattr(d, k) for k in ("group_size", "temperature", "max_new_tokens", "overlong_cache", "overlong_filter",
                                          "eps_low", "eps_high", "kl_coef", "alpha", "conditional_format", "refill_rounds",
-                                         "minibatches")}
+                                         "minibatches", "constrained_rollouts")}
     with steps.step(f"DAPO on Ray Train + {jobs._engine(t)}: {d.max_steps} steps x {d.batch_size} slates x {d.group_size} answers") as live:
         out = loop.run(ds, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run_id, stage_cfg=d,
                        train_cfg=t, total_rows=len(items), worker=dapo_worker, extra_config=extra,
