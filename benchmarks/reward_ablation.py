@@ -62,8 +62,9 @@ def landscape(cases, alpha: float, seed: int) -> list[dict]:
     return rows
 
 
-def evaluate(cfg, model_dir: Path, slates: int, max_new_tokens: int) -> dict:
-    r = jobs.evaluate_rerank(cfg, model_dir=model_dir, split="test", max_slates=slates, max_new_tokens=max_new_tokens)
+def evaluate(cfg, model_dir: Path, slates: int, max_new_tokens: int, constrained: bool) -> dict:
+    r = jobs.evaluate_rerank(cfg, model_dir=model_dir, split="test", max_slates=slates, max_new_tokens=max_new_tokens,
+                             constrained=constrained)
     orders = r["outputs"]
     return {"valid": r["valid_share"], "copy": diagnostics.order_copy_rate(orders), **r["model"]}
 
@@ -76,6 +77,8 @@ def main() -> None:
     ap.add_argument("--slates", type=int, default=200, help="test slates answered by each policy")
     ap.add_argument("--max-new-tokens", type=int, default=512)
     ap.add_argument("--landscape-only", action="store_true")
+    ap.add_argument("--free", action="store_true", help="answer freely (default: ranking decoded among the candidates, "
+                    "which small models need to give valid answers at all)")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
     cfg = load_config(args.config, args.set, args.lake)
@@ -92,15 +95,17 @@ def main() -> None:
     if args.landscape_only:
         return
     sft_dir = jobs.latest_model(cfg, "sft")
-    results = [("SFT (start of both)", evaluate(cfg, sft_dir, args.slates, args.max_new_tokens), 0.0, None)]
+    constrained = not args.free
+    results = [("SFT (start of both)", evaluate(cfg, sft_dir, args.slates, args.max_new_tokens, constrained), 0.0, None)]
     for name, cond in (("DAPO, naive format reward", False), ("DAPO, conditional format reward", True)):
         vcfg = load_config(args.config, args.set + [f"train.dapo.conditional_format={str(cond).lower()}",
                                                     f"train.dapo.max_steps={args.steps}"], args.lake)
         t0 = time.perf_counter()
         s = rl.run(vcfg)
         secs = time.perf_counter() - t0
-        results.append((name, evaluate(vcfg, Path(s["model_dir"]), args.slates, args.max_new_tokens), secs, s))
-    print(f"\n### DAPO {args.steps} steps from the same SFT model, {args.slates} test slates\n")
+        results.append((name, evaluate(vcfg, Path(s["model_dir"]), args.slates, args.max_new_tokens, constrained), secs, s))
+    mode = "free answers" if args.free else "ranking decoded among the candidates"
+    print(f"\n### DAPO {args.steps} steps from the same SFT model, {args.slates} test slates ({mode})\n")
     print("| policy | train s | last reward | valid | order copies | R@1 | R@5 | NDCG@5 |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r, secs, s in results:
         last = (s or {}).get("last") or {}

@@ -23,7 +23,7 @@ PRESET: dict = {
                      "task_weights": {"item_alignment": 1.0, "sequential": 2.0, "persona": 0.3}},
         "sft": {"max_steps": 60, "batch_size": 2, "lr": 1e-3, "max_examples": 600},
         "dapo": {"max_steps": 4, "batch_size": 2, "group_size": 4, "max_new_tokens": 256, "overlong_cache": 32,
-                 "lr": 1e-5, "max_examples": 400},
+                 "lr": 1e-5, "max_examples": 400, "constrained_rollouts": True},
     },
     "traces": {"max_slates": 1500, "attempts": 4, "detail": 1},
 }
