@@ -129,15 +129,15 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     prefix = torch.tensor([enc((tokenizer.bos_token or "") + text)])
     with torch.no_grad():
         out = model(input_ids=prefix, use_cache=True)
-    cache, last, length = out.past_key_values, out.logits[0, -1].float(), prefix.shape[1]
+    cache, last, length = out.cache, out.logits[0, -1].float(), prefix.shape[1]
 
     def feed(ids: list[int]):
         nonlocal cache, last, length
         if ids:
             with torch.no_grad():
-                o = model(input_ids=torch.tensor([ids]), past_key_values=cache, use_cache=True,
+                o = model(input_ids=torch.tensor([ids]), cache=cache, use_cache=True,
                           attention_mask=torch.ones(1, length + len(ids), dtype=torch.long))
-            cache, last, length = o.past_key_values, o.logits[0, -1].float(), length + len(ids)
+            cache, last, length = o.cache, o.logits[0, -1].float(), length + len(ids)
 
     chosen: list[str] = []
     while left:
@@ -156,7 +156,7 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
         batch_cache = copy.deepcopy(cache)
         batch_cache.batch_repeat_interleave(len(left))
         with torch.no_grad():
-            logits = model(input_ids=ids, past_key_values=batch_cache, attention_mask=mask, use_cache=True).logits.float()
+            logits = model(input_ids=ids, cache=batch_cache, attention_mask=mask, use_cache=True).logits.float()
         first = torch.log_softmax(last, -1)
         rest = torch.log_softmax(logits, -1)
         scores = []
