@@ -89,7 +89,8 @@ class EtlConfig(Strict):
     source: Literal["amazon-p5", "amazon-raw", "movielens", "events", "synthetic"] = Field(
         "synthetic", description="input format: amazon-p5 | amazon-raw | movielens | events | synthetic"
     )
-    path: str | None = Field(None, description="input file or folder; synthetic writes its files under the lake's landing/")
+    path: str | None = Field(None, description="input file or folder; synthetic writes its files under the lake's landing/; "
+                             "`gr2 nightly` replaces {date} with the night's date (YYYY-MM-DD)")
     encoding: str | None = Field(None, description="text encoding of the input; None = the source's own default")
     min_ts: str = Field("1990-01-01", description="events before this are absurd and quarantined")
     max_future_days: int = Field(2, ge=0, description="events later than today (UTC) + this many days are absurd")

@@ -124,3 +124,11 @@ def test_nightly_resumes_is_idempotent_and_assigns_new_items(spark, lake, tmp_pa
     index = (lake.root / "reports" / "index.html").read_text()
     assert "silver_items_nightly_gate" in index and "FAILED" in index and str(D2) in index
     assert lake.read(spark, "silver.items").where(F.col("item_id").startswith("late-")).count() == 3
+
+
+def test_a_date_partitioned_landing_folder_is_read_one_night_at_a_time(tmp_path):
+    cfg = load_config(overrides=["etl.source=events", "etl.path=/data/logs/dt={date}"], lake=str(tmp_path))
+    night = nl.Night(None, cfg, D1)
+    assert night.cfg.etl.path == "/data/logs/dt=2026-01-02" and cfg.etl.path.endswith("{date}")
+    plain = load_config(overrides=["etl.source=events", "etl.path=/data/logs"], lake=str(tmp_path))
+    assert nl.Night(None, plain, D1).cfg is plain

@@ -73,11 +73,20 @@ class Step:
     run: Callable[["Night"], StepResult]
 
 
+def for_date(cfg: Config, day: date) -> Config:
+    """`etl.path` with `{date}` replaced by the date (YYYY-MM-DD): a landing folder partitioned by day
+    (`/data/logs/dt={date}`) is read one partition a night instead of whole."""
+    path = cfg.etl.path
+    if not path or "{date}" not in path:
+        return cfg
+    return cfg.model_copy(update={"etl": cfg.etl.model_copy(update={"path": path.replace("{date}", day.isoformat())})})
+
+
 class Night:
     """One date's run: the config, Spark, the lake and the lineage record."""
 
     def __init__(self, spark, cfg: Config, day: date):
-        self.spark, self.cfg, self.day = spark, cfg, day
+        self.spark, self.cfg, self.day = spark, for_date(cfg, day), day
         self.lake = Lake(cfg.lake_path)
         self.root = cfg.lake_path / "_nightly"
         self.lineage_path = self.root / "lineage.json"
