@@ -100,7 +100,10 @@ def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark,
     assert d["total_steps"] == 2 and int(d["last"]["step"]) == 2
     for key in ("reward", "promotion", "format", "entropy", "clip_fraction", "kept_group_ratio", "response_len"):
         assert d["last"][key] not in (None, ""), key
-    assert 0 < float(d["last"]["kept_group_ratio"]) <= 1
+    # Free answers of this tiny model often all score the same (all invalid): dynamic sampling then keeps
+    # no group, which is correct behaviour, so only the range is a property (the constrained run below
+    # is where every group carries a signal).
+    assert 0 <= float(d["last"]["kept_group_ratio"]) <= 1
     assert (tlake / "models/dapo" / d["run"] / "model" / "model.safetensors").exists()
 
     # Constrained rollouts: the ranking part is sampled among the candidates, so every answer is valid
