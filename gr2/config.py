@@ -83,6 +83,12 @@ class PrerankConfig(Strict):
         "filter", description="filter: keep an example only when the target is in the top K; insert: place it at its score's rank"
     )
     exclude_history: bool = Field(True, description="items already in the history are not candidates")
+    oof_folds: int = Field(
+        2, ge=0, description="training slates are pre-ranked out of fold: users are hashed into this many folds and a "
+        "fold's slates are scored by a co-occurrence fitted on the other folds, so a slate's own target transition "
+        "cannot pull the target into its candidates (validation and test slates never contribute theirs); "
+        "0 or 1 = one fit on all training positions (leaky training slates)"
+    )
 
 
 class EtlConfig(Strict):
@@ -252,6 +258,10 @@ class TracesConfig(Strict):
     accept_top_k: int = Field(1, ge=1, description="accept an attempt when the target is within its top k")
     max_slates: int = Field(2000, ge=0, description="training slates sent to the teacher (0 = all)")
     detail: int = Field(3, ge=1, description="statistical teacher: candidates explained one by one (the top of its ranking)")
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="statistical teacher: signal weights over the defaults "
+        "(cooc, cat_next, cat_share, brand, popularity, incoming); see benchmarks/teacher_strength.py"
+    )
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
 
 

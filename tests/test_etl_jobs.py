@@ -162,3 +162,31 @@ def test_cli_gate_failure_exits_3_and_keeps_published_slates(spark, lake, tmp_pa
     assert "quality gate refused gold.slates" in res.output and "n_distinct_candidates" in res.output
     assert "row(s) broke it" in res.output
     assert lake.version(spark, "gold.slates") == version
+
+
+def test_training_slates_are_pre_ranked_out_of_fold(spark, tmp_path):
+    """Users with disjoint items: a training target can only reach its slate's candidates through its own
+    user's transition. Fitted on everything (oof_folds=0) it does, which is the leak; out of fold it scores
+    0, like every held-out target (whose transition no fit ever sees)."""
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    users = [f"u{n}" for n in range(6)]
+    items = [{"item_id": f"{u}-i{j}", "title": f"{u} item {j}", "categories": ["Dept"], "brand": "B"} for u in users for j in range(8)]
+    events = [{"user_id": u, "item_id": f"{u}-i{j}", "ts": f"2024-03-{1 + j:02d}T10:00:00Z", "event": "purchase"}
+              for u in users for j in range(8)]
+    (folder / "items.jsonl").write_text("\n".join(json.dumps(i) for i in items) + "\n")
+    (folder / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    target_scores = {}
+    for folds in (0, 2):
+        lake = Lake(tmp_path / f"lake{folds}")
+        cfg = cfg_for(lake, folder, f"etl.prerank.oof_folds={folds}")
+        jobs.ingest(spark, cfg)
+        summary = jobs.build(spark, cfg)
+        assert summary["oof_folds"] == folds
+        rows = lake.read(spark, "gold.slates").where("origin = 'prerank'").collect()
+        target_scores[folds] = {split: [r.scores[r.target_position] for r in rows if r.split == split]
+                                for split in ("train", "test")}
+    assert len(target_scores[0]["train"]) == len(target_scores[2]["train"]) > 0
+    assert all(s > 0 for s in target_scores[0]["train"]), "fitted on everything, a training target votes for itself"
+    assert all(s == 0 for s in target_scores[2]["train"]), "out of fold, no training target sees its own transition"
+    assert all(s == 0 for s in target_scores[0]["test"] + target_scores[2]["test"])

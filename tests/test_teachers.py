@@ -62,9 +62,21 @@ def test_statistical_teacher_answers_valid_permutations(stat):
         assert sorted(parsed.ranking) == sorted(SID[k] for k in cands)
 
 
-def test_statistical_teacher_prefers_cooccurring_candidate(stat):
-    parsed = parse_response(stat.generate([request()])[0], [SID[k] for k in ("p1", "co", "p2", "p3")])
+def test_statistical_teacher_prefers_cooccurring_candidate():
+    no_order = StatisticalTeacher(TRAIN, ITEMS, window=3, weights={"incoming": 0.0})
+    parsed = parse_response(no_order.generate([request()])[0], [SID[k] for k in ("p1", "co", "p2", "p3")])
     assert parsed.ranking[0] == SID["co"]
+
+
+@pytest.mark.parametrize("cands, first", [
+    (("p2", "p3", "p1", "co"), "p2"),  # p2 and p3 have the same statistics: the incoming order decides
+    (("p3", "p2", "p1", "co"), "p3"),
+])
+def test_statistical_teacher_reads_the_incoming_order(stat, cands, first):
+    text = stat.generate([request(cands=cands)])[0]
+    ranking = parse_response(text, [SID[k] for k in cands]).ranking
+    assert ranking.index(SID[first]) < ranking.index(SID["p3" if first == "p2" else "p2"])
+    assert "pre-ranked #1" in json.loads(text)["reasoning"]
 
 
 def test_statistical_teacher_is_seeded(stat):

@@ -9,6 +9,7 @@ from gr2.config import load_config
 from gr2.etl import jobs as etl_jobs
 from gr2.etl import synthetic
 from gr2.platform.quality import QualityGateError
+from gr2.platform.contracts import contract
 from gr2.tokenizer import embeddings
 from gr2.tokenizer import jobs as tok
 
@@ -55,11 +56,12 @@ def test_embed_fit_assign_gives_unique_stable_sids(spark, lake, tok_lake):
     table = lake.read(spark, "gold.sid_codebook")
     first, second = sorted(book)[:2]
     broken = table.withColumn("sid", F.when(F.col("item_id") == second, F.lit(book[first].sid)).otherwise(F.col("sid")))
-    audit, checks = tok._codebook_audit(16)
+    c = contract("gold.sid_codebook")
+    audit, checks = c.audit, c.checks
     with pytest.raises(QualityGateError) as err:
         lake.publish_overwrite(spark, broken, "gold.sid_codebook", checks, audit=audit,
                                partition_by=["tokenizer_version"], replace_where=f"tokenizer_version = '{a['version']}'")
-    assert "expect_column_values_to_be_unique on sid: 2 row(s) broke it" in str(err.value)
+    assert "expect_compound_columns_to_be_unique on tokenizer_version,sid: 2 row(s) broke it" in str(err.value)
     assert lake.version(spark, "gold.sid_codebook") == version
 
 

@@ -67,6 +67,11 @@ def train_prefixes(sequences: DataFrame) -> DataFrame:
     return sequences.select("user_id", F.transform(kept, lambda p: p["items"]).alias("items"))
 
 
+def user_fold(user_id, folds: int):
+    """The out-of-fold pre-ranking fold of a user (a stable hash, 0 .. folds-1)."""
+    return F.pmod(F.xxhash64(user_id), F.lit(folds))
+
+
 def examples(sequences: DataFrame, cfg: EtlConfig) -> DataFrame:
     """One row per (user, target position): history = the N items before it, never a later one.
 

@@ -15,6 +15,7 @@ from gr2.etl.schema import BRONZE_KEY, INTERACTION_KEY, ITEM_UPDATABLE, QUARANTI
 from gr2.etl.sources import get_reader
 from gr2.eval.metrics import slate_metrics
 from gr2.platform import quality as qc
+from gr2.platform.contracts import contract
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 
@@ -104,7 +105,7 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
         n_lines = bronze.count()
         res = lake.publish_merge(
             spark, bronze, "bronze.events", BRONZE_KEY,
-            [qc.rows(n_lines), qc.not_null("file"), qc.not_null("line"), qc.compound_unique(BRONZE_KEY)],
+            [qc.rows(n_lines), *contract("bronze.events").checks],
         )
         summary["tables"]["bronze.events"] = res.__dict__
     if items_checked is not None:
@@ -112,7 +113,7 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
             items = transforms.to_silver_items(items_checked, ing)
             res = lake.publish_merge(
                 spark, items, "silver.items", ["item_id"],
-                [qc.rows(counts["items"]["accepted"]), qc.not_null("item_id"), qc.unique("item_id")],
+                [qc.rows(counts["items"]["accepted"]), *contract("silver.items").checks],
                 update_columns=ITEM_UPDATABLE,
             )
             summary["tables"]["silver.items"] = res.__dict__
@@ -122,8 +123,7 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
             spark, accepted, "silver.interactions", INTERACTION_KEY,
             [
                 qc.rows(counts["interactions"]["accepted"]),
-                *[qc.not_null(c) for c in INTERACTION_KEY],
-                qc.compound_unique(INTERACTION_KEY),
+                *contract("silver.interactions").checks,
                 qc.between("ts", low.isoformat(), high.isoformat()),
             ],
         )
@@ -134,7 +134,7 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
             bad = bad.unionByName(transforms.to_quarantine(items_checked, "items", "ingest", ing))
         n_bad = sum(c["quarantined"] for c in counts.values())
         res = lake.publish_merge(
-            spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_bad), qc.not_null("reason"), qc.not_null("raw")]
+            spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_bad), *contract("quarantine").checks]
         )
         summary["tables"]["quarantine"] = res.__dict__
     checked.unpersist()
@@ -144,24 +144,12 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
     return summary
 
 
-def _slate_audit(k: int):
-    def audit(df):
-        return df.select(
-            "slate_id", "split", "target", "user_id",
-            F.size("candidates").alias("n_candidates"),
-            F.size(F.array_distinct("candidates")).alias("n_distinct_candidates"),
-            F.array_contains("labels", 1).alias("has_positive"),
-            (F.col("target").isNull() | F.array_contains("candidates", F.col("target"))).alias("target_in_candidates"),
-            (F.size("history") > 0).alias("has_history"),
-        )
-
-    checks = [
-        qc.not_null("slate_id"), qc.unique("slate_id"), qc.not_null("user_id"),
-        qc.in_set("split", gold.SPLITS),
-        qc.in_set("n_candidates", [k]), qc.in_set("n_distinct_candidates", [k]),
-        qc.in_set("has_positive", [True]), qc.in_set("target_in_candidates", [True]),
-    ]
-    return audit, checks
+def _fit_index(train, etl, all_items: list[str]) -> prerank.NeighborIndex:
+    """A co-occurrence index (with its popularity fill) fitted on these training prefixes."""
+    rows = [(r.item_id, r.neighbor_id, r.weight, r.rank)
+            for r in prerank.fit_cooccurrence(train, etl.prerank.max_gap, etl.prerank.neighbors).collect()]
+    pop = [(r.item_id, r["count"]) for r in train.select(F.explode("items").alias("item_id")).groupBy("item_id").count().collect()]
+    return prerank.build_index(rows, pop, all_items)
 
 
 def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
@@ -189,9 +177,26 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
         all_items = [r.item_id for r in items.select("item_id").collect()]
         index = prerank.build_index(cooc_rows, pop, all_items)
         summary["cooccurrence_pairs"] = len(cooc_rows)
+    folds = etl.prerank.oof_folds if etl.prerank.oof_folds >= 2 else 0
+    summary["oof_folds"] = folds
+    fold_index = {}
+    for f in range(folds):
+        with steps.step(f"fit out-of-fold pre-ranker {f + 1}/{folds} for training slates"):
+            fold_index[f] = _fit_index(train.where(gold.user_fold(F.col("user_id"), folds) != f), etl, all_items)
     with steps.step("pre-rank candidates for every example"):
         ex = gold.examples(sequences, etl)
-        scored = gold.attach_candidates(ex, spark.sparkContext.broadcast(index), etl).persist(StorageLevel.MEMORY_AND_DISK)
+        bc = spark.sparkContext.broadcast
+        if folds:
+            # Training slates of fold f are scored without fold f's sequences; held-out slates by the full fit.
+            parts = [gold.attach_candidates(ex.where(F.col("split") != "train"), bc(index), etl)]
+            parts += [gold.attach_candidates(ex.where((F.col("split") == "train") & (gold.user_fold(F.col("user_id"), folds) == f)),
+                                             bc(fi), etl) for f, fi in fold_index.items()]
+            scored = parts[0]
+            for p in parts[1:]:
+                scored = scored.unionByName(p)
+        else:
+            scored = gold.attach_candidates(ex, bc(index), etl)
+        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
         cov_rows = scored.groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.avg(F.col("target_in_topk").cast("double")).alias("cov")).collect()
         summary["examples"] = {r["split"]: r["n"] for r in cov_rows}
         summary["coverage"] = {r["split"]: round(r["cov"], 4) for r in cov_rows}
@@ -214,19 +219,19 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
             logged_n = logged.count()
             summary["logged_slates"] = {"accepted": logged_n, "quarantined": n_rej}
             if n_rej:
-                lake.publish_merge(spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_rej), qc.not_null("reason")])
+                lake.publish_merge(spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_rej), *contract("quarantine").checks])
 
     with steps.step("publish gold tables"):
         n_slates = slates.count()
-        audit, checks = _slate_audit(etl.k)
-        res = lake.publish_overwrite(spark, slates, "gold.slates", [qc.rows(n_slates), *checks], audit=audit)
+        c = contract("gold.slates", etl.k)
+        res = lake.publish_overwrite(spark, slates, "gold.slates", [qc.rows(n_slates), *c.checks], audit=c.audit)
         summary["tables"]["gold.slates"] = res.__dict__
         res = lake.publish_overwrite(
-            spark, sequences, "gold.sequences", [qc.rows(n_users), qc.unique("user_id"), qc.not_null("user_id")]
+            spark, sequences, "gold.sequences", [qc.rows(n_users), *contract("gold.sequences").checks]
         )
         summary["tables"]["gold.sequences"] = res.__dict__
         res = lake.publish_overwrite(
-            spark, cooc, "gold.cooccurrence", [qc.rows(len(cooc_rows)), qc.compound_unique(["item_id", "neighbor_id"])]
+            spark, cooc, "gold.cooccurrence", [qc.rows(len(cooc_rows)), *contract("gold.cooccurrence").checks]
         )
         summary["tables"]["gold.cooccurrence"] = res.__dict__
     with steps.step("incoming-order metrics"):

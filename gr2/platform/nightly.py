@@ -39,6 +39,8 @@ from typing import Callable
 from gr2.config import Config
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps, console
+from gr2.platform.contracts import contract
+from gr2.platform.files import write_json_atomic
 
 EXIT_OK, EXIT_INPUT, EXIT_GATE, EXIT_FAILED = 0, 2, 3, 4
 STEPS = ("ingest", "build", "embed", "sids", "quality", "publish")
@@ -128,18 +130,11 @@ class Night:
     def record(self, step: Step, fingerprint: dict) -> None:
         self.lineage[self.key(step)] = {"fingerprint": fingerprint, "outputs": self.versions(step.outputs),
                                         "date": str(self.day), "at": _now()}
-        _write_atomic(self.lineage_path, self.lineage)
+        write_json_atomic(self.lineage_path, self.lineage)
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _write_atomic(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
 
 
 def _latest_tokenizer(cfg: Config) -> str | None:
@@ -192,22 +187,20 @@ def _sids(n: Night) -> StepResult:
                       note=note + f"{s['assigned']:,} SIDs, unique {s['final_unique_fraction']:.4f}", details=s)
 
 
-def quality_checks(table: str, cfg: Config) -> list:
-    """The expectations a published table must still meet (the same keys its publish gate checks)."""
-    from gr2.etl.schema import INTERACTION_KEY
-    from gr2.platform import quality as qc
+def _delta_rows(lake: Path, table: str) -> int | None:
+    """Rows of the table's current snapshot from the Delta log's file statistics: no data scan."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from deltalake import DeltaTable
 
-    return {
-        "silver.interactions": [qc.min_rows(1), qc.compound_unique(INTERACTION_KEY),
-                                qc.not_null("user_id"), qc.not_null("item_id")],
-        "silver.items": [qc.min_rows(1), qc.unique("item_id"), qc.not_null("item_id")],
-        "gold.sequences": [qc.min_rows(1), qc.unique("user_id")],
-        "gold.slates": [qc.min_rows(1), qc.unique("slate_id"), qc.not_null("target")],
-        "gold.cooccurrence": [qc.compound_unique(["item_id", "neighbor_id"])],
-        "gold.item_embeddings": [qc.min_rows(1), qc.compound_unique(["encoder", "item_id"]), qc.not_null("vector")],
-        "gold.sid_codebook": [qc.min_rows(1), qc.compound_unique(["tokenizer_version", "item_id"]),
-                              qc.compound_unique(["tokenizer_version", "sid"]), qc.not_null("sid")],
-    }[table]
+        from gr2.platform.lake import TABLES
+
+        actions = pa.table(DeltaTable(str(Path(lake) / TABLES[table])).get_add_actions(flatten=True))
+        col = actions.column("num_records")
+        return None if col.null_count else int(pc.sum(col).as_py() or 0)
+    except Exception:  # a store deltalake cannot open, or a log without stats
+        return None
 
 
 def _quality(n: Night) -> StepResult:
@@ -217,9 +210,13 @@ def _quality(n: Night) -> StepResult:
     failures = {}
     rows = 0
     for table in PUBLISHED:
-        df = n.lake.read(n.spark, table)
-        rows += df.count()
-        bad = qc.gate(df, f"{table}.nightly", quality_checks(table, n.cfg), n.cfg.lake_path, raise_on_failure=False)
+        c = contract(table, n.cfg.etl.k)  # the very checks the table's publish gate applies
+        n_rows = _delta_rows(n.cfg.lake_path, table)
+        if n_rows is None:  # no file statistics in the log: count (one extra scan)
+            n_rows = n.lake.read(n.spark, table).count()
+        rows += n_rows
+        df = c.frame(n.lake.read(n.spark, table))
+        bad = qc.gate(df, f"{table}.nightly", [qc.min_rows(1), *c.checks], n.cfg.lake_path, raise_on_failure=False)
         if bad:
             failures[table] = bad
     index = build_index(n.cfg.lake_path)
@@ -233,7 +230,7 @@ def _quality(n: Night) -> StepResult:
 def _publish(n: Night) -> StepResult:
     versions = n.versions(PUBLISHED)
     snapshot = {"date": str(n.day), "published_at": _now(), "tokenizer": _latest_tokenizer(n.cfg), "versions": versions}
-    _write_atomic(n.root / "published.json", snapshot)
+    write_json_atomic(n.root / "published.json", snapshot)
     return StepResult("publish", written=len(versions), note="validated table versions pinned in _nightly/published.json",
                       details=snapshot)
 
@@ -301,8 +298,8 @@ def run_night(spark, cfg: Config, day: date, force: bool = False, quiet: bool = 
     }
     folder = cfg.lake_path / "reports" / "nightly"
     out = folder / f"{day}.json"  # the date's latest run; every run is also kept under runs/
-    _write_atomic(folder / "runs" / f"{day}_{summary['finished_at'].replace(':', '')}.json", summary)
-    _write_atomic(out, summary)
+    write_json_atomic(folder / "runs" / f"{day}_{summary['finished_at'].replace(':', '')}.json", summary)
+    write_json_atomic(out, summary)
     summary["report"] = str(out)
     return summary
 

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gr2.platform import quality
+from gr2.platform.files import write_text_atomic
 
 PLOT_MODELS = 6  # lines in the eval history plot (the models seen in most runs)
 
@@ -227,8 +228,5 @@ def build_index(lake: Path) -> Path:
         quality.build_docs(lake)
         docs_built = True
     out = lake / "reports" / "index.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(render_index(lake, docs_built))
-    tmp.replace(out)
+    write_text_atomic(out, render_index(lake, docs_built))
     return out

@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from gr2.platform.files import write_bytes_atomic
 
 DEFAULT_CACHE = "~/.cache/gr2/web-assets"
 ASSETS = "_assets"
@@ -189,12 +190,6 @@ def _verify(data: bytes, dist: dict, what: str) -> None:
     raise WebAssetsError(f"{what}: the registry metadata has no integrity hash to check the tarball against")
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
 
 def _fetch_package(root: Path, package: str, version: str, assets: list[Asset], timeout: float) -> None:
     what = f"{package}@{version}"
@@ -217,7 +212,7 @@ def _fetch_package(root: Path, package: str, version: str, assets: list[Asset], 
             if inner in files or inner.startswith(folders):
                 if ".." in inner.split("/"):
                     continue
-                _write(base / inner, tar.extractfile(member).read())
+                write_bytes_atomic(base / inner, tar.extractfile(member).read())
                 found.add(inner)
     lost = sorted(files - found)
     if lost:

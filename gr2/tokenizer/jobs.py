@@ -22,6 +22,7 @@ from pyspark.sql import types as T
 from gr2.config import Config
 from gr2.etl.schema import QUARANTINE_KEY
 from gr2.platform import quality as qc
+from gr2.platform.contracts import contract
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.tokenizer import collisions, embeddings, rqvae, vocab
@@ -89,7 +90,7 @@ def embed(spark, cfg: Config, steps: Steps | None = None, only_new: bool = False
     n_ok, n_bad = counts.get(True, 0), counts.get(False, 0)
     with steps.step("publish gold.item_embeddings"):
         good = checked.where("reason IS NULL").select("item_id", "vector", F.lit(name).alias("encoder"), F.lit(dim).alias("dim"))
-        checks = [qc.rows(n_ok), qc.unique("item_id"), qc.not_null("vector")]
+        checks = [qc.rows(n_ok), *contract("gold.item_embeddings").checks]
         if incremental:
             res = lake.publish_merge(spark, good, "gold.item_embeddings", ["encoder", "item_id"], checks)
         else:
@@ -101,7 +102,7 @@ def embed(spark, cfg: Config, steps: Steps | None = None, only_new: bool = False
             F.lit(0).cast("long").alias("line"), F.to_json(F.struct("item_id")).alias("raw"), "reason",
             F.lit("tokenizer").alias("stage"), F.current_date().alias("ingest_date"),
         )
-        lake.publish_merge(spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_bad)])
+        lake.publish_merge(spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_bad), *contract("quarantine").checks])
     checked.unpersist()
     return {"encoder": name, "dim": dim, "items": n_ok + n_bad, "embedded": n_ok, "quarantined": n_bad, "table": res.__dict__,
             "incremental": incremental}
@@ -191,7 +192,7 @@ def fit(spark, cfg: Config, steps: Steps | None = None) -> dict:
         rows = [(version, lvl, code, cb[lvl, code].tolist()) for lvl in range(cb.shape[0]) for code in range(cb.shape[1])]
         centroids = spark.createDataFrame(rows, "tokenizer_version string, level int, code int, vector array<float>")
         lake.publish_overwrite(
-            spark, centroids, "gold.sid_centroids", [qc.rows(len(rows)), qc.compound_unique(["level", "code"])],
+            spark, centroids, "gold.sid_centroids", [qc.rows(len(rows)), *contract("gold.sid_centroids").checks],
             partition_by=["tokenizer_version"], replace_where=f"tokenizer_version = '{version}'",
         )
     (models_dir(cfg) / "LATEST").write_text(version)
@@ -267,17 +268,6 @@ def decollide_groups(df, levels: int, codes: int, seed: int, extra_level: bool):
     )
 
 
-def _codebook_audit(codes: int):
-    def audit(df):
-        return df.select(
-            "item_id", "sid", "codes",
-            F.array_min("codes").alias("min_code"), F.array_max("codes").alias("max_code"),
-        )
-
-    return audit, [qc.unique("item_id"), qc.unique("sid"), qc.not_null("codes"), qc.not_null("sid"),
-                   qc.between("min_code", 0, None), qc.between("max_code", None, codes - 1)]
-
-
 def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None = None) -> dict:
     """SIDs for every embedded item under one tokenizer version; items that have one keep it."""
     steps = steps or Steps(quiet=True)
@@ -317,9 +307,10 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
     n_items = items.count()
     n_quarantined = n_items - stats["n"]
     with steps.step("gate and publish gold.sid_codebook"):
-        audit, checks = _codebook_audit(C)
+        c = contract("gold.sid_codebook")
         res = lake.publish_overwrite(
-            spark, table, "gold.sid_codebook", [qc.rows(stats["n"]), *checks], audit=audit,
+            spark, table, "gold.sid_codebook", [qc.rows(stats["n"]), *c.checks, qc.between("max_code", None, C - 1)],
+            audit=c.audit,
             partition_by=["tokenizer_version"], replace_where=f"tokenizer_version = '{version}'",
         )
     raw_pdf = assigned.select("raw_codes").toPandas()  # Arrow: one columnar transfer, not a Row per item

@@ -98,7 +98,9 @@ def _meta(info: Any) -> ItemMeta:
                     brand=str(get("brand", "") or "").strip())
 
 
-DEFAULT_WEIGHTS = {"cooc": 1.0, "cat_next": 1.0, "cat_share": 0.5, "brand": 0.5, "popularity": 0.3}
+# "incoming" is the upstream ranker's order, which the prompt shows too: a teacher that ignored it would be
+# weaker than the order it is asked to improve (measured in benchmarks/teacher_strength.py).
+DEFAULT_WEIGHTS = {"cooc": 1.0, "cat_next": 1.0, "cat_share": 0.5, "brand": 0.5, "popularity": 0.3, "incoming": 2.0}
 
 
 @dataclass
@@ -114,6 +116,7 @@ class _Evidence:
     cat_share: float = 0.0
     brand_count: int = 0
     pop_count: int = 0
+    position: int = 0  # 0-based place in the incoming (pre-ranked) order
     parts: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
 
@@ -137,7 +140,9 @@ class StatisticalTeacher:
       toward the category's overall share;
     * category share and brand affinity: the share of this user's history in the candidate's
       category / with its brand;
-    * popularity: log interactions, scaled to [0, 1].
+    * popularity: log interactions, scaled to [0, 1];
+    * incoming order: the candidate's place in the slate as given (the upstream ranker's order, shown in
+      the prompt too), 1 for the first falling to about 0 for the last.
 
     The ranking sorts ``score + temperature * Gumbel`` (a Plackett-Luce sample), seeded by the request.
     Caveat: when slates are cut from the same sequences, a slate's own target transition is counted;
@@ -214,8 +219,10 @@ class StatisticalTeacher:
         last_cat = hist_cats[-1] if hist_cats else ""
         recent = list(history[-self.recent:])
         out = []
-        for c in candidates:
-            ev = _Evidence(item=c, category=self._leaf(c.item_id, c.category), brand=self._brand(c.item_id))
+        k = len(candidates)
+        for pos, c in enumerate(candidates):
+            ev = _Evidence(item=c, category=self._leaf(c.item_id, c.category), brand=self._brand(c.item_id),
+                           position=pos)
             for dist, h in enumerate(reversed(recent)):
                 n = self._follow.get(h.item_id, Counter())[c.item_id]
                 ev.cooc += n / (1 + dist)
@@ -233,6 +240,8 @@ class StatisticalTeacher:
                 "brand": w["brand"] * (ev.brand_count / len(history) if history else 0.0),
                 "popularity": w["popularity"] * (math.log1p(ev.pop_count) / math.log1p(self._max_pop)
                                                  if self._max_pop else 0.0),
+                # 1 for the first place, falling like a log discount to about 0 for the last
+                "incoming": w["incoming"] * (1 - math.log1p(pos) / math.log1p(k)),
             }
             ev.score = sum(ev.parts.values())
             out.append(ev)
@@ -307,6 +316,7 @@ class StatisticalTeacher:
             if e.brand and e.brand_count:
                 facts.append(f"brand {e.brand} in {e.brand_count} of {n} history items")
             facts.append(f"{e.pop_count} training interactions")
+            facts.append(f"pre-ranked #{e.position + 1}")
             lines.append(f"- {sid(e.item)} \"{_title(e.item)}\": " + "; ".join(facts) + f"; score {e.score:.2f}.")
         # 3. decision: each item's strongest signal, with its figure; say so where sampling overrode scores
         def main_evidence(e: _Evidence) -> str:
@@ -321,6 +331,8 @@ class StatisticalTeacher:
                 return f"{100 * e.cat_share:.0f}% of history in {e.category}"
             if top == "brand":
                 return f"brand {e.brand}"
+            if top == "incoming":
+                return f"pre-ranked #{e.position + 1}"
             return f"{e.pop_count} training interactions"
 
         rest = [e for e in ranked if id(e) not in shown]

@@ -65,7 +65,7 @@ def make_teachers(cfg: Config, sequences, catalog: dict) -> dict[int, object]:
             [i for i, s in zip(items, splits) if s == "train"]
             for uid, items, splits in sequences if fold(uid) != f
         ]
-        out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail)
+        out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail, weights=cfg.traces.weights)
     return out
 
 
