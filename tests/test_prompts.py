@@ -49,6 +49,14 @@ def test_prompt_contains_slate_and_instructions():
     assert "Domain knowledge" not in build_rerank_messages(HISTORY, CANDS)[1]["content"]
 
 
+def test_candidate_listing_is_written_like_the_answers_ranking():
+    user = build_rerank_messages(HISTORY, CANDS)[1]["content"]
+    answer = format_response("keep the order", SIDS)
+    listing = answer[answer.index('"ranking":') + len('"ranking":'):-1]
+    assert f"Candidate SIDs in this order: {listing}\n" in user  # copying it verbatim answers the incoming order
+    assert parse_response(answer, SIDS).ranking == SIDS
+
+
 @pytest.mark.parametrize(
     "cands, match",
     [([], "at least one candidate"), ([CANDS[0], CANDS[0]], "unique"),

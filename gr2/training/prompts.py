@@ -5,8 +5,9 @@ through this module, so a change in wording or answer format cannot drift betwee
 
 Prompt (GR2, arXiv 2602.07774): a system message with the role, then one user message with the task,
 an optional domain-knowledge priming paragraph, the user's history (oldest first) and the K candidates
-(in the order given, normally the pre-ranker's), each line a wrapped SID + title + category, and the
-answer instructions: cite items by SID, reason in numbered steps, answer ONLY with JSON.
+(in the order given, normally the pre-ranker's), each line a wrapped SID + title + category, then the
+same SIDs as one JSON list written the way the answer's ranking is, and the answer instructions: cite
+items by SID, reason in numbered steps, answer ONLY with JSON.
 
 Answer: ``{"reasoning":"...","ranking":["<a_1><b_2><c_3><d_4>",...]}``. The canonical form written by
 :func:`format_response` is compact JSON with *unwrapped* SIDs (the markers add nothing inside a JSON
@@ -102,7 +103,10 @@ def build_rerank_messages(
     else:
         sections.append("User history: (none - a new user)")
     lines = [f"[{i}] {_item_line(it)}" for i, it in enumerate(candidates, 1)]
-    sections.append(f"Candidates ({k} items):\n" + "\n".join(lines))
+    # The same SIDs once more, written exactly as the answer's "ranking" writes them: a model can then
+    # build its answer by copying from one contiguous list instead of hopping between item lines.
+    listing = json.dumps(sids, separators=(",", ":"))
+    sections.append(f"Candidates ({k} items):\n" + "\n".join(lines) + f"\nCandidate SIDs in this order: {listing}")
     sections.append(
         "Instructions:\n"
         "Cite items by their SID. Reason in these steps:\n"
