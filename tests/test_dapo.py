@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gr2.training.dapo import (
+    combine_stats,
     dapo_loss,
     dynamic_sampling_mask,
     group_advantages,
@@ -200,3 +201,16 @@ def test_free_reasoning_recovers_the_reasoning_of_a_sampled_answer(text, expecte
     from gr2.training.rl import free_reasoning
 
     assert free_reasoning(text) == expected
+
+
+@pytest.mark.parametrize("stats, entropy, loss", [
+    # token-weighted entropy: 30 tokens at 1.0 and 10 at 3.0
+    ([{"entropy": 1.0, "n_tokens": 30.0, "loss": 0.2}, {"entropy": 3.0, "n_tokens": 10.0, "loss": 0.4}], 1.5, 0.3),
+    # a micro-batch whose answers were all cut by overlong filtering has no tokens and no entropy
+    ([{"entropy": float("nan"), "n_tokens": 0.0, "loss": 0.0}, {"entropy": 2.0, "n_tokens": 5.0, "loss": 0.5}], 2.0, 0.25),
+    ([{"entropy": float("nan"), "n_tokens": 0.0, "loss": 0.0}], float("nan"), 0.0),
+])
+def test_combine_stats_weights_entropy_by_tokens_and_skips_empty_batches(stats, entropy, loss):
+    out = combine_stats(stats)
+    assert (math.isnan(out["entropy"]) and math.isnan(entropy)) or out["entropy"] == pytest.approx(entropy)
+    assert out["loss"] == pytest.approx(loss)

@@ -17,8 +17,10 @@ from PPO/GRPO:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -128,6 +130,23 @@ def dapo_loss(
             "n_tokens": float(n_tokens),
         }
     return loss, stats
+
+
+def combine_stats(stats: list[dict]) -> dict[str, float]:
+    """One step's figures from its micro-batches. Entropy is a per-token figure, so it is weighted by
+    each micro-batch's trained tokens; a micro-batch with none (every answer cut by overlong filtering)
+    has no entropy and is skipped instead of turning the step's figure into NaN. The rest are means."""
+    keys = {k for st in stats for k, v in st.items() if isinstance(v, (int, float))}
+    out = {}
+    for k in sorted(keys):
+        if k == "entropy":
+            pairs = [(st[k], st.get("n_tokens", 1.0)) for st in stats if k in st and st.get("n_tokens", 1.0) > 0
+                     and not math.isnan(st[k])]
+            weight = sum(w for _, w in pairs)
+            out[k] = sum(v * w for v, w in pairs) / weight if weight else float("nan")
+        else:
+            out[k] = float(np.mean([st[k] for st in stats if k in st]))
+    return out
 
 
 def token_entropy(logits: Tensor, mask: Tensor) -> float:

@@ -239,8 +239,7 @@ def _update(engine, ref, groups: list[dict], config: dict, M: int, device) -> di
             total_loss = sum(p.sum() for p in engine.module.parameters()) * 0.0
         engine.backward(total_loss)
         engine.step()
-    keys = {k for st in stats_all for k, v in st.items() if isinstance(v, (int, float))}
-    return {k: float(np.mean([st[k] for st in stats_all if k in st])) for k in keys}
+    return dapo.combine_stats(stats_all)
 
 
 def _mean(parts: list[dict], key: str) -> float:
