@@ -182,7 +182,8 @@ class StageTrainConfig(Strict):
 class MidtrainConfig(StageTrainConfig):
     task_weights: dict[str, float] = Field(
         default_factory=lambda: {"item_alignment": 1.0, "sequential": 1.0, "persona": 0.5},
-        description="mixture weights of the mid-training tasks (relative shares of the examples)",
+        description="mixture weights of the mid-training tasks (relative shares of the examples): item_alignment, "
+        "sequential, persona, candidate_listing (copy a slate's candidate list into a ranking; off when absent or 0)",
     )
 
 

@@ -43,6 +43,20 @@ def test_alignment_and_sequence_examples_never_use_eval_positions():
     assert "Skin" in persona.completion and "Hair" in persona.completion
 
 
+def test_candidate_listing_copies_the_prompts_list_into_an_answers_ranking():
+    from gr2.training.prompts import ItemText, build_rerank_messages, format_response, parse_response
+
+    cands = ITEMS[:3]
+    e = ex.candidate_listing(cands)
+    assert e.task == "candidate_listing"
+    user = build_rerank_messages([], [ItemText(c.item_id, c.sid, c.title) for c in cands])[1]["content"]
+    listing_line = e.prompt.split("\n")[0]
+    assert listing_line + "\n" in user, "the same line the re-rank prompt shows"
+    answer = format_response("r", [c.sid for c in cands])
+    assert e.completion.strip()[len('{"ranking":'):] in answer  # the ranking exactly as an answer writes it
+    assert parse_response(e.completion, [c.sid for c in cands]).ranking == [c.sid for c in cands]
+
+
 @pytest.mark.parametrize(
     "available, weights, expected",
     [

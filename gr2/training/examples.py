@@ -4,6 +4,8 @@ Mid-training teaches the item language with three tasks (GR2 stage 1):
   item_alignment  SID -> title and categories, and title -> SID
   sequential      a user's history of SIDs -> the next SID
   persona         a user's history -> a short text of their dominant categories and brands
+  candidate_listing  a slate's candidate SIDs, listed as the re-rank prompt lists them -> the same list
+                  as an answer's "ranking" (copying: the skill a valid re-rank answer needs; off by default)
 Each example is (prompt, completion): the loss falls on the completion only. SFT examples carry a
 second weight class: reasoning tokens and ranking tokens are weighted separately (GR2 stage 2).
 """
@@ -17,7 +19,7 @@ import numpy as np
 
 from gr2.tokenizer import vocab
 
-TASKS = ("item_alignment", "sequential", "persona")
+TASKS = ("item_alignment", "sequential", "persona", "candidate_listing")
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,16 @@ def persona_text(history: list[CatalogItem], top: int = 3) -> str:
 
 def persona(history: list[CatalogItem]) -> Example:
     return Example("persona", f"A user bought: {history_text(history)}. Their interests:", f" {persona_text(history)}")
+
+
+def candidate_listing(candidates: list[CatalogItem]) -> Example:
+    """Copy a slate's candidate list into an answer's ranking, both written exactly as the re-rank prompt
+    and answer write them (prompts.py). A small model that never learned to copy writes popular SIDs
+    where the candidates belong (benchmarks/copy_probe.py measures how fast it learns this)."""
+    import json
+
+    listing = json.dumps([vocab.sid_string(vocab.parse_sid(c.sid)) for c in candidates], separators=(",", ":"))
+    return Example("candidate_listing", f"Candidate SIDs in this order: {listing}\nAs a ranking:", f' {{"ranking":{listing}}}')
 
 
 def sequence_examples(items: list[CatalogItem], splits: list[str], history_len: int, min_history: int = 1) -> list[Example]:

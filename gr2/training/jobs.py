@@ -91,6 +91,8 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
             "sequential": from_sequences.filter(lambda r: r["task"] == "sequential"),
             "persona": from_sequences.filter(lambda r: r["task"] == "persona"),
         }
+        if mt.task_weights.get("candidate_listing", 0) > 0:  # reads gold.slates only when asked for
+            per_task["candidate_listing"] = _listing_examples(lake, catalog)
         available = {k: ds.count() for k, ds in per_task.items()}
         usable = {k: min(v, mt.max_examples) if mt.max_examples else v for k, v in available.items()}
         counts = examples.mixture_counts(usable, mt.task_weights)
@@ -123,6 +125,15 @@ def _sequence_examples(lake: Path, catalog: dict, history_len: int):
         return [data.example_row(e) for e in exs]
 
     return data.read_table(lake, "gold.sequences").flat_map(build)
+
+
+def _listing_examples(lake: Path, catalog: dict):
+    def build(row: dict) -> list[dict]:
+        if row["split"] != "train" or any(i not in catalog for i in row["candidates"]):
+            return []
+        return [data.example_row(examples.candidate_listing([catalog[i] for i in row["candidates"]]))]
+
+    return data.read_table(lake, "gold.slates").flat_map(build)
 
 
 def _last_metrics(run_dir: Path) -> dict:
