@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timezone
+from functools import reduce
 from pathlib import Path
 
 from pyspark import StorageLevel
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from gr2.config import Config
@@ -144,12 +146,11 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
     return summary
 
 
-def _fit_index(train, etl, all_items: list[str]) -> prerank.NeighborIndex:
-    """A co-occurrence index (with its popularity fill) fitted on these training prefixes."""
-    rows = [(r.item_id, r.neighbor_id, r.weight, r.rank)
-            for r in prerank.fit_cooccurrence(train, etl.prerank.max_gap, etl.prerank.neighbors).collect()]
+def _index_of(cooc, train, all_items: list[str]) -> tuple[list, prerank.NeighborIndex]:
+    """The co-occurrence rows of a fit and its broadcastable index, popularity fill from `train`."""
+    rows = [(r.item_id, r.neighbor_id, r.weight, r.rank) for r in cooc.collect()]
     pop = [(r.item_id, r["count"]) for r in train.select(F.explode("items").alias("item_id")).groupBy("item_id").count().collect()]
-    return prerank.build_index(rows, pop, all_items)
+    return rows, prerank.build_index(rows, pop, all_items)
 
 
 def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
@@ -172,17 +173,17 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
     with steps.step("fit co-occurrence pre-ranker on the training split"):
         train = gold.train_prefixes(sequences)
         cooc = prerank.fit_cooccurrence(train, etl.prerank.max_gap, etl.prerank.neighbors).persist(StorageLevel.MEMORY_AND_DISK)
-        cooc_rows = [(r.item_id, r.neighbor_id, r.weight, r.rank) for r in cooc.collect()]
-        pop = [(r.item_id, r["count"]) for r in train.select(F.explode("items").alias("item_id")).groupBy("item_id").count().collect()]
         all_items = [r.item_id for r in items.select("item_id").collect()]
-        index = prerank.build_index(cooc_rows, pop, all_items)
+        cooc_rows, index = _index_of(cooc, train, all_items)
         summary["cooccurrence_pairs"] = len(cooc_rows)
     folds = etl.prerank.oof_folds if etl.prerank.oof_folds >= 2 else 0
     summary["oof_folds"] = folds
     fold_index = {}
     for f in range(folds):
         with steps.step(f"fit out-of-fold pre-ranker {f + 1}/{folds} for training slates"):
-            fold_index[f] = _fit_index(train.where(gold.user_fold(F.col("user_id"), folds) != f), etl, all_items)
+            others = train.where(gold.user_fold(F.col("user_id"), folds) != f)
+            fit = prerank.fit_cooccurrence(others, etl.prerank.max_gap, etl.prerank.neighbors)
+            fold_index[f] = _index_of(fit, others, all_items)[1]
     with steps.step("pre-rank candidates for every example"):
         ex = gold.examples(sequences, etl)
         bc = spark.sparkContext.broadcast
@@ -191,9 +192,7 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
             parts = [gold.attach_candidates(ex.where(F.col("split") != "train"), bc(index), etl)]
             parts += [gold.attach_candidates(ex.where((F.col("split") == "train") & (gold.user_fold(F.col("user_id"), folds) == f)),
                                              bc(fi), etl) for f, fi in fold_index.items()]
-            scored = parts[0]
-            for p in parts[1:]:
-                scored = scored.unionByName(p)
+            scored = reduce(DataFrame.unionByName, parts)
         else:
             scored = gold.attach_candidates(ex, bc(index), etl)
         scored = scored.persist(StorageLevel.MEMORY_AND_DISK)

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Callable
 
 from gr2.config import Config
-from gr2.platform.lake import Lake
-from gr2.platform.progress import Steps, console
 from gr2.platform.contracts import contract
 from gr2.platform.files import write_json_atomic
+from gr2.platform.lake import Lake
+from gr2.platform.progress import Steps, console
 
 EXIT_OK, EXIT_INPUT, EXIT_GATE, EXIT_FAILED = 0, 2, 3, 4
 STEPS = ("ingest", "build", "embed", "sids", "quality", "publish")
@@ -187,16 +187,14 @@ def _sids(n: Night) -> StepResult:
                       note=note + f"{s['assigned']:,} SIDs, unique {s['final_unique_fraction']:.4f}", details=s)
 
 
-def _delta_rows(lake: Path, table: str) -> int | None:
+def _delta_rows(path: Path) -> int | None:
     """Rows of the table's current snapshot from the Delta log's file statistics: no data scan."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
         from deltalake import DeltaTable
 
-        from gr2.platform.lake import TABLES
-
-        actions = pa.table(DeltaTable(str(Path(lake) / TABLES[table])).get_add_actions(flatten=True))
+        actions = pa.table(DeltaTable(str(path)).get_add_actions(flatten=True))
         col = actions.column("num_records")
         return None if col.null_count else int(pc.sum(col).as_py() or 0)
     except Exception:  # a store deltalake cannot open, or a log without stats
@@ -211,12 +209,10 @@ def _quality(n: Night) -> StepResult:
     rows = 0
     for table in PUBLISHED:
         c = contract(table, n.cfg.etl.k)  # the very checks the table's publish gate applies
-        n_rows = _delta_rows(n.cfg.lake_path, table)
-        if n_rows is None:  # no file statistics in the log: count (one extra scan)
-            n_rows = n.lake.read(n.spark, table).count()
-        rows += n_rows
-        df = c.frame(n.lake.read(n.spark, table))
-        bad = qc.gate(df, f"{table}.nightly", [qc.min_rows(1), *c.checks], n.cfg.lake_path, raise_on_failure=False)
+        df = n.lake.read(n.spark, table)
+        n_rows = _delta_rows(n.lake.path(table))
+        rows += df.count() if n_rows is None else n_rows  # no file statistics in the log: one extra scan
+        bad = qc.gate(c.frame(df), f"{table}.nightly", [qc.min_rows(1), *c.checks], n.cfg.lake_path, raise_on_failure=False)
         if bad:
             failures[table] = bad
     index = build_index(n.cfg.lake_path)

@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
 from gr2.platform.files import write_bytes_atomic
 
 DEFAULT_CACHE = "~/.cache/gr2/web-assets"
@@ -188,7 +189,6 @@ def _verify(data: bytes, dist: dict, what: str) -> None:
             raise WebAssetsError(f"{what}: the tarball does not match the registry's shasum")
         return
     raise WebAssetsError(f"{what}: the registry metadata has no integrity hash to check the tarball against")
-
 
 
 def _fetch_package(root: Path, package: str, version: str, assets: list[Asset], timeout: float) -> None:

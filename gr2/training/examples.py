@@ -85,10 +85,10 @@ def candidate_listing(candidates: list[CatalogItem]) -> Example:
     """Copy a slate's candidate list into an answer's ranking, both written exactly as the re-rank prompt
     and answer write them (prompts.py). A small model that never learned to copy writes popular SIDs
     where the candidates belong (benchmarks/copy_probe.py measures how fast it learns this)."""
-    import json
+    from gr2.training.prompts import candidate_listing_line, sid_list_json
 
-    listing = json.dumps([vocab.sid_string(vocab.parse_sid(c.sid)) for c in candidates], separators=(",", ":"))
-    return Example("candidate_listing", f"Candidate SIDs in this order: {listing}\nAs a ranking:", f' {{"ranking":{listing}}}')
+    sids = [c.sid for c in candidates]
+    return Example("candidate_listing", f"{candidate_listing_line(sids)}\nAs a ranking:", f' {{"ranking":{sid_list_json(sids)}}}')
 
 
 def sequence_examples(items: list[CatalogItem], splits: list[str], history_len: int, min_history: int = 1) -> list[Example]:

@@ -68,6 +68,16 @@ def _canonical_sid(sid: str) -> str:
     return sid_string(parse_sid(sid.strip()))
 
 
+def sid_list_json(sids: Sequence[str]) -> str:
+    """SIDs as the answer's "ranking" writes them: a compact JSON list of unwrapped canonical SIDs."""
+    return json.dumps([_canonical_sid(s) for s in sids], separators=(",", ":"))
+
+
+def candidate_listing_line(sids: Sequence[str]) -> str:
+    """The prompt's line that repeats the candidates as one list written like the answer's ranking."""
+    return f"Candidate SIDs in this order: {sid_list_json(sids)}"
+
+
 def _item_line(item: ItemText) -> str:
     parts = [wrap(_canonical_sid(item.sid)), f'title: "{_clean(item.title, TITLE_MAX_CHARS)}"']
     if _clean(item.category):
@@ -105,8 +115,7 @@ def build_rerank_messages(
     lines = [f"[{i}] {_item_line(it)}" for i, it in enumerate(candidates, 1)]
     # The same SIDs once more, written exactly as the answer's "ranking" writes them: a model can then
     # build its answer by copying from one contiguous list instead of hopping between item lines.
-    listing = json.dumps(sids, separators=(",", ":"))
-    sections.append(f"Candidates ({k} items):\n" + "\n".join(lines) + f"\nCandidate SIDs in this order: {listing}")
+    sections.append(f"Candidates ({k} items):\n" + "\n".join(lines) + "\n" + candidate_listing_line(sids))
     sections.append(
         "Instructions:\n"
         "Cite items by their SID. Reason in these steps:\n"
