@@ -49,7 +49,7 @@ def policy_order(name: str, k: int, target: int, rng: random.Random):
     return None  # invalid
 
 
-def landscape(cases, alpha: float, seed: int) -> list[dict]:
+def landscape(cases, alpha: float, seed: int, invalid_penalty: float) -> list[dict]:
     rows = []
     for name in POLICIES:
         rng = random.Random(seed)
@@ -57,7 +57,7 @@ def landscape(cases, alpha: float, seed: int) -> list[dict]:
         for _, labels in cases:
             order = policy_order(name, len(labels), labels.index(1), rng)
             for kind in totals:
-                totals[kind].append(rewards.get_reward(kind)(order, labels, alpha=alpha).total)
+                totals[kind].append(rewards.get_reward(kind)(order, labels, alpha=alpha, invalid_penalty=invalid_penalty).total)
         rows.append({"policy": name, **{k: sum(v) / len(v) for k, v in totals.items()}})
     return rows
 
@@ -86,9 +86,10 @@ def main() -> None:
     cases = [(s, lab) for s, lab in jobs.rerank_cases(cfg.lake_path, catalog, "test", 0, cfg.train.seed) if sum(lab) == 1]
     alpha = cfg.train.dapo.alpha
     print(f"machine: {platform.node()} ({platform.machine()}, {__import__('os').cpu_count()} CPUs); lake {cfg.lake_path}")
-    print(f"\n### Reward landscape: mean reward per fixed policy on {len(cases):,} test slates (alpha {alpha})\n")
+    print(f"\n### Reward landscape: mean reward per fixed policy on {len(cases):,} test slates (alpha {alpha}, "
+          f"invalid answers {cfg.train.dapo.invalid_penalty:+g})\n")
     print("| policy | naive reward | conditional reward |\n|---|---:|---:|")
-    for r in landscape(cases, alpha, cfg.train.seed):
+    for r in landscape(cases, alpha, cfg.train.seed, cfg.train.dapo.invalid_penalty):
         print(f"| {r['policy']} | {r['naive']:+.4f} | {r['conditional']:+.4f} |")
     first = sum(lab.index(1) == 0 for _, lab in cases) / len(cases)
     print(f"\n(target already first in the input order on {first:.1%} of slates)")

@@ -179,7 +179,12 @@ class StageTrainConfig(Strict):
     max_examples: int = Field(0, ge=0, description="cap on examples per task (0 = all); keeps CPU runs short")
 
 
+def _row_len_field(why: str):
+    return Field(None, ge=32, description=f"packed row length of this stage in tokens; unset = train.max_len ({why})")
+
+
 class MidtrainConfig(StageTrainConfig):
+    max_len: int | None = _row_len_field("an example longer than a row loses the oldest part of its prompt")
     task_weights: dict[str, float] = Field(
         default_factory=lambda: {"item_alignment": 1.0, "sequential": 1.0, "persona": 0.5},
         description="mixture weights of the mid-training tasks (relative shares of the examples): item_alignment, "
@@ -188,6 +193,10 @@ class MidtrainConfig(StageTrainConfig):
 
 
 class SftConfig(StageTrainConfig):
+    max_len: int | None = _row_len_field("every prompt + answer must fit: SFT refuses to cut one")
+    init: str | None = Field(
+        None, description="model folder to start from instead of the latest mid-trained model (e.g. an earlier SFT "
+        "run's model/, to continue it with a fresh schedule)")
     lr: float = Field(5e-4, gt=0, description="peak learning rate (AdamW)")
     reasoning_weight: float = Field(0.5, ge=0, description="loss weight of reasoning tokens (the paper: below the ranking weight)")
     ranking_weight: float = Field(1.0, ge=0, description="loss weight of ranking tokens")
@@ -208,6 +217,10 @@ class DapoConfig(StageTrainConfig):
     kl_coef: float = Field(0.0, ge=0, description="KL to the reference (SFT) policy; 0 = off, as in DAPO")
     alpha: float = Field(0.2, ge=0, description="weight of the format reward")
     conditional_format: bool = Field(True, description="format bonus only when the target moved up or stayed first (the paper's fix)")
+    invalid_penalty: float = Field(
+        -1.0, le=0, description="reward of an answer that is not a valid permutation; at -1 it is below every valid answer "
+        "(promotion > -1, AUC >= 0), so an unsure policy gains nothing by breaking its format (0 would pay an invalid "
+        "answer more than a valid one that demotes the target)")
     refill_rounds: int = Field(2, ge=0, description="dynamic sampling: extra rounds to replace groups whose rewards all match")
     minibatches: int = Field(2, ge=1, description="optimizer steps per batch of rollouts")
     constrained_rollouts: bool = Field(
@@ -231,7 +244,7 @@ class TrainConfig(Strict):
     num_workers: int = Field(1, ge=1, description="Ray Train workers (data parallel)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker")
     use_gpu: bool = Field(False, description="one GPU per worker")
-    max_len: int = Field(512, ge=32, description="packed sequence length in tokens")
+    max_len: int = Field(512, ge=32, description="packed sequence length in tokens (each stage may set its own)")
     checkpoint_every: int = Field(50, ge=1, description="optimizer steps between checkpoints")
     max_failures: int = Field(2, ge=0, description="worker failures tolerated; training resumes from the latest checkpoint")
     seed: int = Field(0, description="seed of sampling, init and data order")

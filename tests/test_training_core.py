@@ -102,9 +102,12 @@ def test_tokenize_and_pack_mask_prompts_and_keep_examples_whole(small):
     assert packed["input_ids"].shape == (2, max_len)
     assert packed["attention_mask"][0].sum() == len(t1[0]) + len(t2[0])
     assert ((packed["labels"] == -100) == (packed["weights"] == 0)).all()
-    # a too-long example keeps its completion: cut from the left
-    cut = ex.pack([t1], 6, tok.pad_token_id)
+    assert packed["cut"].tolist() == [0, 0] and packed["longest"].tolist() == [max(len(t1[0]), len(t2[0])), len(t1[0])]
+    # a too-long example keeps its completion: cut from the left, and the cut is counted
+    cut = ex.pack([t1, t2], 6, tok.pad_token_id)
     assert cut["input_ids"][0].tolist() == t1[0][-6:]
+    assert cut["cut"].tolist() == [1, 1]
+    assert cut["longest"].tolist() == [len(t1[0]), len(t2[0])]
 
 
 def test_weighted_loss_ignores_masked_tokens_and_scales_by_weight():
@@ -153,15 +156,16 @@ def test_loading_a_folder_that_is_not_a_model_says_what_to_do(tmp_path):
         ('{"reasoning":"r","ranking":["<a_0><b_0><c_0>","<a_1><b_0><c_0>","<a_2><b_0><c_0>","<a_3><b_0><c_0>"]}', True, 0.0),
         # the same copy under the naive reward earns the bonus for nothing
         ('{"reasoning":"r","ranking":["<a_0><b_0><c_0>","<a_1><b_0><c_0>","<a_2><b_0><c_0>","<a_3><b_0><c_0>"]}', False, 0.2),
-        # not a permutation: no credit
-        ('{"reasoning":"r","ranking":["<a_2><b_0><c_0>"]}', True, 0.0),
+        # not a permutation: the invalid penalty, below the worst valid answer (target demoted 2 -> 3: -0.25)
+        ('{"reasoning":"r","ranking":["<a_2><b_0><c_0>"]}', True, -1.0),
+        ('{"reasoning":"r","ranking":["<a_0><b_0><c_0>","<a_1><b_0><c_0>","<a_3><b_0><c_0>","<a_2><b_0><c_0>"]}', True, -0.25),
     ],
 )
 def test_dapo_group_scoring_uses_the_conditional_reward(answer, conditional, expected):
     from gr2.training.rl import score_group
 
     sids = [f"<a_{i}><b_0><c_0>" for i in range(4)]
-    cfg = {"alpha": 0.2, "conditional_format": conditional, "overlong_cache": 0, "max_new_tokens": 100}
+    cfg = {"alpha": 0.2, "conditional_format": conditional, "invalid_penalty": -1.0, "overlong_cache": 0, "max_new_tokens": 100}
     r, parts = score_group([answer], [20], sids, [0, 0, 1, 0], cfg)
     assert r.tolist() == pytest.approx([expected])
     assert parts[0]["copy"] == float(answer.count('"<a_0>') == 1 and answer.index("<a_0>") < answer.index("<a_1>") < answer.index("<a_2>"))

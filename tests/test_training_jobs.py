@@ -76,6 +76,12 @@ def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark,
 
     if not (tlake / "models/midtrain/LATEST").exists():  # run alone (-k): SFT starts from a mid-trained model
         jobs.midtrain(load_config(overrides=SMALL + ["train.midtrain.max_steps=10"], lake=str(tlake)))
+    # Rows too short for a whole prompt + answer: refused, not silently cut (a cut prompt loses the
+    # candidates its answer cites).
+    with pytest.raises(ValueError, match=r"SFT examples are longer than the row length of 256 tokens.*at least \d+"):
+        jobs.sft(load_config(overrides=SMALL + ["train.sft.max_len=256"], lake=str(tlake)))
+    with pytest.raises(FileNotFoundError, match="train.sft.init=.* holds no saved model"):
+        jobs.sft(load_config(overrides=SMALL + [f"train.sft.init={tlake / 'models'}"], lake=str(tlake)))
     s = jobs.sft(cfg)
     assert s["examples"]["sft"] >= first["accepted_slates"]
     assert float(s["final"]["last"]["loss"]) < float(s["final"]["first"]["loss"]) / 2, s["final"]

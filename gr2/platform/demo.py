@@ -21,7 +21,7 @@ PRESET: dict = {
         "num_workers": 2, "cpus_per_worker": 0.9, "max_len": 1024, "checkpoint_every": 100,
         "midtrain": {"max_steps": 150, "batch_size": 8, "lr": 3e-3,
                      "task_weights": {"item_alignment": 1.0, "sequential": 2.0, "persona": 0.3}},
-        "sft": {"max_steps": 60, "batch_size": 2, "lr": 1e-3, "max_examples": 600},
+        "sft": {"max_steps": 60, "batch_size": 2, "lr": 1e-3, "max_examples": 600, "max_len": 2048},
         "dapo": {"max_steps": 4, "batch_size": 2, "group_size": 4, "max_new_tokens": 256, "overlong_cache": 32,
                  "lr": 1e-5, "max_examples": 400, "constrained_rollouts": True},
     },

@@ -122,24 +122,35 @@ def tokenize_example(tokenizer, ex: Example) -> tuple[list[int], list[float]]:
 def pack(tokenized: list[tuple[list[int], list[float]]], max_len: int, pad_id: int) -> dict[str, np.ndarray]:
     """Greedy first-fit packing of examples into rows of max_len tokens.
 
-    Returns input_ids, attention_mask, labels (-100 where the weight is 0 or padding) and weights
-    (aligned with labels). An example longer than max_len is cut from the left of its prompt so the
-    completion survives; examples never straddle two rows.
+    Returns input_ids, attention_mask, labels (-100 where the weight is 0 or padding), weights
+    (aligned with labels), cut (per row: how many of its examples were longer than max_len) and longest
+    (per row: the length of its longest example before any cut). A too-long
+    example is cut from the left of its prompt so the completion survives; the caller decides whether
+    that is acceptable (a mid-training history may lose its oldest items, an SFT slate may not lose
+    its candidates) from the cut counts. Examples never straddle two rows.
     """
     rows: list[tuple[list[int], list[float]]] = []
     space: list[int] = []
+    cuts: list[int] = []
+    longest: list[int] = []
     for ids, w in tokenized:
-        if len(ids) > max_len:
+        n_tokens = len(ids)
+        was_cut = n_tokens > max_len
+        if was_cut:
             ids, w = ids[-max_len:], w[-max_len:]
         for r, free in enumerate(space):
             if free >= len(ids):
                 rows[r][0].extend(ids)
                 rows[r][1].extend(w)
                 space[r] -= len(ids)
+                cuts[r] += was_cut
+                longest[r] = max(longest[r], n_tokens)
                 break
         else:
             rows.append((list(ids), list(w)))
             space.append(max_len - len(ids))
+            cuts.append(int(was_cut))
+            longest.append(n_tokens)
     n = len(rows)
     input_ids = np.full((n, max_len), pad_id, dtype=np.int64)
     attention = np.zeros((n, max_len), dtype=np.int64)
@@ -152,7 +163,8 @@ def pack(tokenized: list[tuple[list[int], list[float]]], max_len: int, pad_id: i
         wa = np.asarray(w, dtype=np.float32)
         labels[r, :k] = np.where(wa > 0, ids, -100)
         weights[r, :k] = wa
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "weights": weights}
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "weights": weights,
+            "cut": np.asarray(cuts, dtype=np.int64), "longest": np.asarray(longest, dtype=np.int64)}
 
 
 def mixture_counts(available: dict[str, int], weights: dict[str, float]) -> dict[str, int]:

@@ -49,6 +49,11 @@ def catalog_texts(catalog: dict) -> list[str]:
     return templates * 50 + [f"{i.title}. {' > '.join(i.categories)}. {i.brand}" for i in catalog.values()]
 
 
+def _max_positions(t) -> int:
+    """Room for the longest row any stage packs (a small model's position table is fixed at build)."""
+    return max(4096, t.max_len, t.midtrain.max_len or 0, t.sft.max_len or 0)
+
+
 def prepare_base(cfg: Config, catalog: dict, shape: dict, out: Path) -> dict:
     """The base model with the SID vocabulary added, saved to `out`."""
     m = cfg.train.model
@@ -57,7 +62,7 @@ def prepare_base(cfg: Config, catalog: dict, shape: dict, out: Path) -> dict:
         source = m.path
     else:
         built = lm.build_small_model(out.parent / "base", catalog_texts(catalog), family=m.family, vocab_size=m.vocab_size,
-                                     hidden=m.hidden, layers=m.layers, heads=m.heads, max_positions=max(4096, cfg.train.max_len),
+                                     hidden=m.hidden, layers=m.layers, heads=m.heads, max_positions=_max_positions(cfg.train),
                                      seed=cfg.train.seed)
         model, tok = lm.load(built)
         source = f"small {m.family} (hidden {m.hidden}, {m.layers} layers), BPE {m.vocab_size} trained on the catalog"
@@ -97,16 +102,31 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
         usable = {k: min(v, mt.max_examples) if mt.max_examples else v for k, v in available.items()}
         counts = examples.mixture_counts(usable, mt.task_weights)
         mixed = data.mixture_dataset(per_task, counts, available, t.seed)
-        packed = mixed.map_batches(data.packer(str(run_dir / "init"), t.max_len), batch_size=512, batch_format="numpy").materialize()
-        rows = packed.count()
-    with steps.step(f"Ray Train + {_engine(t)}: {sum(counts.values()):,} examples in {rows:,} rows") as live:
+        packed, rows, cut, _ = _pack(mixed, str(run_dir / "init"), _row_len(t, mt), batch_size=512)
+    # A cut mid-training example lost the oldest part of its prompt (history items): tolerable, but shown.
+    cut_note = f", {cut:,} cut to {_row_len(t, mt)} tokens" if cut else ""
+    with steps.step(f"Ray Train + {_engine(t)}: {sum(counts.values()):,} examples in {rows:,} rows{cut_note}") as live:
         out = loop.run(packed, model_path=str(run_dir / "init"), tokenizer_path=str(run_dir / "init"), run_dir=run_dir,
                        name=run, stage_cfg=mt, train_cfg=t, total_rows=rows, on_progress=_live(live))
     (stage_dir(cfg, "midtrain") / "LATEST").write_text(run)
-    summary = {"run": run, "base": base, "examples": counts, "available": available, "rows": rows, **out,
+    summary = {"run": run, "base": base, "examples": counts, "available": available, "rows": rows, "cut_examples": cut, **out,
                "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
+
+
+def _row_len(t, stage) -> int:
+    return stage.max_len or t.max_len
+
+
+def _pack(ds, tokenizer_path: str, max_len: int, batch_size: int):
+    """(packed rows without the bookkeeping columns, row count, examples cut to fit max_len, longest example)."""
+    packed = ds.map_batches(data.packer(tokenizer_path, max_len), batch_size=batch_size, batch_format="numpy").materialize()
+    rows = packed.count()
+    cut = int(packed.sum("cut") or 0) if rows else 0
+    longest = int(packed.max("longest") or 0) if rows else 0
+    # Materialized again: a lazy projection would need a CPU task while the trainer's workers hold them all.
+    return packed.drop_columns(["cut", "longest"]).materialize(), rows, cut, longest
 
 
 def _engine(t) -> str:
@@ -243,7 +263,9 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
     run_dir = stage_dir(cfg, "sft") / run
     with steps.step("accepted traces and slates"):
         ensure_ray()
-        base = latest_model(cfg, "midtrain")
+        base = Path(st.init) if st.init else latest_model(cfg, "midtrain")
+        if st.init and not (base / "config.json").exists():
+            raise FileNotFoundError(f"train.sft.init={st.init} holds no saved model (config.json); give a run's model/ folder")
         traces = data.read_table(lake, "gold.traces").filter(lambda r: bool(r["accepted"]))
         slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(columns=["slate_id", "candidates", "split"])
         catalog, _ = data.load_catalog(lake)
@@ -260,9 +282,15 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         n_examples = exs.count()
         if not n_examples:
             raise ValueError("gold.traces holds no accepted traces for training slates; run `gr2 traces` first")
-        packed = exs.random_shuffle(seed=t.seed).map_batches(
-            data.packer(str(base), t.max_len), batch_size=256, batch_format="numpy").materialize()
-        rows = packed.count()
+        packed, rows, cut, longest = _pack(exs.random_shuffle(seed=t.seed), str(base), _row_len(t, st), batch_size=256)
+        if cut:
+            # A cut SFT example loses its history or candidates but keeps the answer that cites them: the
+            # model would learn to write SIDs it was never shown, and never sees prompts as long as it
+            # will be asked at inference. Refuse rather than train on that.
+            raise ValueError(
+                f"{cut:,} of {n_examples:,} SFT examples are longer than the row length of {_row_len(t, st)} tokens "
+                f"(train.sft.max_len, else train.max_len): set train.sft.max_len to at least {longest} (the longest "
+                "prompt + answer), or shorten the prompts (etl.history_len)")
     with steps.step(f"Ray Train + {_engine(t)}: {n_examples:,} traces in {rows:,} rows") as live:
         out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
                        stage_cfg=st, train_cfg=t, total_rows=rows, on_progress=_live(live))
