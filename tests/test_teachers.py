@@ -288,6 +288,10 @@ def test_statistical_teacher_detail_explains_only_the_top_of_its_ranking():
     step2 = parsed.reasoning.split("2. Candidates:")[1].split("3. Decision")[0]
     assert step2.count("\n- ") == 3 and "the other 2 candidates show weaker evidence" in step2
     assert all(s in parsed.reasoning.split("3. Decision")[1] for s in parsed.ranking), "the decision still orders all K"
+    cands = [SID[k] for k in ("p1", "co", "p2", "p3")]
+    decision = parsed.reasoning.split("3. Decision")[1]
+    # each candidate is cited with its slate number, the prompt's "[k]": a unique anchor to copy its SID from
+    assert all(f"[{cands.index(s) + 1}] {s}" in decision for s in parsed.ranking), decision
     (full,) = StatisticalTeacher(TRAIN, ITEMS, window=3).generate([request()])
     assert len(text) < len(full)
     with pytest.raises(ValueError, match="detail"):

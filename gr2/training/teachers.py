@@ -279,6 +279,10 @@ class StatisticalTeacher:
 
     def _reasoning(self, history: Sequence[ItemText], evs: list[_Evidence], ranked: list[_Evidence]) -> str:
         sid = lambda it: sid_string(parse_sid(it.sid))  # noqa: E731 - canonical unwrapped SID
+        # A candidate is cited with its slate number, as the prompt lists it ("[3] <a_..>..."): the
+        # number is a unique anchor to copy the SID from, where SIDs alone share prefixes (a student
+        # that copies by prefix writes look-alike SIDs that are not in the slate).
+        cite = lambda e: f"[{e.position + 1}] {sid(e.item)}"  # noqa: E731
         n = len(history)
         # 1. user interests
         if history:
@@ -317,7 +321,7 @@ class StatisticalTeacher:
                 facts.append(f"brand {e.brand} in {e.brand_count} of {n} history items")
             facts.append(f"{e.pop_count} training interactions")
             facts.append(f"pre-ranked #{e.position + 1}")
-            lines.append(f"- {sid(e.item)} \"{_title(e.item)}\": " + "; ".join(facts) + f"; score {e.score:.2f}.")
+            lines.append(f"- {cite(e)} \"{_title(e.item)}\": " + "; ".join(facts) + f"; score {e.score:.2f}.")
         # 3. decision: each item's strongest signal, with its figure; say so where sampling overrode scores
         def main_evidence(e: _Evidence) -> str:
             if e.score <= 0:
@@ -350,12 +354,12 @@ class StatisticalTeacher:
             if higher:
                 best = max(higher, key=lambda o: o.score)
                 gap = best.score - e.score
-                note = (f"; a close call over {sid(best.item)}" if gap < 0.25
-                        else f"; a speculative pick over {sid(best.item)} ({best.score:.2f})")
+                note = (f"; a close call over {cite(best)}" if gap < 0.25
+                        else f"; a speculative pick over {cite(best)} ({best.score:.2f})")
             head = "first" if pos == 0 else "then"
-            decision.append(f"{head} {sid(e.item)} (score {e.score:.2f}: {main_evidence(e)}{note})")
+            decision.append(f"{head} {cite(e)} (score {e.score:.2f}: {main_evidence(e)}{note})")
         if rest:
-            decision.append("then " + ", ".join(sid(e.item) for e in rest))
+            decision.append("then " + ", ".join(cite(e) for e in rest))
         step3 = "3. Decision: " + ", ".join(decision) + "."
         return "\n".join([step1, "\n".join(lines), step3])
 
