@@ -1,5 +1,6 @@
 """Pure parts of the training stage: examples, packing, mixture, SID tokens, loss, schedule, decoding."""
 
+import json
 import math
 
 import numpy as np
@@ -168,7 +169,7 @@ def test_dapo_group_scoring_uses_the_conditional_reward(answer, conditional, exp
     cfg = {"alpha": 0.2, "conditional_format": conditional, "invalid_penalty": -1.0, "overlong_cache": 0, "max_new_tokens": 100}
     r, parts = score_group([answer], [20], sids, [0, 0, 1, 0], cfg)
     assert r.tolist() == pytest.approx([expected])
-    assert parts[0]["copy"] == float(answer.count('"<a_0>') == 1 and answer.index("<a_0>") < answer.index("<a_1>") < answer.index("<a_2>"))
+    assert parts[0]["copy"] == float(json.loads(answer)["ranking"] == sids)
     cfg["overlong_cache"] = 10
     r_long, _ = score_group([answer], [95], sids, [0, 0, 1, 0], cfg)
     assert r_long.item() == pytest.approx(expected - 0.5)  # soft overlong punishment halfway into the cache
