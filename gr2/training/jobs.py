@@ -102,9 +102,10 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
         usable = {k: min(v, mt.max_examples) if mt.max_examples else v for k, v in available.items()}
         counts = examples.mixture_counts(usable, mt.task_weights)
         mixed = data.mixture_dataset(per_task, counts, available, t.seed)
-        packed, rows, cut, _ = _pack(mixed, str(run_dir / "init"), _row_len(t, mt), batch_size=512)
+        row_len = _row_len(t, mt)
+        packed, rows, cut, _ = _pack(mixed, str(run_dir / "init"), row_len, batch_size=512)
     # A cut mid-training example lost the oldest part of its prompt (history items): tolerable, but shown.
-    cut_note = f", {cut:,} cut to {_row_len(t, mt)} tokens" if cut else ""
+    cut_note = f", {cut:,} cut to {row_len} tokens" if cut else ""
     with steps.step(f"Ray Train + {_engine(t)}: {sum(counts.values()):,} examples in {rows:,} rows{cut_note}") as live:
         out = loop.run(packed, model_path=str(run_dir / "init"), tokenizer_path=str(run_dir / "init"), run_dir=run_dir,
                        name=run, stage_cfg=mt, train_cfg=t, total_rows=rows, on_progress=_live(live))
@@ -282,13 +283,14 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         n_examples = exs.count()
         if not n_examples:
             raise ValueError("gold.traces holds no accepted traces for training slates; run `gr2 traces` first")
-        packed, rows, cut, longest = _pack(exs.random_shuffle(seed=t.seed), str(base), _row_len(t, st), batch_size=256)
+        row_len = _row_len(t, st)
+        packed, rows, cut, longest = _pack(exs.random_shuffle(seed=t.seed), str(base), row_len, batch_size=256)
         if cut:
             # A cut SFT example loses its history or candidates but keeps the answer that cites them: the
             # model would learn to write SIDs it was never shown, and never sees prompts as long as it
             # will be asked at inference. Refuse rather than train on that.
             raise ValueError(
-                f"{cut:,} of {n_examples:,} SFT examples are longer than the row length of {_row_len(t, st)} tokens "
+                f"{cut:,} of {n_examples:,} SFT examples are longer than the row length of {row_len} tokens "
                 f"(train.sft.max_len, else train.max_len): set train.sft.max_len to at least {longest} (the longest "
                 "prompt + answer), or shorten the prompts (etl.history_len)")
     with steps.step(f"Ray Train + {_engine(t)}: {n_examples:,} traces in {rows:,} rows") as live:
