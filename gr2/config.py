@@ -245,6 +245,9 @@ class TrainConfig(Strict):
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker")
     use_gpu: bool = Field(False, description="one GPU per worker")
     max_len: int = Field(512, ge=32, description="packed sequence length in tokens (each stage may set its own)")
+    document_masking: bool = Field(
+        True, description="packed examples attend only to themselves (position ids restart per example, as at "
+        "inference); false = a row attends causally across its examples")
     checkpoint_every: int = Field(50, ge=1, description="optimizer steps between checkpoints")
     max_failures: int = Field(2, ge=0, description="worker failures tolerated; training resumes from the latest checkpoint")
     seed: int = Field(0, description="seed of sampling, init and data order")

@@ -104,11 +104,34 @@ def test_tokenize_and_pack_mask_prompts_and_keep_examples_whole(small):
     assert packed["attention_mask"][0].sum() == len(t1[0]) + len(t2[0])
     assert ((packed["labels"] == -100) == (packed["weights"] == 0)).all()
     assert packed["cut"].tolist() == [0, 0] and packed["longest"].tolist() == [max(len(t1[0]), len(t2[0])), len(t1[0])]
+    # positions restart with each example (document masking); padding sits at 0
+    n1, n2 = len(t1[0]), len(t2[0])
+    assert packed["position_ids"][0].tolist() == list(range(n1)) + list(range(n2)) + [0]
+    assert packed["position_ids"][1].tolist() == list(range(n1)) + [0] * (max_len - n1)
     # a too-long example keeps its completion: cut from the left, and the cut is counted
     cut = ex.pack([t1, t2], 6, tok.pad_token_id)
     assert cut["input_ids"][0].tolist() == t1[0][-6:]
     assert cut["cut"].tolist() == [1, 1]
     assert cut["longest"].tolist() == [len(t1[0]), len(t2[0])]
+
+
+def test_packed_examples_do_not_see_each_other_with_restarting_positions(small):
+    """What the training loop relies on for document masking: given a packed row's position ids and no
+    2-D mask (and no KV cache, which turns the detection off), the model scores the second example
+    exactly as it scores that example alone."""
+    model, tok, _ = small
+    e1 = ex.Example("t", "Item " + vocab.wrap(ITEMS[1].sid) + " is:", " Item number 1.")
+    e2 = ex.Example("t", "Item " + vocab.wrap(ITEMS[2].sid) + " is:", " Item number 2.")
+    t1, t2 = ex.tokenize_example(tok, e1), ex.tokenize_example(tok, e2)
+    packed = ex.pack([t1, t2], len(t1[0]) + len(t2[0]) + 3, tok.pad_token_id)
+    ids, pos = torch.tensor(packed["input_ids"]), torch.tensor(packed["position_ids"])
+    model.eval()
+    with torch.no_grad():
+        masked = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0, len(t1[0]) : len(t1[0]) + len(t2[0])]
+        alone = model(input_ids=torch.tensor([t2[0]])).logits[0]
+        causal = model(input_ids=ids, use_cache=False).logits[0, len(t1[0]) : len(t1[0]) + len(t2[0])]
+    assert torch.allclose(masked, alone, atol=1e-4)
+    assert not torch.allclose(causal, alone, atol=1e-4)  # without it, the second example sees the first
 
 
 def test_weighted_loss_ignores_masked_tokens_and_scales_by_weight():

@@ -123,13 +123,15 @@ def pack(tokenized: list[tuple[list[int], list[float]]], max_len: int, pad_id: i
     """Greedy first-fit packing of examples into rows of max_len tokens.
 
     Returns input_ids, attention_mask, labels (-100 where the weight is 0 or padding), weights
-    (aligned with labels), cut (per row: how many of its examples were longer than max_len) and longest
-    (per row: the length of its longest example before any cut). A too-long
+    (aligned with labels), position_ids (restarting at 0 with each example, so a model given them
+    without an attention mask attends within each example only: document masking), cut (per row: how
+    many of its examples were longer than max_len) and longest (per row: the length of its longest
+    example before any cut). A too-long
     example is cut from the left of its prompt so the completion survives; the caller decides whether
     that is acceptable (a mid-training history may lose its oldest items, an SFT slate may not lose
     its candidates) from the cut counts. Examples never straddle two rows.
     """
-    rows: list[tuple[list[int], list[float]]] = []
+    rows: list[tuple[list[int], list[float], list[int]]] = []
     space: list[int] = []
     cuts: list[int] = []
     longest: list[int] = []
@@ -142,12 +144,13 @@ def pack(tokenized: list[tuple[list[int], list[float]]], max_len: int, pad_id: i
             if free >= len(ids):
                 rows[r][0].extend(ids)
                 rows[r][1].extend(w)
+                rows[r][2].extend(range(len(ids)))
                 space[r] -= len(ids)
                 cuts[r] += was_cut
                 longest[r] = max(longest[r], n_tokens)
                 break
         else:
-            rows.append((list(ids), list(w)))
+            rows.append((list(ids), list(w), list(range(len(ids)))))
             space.append(max_len - len(ids))
             cuts.append(int(was_cut))
             longest.append(n_tokens)
@@ -156,15 +159,18 @@ def pack(tokenized: list[tuple[list[int], list[float]]], max_len: int, pad_id: i
     attention = np.zeros((n, max_len), dtype=np.int64)
     labels = np.full((n, max_len), -100, dtype=np.int64)
     weights = np.zeros((n, max_len), dtype=np.float32)
-    for r, (ids, w) in enumerate(rows):
+    # Padding gets position 0 throughout: each pad token is then a sequence of its own (it has no loss).
+    positions = np.zeros((n, max_len), dtype=np.int64)
+    for r, (ids, w, pos) in enumerate(rows):
         k = len(ids)
         input_ids[r, :k] = ids
+        positions[r, :k] = pos
         attention[r, :k] = 1
         wa = np.asarray(w, dtype=np.float32)
         labels[r, :k] = np.where(wa > 0, ids, -100)
         weights[r, :k] = wa
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "weights": weights,
-            "cut": np.asarray(cuts, dtype=np.int64), "longest": np.asarray(longest, dtype=np.int64)}
+            "position_ids": positions, "cut": np.asarray(cuts, dtype=np.int64), "longest": np.asarray(longest, dtype=np.int64)}
 
 
 def mixture_counts(available: dict[str, int], weights: dict[str, float]) -> dict[str, int]:

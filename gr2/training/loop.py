@@ -136,7 +136,13 @@ def train_worker(config: dict) -> None:
                 break
             ids = batch["input_ids"].to(device)
             attn = batch["attention_mask"].to(device)
-            out = engine(input_ids=ids, attention_mask=attn)
+            if config.get("document_masking", True) and "position_ids" in batch:
+                # Position ids that restart per example and no 2-D mask: transformers then builds a
+                # block-diagonal causal mask, so packed examples never see each other (as at inference).
+                # It only does so without a KV cache.
+                out = engine(input_ids=ids, position_ids=batch["position_ids"].to(device), use_cache=False)
+            else:
+                out = engine(input_ids=ids, attention_mask=attn)
             loss = weighted_lm_loss(out.logits, batch["labels"].to(device), batch["weights"].to(device))
             engine.backward(loss)
             engine.step()
@@ -316,7 +322,7 @@ def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: s
         "engine": train_cfg.engine, "zero_stage": train_cfg.deepspeed.zero_stage, "precision": train_cfg.deepspeed.precision,
         "grad_accum": train_cfg.deepspeed.grad_accum, "grad_clip": train_cfg.deepspeed.grad_clip,
         "checkpoint_every": train_cfg.checkpoint_every, "log_every": max(1, min(10, total // 20 or 1)),
-        "micro_batches_per_epoch": micro_per_epoch,
+        "micro_batches_per_epoch": micro_per_epoch, "document_masking": train_cfg.document_masking,
         # Fault injection (GR2_KILL_WORKER_AT_STEP=N): the last worker SIGKILLs itself once at step N, to
         # show that Ray replaces it and training resumes from the latest checkpoint.
         "kill_worker_at_step": int(os.environ.get("GR2_KILL_WORKER_AT_STEP", "0")),
