@@ -46,7 +46,7 @@ def lookup_example(slate, rng: random.Random, context: str = "full", wrapped: bo
     `wrapped` cites "[k] <|sid_begin|><sid><|sid_end|>", token for token as the prompt's item lines."""
     order = list(range(len(slate.candidates)))
     rng.shuffle(order)
-    cite = (lambda s: wrap(s)) if wrapped else (lambda s: s)
+    cite = wrap if wrapped else str
     cited = ", ".join(f"[{k + 1}] {cite(SID.search(slate.candidates[k].sid).group(0))}" for k in order)
     prompt = tr.prompt_of(slate)
     if context == "candidates":

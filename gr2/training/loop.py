@@ -136,7 +136,7 @@ def train_worker(config: dict) -> None:
                 break
             ids = batch["input_ids"].to(device)
             attn = batch["attention_mask"].to(device)
-            if config.get("document_masking", True) and "position_ids" in batch:
+            if config["document_masking"]:  # every packed row carries position_ids (examples.pack)
                 # Position ids that restart per example and no 2-D mask: transformers then builds a
                 # block-diagonal causal mask, so packed examples never see each other (as at inference).
                 # It only does so without a KV cache.
