@@ -214,3 +214,32 @@ def test_combine_stats_weights_entropy_by_tokens_and_skips_empty_batches(stats, 
     out = combine_stats(stats)
     assert (math.isnan(out["entropy"]) and math.isnan(entropy)) or out["entropy"] == pytest.approx(entropy)
     assert out["loss"] == pytest.approx(loss)
+
+
+# Why the naive-vs-conditional ablation needs answers whose validity varies: when every answer of a
+# group is a valid permutation (constrained rollouts), the naive format bonus is one constant added to
+# every reward, and group normalisation removes it. Only the conditional gate, or a group that mixes
+# valid and invalid answers, gives the format term any weight in the advantages.
+COPY, PROMOTE, DEMOTE = list(range(10)), [3, 0, 1, 2, 4, 5, 6, 7, 8, 9], [0, 1, 2, 4, 3, 5, 6, 7, 8, 9]
+
+
+@pytest.mark.parametrize(
+    "orders, naive_equals_promotion_only, gated_equals_promotion_only",
+    [
+        ([COPY, PROMOTE, DEMOTE, PROMOTE], True, False),  # all valid: the naive bonus cancels
+        ([COPY, COPY, DEMOTE, PROMOTE], True, False),
+        ([COPY, None, None, PROMOTE], False, False),  # validity varies: the bonus matters
+    ],
+)
+def test_naive_format_bonus_cancels_in_all_valid_groups(orders, naive_equals_promotion_only, gated_equals_promotion_only):
+    from gr2.training.rewards import score_response
+
+    labels = [0, 0, 0, 1, 0, 0, 0, 0, 0, 0]  # target at input position 3
+
+    def advantages(alpha: float, conditional: bool) -> torch.Tensor:
+        rewards = [score_response(o, labels, alpha=alpha, conditional=conditional, invalid_penalty=-1.0).total for o in orders]
+        return group_advantages(torch.tensor(rewards))
+
+    promotion_only = advantages(0.0, False)
+    assert torch.allclose(advantages(0.2, False), promotion_only, atol=1e-5) == naive_equals_promotion_only
+    assert torch.allclose(advantages(0.2, True), promotion_only, atol=1e-5) == gated_equals_promotion_only
