@@ -139,6 +139,18 @@ def free_reasoning(text: str) -> str:
     return body.removeprefix('"').removesuffix('"')
 
 
+def hit_cap(generated: list[int], eos_id: int, pad_id: int, max_new_tokens: int) -> bool:
+    """True when a sampled reasoning ran into the token cap (overlong: left out of the loss). One that
+    stopped earlier without writing `"ranking"` (an early end-of-text) is a complete, if short, answer:
+    it gets its ranking and stays in the loss, or a policy that learns to stop early is never corrected."""
+    n = 0
+    for t in generated:
+        if t in (eos_id, pad_id):
+            return False
+        n += 1
+    return n >= max_new_tokens
+
+
 def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
     """G answers whose reasoning is sampled freely up to `"ranking"` and whose ranking is sampled among
     the candidates not yet listed. The answer is then written in the canonical JSON form (the reasoning
@@ -158,7 +170,7 @@ def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
     for r in out[:, prompt_ids.shape[1]:].tolist():
         text = tok.decode(r, skip_special_tokens=False).split(tok.eos_token)[0].replace(tok.pad_token, "")
         cut = text.find('"ranking"')
-        truncated.append(cut < 0)  # the reasoning never ended: left out of the loss by the overlong filter
+        truncated.append(cut < 0 and hit_cap(r, tok.eos_token_id, tok.pad_token_id, config["max_new_tokens"]))
         reasoning_lens.append(len(tok(text[:cut] if cut >= 0 else text, add_special_tokens=False)["input_ids"]))
         reasoning = free_reasoning(text[:cut] if cut >= 0 else text)
         head = format_response(reasoning, [])[: -len("]}")]  # canonical JSON up to `"ranking":[`
