@@ -34,3 +34,19 @@ def test_missing_config_file(tmp_path):
 def test_dapo_overlong_window_must_fit_the_answer_cap():
     with pytest.raises(ConfigError, match="overlong_cache"):
         load_config(overrides=["train.dapo.max_new_tokens=24", "train.dapo.overlong_cache=32"])
+
+
+@pytest.mark.parametrize("columns, width", [(None, 160), ("100", 100)])
+def test_console_off_a_terminal_is_wide_unless_columns_is_set(monkeypatch, columns, width):
+    # tables in nightly/CI logs must not be cut at rich's 80-column default
+    import io
+    import sys
+
+    from gr2.platform.progress import _console
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal, also under `pytest -s`
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert _console().width == width

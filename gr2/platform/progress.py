@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 
 from rich.console import Console
 
-console = Console(stderr=True)
+
+def _console() -> Console:
+    """A console on stderr. Off a terminal (nightly logs, CI, Ray Jobs, nohup) rich would wrap every table
+    at 80 columns and cut its labels ("incomi…"); logs are read in wide viewers, so they get 160 unless
+    COLUMNS says otherwise."""
+    c = Console(stderr=True)
+    if not c.is_terminal and "COLUMNS" not in os.environ:
+        c = Console(stderr=True, width=160)
+    return c
+
+
+console = _console()
 
 
 class Steps:
