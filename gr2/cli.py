@@ -246,9 +246,14 @@ def train_eval_next(
 ):
     """Next-item Recall@5/10 and NDCG@5/10 over the full catalog (beam search constrained to valid SIDs)."""
     cfg = _config(config, set_, lake)
+    from gr2.platform.progress import Steps
     from gr2.training import jobs
 
-    print_next_item(_run(lambda: jobs.evaluate_next_item(cfg, model, split=split, max_users=users)))
+    steps = Steps(title="gr2 train eval-next")
+    with steps.step(f"next-item evaluation on {users or 'all'} {split} users") as live:
+        r = _run(lambda: jobs.evaluate_next_item(cfg, model, split=split, max_users=users,
+                                                 on_progress=lambda i, n: live.update(f"{i}/{n}")))
+    print_next_item(r)
 
 
 def print_rerank(r: dict) -> None:
