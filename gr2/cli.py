@@ -232,9 +232,7 @@ def train_midtrain(
     s = _run(lambda: jobs.midtrain(cfg, steps))
     print_train_summary(s)
     if evaluate:
-        with steps.step(f"next-item evaluation on {evaluate} test users") as live:
-            r = _run(lambda: jobs.evaluate_next_item(cfg, max_users=evaluate, on_progress=lambda i, n: live.update(f"{i}/{n}")))
-        print_next_item(r)
+        print_next_item(_next_item(steps, cfg, evaluate))
 
 
 @train_app.command("eval-next")
@@ -247,13 +245,17 @@ def train_eval_next(
     """Next-item Recall@5/10 and NDCG@5/10 over the full catalog (beam search constrained to valid SIDs)."""
     cfg = _config(config, set_, lake)
     from gr2.platform.progress import Steps
+
+    print_next_item(_next_item(Steps(title="gr2 train eval-next"), cfg, users, split, model))
+
+
+def _next_item(steps, cfg, users: int, split: str = "test", model: str | None = None) -> dict:
+    """The next-item evaluation as one step with a live users-done count (midtrain --evaluate, eval-next)."""
     from gr2.training import jobs
 
-    steps = Steps(title="gr2 train eval-next")
     with steps.step(f"next-item evaluation on {users or 'all'} {split} users") as live:
-        r = _run(lambda: jobs.evaluate_next_item(cfg, model, split=split, max_users=users,
-                                                 on_progress=lambda i, n: live.update(f"{i}/{n}")))
-    print_next_item(r)
+        return _run(lambda: jobs.evaluate_next_item(cfg, model, split=split, max_users=users,
+                                                    on_progress=lambda i, n: live.update(f"{i}/{n}")))
 
 
 def print_rerank(r: dict) -> None:

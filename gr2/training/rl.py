@@ -143,12 +143,7 @@ def hit_cap(generated: list[int], eos_id: int, pad_id: int, max_new_tokens: int)
     """True when a sampled reasoning ran into the token cap (overlong: left out of the loss). One that
     stopped earlier without writing `"ranking"` (an early end-of-text) is a complete, if short, answer:
     it gets its ranking and stays in the loss, or a policy that learns to stop early is never corrected."""
-    n = 0
-    for t in generated:
-        if t in (eos_id, pad_id):
-            return False
-        n += 1
-    return n >= max_new_tokens
+    return len(generated) >= max_new_tokens and eos_id not in generated and pad_id not in generated
 
 
 def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
