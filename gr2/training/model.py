@@ -88,11 +88,24 @@ def load(path, trust_remote_code: bool = False, dtype: torch.dtype = torch.float
             f"{p} is not a Hugging Face model folder (no config.json). Point train.model.path at a local "
             "directory written by save_pretrained (nothing is downloaded), or leave it empty to build the small model"
         )
-    tokenizer = AutoTokenizer.from_pretrained(p, trust_remote_code=trust_remote_code)
+    from gr2.platform.progress import quiet_third_party
+
+    with quiet_third_party():  # "Loading weights" bars and config warnings: gr2's own step line says it
+        tokenizer = AutoTokenizer.from_pretrained(p, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(p, trust_remote_code=trust_remote_code, dtype=dtype)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(p, trust_remote_code=trust_remote_code, dtype=dtype)
     return model, tokenizer
+
+
+def load_tokenizer(path, trust_remote_code: bool = False):
+    """The tokenizer of a local model folder (pad = eos when it has none)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(Path(path).expanduser(), trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def sid_tokens(levels: int, codes: int) -> list[str]:
