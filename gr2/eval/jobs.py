@@ -18,19 +18,22 @@ from gr2.platform.progress import Steps
 STAGES = ("midtrain", "sft", "dapo")
 
 
-def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None) -> list[list[int]]:
-    """Order candidates by log p(<|sid_begin|> SID <|sid_end|> | "A user bought, in order: ... Next they buy")."""
+def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None, fmt=None) -> list[list[int]]:
+    """Order candidates by log p(SID | "A user bought, in order: ... Next they buy"), each SID spelled as
+    the model learned it (`fmt`: wrapped SID tokens by default)."""
     import torch
 
-    from gr2.tokenizer import vocab
     from gr2.training import examples
+    from gr2.training.formats import RerankFormat
+    from gr2.training.generation import with_bos
 
+    fmt = fmt or RerankFormat()
     orders = []
     for n, (s, _labels) in enumerate(cases):
         hist = [examples.CatalogItem(h.item_id, h.sid, h.title) for h in s.history][-history_len:]
-        prompt = (tok.bos_token or "") + f"A user bought, in order: {examples.history_text(hist)}. Next they buy "
+        prompt = with_bos(tok, examples.sequential(hist, None, fmt.show_sid).prompt + " ")
         p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        seqs = [p_ids + tok(vocab.wrap(c.sid), add_special_tokens=False)["input_ids"] for c in s.candidates]
+        seqs = [p_ids + tok(fmt.show_sid(c.sid), add_special_tokens=False)["input_ids"] for c in s.candidates]
         width = max(map(len, seqs))
         ids = torch.full((len(seqs), width), tok.pad_token_id)
         attn = torch.zeros_like(ids)
@@ -65,18 +68,19 @@ def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: i
 
 def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max_slates: int = 1000,
         stages: tuple[str, ...] = STAGES, sasrec_seconds: float = 300, max_new_tokens: int = 768,
-        constrained_too: bool = True) -> dict:
+        constrained_too: bool = True, eval_batch: int = 8) -> dict:
     from deltalake import DeltaTable
 
     from gr2.training import data, jobs
     from gr2.training import model as lm
+    from gr2.training.formats import RerankFormat
 
     steps = steps or Steps(quiet=True)
     lake = cfg.lake_path
     run_id = f"eval-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     with steps.step(f"{split} slates and training sequences"):
         catalog, _ = data.load_catalog(lake)
-        cases = jobs.rerank_cases(lake, catalog, split, max_slates, cfg.train.seed)
+        cases = jobs.rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, max(10, cfg.train.prompt.history))
         cases = [(s, labels) for s, labels in cases if sum(labels) == 1]
         if not cases:
             raise ValueError(f"no {split} slates with SIDs and one positive; run `gr2 etl build` and `gr2 tokenizer assign`")
@@ -100,17 +104,19 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max
             continue
         model, tok = lm.load(model_dir)
         model.eval()
+        fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))  # as it was trained
         with steps.step(f"{stage} model ({model_dir.parent.name})") as live:
             progress = lambda i, n: live.update(f"{i}/{n}")  # noqa: E731
             if stage == "midtrain":
-                orders = sid_likelihood_orders(model, tok, cases, cfg.etl.history_len, progress)
+                orders = sid_likelihood_orders(model, tok, cases, cfg.etl.history_len, progress, fmt)
                 row = _row("mid-trained (SID likelihood)", input_ranks, orders, k, cfg.train.seed, llm=False)
             else:
                 from gr2.training.generation import answer_rerank
 
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
                 for constrained in ((False, True) if constrained_too else (False,)):
-                    orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, progress)
+                    orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, progress, fmt=fmt,
+                                                   batch_size=eval_batch, autocast=cfg.train.autocast)
                     row = _row(name + (" + constrained ranking" if constrained else ""), input_ranks, orders, k,
                                cfg.train.seed, llm=True)
                     row["diagnostics"]["json_shape_rate"] = shaped / len(cases)

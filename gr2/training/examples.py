@@ -48,21 +48,24 @@ def _w(sid: str) -> str:
     return vocab.wrap(sid)
 
 
-def item_alignment(item: CatalogItem) -> list[Example]:
+def item_alignment(item: CatalogItem, show=_w) -> list[Example]:
+    """`show` spells a SID as the model reads it (wrapped SID tokens by default; formats.RerankFormat.show_sid)."""
     cats = " > ".join(item.categories) or "unknown"
     about = f"{item.title}. Categories: {cats}." + (f" Brand: {item.brand}." if item.brand else "")
     return [
-        Example("item_alignment", f"Item {_w(item.sid)} is:", f" {about}"),
-        Example("item_alignment", f"The ID of the item \"{item.title}\" is", f" {_w(item.sid)}"),
+        Example("item_alignment", f"Item {show(item.sid)} is:", f" {about}"),
+        Example("item_alignment", f"The ID of the item \"{item.title}\" is", f" {show(item.sid)}"),
     ]
 
 
-def history_text(items: list[CatalogItem]) -> str:
-    return ", ".join(_w(i.sid) for i in items)
+def history_text(items: list[CatalogItem], show=_w) -> str:
+    return ", ".join(show(i.sid) for i in items)
 
 
-def sequential(history: list[CatalogItem], target: CatalogItem) -> Example:
-    return Example("sequential", f"A user bought, in order: {history_text(history)}. Next they buy", f" {_w(target.sid)}")
+def sequential(history: list[CatalogItem], target: CatalogItem | None, show=_w) -> Example:
+    """History -> next item. `target` None gives the prompt alone (scoring candidates after it)."""
+    return Example("sequential", f"A user bought, in order: {history_text(history, show)}. Next they buy",
+                   f" {show(target.sid)}" if target is not None else "")
 
 
 def persona_text(history: list[CatalogItem], top: int = 3) -> str:
@@ -77,8 +80,8 @@ def persona_text(history: list[CatalogItem], top: int = 3) -> str:
     return ("; ".join(parts) or "no clear preference") + "."
 
 
-def persona(history: list[CatalogItem]) -> Example:
-    return Example("persona", f"A user bought: {history_text(history)}. Their interests:", f" {persona_text(history)}")
+def persona(history: list[CatalogItem], show=_w) -> Example:
+    return Example("persona", f"A user bought: {history_text(history, show)}. Their interests:", f" {persona_text(history)}")
 
 
 def candidate_listing(candidates: list[CatalogItem]) -> Example:
@@ -91,14 +94,15 @@ def candidate_listing(candidates: list[CatalogItem]) -> Example:
     return Example("candidate_listing", f"{candidate_listing_line(sids)}\nAs a ranking:", f' {{"ranking":{sid_list_json(sids)}}}')
 
 
-def sequence_examples(items: list[CatalogItem], splits: list[str], history_len: int, min_history: int = 1) -> list[Example]:
+def sequence_examples(items: list[CatalogItem], splits: list[str], history_len: int, min_history: int = 1,
+                      show=_w) -> list[Example]:
     """Sequential examples from the training positions of one user (every position with enough history)
     plus one persona example over the user's training history. Validation/test items are never targets
     and never appear in a history, so mid-training cannot see the evaluation labels."""
     train = [it for it, s in zip(items, splits) if s == "train"]
-    out = [sequential(train[max(0, i - history_len) : i], train[i]) for i in range(min_history, len(train))]
+    out = [sequential(train[max(0, i - history_len) : i], train[i], show) for i in range(min_history, len(train))]
     if train:
-        out.append(persona(train[-history_len:]))
+        out.append(persona(train[-history_len:], show))
     return out
 
 
@@ -108,7 +112,9 @@ def sequence_examples(items: list[CatalogItem], splits: list[str], history_len: 
 def tokenize_example(tokenizer, ex: Example) -> tuple[list[int], list[float]]:
     """Token ids of bos + prompt + completion + eos and a per-token loss weight (0 on the prompt)."""
     prompt = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
-    ids = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + prompt
+    # A chat-templated prompt already starts with the model's start marker (SmolLM2's BOS): no second one.
+    has_bos = tokenizer.bos_token_id is not None and not (tokenizer.bos_token and ex.prompt.startswith(tokenizer.bos_token))
+    ids = ([tokenizer.bos_token_id] if has_bos else []) + prompt
     weights = [0.0] * len(ids)
     for text, w in ex.parts or [(ex.completion, 1.0)]:
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -22,23 +22,33 @@ class Generator(Protocol):
 
 
 class SidTrie:
-    """Prefix tree over the token ids of every catalog SID (each ending with <|sid_end|>)."""
+    """Prefix tree over the token ids of every catalog SID, each ending with its end token.
 
-    def __init__(self, tokenizer, sids: list[str]):
-        self.begin = tokenizer.convert_tokens_to_ids(vocab.SID_BEGIN)
-        self.end = tokenizer.convert_tokens_to_ids(vocab.SID_END)
+    With SID tokens (the paper's form) a SID is `<|sid_begin|>` + one token per level + `<|sid_end|>`;
+    written as text in the model's own vocabulary (`fmt.sid == "text"`) it is the tokens of
+    " a12 b200 c7 d31" followed by end-of-text, and there is no begin token."""
+
+    def __init__(self, tokenizer, sids: list[str], fmt=None):
+        text = fmt is not None and fmt.sid == "text"
+        self.begin = None if text else tokenizer.convert_tokens_to_ids(vocab.SID_BEGIN)
+        self.end = tokenizer.eos_token_id if text else tokenizer.convert_tokens_to_ids(vocab.SID_END)
         self.root: dict = {}
         self.sid_of: dict[tuple[int, ...], str] = {}
+        self.longest = 0
         for sid in sids:
-            toks = [vocab.level_token(i, c) for i, c in enumerate(vocab.parse_sid(sid))]
-            ids = tuple(tokenizer.convert_tokens_to_ids(toks)) + (self.end,)
+            if text:
+                ids = tuple(tokenizer(" " + fmt.show_sid(sid), add_special_tokens=False)["input_ids"]) + (self.end,)
+            else:
+                toks = [vocab.level_token(i, c) for i, c in enumerate(vocab.parse_sid(sid))]
+                ids = tuple(tokenizer.convert_tokens_to_ids(toks)) + (self.end,)
             node = self.root
             for t in ids:
                 node = node.setdefault(t, {})
             self.sid_of[ids[:-1]] = sid
+            self.longest = max(self.longest, len(ids))
 
     def allowed(self, generated: list[int]) -> list[int]:
-        """Tokens allowed next, given the tokens generated after <|sid_begin|>."""
+        """Tokens allowed next, given the tokens generated after the prompt (and <|sid_begin|>)."""
         node = self.root
         for t in generated:
             node = node.get(t)
@@ -48,12 +58,12 @@ class SidTrie:
 
 
 def beam_search_sids(model, tokenizer, prompt: str, trie: SidTrie, num_beams: int, max_levels: int) -> list[str]:
-    """Top `num_beams` catalog SIDs continuing `prompt` (which should end with <|sid_begin|>), by beam
-    search constrained to the trie; best first."""
-    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    if tokenizer.bos_token_id is not None:
-        ids = torch.cat([torch.tensor([[tokenizer.bos_token_id]]), ids], dim=1)
-    ids = torch.cat([ids, torch.tensor([[trie.begin]])], dim=1)
+    """Top `num_beams` catalog SIDs continuing `prompt`, by beam search constrained to the trie; best
+    first. With SID tokens the prompt is followed by <|sid_begin|>; with text SIDs the prompt should end
+    where the SID's leading space would start."""
+    ids = tokenizer(with_bos(tokenizer, prompt), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    if trie.begin is not None:
+        ids = torch.cat([ids, torch.tensor([[trie.begin]])], dim=1)
     start = ids.shape[1]
     eos = tokenizer.eos_token_id
 
@@ -63,7 +73,7 @@ def beam_search_sids(model, tokenizer, prompt: str, trie: SidTrie, num_beams: in
 
     with torch.no_grad():
         out = model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_levels + 1, num_beams=num_beams,
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=max(max_levels + 1, trie.longest), num_beams=num_beams,
             num_return_sequences=num_beams, do_sample=False, prefix_allowed_tokens_fn=allowed,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=trie.end, early_stopping=True,
         )
@@ -91,7 +101,7 @@ class HFGenerator:
         torch.manual_seed(seed)
         for i in range(0, len(prompts), self.batch_size):
             chunk = prompts[i : i + self.batch_size]
-            texts = [(tok.bos_token or "") + p for p in chunk]
+            texts = [with_bos(tok, p) for p in chunk]
             enc = tok(texts, add_special_tokens=False, return_tensors="pt", padding=True)
             with torch.no_grad():
                 gen = self.model.generate(
@@ -107,26 +117,37 @@ class HFGenerator:
         return out
 
 
-def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], temperature: float = 0.0) -> list[str]:
+def with_bos(tokenizer, text: str) -> str:
+    """`text` with the tokenizer's BOS in front, unless it already starts with it (a chat template writes
+    its own start marker, which is SmolLM2's BOS: adding another would be a prompt never trained on)."""
+    bos = tokenizer.bos_token or ""
+    return text if not bos or text.startswith(bos) else bos + text
+
+
+def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], temperature: float = 0.0,
+                        fmt=None) -> list[str]:
     """Fill the ranking part of an answer so that it is a permutation of exactly the candidates.
 
     `text` is the prompt plus the answer so far, up to and including `"ranking":[`. Slot by slot, the
-    model's log-likelihood of `<sid>"` is computed for every candidate not yet listed and the most likely
-    one is taken: decoding restricted to the SIDs of candidates not yet listed, so the answer can never
-    repeat, drop or invent an item. With `temperature` > 0 the slot is sampled from
-    softmax(log-likelihood / temperature) instead (DAPO's constrained rollouts).
+    model's log-likelihood of each candidate's entry (its SID in quotes, or its slate number, as `fmt`
+    writes it) followed by the `,` that separates it from the next entry is computed for every candidate not yet
+    listed and the most likely one is taken: decoding restricted to the candidates not yet listed, so
+    the answer can never repeat, drop or invent an item. The separator is part of the scored text, so
+    slate number 1 is never confused with the first digit of 10. With `temperature` > 0 the slot is
+    sampled from softmax(log-likelihood / temperature) instead (DAPO's constrained rollouts).
 
     The prefix is run once and kept as a KV cache; each slot only runs the candidates' few tokens on a
-    copy of it, and then the chosen one on the cache itself (about K x |SID| tokens per slot instead of
-    K x the whole prompt).
+    copy of it, and then the chosen one on the cache itself (about K x |entry| tokens per slot instead of
+    K x the whole prompt). Returns the canonical SIDs, best first.
     """
     import copy
 
-    from gr2.tokenizer import vocab
+    from gr2.training.formats import RerankFormat
 
-    left = [vocab.sid_string(vocab.parse_sid(s)) for s in candidate_sids]
+    fmt = fmt or RerankFormat()
+    left = list(zip([vocab.sid_string(vocab.parse_sid(s)) for s in candidate_sids], fmt.options(candidate_sids)))
     enc = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-    prefix = torch.tensor([enc((tokenizer.bos_token or "") + text)])
+    prefix = torch.tensor([enc(with_bos(tokenizer, text))])
     with torch.no_grad():
         out = model(input_ids=prefix, use_cache=True)
     cache, last, length = out.cache, out.logits[0, -1].float(), prefix.shape[1]
@@ -142,10 +163,9 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     chosen: list[str] = []
     while left:
         if len(left) == 1:
-            chosen.append(left.pop())
+            chosen.append(left.pop()[0])
             break
-        feed(enc("," if chosen else "") + enc('"'))
-        conts = [enc(s + '"') for s in left]
+        conts = [enc(opt + ",") for _, opt in left]  # another entry always follows a scored slot
         width = max(map(len, conts))
         ids = torch.full((len(left), width), tokenizer.pad_token_id)
         mask = torch.zeros(len(left), length + width, dtype=torch.long)
@@ -170,41 +190,48 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
             pick = int(torch.multinomial(probs, 1))
         else:
             pick = int(np.argmax(scores))
-        chosen.append(left.pop(pick))
+        chosen.append(left.pop(pick)[0])
         feed(conts[pick])
     return chosen
 
 
-def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: bool = False, on_progress=None):
-    """Greedy answers to the re-rank prompt for (SlateForTraces, labels) cases.
+def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: bool = False, on_progress=None, fmt=None,
+                  batch_size: int = 8, autocast: bool = False):
+    """Greedy answers to the re-rank prompt for (SlateForTraces, labels) cases, asked in `fmt` (the
+    format the model was trained on; the paper's by default).
 
     Returns (orders, shaped): per slate the output order as indices into the candidates (None when the
     answer is not a valid permutation) and how many answers had the JSON shape. With `constrained`, the
     model writes its reasoning freely up to `"ranking"` and the ranking is then decoded by
-    `constrained_ranking`, so every answer is a valid permutation by construction.
+    `constrained_ranking`, so every answer is a valid permutation by construction. `autocast` runs the
+    forward passes under bf16 autocast on CPU (train.autocast).
     """
-    from gr2.training import traces as tr
-    from gr2.training.prompts import answer_shape, parse_response, ranking_positions
+    from gr2.training.formats import RerankFormat
+    from gr2.training.loop import cpu_autocast
+    from gr2.training.prompts import answer_shape, ranking_positions
 
-    gen = HFGenerator(model, tokenizer, batch_size=8)
+    fmt = fmt or RerankFormat()
+    gen = HFGenerator(model, tokenizer, batch_size=batch_size)
     orders, shaped = [], 0
     stop = ['"ranking"'] if constrained else None
-    for i in range(0, len(cases), 8):
-        chunk = cases[i : i + 8]
-        prompts = [tr.prompt_of(s) for s, _ in chunk]
-        texts = gen.generate(prompts, max_new_tokens=max_new_tokens, stop_strings=stop)
+    for i in range(0, len(cases), batch_size):
+        chunk = cases[i : i + batch_size]
+        prompts = [fmt.prompt(s.history, s.candidates, tokenizer) for s, _ in chunk]
+        with cpu_autocast(autocast and next(model.parameters()).device.type == "cpu"):
+            texts = gen.generate(prompts, max_new_tokens=max_new_tokens, stop_strings=stop)
         for (s, _), prompt, (text,) in zip(chunk, prompts, texts):
             sids = [c.sid for c in s.candidates]
             if constrained:
                 cut = text.find('"ranking"')
                 head = (text[:cut] if cut >= 0 else text + '","') + '"ranking":['
-                ranking = constrained_ranking(model, tokenizer, prompt + head, sids)
+                with cpu_autocast(autocast and next(model.parameters()).device.type == "cpu"):
+                    ranking = constrained_ranking(model, tokenizer, prompt + head, sids, fmt=fmt)
                 orders.append(ranking_positions(ranking, sids))
                 shaped += 1
                 continue
-            parsed = parse_response(text, sids)
+            parsed = fmt.parse(text, sids)
             orders.append(ranking_positions(parsed.ranking, sids) if parsed.ok else None)
             shaped += answer_shape(text, len(sids))
         if on_progress:
-            on_progress(min(i + 8, len(cases)), len(cases))
+            on_progress(min(i + batch_size, len(cases)), len(cases))
     return orders, shaped

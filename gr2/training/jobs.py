@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gr2.config import Config
+from gr2.platform.files import write_text_atomic
 from gr2.platform.progress import Steps
 from gr2.training import data, examples, loop
 from gr2.training import model as lm
@@ -36,6 +37,30 @@ def _run_id(stage: str) -> str:
     return f"{stage}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
 
 
+def start_run(cfg: Config, stage: str) -> tuple[str, Path, bool]:
+    """(run id, run folder, resumed): the stage's unfinished run when one was started with the same
+    training settings (a stopped sitting, a killed driver), else a new run. Ray Train resumes a run of
+    the same name and storage path from its latest checkpoint, so the same command continues the run."""
+    import hashlib
+
+    marker = stage_dir(cfg, stage) / "IN_PROGRESS"
+    fingerprint = hashlib.sha256(cfg.train.model_dump_json().encode()).hexdigest()[:16]
+    if marker.exists():
+        run, _, old = marker.read_text().strip().partition(" ")
+        if old == fingerprint and (stage_dir(cfg, stage) / run).exists():
+            return run, stage_dir(cfg, stage) / run, True
+    run = _run_id(stage)
+    stage_dir(cfg, stage).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(marker, f"{run} {fingerprint}")
+    return run, stage_dir(cfg, stage) / run, False
+
+
+def finish_run(cfg: Config, stage: str, run: str) -> None:
+    """The run is complete: it becomes the stage's LATEST, and no later command resumes it."""
+    write_text_atomic(stage_dir(cfg, stage) / "LATEST", run)
+    (stage_dir(cfg, stage) / "IN_PROGRESS").unlink(missing_ok=True)
+
+
 def catalog_texts(catalog: dict) -> list[str]:
     """What the small model's BPE tokenizer is trained on: the catalog and the task templates."""
     templates = [e.prompt + e.completion for e in examples.item_alignment(next(iter(catalog.values())))]
@@ -54,19 +79,33 @@ def _max_positions(t) -> int:
     return max(4096, t.max_len, t.midtrain.max_len or 0, t.sft.max_len or 0)
 
 
+def base_model_path(cfg: Config, log=None) -> str:
+    """The pretrained base's local folder: train.model.path, else the registry base (pulled on first use)."""
+    from gr2.training import bases
+
+    m = cfg.train.model
+    if m.path:
+        return m.path
+    return str(bases.pull(m.base, m.cache_dir, log=log))
+
+
 def prepare_base(cfg: Config, catalog: dict, shape: dict, out: Path) -> dict:
     """The base model with the SID vocabulary added, saved to `out`."""
     m = cfg.train.model
-    if m.path:
-        model, tok = lm.load(m.path, trust_remote_code=m.trust_remote_code)
-        source = m.path
+    if m.path or m.base:
+        path = base_model_path(cfg)
+        model, tok = lm.load(path, trust_remote_code=m.trust_remote_code)
+        source = m.path or f"{m.base} (registry base, {path})"
     else:
         built = lm.build_small_model(out.parent / "base", catalog_texts(catalog), family=m.family, vocab_size=m.vocab_size,
                                      hidden=m.hidden, layers=m.layers, heads=m.heads, max_positions=_max_positions(cfg.train),
                                      seed=cfg.train.seed)
         model, tok = lm.load(built)
         source = f"small {m.family} (hidden {m.hidden}, {m.layers} layers), BPE {m.vocab_size} trained on the catalog"
-    added = lm.add_sid_tokens(model, tok, shape["levels"], shape["codes"], init=m.sid_init, seed=cfg.train.seed)
+    if cfg.train.prompt.sid_format == "tokens":
+        added = lm.add_sid_tokens(model, tok, shape["levels"], shape["codes"], init=m.sid_init, seed=cfg.train.seed)
+    else:  # SIDs written in the model's own vocabulary: nothing to add
+        added = {"added": 0, "vocab_before": len(tok), "vocab_after": len(tok)}
     lm.save(model, tok, out, {"source": source, **shape, **added})
     params = sum(p.numel() for p in model.parameters())
     return {"source": source, "parameters": params, **added}
@@ -77,21 +116,23 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
     import ray.data
 
     from gr2.platform.ray_cluster import ensure_ray
+    from gr2.training.formats import RerankFormat
 
     steps = steps or Steps(quiet=True)
     t, mt = cfg.train, cfg.train.midtrain
     lake = cfg.lake_path
-    run = _run_id("midtrain")
-    run_dir = stage_dir(cfg, "midtrain") / run
-    with steps.step("catalog and SID vocabulary"):
+    run, run_dir, resumed = start_run(cfg, "midtrain")
+    fmt = RerankFormat.from_config(t.prompt)
+    with steps.step(f"catalog and SID vocabulary{f' (resuming {run})' if resumed else ''}"):
         ensure_ray()
         catalog, shape = data.load_catalog(lake)
         base = prepare_base(cfg, catalog, shape, run_dir / "init")
     with steps.step("mid-training examples from Delta (Ray Data)"):
-        from_sequences = _sequence_examples(lake, catalog, cfg.etl.history_len)  # one pipeline, two tasks
+        show = fmt.show_sid  # SIDs as new tokens or as text, as the re-rank prompts will write them
+        from_sequences = _sequence_examples(lake, catalog, cfg.etl.history_len, show)  # one pipeline, two tasks
         per_task = {
             "item_alignment": ray.data.from_items(
-                [data.example_row(e) for item in catalog.values() for e in examples.item_alignment(item)]
+                [data.example_row(e) for item in catalog.values() for e in examples.item_alignment(item, show)]
             ),
             "sequential": from_sequences.filter(lambda r: r["task"] == "sequential"),
             "persona": from_sequences.filter(lambda r: r["task"] == "persona"),
@@ -109,7 +150,8 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
     with steps.step(f"Ray Train + {_engine(t)}: {sum(counts.values()):,} examples in {rows:,} rows{cut_note}") as live:
         out = loop.run(packed, model_path=str(run_dir / "init"), tokenizer_path=str(run_dir / "init"), run_dir=run_dir,
                        name=run, stage_cfg=mt, train_cfg=t, total_rows=rows, on_progress=_live(live))
-    (stage_dir(cfg, "midtrain") / "LATEST").write_text(run)
+    fmt.save(run_dir / "model")  # how this model spells SIDs: the next-item evaluation asks it that way
+    finish_run(cfg, "midtrain", run)
     summary = {"run": run, "base": base, "examples": counts, "available": available, "rows": rows, "cut_examples": cut, **out,
                "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -138,11 +180,11 @@ def _live(live):
     return lambda step, total, loss, tps: live.update(f"step {step:,}/{total:,}, loss {loss:.3f}, {tps:,.0f} tokens/s")
 
 
-def _sequence_examples(lake: Path, catalog: dict, history_len: int):
+def _sequence_examples(lake: Path, catalog: dict, history_len: int, show):
     def build(row: dict) -> list[dict]:
         pairs = [(catalog.get(i), s) for i, s in zip(row["items"], row["split"])]
         pairs = [(c, s) for c, s in pairs if c is not None]  # items without a SID are skipped
-        exs = examples.sequence_examples([c for c, _ in pairs], [s for _, s in pairs], history_len)
+        exs = examples.sequence_examples([c for c, _ in pairs], [s for _, s in pairs], history_len, show=show)
         return [data.example_row(e) for e in exs]
 
     return data.read_table(lake, "gold.sequences").flat_map(build)
@@ -203,21 +245,23 @@ def popularity_ranking(lake: Path, catalog: dict) -> list[str]:
 def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = "test", max_users: int = 500,
                        ks: tuple[int, ...] = (5, 10), on_progress=None) -> dict:
     """Next-item Recall@k / NDCG@k over the full catalog: constrained beam search vs popularity."""
+    from gr2.training.formats import RerankFormat
     from gr2.training.generation import SidTrie, beam_search_sids
 
     lake = cfg.lake_path
     model_dir = Path(model_dir or latest_model(cfg, "midtrain"))
+    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
     catalog, shape = data.load_catalog(lake)
     model, tok = lm.load(model_dir)
     model.eval()
-    trie = SidTrie(tok, [c.sid for c in catalog.values()])
+    trie = SidTrie(tok, [c.sid for c in catalog.values()], fmt)
     cases = next_item_cases(lake, catalog, split, cfg.etl.history_len, max_users, cfg.train.seed)
     popular = popularity_ranking(lake, catalog)[: max(ks)]
     beams = max(ks)
     hits = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
     pop = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
     for n, (hist, target) in enumerate(cases):
-        prompt = examples.sequential(hist, target).prompt + " "
+        prompt = examples.sequential(hist, None, fmt.show_sid).prompt + ("" if fmt.sid == "text" else " ")
         ranked = beam_search_sids(model, tok, prompt, trie, beams, shape["levels"])
         for name, ranking in (("model", ranked), ("pop", popular)):
             store = hits if name == "model" else pop
@@ -239,15 +283,19 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
 # -- SFT on teacher traces ---------------------------------------------------------------------------
 
 
-def sft_example(prompt: str, response: str, candidate_sids: list[str], reasoning_weight: float, ranking_weight: float):
-    """A trace as an SFT example: the canonical answer, its reasoning and ranking parts weighted apart."""
-    from gr2.training.prompts import format_response, parse_response
+def sft_example(prompt: str, response: str, candidate_sids: list[str], reasoning_weight: float, ranking_weight: float,
+                fmt=None):
+    """A canonical teacher trace as an SFT example in the student's format (`fmt`, the paper's by default):
+    its reasoning and ranking parts weighted apart. None when the trace is not a valid permutation."""
+    from gr2.training.formats import RerankFormat
+    from gr2.training.prompts import parse_response
 
+    fmt = fmt or RerankFormat()
     parsed = parse_response(response, candidate_sids)
     if not parsed.ok:
         return None
-    answer = format_response(parsed.reasoning or "", parsed.ranking)
-    cut = answer.index(',"ranking":')
+    answer = fmt.answer(parsed.reasoning or "", parsed.ranking, candidate_sids)
+    cut = answer.index(fmt.ranking_marker())
     return examples.Example("sft", prompt, answer, parts=[(answer[:cut], reasoning_weight), (answer[cut:], ranking_weight)])
 
 
@@ -256,25 +304,38 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
     from deltalake import DeltaTable
 
     from gr2.platform.ray_cluster import ensure_ray
+    from gr2.training import traces as tr
+    from gr2.training.formats import RerankFormat
 
     steps = steps or Steps(quiet=True)
     t, st = cfg.train, cfg.train.sft
     lake = cfg.lake_path
-    run = _run_id("sft")
-    run_dir = stage_dir(cfg, "sft") / run
-    with steps.step("accepted traces and slates"):
+    run, run_dir, resumed = start_run(cfg, "sft")
+    with steps.step(f"accepted traces and slates{f' (resuming {run})' if resumed else ''}"):
         ensure_ray()
         base = Path(st.init) if st.init else latest_model(cfg, "midtrain")
         if st.init and not (base / "config.json").exists():
             raise FileNotFoundError(f"train.sft.init={st.init} holds no saved model (config.json); give a run's model/ folder")
         traces = data.read_table(lake, "gold.traces").filter(lambda r: bool(r["accepted"]))
-        slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(columns=["slate_id", "candidates", "split"])
+        slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
+            columns=["slate_id", "user_id", "history", "candidates", "target", "split"])
         catalog, _ = data.load_catalog(lake)
-        cands = {sid: [catalog[i].sid for i in c if i in catalog] for sid, c, s in
-                 zip(slates["slate_id"], slates["candidates"], slates["split"]) if s == "train"}
+        fmt = RerankFormat.from_config(t.prompt)
+        # The student's prompt is rendered here, in its own format and chat template; gold.traces keeps the
+        # canonical prompt the teacher saw.
+        tok = lm.load_tokenizer(base)
+        prompts, cands = {}, {}
+        for r in slates[slates["split"] == "train"].to_dict("records"):
+            s = tr.slate_for_traces(r, catalog, fmt.history)
+            if s is not None:
+                prompts[s.slate_id] = tr.prompt_of(s, fmt, tok)
+                cands[s.slate_id] = [c.sid for c in s.candidates]
 
         def to_example(row: dict) -> list[dict]:
-            e = sft_example(row["prompt"], row["response"], cands.get(row["slate_id"], []), st.reasoning_weight, st.ranking_weight)
+            if row["slate_id"] not in prompts:
+                return []
+            e = sft_example(prompts[row["slate_id"]], row["response"], cands[row["slate_id"]], st.reasoning_weight,
+                            st.ranking_weight, fmt)
             return [data.example_row(e)] if e else []
 
         exs = traces.flat_map(to_example)
@@ -296,14 +357,15 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
     with steps.step(f"Ray Train + {_engine(t)}: {n_examples:,} traces in {rows:,} rows") as live:
         out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
                        stage_cfg=st, train_cfg=t, total_rows=rows, on_progress=_live(live))
-    (stage_dir(cfg, "sft") / "LATEST").write_text(run)
+    fmt.save(run_dir / "model")  # evaluation and DAPO ask this model in the form it was trained on
+    finish_run(cfg, "sft", run)
     summary = {"run": run, "base": {"source": str(base), "parameters": None}, "examples": {"sft": n_examples},
                "rows": rows, **out, "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 
-def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: int):
+def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10):
     """(SlateForTraces, labels in input order) for slates of `split`, a seeded sample of `max_slates`."""
     from deltalake import DeltaTable
 
@@ -316,26 +378,30 @@ def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: i
         df = df.sample(n=max_slates, random_state=seed)
     out = []
     for r in df.to_dict("records"):
-        s = tr.slate_for_traces(r, catalog)
+        s = tr.slate_for_traces(r, catalog, history)
         if s is not None:
             out.append((s, [int(x) for x in r["labels"]]))
     return out
 
 
 def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "valid", max_slates: int = 200,
-                    max_new_tokens: int = 768, on_progress=None, constrained: bool = False) -> dict:
+                    max_new_tokens: int = 768, on_progress=None, constrained: bool = False, batch_size: int = 8) -> dict:
     """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
     and R@1/3/5, NDCG@3/5 (an invalid answer keeps the incoming order), next to the incoming order."""
     from gr2.eval.metrics import slate_metrics
+    from gr2.training.formats import RerankFormat
     from gr2.training.generation import answer_rerank
 
     lake = cfg.lake_path
     model_dir = Path(model_dir or latest_model(cfg, "sft"))
+    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
     catalog, _ = data.load_catalog(lake)
     model, tok = lm.load(model_dir)
     model.eval()
-    cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed) if 1 in labels]
-    orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, on_progress)
+    cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, fmt.history)
+             if 1 in labels]
+    orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, on_progress, fmt=fmt,
+                                   batch_size=batch_size, autocast=cfg.train.autocast)
     before = [labels.index(1) for _, labels in cases]
     after = [(o if o is not None else list(range(len(labels)))).index(labels.index(1)) for o, (_, labels) in zip(orders, cases)]
     n = max(1, len(cases))

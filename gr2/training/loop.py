@@ -54,6 +54,13 @@ def deepspeed_config(zero_stage: int, precision: str, micro_batch: int, grad_acc
     return cfg
 
 
+def cpu_autocast(enabled: bool):
+    """bf16 autocast on CPU for the block (matmuls in bf16, weights and optimizer state stay fp32), or nothing."""
+    import contextlib
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
 def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Next-token cross-entropy, each target token weighted; normalised by the number of target tokens
     (so a reasoning weight below 1 lowers the pull of reasoning tokens rather than rescaling the loss)."""
@@ -136,13 +143,14 @@ def train_worker(config: dict) -> None:
                 break
             ids = batch["input_ids"].to(device)
             attn = batch["attention_mask"].to(device)
-            if config["document_masking"]:  # every packed row carries position_ids (examples.pack)
-                # Position ids that restart per example and no 2-D mask: transformers then builds a
-                # block-diagonal causal mask, so packed examples never see each other (as at inference).
-                # It only does so without a KV cache.
-                out = engine(input_ids=ids, position_ids=batch["position_ids"].to(device), use_cache=False)
-            else:
-                out = engine(input_ids=ids, attention_mask=attn)
+            with cpu_autocast(config.get("autocast", False) and not use_gpu):
+                if config["document_masking"]:  # every packed row carries position_ids (examples.pack)
+                    # Position ids that restart per example and no 2-D mask: transformers then builds a
+                    # block-diagonal causal mask, so packed examples never see each other (as at inference).
+                    # It only does so without a KV cache.
+                    out = engine(input_ids=ids, position_ids=batch["position_ids"].to(device), use_cache=False)
+                else:
+                    out = engine(input_ids=ids, attention_mask=attn)
             loss = weighted_lm_loss(out.logits, batch["labels"].to(device), batch["weights"].to(device))
             engine.backward(loss)
             engine.step()
@@ -323,6 +331,7 @@ def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: s
         "grad_accum": train_cfg.deepspeed.grad_accum, "grad_clip": train_cfg.deepspeed.grad_clip,
         "checkpoint_every": train_cfg.checkpoint_every, "log_every": max(1, min(10, total // 20 or 1)),
         "micro_batches_per_epoch": micro_per_epoch, "document_masking": train_cfg.document_masking,
+        "autocast": train_cfg.autocast,
         # Fault injection (GR2_KILL_WORKER_AT_STEP=N): the last worker SIGKILLs itself once at step N, to
         # show that Ray replaces it and training resumes from the latest checkpoint.
         "kill_worker_at_step": int(os.environ.get("GR2_KILL_WORKER_AT_STEP", "0")),

@@ -21,19 +21,27 @@ import numpy as np
 import torch
 
 from gr2.training import dapo, loop, rewards
-from gr2.training.prompts import format_response, parse_response, ranking_positions
+from gr2.training.formats import RerankFormat
+from gr2.training.generation import with_bos
+from gr2.training.prompts import ranking_positions
 
 RL_FIELDS = ["step", "reward", "promotion", "format", "format_counted", "valid_rate", "order_copy_rate",
              "kept_group_ratio", "entropy", "clip_fraction", "kl", "response_len", "truncated_rate", "loss", "lr",
              "wall_s"]
 
 
+def _format(cfg: dict) -> RerankFormat:
+    return RerankFormat(**cfg["rerank_format"]) if cfg.get("rerank_format") else RerankFormat()
+
+
 def score_group(texts: list[str], lengths: list[int], sids: list[str], labels: list[int], cfg: dict):
     """Rewards [G] of one slate's answers (verifiable reward + soft overlong penalty) and their
-    breakdowns (pure; used by tests and the worker)."""
+    breakdowns (pure; used by tests and the worker). Answers are read in the policy's format
+    (`cfg["rerank_format"]`, the paper's when absent)."""
+    fmt = _format(cfg)
     out, parts = [], []
     for text in texts:
-        parsed = parse_response(text, sids)
+        parsed = fmt.parse(text, sids)
         order = ranking_positions(parsed.ranking, sids) if parsed.ok else None
         b = rewards.score_response(order, labels, alpha=cfg["alpha"], conditional=cfg["conditional_format"],
                                    invalid_penalty=cfg["invalid_penalty"])
@@ -55,14 +63,16 @@ def _token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, start: int):
 
 def dapo_worker(config: dict) -> None:
     import ray.train
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     run_dir = Path(config["run_dir"])
     torch.manual_seed(config["seed"] + rank)
     use_gpu = config["use_gpu"] and torch.cuda.is_available()
-    tok = AutoTokenizer.from_pretrained(config["model_path"])
+    from gr2.training.model import load_tokenizer
+
+    tok = load_tokenizer(config["model_path"])
     model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
     engine, sched = loop.build_engine(model, config, use_gpu)
     ref = None
@@ -87,7 +97,8 @@ def dapo_worker(config: dict) -> None:
         for _ in range(config["refill_rounds"] + 1):  # dynamic sampling: refill dropped groups
             for _ in range(B - len(groups)):
                 tried += 1
-                g = _rollout(module, tok, next(rows), config, G)
+                with loop.cpu_autocast(config.get("autocast", False) and not use_gpu):
+                    g = _rollout(module, tok, next(rows), config, G)
                 if dapo.keep_group(g["rewards"]):
                     groups.append(g)
             if len(groups) >= B:
@@ -153,8 +164,9 @@ def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
     on those canonical tokens."""
     from gr2.training.generation import constrained_ranking
 
+    fmt = _format(config)
     prompt = row["prompt"]
-    prompt_ids = tok((tok.bos_token or "") + prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    prompt_ids = tok(with_bos(tok, prompt), add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         out = model.generate(prompt_ids.repeat(G, 1), attention_mask=torch.ones(G, prompt_ids.shape[1], dtype=torch.long),
                              do_sample=True, temperature=config["temperature"], top_k=0, top_p=1.0,
@@ -168,10 +180,10 @@ def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
         truncated.append(cut < 0 and hit_cap(r, tok.eos_token_id, tok.pad_token_id, config["max_new_tokens"]))
         reasoning_lens.append(len(tok(text[:cut] if cut >= 0 else text, add_special_tokens=False)["input_ids"]))
         reasoning = free_reasoning(text[:cut] if cut >= 0 else text)
-        head = format_response(reasoning, [])[: -len("]}")]  # canonical JSON up to `"ranking":[`
+        head = fmt.answer(reasoning, [], sids)[: -len("]}")]  # the answer's JSON up to `"ranking":[`
         with torch.no_grad():
-            ranking = constrained_ranking(model, tok, prompt + head, sids, temperature=config["temperature"])
-        answer = format_response(reasoning, ranking)
+            ranking = constrained_ranking(model, tok, prompt + head, sids, temperature=config["temperature"], fmt=fmt)
+        answer = fmt.answer(reasoning, ranking, sids)
         texts.append(answer)
         resp_ids.append(tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
     lengths = [len(r) for r in resp_ids]
@@ -189,7 +201,7 @@ def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
 def _rollout(model, tok, row: dict, config: dict, G: int) -> dict:
     if config.get("constrained_rollouts"):
         return _constrained_rollout(model, tok, row, config, G)
-    prompt_ids = tok((tok.bos_token or "") + row["prompt"], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    prompt_ids = tok(with_bos(tok, row["prompt"]), add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
         out = model.generate(prompt_ids.repeat(G, 1), attention_mask=torch.ones(G, prompt_ids.shape[1], dtype=torch.long),
                              do_sample=True, temperature=config["temperature"], top_k=0, top_p=1.0,
@@ -227,7 +239,7 @@ def _update(engine, ref, groups: list[dict], config: dict, M: int, device) -> di
         if config["overlong_filter"]:
             mask = mask * dapo.overlong_mask(torch.tensor(g["truncated"]))[:, None].float()
         attn = torch.ones_like(seqs)
-        with torch.no_grad():
+        with torch.no_grad(), loop.cpu_autocast(config.get("autocast", False) and device.type == "cpu"):
             old, _ = _token_logprobs(engine.module, seqs, attn, start)
             refp = _token_logprobs(ref, seqs, attn, start)[0] if ref is not None else None
         batches.append((seqs, attn, start, adv.to(device), mask.to(device), old, refp))
@@ -237,7 +249,8 @@ def _update(engine, ref, groups: list[dict], config: dict, M: int, device) -> di
         total_loss = None
         for i in mb:
             seqs, attn, start, adv, mask, old, refp = batches[i]
-            new, logits = _token_logprobs(engine, seqs, attn, start)
+            with loop.cpu_autocast(config.get("autocast", False) and device.type == "cpu"):
+                new, logits = _token_logprobs(engine, seqs, attn, start)
             loss, st = dapo.dapo_loss(new, old, adv, mask, config["eps_low"], config["eps_high"], refp, config["kl_coef"])
             st["entropy"] = dapo.token_entropy(logits.detach(), mask)
             st["loss"] = float(loss.detach())
@@ -263,16 +276,18 @@ def run(cfg, steps=None) -> dict:
     from gr2.platform.progress import Steps
     from gr2.platform.ray_cluster import ensure_ray
     from gr2.training import data, jobs
+    from gr2.training import model as lm
     from gr2.training import traces as tr
 
     steps = steps or Steps(quiet=True)
     t, d = cfg.train, cfg.train.dapo
     lake = cfg.lake_path
-    run_id = jobs._run_id("dapo")
-    run_dir = jobs.stage_dir(cfg, "dapo") / run_id
-    with steps.step("training slates as prompts"):
+    run_id, run_dir, resumed = jobs.start_run(cfg, "dapo")
+    with steps.step(f"training slates as prompts{f' (resuming {run_id})' if resumed else ''}"):
         ensure_ray()
         base = jobs.latest_model(cfg, "sft")
+        fmt = RerankFormat.of_model(base, RerankFormat.from_config(t.prompt))  # the policy's own format
+        tok = lm.load_tokenizer(base)
         catalog, _ = data.load_catalog(lake)
         df = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
             columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
@@ -281,9 +296,9 @@ def run(cfg, steps=None) -> dict:
             df = df.head(d.max_examples)
         items = []
         for r in df.to_dict("records"):
-            s = tr.slate_for_traces(r, catalog)
+            s = tr.slate_for_traces(r, catalog, fmt.history)
             if s is not None and sum(int(x) for x in r["labels"]) >= 1:
-                items.append({"slate_id": s.slate_id, "prompt": tr.prompt_of(s), "sids": [c.sid for c in s.candidates],
+                items.append({"slate_id": s.slate_id, "prompt": tr.prompt_of(s, fmt, tok), "sids": [c.sid for c in s.candidates],
                               "labels": [int(x) for x in r["labels"]]})
         if not items:
             raise ValueError("no training slates with SIDs for DAPO; run `gr2 etl build` and `gr2 tokenizer assign`")
@@ -291,12 +306,14 @@ def run(cfg, steps=None) -> dict:
     extra = {k: getattr(d, k) for k in ("group_size", "temperature", "max_new_tokens", "overlong_cache", "overlong_filter",
                                          "eps_low", "eps_high", "kl_coef", "alpha", "conditional_format", "invalid_penalty", "refill_rounds",
                                          "minibatches", "constrained_rollouts")}
+    extra["rerank_format"] = json.loads(fmt.to_json())
     with steps.step(f"DAPO on Ray Train + {jobs._engine(t)}: {d.max_steps} steps x {d.batch_size} slates x {d.group_size} answers") as live:
         out = loop.run(ds, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run_id, stage_cfg=d,
                        train_cfg=t, total_rows=len(items), worker=dapo_worker, extra_config=extra,
                        on_progress=lambda step, total, reward, _: live.update(f"step {step}/{total}, reward {reward:.3f}"),
                        progress_fields=("step", "reward", "reward"))
-    (jobs.stage_dir(cfg, "dapo") / "LATEST").write_text(run_id)
+    fmt.save(run_dir / "model")
+    jobs.finish_run(cfg, "dapo", run_id)
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     summary = {"run": run_id, "base": str(base), "slates": len(items), **out, "first": rows[0] if rows else {},
                "last": rows[-1] if rows else {}}

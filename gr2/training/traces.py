@@ -40,15 +40,20 @@ def item_text(c) -> ItemText:
     return ItemText(c.item_id, c.sid, c.title, c.category)
 
 
-def slate_for_traces(row, catalog: dict) -> SlateForTraces | None:
+def slate_for_traces(row, catalog: dict, history: int = PROMPT_HISTORY) -> SlateForTraces | None:
+    """A gold.slates row as a slate to prompt with (its most recent `history` items); None when an item
+    has no SID under the current tokenizer."""
     if row["target"] not in catalog or any(i not in catalog for i in row["candidates"]):
         return None
-    hist = [item_text(catalog[i]) for i in row["history"] if i in catalog][-PROMPT_HISTORY:]
+    hist = [item_text(catalog[i]) for i in row["history"] if i in catalog][-history:] if history else []
     return SlateForTraces(row["slate_id"], hist, [item_text(catalog[i]) for i in row["candidates"]], catalog[row["target"]].sid)
 
 
-def prompt_of(s: SlateForTraces) -> str:
-    return render_rerank_prompt(build_rerank_messages(s.history, s.candidates))
+def prompt_of(s: SlateForTraces, fmt=None, tokenizer=None) -> str:
+    """The prompt of a slate: the paper's canonical one (what teachers see), or a student's format."""
+    if fmt is None:
+        return render_rerank_prompt(build_rerank_messages(s.history, s.candidates))
+    return fmt.prompt(s.history, s.candidates, tokenizer)
 
 
 def make_teachers(cfg: Config, sequences, catalog: dict) -> dict[int, object]:
