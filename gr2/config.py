@@ -220,7 +220,7 @@ class SftConfig(StageTrainConfig):
     max_len: int | None = _row_len_field("every prompt + answer must fit: SFT refuses to cut one")
     init: str | None = Field(
         None, description="model folder to start from instead of the latest mid-trained model (e.g. an earlier SFT "
-        "run's model/, to continue it with a fresh schedule)")
+        "run's model/, to continue it with a fresh schedule), or `base`: the pretrained base itself, no mid-training")
     lr: float = Field(5e-4, gt=0, description="peak learning rate (AdamW)")
     reasoning_weight: float = Field(0.5, ge=0, description="loss weight of reasoning tokens (the paper: below the ranking weight)")
     ranking_weight: float = Field(1.0, ge=0, description="loss weight of ranking tokens")
@@ -270,9 +270,10 @@ class TrainConfig(Strict):
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per worker")
     use_gpu: bool = Field(False, description="one GPU per worker")
     max_len: int = Field(512, ge=32, description="packed sequence length in tokens (each stage may set its own)")
-    autocast: bool = Field(
-        True, description="on CPU workers, run forward passes under torch.autocast(bfloat16) while weights, gradients and "
-        "AdamW stay fp32 (2-3x the tokens/s on CPUs with bf16 units; docs/benchmarks.md); GPUs use DeepSpeed's bf16")
+    autocast: Literal["auto", "on", "off"] = Field(
+        "auto", description="bf16 autocast of CPU forward passes (weights, gradients and AdamW stay fp32): about 2.5x the "
+        "tokens/s on CPUs with bf16 units (AVX512-BF16/AMX), but 20x slower on CPUs without them (measured, "
+        "docs/benchmarks.md); auto = on only where /proc/cpuinfo lists avx512_bf16 or amx_bf16. GPUs use DeepSpeed's bf16")
     document_masking: bool = Field(
         True, description="packed examples attend only to themselves (position ids restart per example, as at "
         "inference); false = a row attends causally across its examples")
@@ -303,6 +304,9 @@ class TracesConfig(Strict):
     accept_top_k: int = Field(1, ge=1, description="accept an attempt when the target is within its top k")
     max_slates: int = Field(2000, ge=0, description="training slates sent to the teacher (0 = all)")
     detail: int = Field(3, ge=1, description="statistical teacher: candidates explained one by one (the top of its ranking)")
+    brief: bool = Field(
+        False, description="statistical teacher: three one-line steps (about 60 tokens) instead of the full explanation "
+        "(a student pays for every reasoning token at training and at generation)")
     weights: dict[str, float] = Field(
         default_factory=dict, description="statistical teacher: signal weights over the defaults "
         "(cooc, cat_next, cat_share, brand, popularity, incoming); see benchmarks/teacher_strength.py"

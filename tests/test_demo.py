@@ -12,6 +12,7 @@ def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake, monkeyp
     cfg = load_config(overrides=[
         "etl.synthetic.users=150", "etl.synthetic.items=100", "tokenizer.levels=3", "tokenizer.codes=16",
         "tokenizer.hidden_dims=[64]", "tokenizer.latent_dim=16", "tokenizer.epochs=3",
+        "train.model.base=null", "train.prompt.style=paper", "train.prompt.sid_format=tokens", "train.prompt.cite=sid",
         "train.model.hidden=32", "train.model.layers=1", "train.model.vocab_size=600", "train.max_len=1024",
         "train.midtrain.max_steps=3", "train.sft.max_steps=2", "train.dapo.max_steps=1", "train.dapo.max_new_tokens=24",
         "train.dapo.overlong_cache=8", "train.dapo.group_size=2", "train.dapo.batch_size=1", "traces.max_slates=60",

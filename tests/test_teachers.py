@@ -296,3 +296,20 @@ def test_statistical_teacher_detail_explains_only_the_top_of_its_ranking():
     assert len(text) < len(full)
     with pytest.raises(ValueError, match="detail"):
         StatisticalTeacher(TRAIN, ITEMS, detail=0)
+
+
+def test_brief_statistical_teacher_writes_three_one_line_steps_under_its_own_name():
+    cands = [SID[k] for k in ("p1", "co", "p2", "p3")]
+    teacher = StatisticalTeacher(TRAIN, ITEMS, window=3, detail=1, brief=True)
+    assert teacher.name == "statistical-cooccurrence-brief" and StatisticalTeacher.name == "statistical-cooccurrence"
+    (text,) = teacher.generate([request()])
+    parsed = parse_response(text, cands)
+    assert parsed.ok, parsed.error
+    lines = parsed.reasoning.split("\n")
+    assert [ln[:3] for ln in lines] == ["1. ", "2. ", "3. "], lines
+    first = parsed.ranking[0]
+    assert f"[{cands.index(first) + 1}] {first}" in lines[1] and f"[{cands.index(first) + 1}] {first} first" in lines[2]
+    (full,) = StatisticalTeacher(TRAIN, ITEMS, window=3, detail=1).generate([request()])
+    assert len(text) < len(full) / 2
+    # the same ranking: brevity changes the words, not the decision
+    assert parsed.ranking == parse_response(full, cands).ranking

@@ -196,3 +196,22 @@ def test_dapo_group_scoring_uses_the_conditional_reward(answer, conditional, exp
     cfg["overlong_cache"] = 10
     r_long, _ = score_group([answer], [95], sids, [0, 0, 1, 0], cfg)
     assert r_long.item() == pytest.approx(expected - 0.5)  # soft overlong punishment halfway into the cache
+
+
+def test_a_stage_resumes_its_unfinished_run_with_the_same_settings_only(tmp_path):
+    from gr2.config import load_config
+    from gr2.training.jobs import finish_run, start_run
+
+    cfg = load_config(lake=str(tmp_path))
+    run, run_dir, resumed = start_run(cfg, "sft")
+    assert not resumed and run_dir == tmp_path / "models/sft" / run
+    run_dir.mkdir(parents=True)  # the run got as far as writing something
+    assert start_run(cfg, "sft") == (run, run_dir, True), "the same command continues the stopped run"
+    changed = load_config(overrides=["train.sft.lr=0.01"], lake=str(tmp_path))
+    other, _, resumed = start_run(changed, "sft")
+    assert not resumed, "changed settings start a new run"
+    assert (tmp_path / "models/sft/IN_PROGRESS").read_text().split()[0] == other
+    finish_run(changed, "sft", other)
+    assert (tmp_path / "models/sft/LATEST").read_text() == other
+    assert not (tmp_path / "models/sft/IN_PROGRESS").exists()
+    assert not start_run(changed, "sft")[2], "a finished run is never resumed"

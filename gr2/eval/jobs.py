@@ -74,6 +74,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max
     from gr2.training import data, jobs
     from gr2.training import model as lm
     from gr2.training.formats import RerankFormat
+    from gr2.training.loop import use_autocast
 
     steps = steps or Steps(quiet=True)
     lake = cfg.lake_path
@@ -116,7 +117,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
                 for constrained in ((False, True) if constrained_too else (False,)):
                     orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, progress, fmt=fmt,
-                                                   batch_size=eval_batch, autocast=cfg.train.autocast)
+                                                   batch_size=eval_batch, autocast=use_autocast(cfg.train.autocast))
                     row = _row(name + (" + constrained ranking" if constrained else ""), input_ranks, orders, k,
                                cfg.train.seed, llm=True)
                     row["diagnostics"]["json_shape_rate"] = shaped / len(cases)

@@ -313,13 +313,19 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
     run, run_dir, resumed = start_run(cfg, "sft")
     with steps.step(f"accepted traces and slates{f' (resuming {run})' if resumed else ''}"):
         ensure_ray()
-        base = Path(st.init) if st.init else latest_model(cfg, "midtrain")
+        catalog, shape = data.load_catalog(lake)
+        if st.init == "base":  # straight from the pretrained base (with the SID vocabulary when SIDs are tokens)
+            base = run_dir / "init"
+            if not (base / "config.json").exists():
+                prepare_base(cfg, catalog, shape, base)
+        else:
+            base = Path(st.init) if st.init else latest_model(cfg, "midtrain")
         if st.init and not (base / "config.json").exists():
             raise FileNotFoundError(f"train.sft.init={st.init} holds no saved model (config.json); give a run's model/ folder")
-        traces = data.read_table(lake, "gold.traces").filter(lambda r: bool(r["accepted"]))
+        teacher = tr.teacher_name(cfg)
+        traces = data.read_table(lake, "gold.traces").filter(lambda r: bool(r["accepted"]) and r["teacher"] == teacher)
         slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
             columns=["slate_id", "user_id", "history", "candidates", "target", "split"])
-        catalog, _ = data.load_catalog(lake)
         fmt = RerankFormat.from_config(t.prompt)
         # The student's prompt is rendered here, in its own format and chat template; gold.traces keeps the
         # canonical prompt the teacher saw.
@@ -343,7 +349,8 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
             exs = exs.limit(st.max_examples)
         n_examples = exs.count()
         if not n_examples:
-            raise ValueError("gold.traces holds no accepted traces for training slates; run `gr2 traces` first")
+            raise ValueError(f"gold.traces holds no accepted traces of teacher {teacher} for training slates; run "
+                             "`gr2 traces` with the same traces.* settings first")
         row_len = _row_len(t, st)
         packed, rows, cut, longest = _pack(exs.random_shuffle(seed=t.seed), str(base), row_len, batch_size=256)
         if cut:
@@ -353,7 +360,7 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
             raise ValueError(
                 f"{cut:,} of {n_examples:,} SFT examples are longer than the row length of {row_len} tokens "
                 f"(train.sft.max_len, else train.max_len): set train.sft.max_len to at least {longest} (the longest "
-                "prompt + answer), or shorten the prompts (etl.history_len)")
+                "prompt + answer), or shorten the prompts (train.prompt.history, train.prompt.title_words, traces.brief)")
     with steps.step(f"Ray Train + {_engine(t)}: {n_examples:,} traces in {rows:,} rows") as live:
         out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
                        stage_cfg=st, train_cfg=t, total_rows=rows, on_progress=_live(live))
@@ -391,6 +398,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     from gr2.eval.metrics import slate_metrics
     from gr2.training.formats import RerankFormat
     from gr2.training.generation import answer_rerank
+    from gr2.training.loop import use_autocast
 
     lake = cfg.lake_path
     model_dir = Path(model_dir or latest_model(cfg, "sft"))
@@ -401,7 +409,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, fmt.history)
              if 1 in labels]
     orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, on_progress, fmt=fmt,
-                                   batch_size=batch_size, autocast=cfg.train.autocast)
+                                   batch_size=batch_size, autocast=use_autocast(cfg.train.autocast))
     before = [labels.index(1) for _, labels in cases]
     after = [(o if o is not None else list(range(len(labels)))).index(labels.index(1)) for o, (_, labels) in zip(orders, cases)]
     n = max(1, len(cases))

@@ -154,10 +154,13 @@ def _spelling(token: str) -> str:
 
 
 def save(model, tokenizer, out_dir, meta: dict | None = None) -> Path:
+    from gr2.platform.progress import quiet_third_party
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    with quiet_third_party():  # "Writing model shards" bars
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
     if meta is not None:
         (out / "gr2.json").write_text(json.dumps(meta, indent=2, default=str))
     return out

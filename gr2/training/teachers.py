@@ -160,10 +160,14 @@ class StatisticalTeacher:
         weights: Mapping[str, float] | None = None,
         smoothing: float = 1.0,
         detail: int | None = None,
+        brief: bool = False,
     ):
         if detail is not None and detail < 1:
             raise ValueError(f"detail must be >= 1 or None, got {detail}")
         self.detail = detail  # candidates explained one by one (the top of the ranking); None = all
+        self.brief = brief  # three one-line steps instead of the full explanation
+        if brief:  # another kind of trace: kept apart in gold.traces (SFT reads its configured teacher's)
+            self.name = f"{type(self).name}-brief"
         if window < 1 or recent < 1:
             raise ValueError(f"window and recent must be >= 1, got window={window}, recent={recent}")
         unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
@@ -277,7 +281,51 @@ class StatisticalTeacher:
         reasoning = self._reasoning(history, evs, ranked)
         return format_response(reasoning, [e.item.sid for e in ranked])
 
+    @staticmethod
+    def _main_evidence(e: _Evidence) -> str:
+        """A candidate's strongest signal, with its figure."""
+        if e.score <= 0:
+            return "little evidence"
+        top = max(e.parts, key=e.parts.get)
+        if top == "cooc" and e.best_prev is not None:
+            return f"follows {sid_string(parse_sid(e.best_prev.sid))} in {e.best_count} sessions"
+        if top == "cat_next":
+            return f"P({e.category} next) = {e.cat_next:.2f}"
+        if top == "cat_share":
+            return f"{100 * e.cat_share:.0f}% of history in {e.category}"
+        if top == "brand":
+            return f"brand {e.brand}"
+        if top == "incoming":
+            return f"pre-ranked #{e.position + 1}"
+        return f"{e.pop_count} training interactions"
+
+    def _brief_reasoning(self, history: Sequence[ItemText], ranked: list[_Evidence]) -> str:
+        """The same three steps in about 60 tokens (the paper's traces are about 130): the user's recent item
+        and main categories, the strongest signal of the top candidates, the decision. A student that
+        writes this before every answer spends its generation budget on the ranking, not on prose."""
+        sid = lambda it: sid_string(parse_sid(it.sid))  # noqa: E731
+        cite = lambda e: f"[{e.position + 1}] {sid(e.item)}"  # noqa: E731
+        if history:
+            last = history[-1]
+            cats = Counter(self._leaf(h.item_id, h.category) for h in history)
+            cats.pop("", None)
+            leaf = self._leaf(last.item_id, last.category)
+            step1 = f"1. Interests: latest {sid(last)}" + (f" ({leaf})" if leaf else "")
+            if cats:
+                step1 += "; " + ", ".join(f"{c} {100 * k / len(history):.0f}%" for c, k in cats.most_common(2))
+            step1 += "."
+        else:
+            step1 = "1. Interests: a new user; category and popularity decide."
+        top = ranked[: max(1, min(2, self.detail or 2))]
+        step2 = "2. " + " ".join(f"{cite(e)}: {self._main_evidence(e)}" + (
+            f", pre-ranked #{e.position + 1}." if self._main_evidence(e) != f"pre-ranked #{e.position + 1}" else ".")
+            for e in top)
+        step3 = f"3. Decision: {cite(ranked[0])} first, the rest by evidence."
+        return "\n".join([step1, step2, step3])
+
     def _reasoning(self, history: Sequence[ItemText], evs: list[_Evidence], ranked: list[_Evidence]) -> str:
+        if self.brief:
+            return self._brief_reasoning(history, ranked)
         sid = lambda it: sid_string(parse_sid(it.sid))  # noqa: E731 - canonical unwrapped SID
         # A candidate is cited with its slate number, as the prompt lists it ("[3] <a_..>..."): the
         # number is a unique anchor to copy the SID from, where SIDs alone share prefixes (a student
@@ -323,21 +371,7 @@ class StatisticalTeacher:
             facts.append(f"pre-ranked #{e.position + 1}")
             lines.append(f"- {cite(e)} \"{_title(e.item)}\": " + "; ".join(facts) + f"; score {e.score:.2f}.")
         # 3. decision: each item's strongest signal, with its figure; say so where sampling overrode scores
-        def main_evidence(e: _Evidence) -> str:
-            if e.score <= 0:
-                return "little evidence"
-            top = max(e.parts, key=e.parts.get)
-            if top == "cooc" and e.best_prev is not None:
-                return f"follows {sid(e.best_prev)} in {e.best_count} sessions"
-            if top == "cat_next":
-                return f"P({e.category} next) = {e.cat_next:.2f}"
-            if top == "cat_share":
-                return f"{100 * e.cat_share:.0f}% of history in {e.category}"
-            if top == "brand":
-                return f"brand {e.brand}"
-            if top == "incoming":
-                return f"pre-ranked #{e.position + 1}"
-            return f"{e.pop_count} training interactions"
+        main_evidence = self._main_evidence
 
         rest = [e for e in ranked if id(e) not in shown]
         if rest:

@@ -56,6 +56,13 @@ def prompt_of(s: SlateForTraces, fmt=None, tokenizer=None) -> str:
     return fmt.prompt(s.history, s.candidates, tokenizer)
 
 
+def teacher_name(cfg: Config) -> str:
+    """The name gold.traces stores for the configured teacher (SFT trains on that teacher's traces)."""
+    if cfg.traces.teacher == "openai":
+        return f"openai:{cfg.traces.endpoint.model}"
+    return StatisticalTeacher.name + ("-brief" if cfg.traces.brief else "")
+
+
 def make_teachers(cfg: Config, sequences, catalog: dict) -> dict[int, object]:
     """One teacher per fold (statistical: fitted on the other fold), or one endpoint for both."""
     if cfg.traces.teacher == "openai":
@@ -70,7 +77,7 @@ def make_teachers(cfg: Config, sequences, catalog: dict) -> dict[int, object]:
             [i for i, s in zip(items, splits) if s == "train"]
             for uid, items, splits in sequences if fold(uid) != f
         ]
-        out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail, weights=cfg.traces.weights)
+        out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail, weights=cfg.traces.weights, brief=cfg.traces.brief)
     return out
 
 

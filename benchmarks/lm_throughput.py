@@ -1,0 +1,101 @@
+"""Training and generation speed of a pretrained base on this machine, with the share of its peak.
+
+    .venv/bin/python benchmarks/lm_throughput.py --base smollm2-135m --threads 2
+
+Training: one process, fwd + bwd + AdamW steps on random token rows (the cost does not depend on the
+values), fp32 and with bf16 autocast (weights and optimizer stay fp32), at two row shapes. Achieved
+FLOP/s counts 6 x parameters per token (the usual estimate; attention adds a few percent at these
+lengths), set against the matmul peak the script measures first (2048^2 fp32, 512^2 bf16).
+Generation: HF `generate` with the KV cache, greedy, a prompt of --prompt-len tokens and --new-tokens new
+ones, at batch 1, 8 and 32; generated tokens per second (all sequences of the batch together).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def matmul_gflops(dtype, n: int, reps: int = 3) -> float:
+    import torch
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", default="smollm2-135m")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=4, help="timed training steps per row shape (after one warm-up)")
+    ap.add_argument("--prompt-len", type=int, default=500)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                    help="measure bf16 autocast too (auto: only where the CPU has bf16 units; without them a step takes minutes)")
+    args = ap.parse_args()
+
+    import torch
+
+    from gr2.training import bases
+    from gr2.training import model as lm
+    from gr2.training.loop import cpu_autocast, cpu_has_bf16, use_autocast
+
+    torch.set_num_threads(args.threads)
+    peak = {False: matmul_gflops(torch.float32, 2048), True: matmul_gflops(torch.bfloat16, 512)}
+    print(f"matmul peak here: fp32 {peak[False]:.0f} GFLOP/s, bf16 {peak[True]:.1f} GFLOP/s "
+          f"(bf16 units: {'yes' if cpu_has_bf16() else 'no'})")
+    precisions = (False, True) if use_autocast(args.bf16) else (False,)
+    model, tok = lm.load(bases.pull(args.base))
+    params = sum(p.numel() for p in model.parameters())
+    vocab = model.config.vocab_size
+    print(f"{args.base}: {params / 1e6:.1f}M parameters; {platform.processor() or platform.machine()}, "
+          f"{args.threads} threads, torch {torch.__version__}\n")
+    print("| training row shape | precision | s/step | tokens/s | GFLOP/s (6PT) | share of peak |")
+    print("|---|---|---:|---:|---:|---:|")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    model.train()
+    for seq, batch in ((1024, 1), (256, 4)):
+        ids = torch.randint(0, vocab, (batch, seq))
+        for auto in precisions:
+            def step():
+                with cpu_autocast(auto):
+                    out = model(input_ids=ids, labels=ids, use_cache=False)
+                out.loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+            step()  # warm-up
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            dt = (time.perf_counter() - t0) / args.steps
+            tps = batch * seq / dt
+            gflops = 6 * params * tps / 1e9
+            print(f"| {batch} x {seq} | {'bf16 autocast' if auto else 'fp32'} | {dt:.2f} | {tps:.0f} | {gflops:.0f} | "
+                  f"{gflops / peak[auto]:.0%} of {peak[auto]:.0f} |")
+    model.eval()
+    print("\n| generation batch | precision | s | generated tokens/s |")
+    print("|---:|---|---:|---:|")
+    for b in [int(x) for x in args.batches.split(",")]:
+        ids = torch.randint(100, vocab, (b, args.prompt_len))
+        for auto in precisions:
+            with torch.no_grad(), cpu_autocast(auto):
+                t0 = time.perf_counter()
+                model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.new_tokens,
+                               min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+                dt = time.perf_counter() - t0
+            print(f"| {b} | {'bf16 autocast' if auto else 'fp32'} | {dt:.1f} | {b * args.new_tokens / dt:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The pretrained base through the real stages: SmolLM2-135M-Instruct (pulled from the package registry)
+fine-tuned on Ray Train + DeepSpeed in the compact format (text SIDs, slate-number rankings, its chat
+template), then asked validation slates. Skips where the base is not pulled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from training_lake import make_training_lake
+
+from gr2.config import load_config
+from gr2.training import bases, jobs
+
+pytestmark = [pytest.mark.timeout(900),
+              pytest.mark.skipif(not bases.is_pulled("smollm2-135m"), reason="smollm2-135m is not pulled here "
+                                 "(`gr2 model pull smollm2-135m`; scripts/bootstrap.sh does it)")]
+
+PRETRAINED = [
+    "train.model.base=smollm2-135m", "train.prompt.sid_format=text", "train.prompt.cite=slate",
+    "train.prompt.style=compact", "train.prompt.history=3", "train.prompt.title_words=6", "train.num_workers=1",
+    "train.cpus_per_worker=2", "train.max_len=768", "train.checkpoint_every=1000", "traces.brief=true",
+]
+
+
+def test_sft_from_the_pretrained_base_in_the_compact_format(spark, tmp_path):
+    from gr2.training import traces
+    from gr2.training.formats import RerankFormat
+
+    lake = make_training_lake(tmp_path / "lake")
+    cfg = load_config(overrides=PRETRAINED + ["traces.max_slates=40", "train.sft.init=base", "train.sft.max_steps=2",
+                                              "train.sft.batch_size=2", "train.sft.lr=0.0002"], lake=str(lake))
+    traces.run(spark, cfg)
+    s = jobs.sft(cfg)
+    model_dir = lake / "models/sft" / s["run"] / "model"
+    assert RerankFormat.of_model(model_dir) == RerankFormat.from_config(cfg.train.prompt), "the model carries its format"
+    init = json.loads((lake / "models/sft" / s["run"] / "init" / "gr2.json").read_text())
+    assert init["added"] == 0 and "smollm2-135m" in init["source"], "text SIDs add no tokens to the vocabulary"
+    assert (lake / "models/sft/LATEST").read_text() == s["run"] and not (lake / "models/sft/IN_PROGRESS").exists()
+    assert int(s["final"]["last"]["step"]) == 2
+
+    free = jobs.evaluate_rerank(cfg, split="valid", max_slates=4, max_new_tokens=96)
+    assert free["slates"] == 4 and len(free["outputs"]) == 4 and 0 <= free["valid_share"] <= free["json_share"] <= 1
+    held = jobs.evaluate_rerank(cfg, split="valid", max_slates=3, max_new_tokens=96, constrained=True)
+    assert held["valid_share"] == 1.0 and all(sorted(o) == list(range(4)) for o in held["outputs"])
+
+
+def test_compact_prompts_in_the_chat_template_start_once_and_fit(tmp_path):
+    """SmolLM2's BOS is its chat start marker: a templated prompt must not get a second one, and the compact
+    prompt of a K=4 slate stays short."""
+    from gr2.training import data
+    from gr2.training import model as lm
+    from gr2.training.examples import tokenize_example
+    from gr2.training.formats import RerankFormat
+    from gr2.training.generation import with_bos
+    from gr2.training.prompts import format_response
+
+    lake = make_training_lake(tmp_path / "lake")
+    catalog, _ = data.load_catalog(lake)
+    tok = lm.load_tokenizer(bases.local_path("smollm2-135m"))
+    fmt = RerankFormat(sid="text", cite="slate", style="compact", history=3, title_words=6)
+    (s, _), *_ = jobs.rerank_cases(lake, catalog, "valid", 1, 0, fmt.history)
+    prompt = fmt.prompt(s.history, s.candidates, tok)
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
+    assert with_bos(tok, prompt) == prompt
+    sids = [c.sid for c in s.candidates]
+    e = jobs.sft_example(prompt, format_response("r", sids[::-1]), sids, 0.5, 1.0, fmt)
+    assert e.completion == '{"reasoning":"r","ranking":[4,3,2,1]}'
+    ids, weights = tokenize_example(tok, e)
+    assert ids[0] == tok.bos_token_id and ids[1] != tok.bos_token_id and ids[-1] == tok.eos_token_id
+    assert weights[0] == 0 and weights[-1] == 1.0
+    assert len(ids) < 400, len(ids)
