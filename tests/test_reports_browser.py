@@ -92,7 +92,9 @@ def test_reports_index_gathers_quality_nightly_and_eval_history(spark, lake, tmp
         positions = [(i + shift) % 5 for i in range(40)]
         run = {"run_id": run_id, "created_at": f"2026-01-0{n + 1}T00:00:00+00:00", "split": "test", "n_slates": 40, "k": 5,
                "rows": [{"model": "incoming order", "metrics": report.metrics_with_ci(positions, n_boot=50)},
-                        {"model": "DAPO", "metrics": report.metrics_with_ci([max(0, p - 1 - shift) for p in positions], n_boot=50)}]}
+                        {"model": "DAPO", "metrics": report.metrics_with_ci([max(0, p - 1 - shift) for p in positions], n_boot=50),
+                         "diagnostics": {"valid_rate": 0.25 + 0.75 * shift, "order_copy_rate": 0.0, "mean_displacement": 1.0,
+                                         "landing": np.zeros((5, 5)).tolist()}}]}
         report.write_report(lake.root / "reports" / "eval" / run_id, run)
     nightly = lake.root / "reports" / "nightly"
     nightly.mkdir(parents=True)
@@ -108,6 +110,7 @@ def test_reports_index_gathers_quality_nightly_and_eval_history(spark, lake, tmp
         assert "FAILED" in shown and "silver_items_gate" in shown
         assert "QualityGateError: silver.items" in shown
         assert "<svg" in dom and "<polyline" in dom, "the eval history plot is drawn"
+        assert "valid answers" in shown and "25% (invalid: incoming order kept)" in shown and "100%" in shown
         links = re.findall(r'href="(quality/validations/[^"]+)"', dom)
         assert len(links) == 2
         page = browser.render(f"{url}/{links[0]}")  # the newest validation: the refused one

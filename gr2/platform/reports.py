@@ -80,6 +80,18 @@ def eval_runs(lake: Path) -> list[dict]:
     return sorted(out, key=lambda r: (r["created"], r["run"]), reverse=True)
 
 
+def _valid_cell(row: dict) -> str:
+    """An LM row's share of valid answers; where some were invalid, say that those slates kept the incoming
+    order (an SFT row with 0% valid answers otherwise reads as a model that equals the pre-ranker)."""
+    valid = _float((row.get("diagnostics") or {}).get("valid_rate"))
+    if valid is None:
+        return ""
+    if valid >= 1.0:
+        return "100%"
+    cls = "bad" if valid < 0.5 else "warn"
+    return f'<span class="{cls}">{valid:.0%}</span> (invalid: incoming order kept)'
+
+
 def _float(v) -> float | None:
     try:
         return float(v)
@@ -159,7 +171,7 @@ def history_svg(runs: list[dict], metric: str = "NDCG@5", width: int = 640, heig
 
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:14px;text-align:left}
-th{background:#f3f3f3}.ok{color:#176f2c;font-weight:600}.bad{color:#b00020;font-weight:600}.dim{color:#777}
+th{background:#f3f3f3}.ok{color:#176f2c;font-weight:600}.bad{color:#b00020;font-weight:600}.warn{color:#9a6700;font-weight:600}.dim{color:#777}
 h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:1.6em}"""
 
 
@@ -197,7 +209,7 @@ def render_index(lake: Path, docs_built: bool) -> str:
     for r in evals:
         for row in r["rows"]:
             eval_rows.append([_a(r["href"], r["run"]), html.escape(str(row.get("model", ""))),
-                              *[_num(_metric(row, m)) for m in ("R@1", "R@5", "NDCG@5")]])
+                              *[_num(_metric(row, m)) for m in ("R@1", "R@5", "NDCG@5")], _valid_cell(row)])
     train_rows = [[t["stage"], html.escape(t["run"]), _num(t["steps"]), _num(t["loss_first"]), _num(t["loss_last"]),
                    _num(t["seconds"], 0)] for t in trains]
     stage_rows = [[html.escape(s["kind"]), _a(s["href"], s["name"])] for s in stages]
@@ -212,7 +224,7 @@ def render_index(lake: Path, docs_built: bool) -> str:
 {_table(["date", "exit", "time", "steps run", "failure", "finished"], night_rows, "gr2 nightly has not run yet")}
 <h2 id="eval">Evaluation</h2>
 {history_svg(evals)}
-{_table(["run", "model", "R@1", "R@5", "NDCG@5"], eval_rows, "gr2 eval has not run yet")}
+{_table(["run", "model", "R@1", "R@5", "NDCG@5", "valid answers"], eval_rows, "gr2 eval has not run yet")}
 <h2 id="training">Training runs</h2>
 {_table(["stage", "run", "steps", "first loss", "last loss", "seconds"], train_rows, "no training run yet")}
 <h2 id="stages">ETL and tokenizer reports</h2>
