@@ -110,3 +110,10 @@ def test_a_model_folder_carries_its_format(tmp_path):
     assert RerankFormat.of_model(tmp_path / "elsewhere", PAPER) == PAPER
     with pytest.raises(ValueError, match="cite must be one of"):
         RerankFormat(cite="title")
+
+
+def test_answer_shape_of_slate_citations_counts_numbers():
+    assert TEXT_SLATE.answer_shape('{"reasoning":"r","ranking":[3,1,3]}', 3), "shape, not validity"
+    assert not TEXT_SLATE.answer_shape('{"reasoning":"r","ranking":[3,1]}', 3)
+    assert not TEXT_SLATE.answer_shape('{"reasoning":"r","ranking":["a","b","c"]}', 3)
+    assert TEXT_SID.answer_shape('{"ranking":["a","b","c"]}', 3)

@@ -190,6 +190,16 @@ class RerankFormat:
             canon["reasoning"] = canon["reasoning"]
         return p.parse_response(json.dumps(canon, ensure_ascii=False), candidate_sids)
 
+    def answer_shape(self, text: str, k: int) -> bool:
+        """The answer's JSON shape was followed (a ranking of k entries of this format's kind), whether or
+        not the entries are the right ones: a diagnostic next to `parse`."""
+        if self.cite == "sid":
+            return p.answer_shape(text, k)
+        found, _ = p._find_answer(text) if isinstance(text, str) else (None, False)
+        ranking = found.get("ranking") if found else None
+        return (isinstance(ranking, list) and len(ranking) == k
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in ranking))
+
     def _entry_to_sid(self, entry, candidate_sids: Sequence[str]):
         """One ranking entry -> a canonical SID string, or the entry itself when it cannot be read (the
         canonical parser then names the problem)."""

@@ -208,7 +208,7 @@ def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: boo
     """
     from gr2.training.formats import RerankFormat
     from gr2.training.loop import cpu_autocast
-    from gr2.training.prompts import answer_shape, ranking_positions
+    from gr2.training.prompts import ranking_positions
 
     fmt = fmt or RerankFormat()
     gen = HFGenerator(model, tokenizer, batch_size=batch_size)
@@ -231,7 +231,7 @@ def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: boo
                 continue
             parsed = fmt.parse(text, sids)
             orders.append(ranking_positions(parsed.ranking, sids) if parsed.ok else None)
-            shaped += answer_shape(text, len(sids))
+            shaped += fmt.answer_shape(text, len(sids))
         if on_progress:
             on_progress(min(i + batch_size, len(cases)), len(cases))
     return orders, shaped

@@ -330,8 +330,12 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         # The student's prompt is rendered here, in its own format and chat template; gold.traces keeps the
         # canonical prompt the teacher saw.
         tok = lm.load_tokenizer(base)
+        # Only the slates that have an accepted trace of this teacher need a prompt (rendering all of them
+        # through a chat template took most of a minute on Beauty).
+        accepted = DeltaTable(str(data.table_path(lake, "gold.traces"))).to_pandas(columns=["slate_id", "teacher", "accepted"])
+        wanted = set(accepted["slate_id"][accepted["accepted"] & (accepted["teacher"] == teacher)])
         prompts, cands = {}, {}
-        for r in slates[slates["split"] == "train"].to_dict("records"):
+        for r in slates[(slates["split"] == "train") & slates["slate_id"].isin(wanted)].to_dict("records"):
             s = tr.slate_for_traces(r, catalog, fmt.history)
             if s is not None:
                 prompts[s.slate_id] = tr.prompt_of(s, fmt, tok)
