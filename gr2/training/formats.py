@@ -186,8 +186,6 @@ class RerankFormat:
         if isinstance(ranking, list):
             ranking = [self._entry_to_sid(e, candidate_sids) for e in ranking]
         canon = {**found, "ranking": ranking}
-        if isinstance(canon.get("reasoning"), str):
-            canon["reasoning"] = canon["reasoning"]
         return p.parse_response(json.dumps(canon, ensure_ascii=False), candidate_sids)
 
     def answer_shape(self, text: str, k: int) -> bool:
