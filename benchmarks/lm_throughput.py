@@ -6,6 +6,8 @@ Training: one process, fwd + bwd + AdamW steps on random token rows (the cost do
 values), fp32 and with bf16 autocast (weights and optimizer stay fp32), at two row shapes. Achieved
 FLOP/s counts 6 x parameters per token (the usual estimate; attention adds a few percent at these
 lengths), set against the matmul peak the script measures first (2048^2 fp32, 512^2 bf16).
+--freeze 0,20 adds rows with the embeddings and the lowest 20 layers frozen (train.freeze_layers): the
+FLOP/s column still counts 6 x all parameters per token, so it reads as "full-training equivalent".
 Generation: HF `generate` with the KV cache, greedy, a prompt of --prompt-len tokens and --new-tokens new
 ones, at batch 1, 8 and 32; generated tokens per second (all sequences of the batch together).
 """
@@ -40,6 +42,7 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=500)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--batches", default="1,8,32")
+    ap.add_argument("--freeze", default="0", help="comma-separated train.freeze_layers values to time (0 = train everything)")
     ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
                     help="measure bf16 autocast too (auto: only where the CPU has bf16 units; without them a step takes minutes)")
     args = ap.parse_args()
@@ -60,13 +63,16 @@ def main() -> None:
     vocab = model.config.vocab_size
     print(f"{args.base}: {params / 1e6:.1f}M parameters; {platform.processor() or platform.machine()}, "
           f"{args.threads} threads, torch {torch.__version__}\n")
-    print("| training row shape | precision | s/step | tokens/s | GFLOP/s (6PT) | share of peak |")
-    print("|---|---|---:|---:|---:|---:|")
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    print("| training row shape | frozen layers | trainable params | precision | s/step | tokens/s | GFLOP/s (6PT) | share of peak |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
     model.train()
     for seq, batch in ((1024, 1), (256, 4)):
         ids = torch.randint(0, vocab, (batch, seq))
-        for auto in precisions:
+        for frozen, auto in [(f, a) for f in (int(x) for x in args.freeze.split(",")) for a in precisions]:
+            model.requires_grad_(True)
+            trainable = lm.freeze_lower_layers(model, frozen)["trainable"]
+            opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
             def step():
                 with cpu_autocast(auto):
                     out = model(input_ids=ids, labels=ids, use_cache=False)
@@ -81,7 +87,7 @@ def main() -> None:
             dt = (time.perf_counter() - t0) / args.steps
             tps = batch * seq / dt
             gflops = 6 * params * tps / 1e9
-            print(f"| {batch} x {seq} | {'bf16 autocast' if auto else 'fp32'} | {dt:.2f} | {tps:.0f} | {gflops:.0f} | "
+            print(f"| {batch} x {seq} | {frozen} | {trainable / 1e6:.1f}M | {'bf16 autocast' if auto else 'fp32'} | {dt:.2f} | {tps:.0f} | {gflops:.0f} | "
                   f"{gflops / peak[auto]:.0%} of {peak[auto]:.0f} |")
     model.eval()
     print("\n| generation batch | precision | s | generated tokens/s |")

@@ -224,7 +224,6 @@ class SftConfig(StageTrainConfig):
     lr: float = Field(5e-4, gt=0, description="peak learning rate (AdamW)")
     reasoning_weight: float = Field(0.5, ge=0, description="loss weight of reasoning tokens (the paper: below the ranking weight)")
     ranking_weight: float = Field(1.0, ge=0, description="loss weight of ranking tokens")
-    valid_slates: int = Field(200, ge=0, description="held-out validation slates generated after training")
 
 
 class DapoConfig(StageTrainConfig):
@@ -277,12 +276,23 @@ class TrainConfig(Strict):
     document_masking: bool = Field(
         True, description="packed examples attend only to themselves (position ids restart per example, as at "
         "inference); false = a row attends causally across its examples")
+    freeze_layers: int = Field(
+        0, ge=0, description="keep the token embeddings (and a tied output head) and the lowest N decoder layers at their "
+        "pretrained weights: the backward pass stops at the first trained layer (a pretrained base on CPUs; needs "
+        "train.prompt.sid_format=text, since new SID tokens must learn their embeddings); 0 = train everything")
     checkpoint_every: int = Field(50, ge=1, description="optimizer steps between checkpoints")
     max_failures: int = Field(2, ge=0, description="worker failures tolerated; training resumes from the latest checkpoint")
     seed: int = Field(0, description="seed of sampling, init and data order")
     midtrain: MidtrainConfig = Field(default_factory=MidtrainConfig)
     sft: SftConfig = Field(default_factory=SftConfig)
     dapo: DapoConfig = Field(default_factory=DapoConfig)
+
+    @model_validator(mode="after")
+    def _frozen_embeddings(self) -> "TrainConfig":
+        if self.freeze_layers and self.prompt.sid_format == "tokens":
+            raise ValueError("train.freeze_layers freezes the token embeddings, but train.prompt.sid_format=tokens adds new "
+                             "SID tokens whose embeddings must be trained: set train.prompt.sid_format=text or freeze_layers=0")
+        return self
 
 
 class EndpointConfig(Strict):

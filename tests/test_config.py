@@ -19,6 +19,7 @@ def test_yaml_then_overrides_then_lake(tmp_path):
         ("etl.split.protocol=random", "etl.split.protocol"),
         ("etl.split.valid_quantile=0.95", "valid_quantile"),
         ("etl.k", "key=value"),
+        ("train.freeze_layers=4", "sid_format=text"),  # new SID tokens must train their embeddings
     ],
 )
 def test_bad_settings_name_the_key(override, message):

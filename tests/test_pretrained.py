@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from training_lake import make_training_lake
 
 from gr2.config import load_config
@@ -29,7 +31,8 @@ def test_sft_from_the_pretrained_base_in_the_compact_format(spark, tmp_path):
 
     lake = make_training_lake(tmp_path / "lake")
     cfg = load_config(overrides=PRETRAINED + ["traces.max_slates=40", "train.sft.init=base", "train.sft.max_steps=2",
-                                              "train.sft.batch_size=2", "train.sft.lr=0.0002"], lake=str(lake))
+                                              "train.sft.batch_size=2", "train.sft.lr=0.0002", "train.freeze_layers=20"],
+                      lake=str(lake))
     traces.run(spark, cfg)
     s = jobs.sft(cfg)
     model_dir = lake / "models/sft" / s["run"] / "model"
@@ -38,6 +41,13 @@ def test_sft_from_the_pretrained_base_in_the_compact_format(spark, tmp_path):
     assert init["added"] == 0 and "smollm2-135m" in init["source"], "text SIDs add no tokens to the vocabulary"
     assert (lake / "models/sft/LATEST").read_text() == s["run"] and not (lake / "models/sft/IN_PROGRESS").exists()
     assert int(s["final"]["last"]["step"]) == 2
+    # train.freeze_layers=20 through DeepSpeed: the embeddings and layers 0-19 are the base's, bit for bit.
+    before = load_file(bases.local_path("smollm2-135m") / "model.safetensors")
+    after = load_file(model_dir / "model.safetensors")
+    for name in ("model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight", "model.layers.19.self_attn.q_proj.weight"):
+        assert torch.equal(before[name], after[name]), f"{name} is frozen"
+    for name in ("model.layers.20.mlp.up_proj.weight", "model.layers.29.self_attn.q_proj.weight"):
+        assert not torch.equal(before[name], after[name]), f"{name} trains"
 
     free = jobs.evaluate_rerank(cfg, split="valid", max_slates=4, max_new_tokens=96)
     assert free["slates"] == 4 and len(free["outputs"]) == 4 and 0 <= free["valid_share"] <= free["json_share"] <= 1

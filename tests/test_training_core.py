@@ -215,3 +215,70 @@ def test_a_stage_resumes_its_unfinished_run_with_the_same_settings_only(tmp_path
     assert (tmp_path / "models/sft/LATEST").read_text() == other
     assert not (tmp_path / "models/sft/IN_PROGRESS").exists()
     assert not start_run(changed, "sft")[2], "a finished run is never resumed"
+
+
+@pytest.mark.parametrize("frozen, trained_layers", [(0, [0, 1, 2]), (2, [2])])
+def test_frozen_lower_layers_get_no_gradient_and_the_rest_still_train(tmp_path, frozen, trained_layers):
+    path = lm.build_small_model(tmp_path, [i.title for i in ITEMS] * 20, family="llama", vocab_size=300, hidden=32,
+                                layers=3, heads=2, max_positions=64)
+    model, _ = lm.load(path)
+    info = lm.freeze_lower_layers(model, frozen)
+    assert info["frozen_layers"] == frozen and info["trainable"] <= info["total"]
+    ids = torch.randint(0, model.config.vocab_size, (2, 16))
+    model(input_ids=ids, labels=ids).loss.backward()
+    emb = model.get_input_embeddings().weight
+    assert (emb.grad is None) == (frozen > 0), "the embeddings (and the tied head) train only when nothing is frozen"
+    for i, layer in enumerate(model.model.layers):
+        grads = [p.grad for p in layer.parameters()]
+        if i in trained_layers:
+            assert all(g is not None and g.abs().sum() > 0 for g in grads), f"layer {i} must train"
+        else:
+            assert all(g is None for g in grads), f"layer {i} is frozen: no gradient"
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == info["trainable"]
+
+
+def test_freezing_every_layer_is_refused(tmp_path):
+    path = lm.build_small_model(tmp_path, [i.title for i in ITEMS] * 20, family="llama", vocab_size=300, hidden=32,
+                                layers=2, heads=2, max_positions=64)
+    model, _ = lm.load(path)
+    with pytest.raises(ValueError, match="at most 1"):
+        lm.freeze_lower_layers(model, 2)
+
+
+def test_free_and_constrained_answers_from_one_generation_match_asking_each_alone(small, tmp_path):
+    """Greedy decoding makes the constrained answer's reasoning the free answer's prefix: asking for both
+    at once (evaluation) must give exactly what two separate passes give."""
+    from training_lake import make_training_lake
+
+    from gr2.training import data, jobs
+    from gr2.training.generation import answer_rerank, rerank_answers
+
+    model, tok, _ = small
+    model.eval()
+    lake = make_training_lake(tmp_path / "lake")
+    catalog, _ = data.load_catalog(lake)
+    cases = jobs.rerank_cases(lake, catalog, "valid", 5, 0, 3)
+    both = rerank_answers(model, tok, cases, 24, ("free", "constrained"), batch_size=2)
+    assert both["free"] == answer_rerank(model, tok, cases, 24, constrained=False, batch_size=2)
+    assert both["constrained"] == answer_rerank(model, tok, cases, 24, constrained=True, batch_size=2)
+    orders, shaped = both["constrained"]
+    assert shaped == len(cases) and all(sorted(o) == list(range(4)) for o in orders)
+
+
+def test_scoring_continuations_on_a_cached_prefix_equals_scoring_whole_sequences(small):
+    """Prefix.score (the prompt once, then each continuation on a copy of its KV cache) gives the same
+    log-likelihoods as running every prompt + continuation in full."""
+    from gr2.training.generation import Prefix
+
+    model, tok, _ = small
+    model.eval()
+    prompt = tok("Item number 3 then Item number 7 then", add_special_tokens=False)["input_ids"]
+    conts = [tok(vocab.wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[:5]] + [[5]]
+    cached = Prefix(model, prompt).score(conts, tok.pad_token_id)
+    full = []
+    for c in conts:
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([prompt + c])).logits[0].float(), -1)
+        full.append(float(sum(logp[len(prompt) - 1 + j, t] for j, t in enumerate(c))))
+    assert np.allclose(cached, full, atol=1e-4), (cached, full)
+    assert len({len(c) for c in conts}) > 1, "continuations of different lengths share one padded batch"

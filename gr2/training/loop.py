@@ -217,7 +217,11 @@ def build_engine(model, config: dict, use_gpu: bool):
     """AdamW + cosine-with-warm-up schedule, wrapped by DeepSpeed (or torch DDP); (engine, scheduler)."""
     import deepspeed
 
-    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=config["weight_decay"])
+    from gr2.training.model import freeze_lower_layers
+
+    freeze_lower_layers(model, config.get("freeze_layers", 0))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=config["lr"], weight_decay=config["weight_decay"])
     total = config["total_steps"] * config.get("optimizer_steps_per_step", 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, int(total * config["warmup_ratio"])))
     if config.get("engine", "deepspeed") == "ddp":  # plain torch DDP, the baseline of the throughput benchmark
@@ -350,6 +354,7 @@ def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: s
         "grad_accum": train_cfg.deepspeed.grad_accum, "grad_clip": train_cfg.deepspeed.grad_clip,
         "checkpoint_every": train_cfg.checkpoint_every, "log_every": max(1, min(10, total // 20 or 1)),
         "micro_batches_per_epoch": micro_per_epoch, "document_masking": train_cfg.document_masking,
+        "freeze_layers": train_cfg.freeze_layers,
         "autocast": use_autocast(train_cfg.autocast),  # resolved here: the workers run on this kind of CPU
         # Fault injection (GR2_KILL_WORKER_AT_STEP=N): the last worker SIGKILLs itself once at step N, to
         # show that Ray replaces it and training resumes from the latest checkpoint.
