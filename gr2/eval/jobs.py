@@ -21,33 +21,19 @@ STAGES = ("midtrain", "sft", "dapo")
 def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None, fmt=None) -> list[list[int]]:
     """Order candidates by log p(SID | "A user bought, in order: ... Next they buy"), each SID spelled as
     the model learned it (`fmt`: wrapped SID tokens by default)."""
-    import torch
-
     from gr2.training import examples
     from gr2.training.formats import RerankFormat
-    from gr2.training.generation import with_bos
+    from gr2.training.generation import Prefix, with_bos
 
     fmt = fmt or RerankFormat()
     orders = []
     for n, (s, _labels) in enumerate(cases):
         hist = [examples.CatalogItem(h.item_id, h.sid, h.title) for h in s.history][-history_len:]
         prompt = with_bos(tok, examples.sequential(hist, None, fmt.show_sid).prompt + " ")
-        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        seqs = [p_ids + tok(fmt.show_sid(c.sid), add_special_tokens=False)["input_ids"] for c in s.candidates]
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), tok.pad_token_id)
-        attn = torch.zeros_like(ids)
-        for i, q in enumerate(seqs):
-            ids[i, : len(q)] = torch.tensor(q)
-            attn[i, : len(q)] = 1
-        with torch.no_grad():
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=attn).logits.float(), -1)
-        scores = []
-        for i, q in enumerate(seqs):
-            toks = torch.tensor(q[len(p_ids):])
-            pos = torch.arange(len(p_ids) - 1, len(q) - 1)
-            scores.append(float(logp[i, pos, toks].sum()))
-        orders.append(baselines.order_by_scores(scores))
+        # The history prompt runs once; each candidate's SID is scored on a copy of its KV cache.
+        prefix = Prefix(model, tok(prompt, add_special_tokens=False)["input_ids"])
+        conts = [tok(fmt.show_sid(c.sid), add_special_tokens=False)["input_ids"] for c in s.candidates]
+        orders.append(baselines.order_by_scores(prefix.score(conts, tok.pad_token_id)))
         if on_progress:
             on_progress(n + 1, len(cases))
     return orders
@@ -112,14 +98,16 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max
                 orders = sid_likelihood_orders(model, tok, cases, cfg.etl.history_len, progress, fmt)
                 row = _row("mid-trained (SID likelihood)", input_ranks, orders, k, cfg.train.seed, llm=False)
             else:
-                from gr2.training.generation import answer_rerank
+                from gr2.training.generation import rerank_answers
 
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
-                for constrained in ((False, True) if constrained_too else (False,)):
-                    orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, progress, fmt=fmt,
-                                                   batch_size=eval_batch, autocast=use_autocast(cfg.train.autocast))
-                    row = _row(name + (" + constrained ranking" if constrained else ""), input_ranks, orders, k,
-                               cfg.train.seed, llm=True)
+                modes = ("free", "constrained") if constrained_too else ("free",)
+                answers = rerank_answers(model, tok, cases, max_new_tokens, modes, progress, fmt=fmt,
+                                         batch_size=eval_batch, autocast=use_autocast(cfg.train.autocast))
+                for mode in modes:
+                    orders, shaped = answers[mode]
+                    row = _row(name + (" + constrained ranking" if mode == "constrained" else ""), input_ranks, orders,
+                               k, cfg.train.seed, llm=True)
                     row["diagnostics"]["json_shape_rate"] = shaped / len(cases)
                     row["model_dir"] = str(model_dir)
                     rows.append(row)

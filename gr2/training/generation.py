@@ -140,71 +140,94 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     copy of it, and then the chosen one on the cache itself (about K x |entry| tokens per slot instead of
     K x the whole prompt). Returns the canonical SIDs, best first.
     """
-    import copy
-
     from gr2.training.formats import RerankFormat
 
     fmt = fmt or RerankFormat()
     left = list(zip([vocab.sid_string(vocab.parse_sid(s)) for s in candidate_sids], fmt.options(candidate_sids)))
     enc = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-    prefix = torch.tensor([enc(with_bos(tokenizer, text))])
-    with torch.no_grad():
-        out = model(input_ids=prefix, use_cache=True)
-    cache, last, length = out.cache, out.logits[0, -1].float(), prefix.shape[1]
-
-    def feed(ids: list[int]):
-        nonlocal cache, last, length
-        if ids:
-            with torch.no_grad():
-                o = model(input_ids=torch.tensor([ids]), cache=cache, use_cache=True,
-                          attention_mask=torch.ones(1, length + len(ids), dtype=torch.long))
-            cache, last, length = o.cache, o.logits[0, -1].float(), length + len(ids)
-
+    prefix = Prefix(model, enc(with_bos(tokenizer, text)))
     chosen: list[str] = []
     while left:
         if len(left) == 1:
             chosen.append(left.pop()[0])
             break
         conts = [enc(opt + ",") for _, opt in left]  # another entry always follows a scored slot
-        width = max(map(len, conts))
-        ids = torch.full((len(left), width), tokenizer.pad_token_id)
-        mask = torch.zeros(len(left), length + width, dtype=torch.long)
-        mask[:, :length] = 1
-        for i, c in enumerate(conts):
-            ids[i, : len(c)] = torch.tensor(c)
-            mask[i, length : length + len(c)] = 1
-        batch_cache = copy.deepcopy(cache)
-        batch_cache.batch_repeat_interleave(len(left))
-        with torch.no_grad():
-            logits = model(input_ids=ids, cache=batch_cache, attention_mask=mask, use_cache=True).logits.float()
-        first = torch.log_softmax(last, -1)
-        rest = torch.log_softmax(logits, -1)
-        scores = []
-        for i, c in enumerate(conts):
-            score = float(first[c[0]])
-            if len(c) > 1:
-                score += float(rest[i, torch.arange(len(c) - 1), torch.tensor(c[1:])].sum())
-            scores.append(score)
+        scores = prefix.score(conts, tokenizer.pad_token_id)
         if temperature > 0:
             probs = torch.softmax(torch.tensor(scores) / temperature, 0)
             pick = int(torch.multinomial(probs, 1))
         else:
             pick = int(np.argmax(scores))
         chosen.append(left.pop(pick)[0])
-        feed(conts[pick])
+        prefix.extend(conts[pick])
     return chosen
+
+
+class Prefix:
+    """A prompt run once and kept as a KV cache, to score many short continuations of it: each
+    `score` runs only the continuations' own tokens, on copies of the cache, as one padded batch
+    (about K x |continuation| tokens instead of K x the whole prompt); `extend` appends tokens for good."""
+
+    def __init__(self, model, ids: list[int]):
+        self.model = model
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ids]), use_cache=True)
+        self.cache, self.last, self.length = out.cache, out.logits[0, -1].float(), len(ids)
+
+    def score(self, conts: list[list[int]], pad_id: int = 0) -> list[float]:
+        """log p(continuation | prefix) of each continuation (token lists, none empty)."""
+        import copy
+
+        width = max(map(len, conts))
+        first = torch.log_softmax(self.last, -1)
+        if width == 1:
+            return [float(first[c[0]]) for c in conts]
+        ids = torch.full((len(conts), width), pad_id)
+        mask = torch.zeros(len(conts), self.length + width, dtype=torch.long)
+        mask[:, : self.length] = 1
+        for i, c in enumerate(conts):
+            ids[i, : len(c)] = torch.tensor(c)
+            mask[i, self.length : self.length + len(c)] = 1
+        batch_cache = copy.deepcopy(self.cache)
+        batch_cache.batch_repeat_interleave(len(conts))
+        with torch.no_grad():
+            logits = self.model(input_ids=ids, cache=batch_cache, attention_mask=mask, use_cache=True).logits
+        scores = []
+        for i, c in enumerate(conts):
+            score = float(first[c[0]])
+            if len(c) > 1:  # only the positions that predict a continuation token get a softmax
+                rest = torch.log_softmax(logits[i, : len(c) - 1].float(), -1)
+                score += float(rest[torch.arange(len(c) - 1), torch.tensor(c[1:])].sum())
+            scores.append(score)
+        return scores
+
+    def extend(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        with torch.no_grad():
+            o = self.model(input_ids=torch.tensor([ids]), cache=self.cache, use_cache=True,
+                           attention_mask=torch.ones(1, self.length + len(ids), dtype=torch.long))
+        self.cache, self.last, self.length = o.cache, o.logits[0, -1].float(), self.length + len(ids)
 
 
 def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: bool = False, on_progress=None, fmt=None,
                   batch_size: int = 8, autocast: bool = False):
     """Greedy answers to the re-rank prompt for (SlateForTraces, labels) cases, asked in `fmt` (the
-    format the model was trained on; the paper's by default).
+    format the model was trained on; the paper's by default): (orders, shaped) of `rerank_answers` for the
+    free answers, or with `constrained` for the constrained ones."""
+    mode = "constrained" if constrained else "free"
+    return rerank_answers(model, tokenizer, cases, max_new_tokens, (mode,), on_progress, fmt, batch_size, autocast)[mode]
 
-    Returns (orders, shaped): per slate the output order as indices into the candidates (None when the
-    answer is not a valid permutation) and how many answers had the JSON shape. With `constrained`, the
-    model writes its reasoning freely up to `"ranking"` and the ranking is then decoded by
-    `constrained_ranking`, so every answer is a valid permutation by construction. `autocast` runs the
-    forward passes under bf16 autocast on CPU (train.autocast).
+
+def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", "constrained"), on_progress=None,
+                   fmt=None, batch_size: int = 8, autocast: bool = False) -> dict:
+    """{mode: (orders, shaped)} for mode in `modes`: per slate the output order as indices into the
+    candidates (None when the answer is not a valid permutation) and how many answers had the JSON shape.
+
+    `free` parses the greedy answer as written. `constrained` keeps the same greedy reasoning up to
+    `"ranking"` and decodes the ranking with `constrained_ranking`, so every answer is a valid permutation
+    by construction. Greedy decoding makes that reasoning the free answer's own prefix, so asking for
+    both generates once. `autocast` runs the forward passes under bf16 autocast on CPU (train.autocast).
     """
     from gr2.training.formats import RerankFormat
     from gr2.training.loop import cpu_autocast
@@ -212,26 +235,29 @@ def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: boo
 
     fmt = fmt or RerankFormat()
     gen = HFGenerator(model, tokenizer, batch_size=batch_size)
-    orders, shaped = [], 0
-    stop = ['"ranking"'] if constrained else None
+    orders: dict[str, list] = {m: [] for m in modes}
+    shaped = dict.fromkeys(modes, 0)
+    # Constrained answers alone need only the reasoning: stop there rather than write a ranking.
+    stop = ['"ranking"'] if "free" not in modes else None
+    on_cpu = autocast and next(model.parameters()).device.type == "cpu"
     for i in range(0, len(cases), batch_size):
         chunk = cases[i : i + batch_size]
         prompts = [fmt.prompt(s.history, s.candidates, tokenizer) for s, _ in chunk]
-        with cpu_autocast(autocast and next(model.parameters()).device.type == "cpu"):
+        with cpu_autocast(on_cpu):
             texts = gen.generate(prompts, max_new_tokens=max_new_tokens, stop_strings=stop)
         for (s, _), prompt, (text,) in zip(chunk, prompts, texts):
             sids = [c.sid for c in s.candidates]
-            if constrained:
+            if "free" in orders:
+                parsed = fmt.parse(text, sids)
+                orders["free"].append(ranking_positions(parsed.ranking, sids) if parsed.ok else None)
+                shaped["free"] += fmt.answer_shape(text, len(sids))
+            if "constrained" in orders:
                 cut = text.find('"ranking"')
                 head = (text[:cut] if cut >= 0 else text + '","') + '"ranking":['
-                with cpu_autocast(autocast and next(model.parameters()).device.type == "cpu"):
+                with cpu_autocast(on_cpu):
                     ranking = constrained_ranking(model, tokenizer, prompt + head, sids, fmt=fmt)
-                orders.append(ranking_positions(ranking, sids))
-                shaped += 1
-                continue
-            parsed = fmt.parse(text, sids)
-            orders.append(ranking_positions(parsed.ranking, sids) if parsed.ok else None)
-            shaped += fmt.answer_shape(text, len(sids))
+                orders["constrained"].append(ranking_positions(ranking, sids))
+                shaped["constrained"] += 1
         if on_progress:
             on_progress(min(i + batch_size, len(cases)), len(cases))
-    return orders, shaped
+    return {m: (orders[m], shaped[m]) for m in modes}
