@@ -38,6 +38,21 @@ app.add_typer(model_app, name="model")
 quality_app = typer.Typer(help="Reports: Great Expectations Data Docs of every gate run, with nightly, eval and training history.", no_args_is_help=True)
 app.add_typer(quality_app, name="quality")
 
+
+
+@app.callback()
+def _quiet_unless_verbose(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="let third-party logs, warnings and progress bars "
+                                          "(Spark, Ray, DeepSpeed, transformers) through; same as GR2_VERBOSE=1")] = False,
+):
+    """The console shows gr2's progress and summaries; third-party noise is off unless --verbose."""
+    if verbose:
+        os.environ["GR2_VERBOSE"] = "1"
+    from gr2.platform.progress import quiet_by_default
+
+    quiet_by_default()
+
+
 ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML config file (see configs/ and docs/configuration.md)")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override one key, e.g. --set etl.k=20 (repeatable)")]
 LakeOpt = Annotated[Optional[str], typer.Option("--lake", help="lake root folder (default ./lake, or `lake:` in the config)")]
@@ -205,7 +220,8 @@ def print_train_summary(s: dict) -> None:
     first = s.get("final", {}).get("first", {})
     console.print(f"{s['run']}: {s['total_steps']:,} optimizer steps over {s['rows']:,} packed rows "
                   f"(examples {s['examples']}); base {s['base']['source']}"
-                  + (f", {s['base']['parameters']:,} parameters" if s["base"].get("parameters") else ""))
+                  + (f", {s['base']['parameters']:,} parameters" if s["base"].get("parameters") else "")
+                  + (f"; embeddings and the lowest {s['frozen_layers']} layers frozen" if s.get("frozen_layers") else ""))
     if last and first:
         console.print(f"  loss {float(first['loss']):.3f} -> {float(last['loss']):.3f}; "
                       f"{float(last['tokens_per_s']):,.0f} tokens/s; peak memory {float(last['peak_mem_mb']):,.0f} MB")
@@ -499,6 +515,8 @@ def nightly(
 def demo(
     data: Annotated[Optional[str], typer.Option(help="run on this data set instead of the built-in synthetic data")] = None,
     source: Annotated[Optional[str], typer.Option(help="the data set's source format, with --data (e.g. amazon-p5)")] = None,
+    small: Annotated[bool, typer.Option(help="train the small model from scratch instead of the pretrained base: "
+                                        "every stage in minutes, but a model that small does not learn to re-rank")] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
     lake: LakeOpt = None,
@@ -506,22 +524,24 @@ def demo(
     """Run the whole pipeline on the embedded synthetic data (or --data/--source): ETL, semantic IDs,
     quality gates, teacher traces, mid-training, SFT, DAPO and evaluation, then the reports index.
 
-    Budgets are small (gr2/platform/demo.py PRESET) so it finishes in minutes on a laptop; a --config
-    file and --set override them. Ends with the evaluation table and where the reports are.
+    It trains the pretrained base SmolLM2-135M-Instruct (pulled from the package registry on first use)
+    with budgets small enough for a 2-core laptop (gr2/platform/demo.py PRESET: about 40 minutes;
+    --small: the from-scratch model, minutes); a --config file and --set override them. Ends with the
+    evaluation table, the wall time per stage and where the reports are.
     """
     from gr2.config import ConfigError, load_config
     from gr2.platform import demo as dm
 
     extra = [f"etl.path={data}", f"etl.source={source or 'amazon-p5'}"] if data else []
     try:
-        cfg = load_config(config, list(set_ or []) + extra, lake, base=dm.PRESET)
+        cfg = load_config(config, list(set_ or []) + extra, lake, base=dm.SMALL_PRESET if small else dm.PRESET)
     except ConfigError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_INPUT) from None
     start = time.perf_counter()
     spark = _spark(cfg)
     out = _run(lambda: dm.run(cfg, spark, {"ingest": print_ingest_summary, "build": print_build_summary,
-                                          "train": print_train_summary}))
+                                          "train": print_train_summary}, dm.SMALL_EVAL if small else dm.EVAL))
     console.rule("demo finished")
     print_eval(out["eval"])
     t = Table(title="wall time per stage", title_justify="left")

@@ -68,6 +68,27 @@ def verbose() -> bool:
     return os.environ.get("GR2_VERBOSE", "") not in ("", "0")
 
 
+def quiet_by_default() -> None:
+    """Process-wide quiet defaults for a gr2 command, unless verbose. They are environment variables and
+    warning filters set before the libraries start, so Spark's Python workers and Ray's workers, which
+    inherit the environment, are quiet too: no "Loading weights" bars from executors, no DeepSpeed
+    "Setting accelerator to CPU" from every process on a machine without GPUs, no Ray/torch
+    UserWarnings, and Spark's JVM starts with gr2's log4j2 file (errors only; see platform/spark.py)."""
+    if verbose():
+        return
+    import glob
+    import warnings
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if not glob.glob("/dev/nvidia[0-9]*"):  # a GPU host keeps DeepSpeed's own detection
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning,ignore::DeprecationWarning,ignore::FutureWarning")
+    for category in (UserWarning, DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 @contextmanager
 def quiet_third_party():
     """Silence transformers' and huggingface_hub's logs and progress bars ("Loading weights", "Writing

@@ -60,6 +60,28 @@ def ensure_delta_jars(jars_dir: str | Path) -> list[Path]:
     return wanted
 
 
+# Spark's JVM logs errors only unless --verbose: without a log4j2 file it announces its default profile,
+# the log level and a missing native-Hadoop library on every start, before setLogLevel can run.
+QUIET_LOG4J2 = """rootLogger.level = error
+rootLogger.appenderRef.stderr.ref = stderr
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+"""
+
+
+def quiet_log4j2_file(folder) -> Path:
+    path = Path(folder).expanduser() / "log4j2-quiet.properties"
+    if not path.exists() or path.read_text() != QUIET_LOG4J2:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(QUIET_LOG4J2)
+        tmp.replace(path)
+    return path
+
+
 def spark_conf(cfg: SparkConfig) -> dict[str, str]:
     jars = ensure_delta_jars(cfg.jars_dir)
     conf = {
@@ -80,6 +102,10 @@ def spark_conf(cfg: SparkConfig) -> dict[str, str]:
         # Columnar driver <-> executor transfers (toPandas, createDataFrame from pandas).
         "spark.sql.execution.arrow.pyspark.enabled": "true",
     }
+    from gr2.platform.progress import verbose
+
+    if not verbose():
+        conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile=file:{quiet_log4j2_file(cfg.jars_dir)}"
     if cfg.master.startswith("local"):
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"

@@ -153,7 +153,7 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
     fmt.save(run_dir / "model")  # how this model spells SIDs: the next-item evaluation asks it that way
     finish_run(cfg, "midtrain", run)
     summary = {"run": run, "base": base, "examples": counts, "available": available, "rows": rows, "cut_examples": cut, **out,
-               "final": _last_metrics(run_dir)}
+               "frozen_layers": t.freeze_layers, "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
@@ -371,7 +371,7 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
     fmt.save(run_dir / "model")  # evaluation and DAPO ask this model in the form it was trained on
     finish_run(cfg, "sft", run)
     summary = {"run": run, "base": {"source": str(base), "parameters": None}, "examples": {"sft": n_examples},
-               "rows": rows, **out, "final": _last_metrics(run_dir)}
+               "rows": rows, **out, "frozen_layers": t.freeze_layers, "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
