@@ -7,19 +7,18 @@ from gr2.config import load_config
 from gr2.platform import demo as dm
 
 
-def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake, monkeypatch):
-    monkeypatch.setattr(dm, "EVAL", {"slates": 8, "sasrec_seconds": 2, "max_new_tokens": 24})
+def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake):
     cfg = load_config(overrides=[
         "etl.synthetic.users=150", "etl.synthetic.items=100", "tokenizer.levels=3", "tokenizer.codes=16",
         "tokenizer.hidden_dims=[64]", "tokenizer.latent_dim=16", "tokenizer.epochs=3",
-        "train.model.base=null", "train.prompt.style=paper", "train.prompt.sid_format=tokens", "train.prompt.cite=sid",
         "train.model.hidden=32", "train.model.layers=1", "train.model.vocab_size=600", "train.max_len=1024",
         "train.midtrain.max_steps=3", "train.sft.max_steps=2", "train.dapo.max_steps=1", "train.dapo.max_new_tokens=24",
         "train.dapo.overlong_cache=8", "train.dapo.group_size=2", "train.dapo.batch_size=1", "traces.max_slates=60",
-    ], lake=str(lake.root), base=dm.PRESET)
+    ], lake=str(lake.root), base=dm.SMALL_PRESET)
     assert cfg.train.num_workers == 2 and cfg.traces.detail == 1, "the preset sits below the overrides"
     seen = []
-    out = dm.run(cfg, spark, {k: (lambda s, k=k: seen.append(k)) for k in ("ingest", "build", "train")})
+    out = dm.run(cfg, spark, {k: (lambda s, k=k: seen.append(k)) for k in ("ingest", "build", "train")},
+                 {"slates": 8, "sasrec_seconds": 2, "max_new_tokens": 24})
     assert [name for name, _ in out["stages"]] == [
         "ETL ingest", "ETL build", "semantic IDs (embed, fit, assign)", "teacher traces (rejection sampling)",
         "mid-training on SID tasks", "SFT on accepted traces", "DAPO with conditional rewards", "evaluation on test slates"]
@@ -29,3 +28,12 @@ def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake, monkeyp
     assert out["eval"]["n_slates"] == 8
     index = out["index"].read_text()
     assert "eval-" in index and "gold_slates_gate" in index and "dapo" in index
+
+
+def test_the_default_demo_trains_the_pretrained_base_in_a_format_it_can_read():
+    cfg = load_config(base=dm.PRESET)
+    assert cfg.train.model.base == "smollm2-135m" and cfg.train.prompt.sid_format == "text"
+    assert cfg.train.freeze_layers > 0 and cfg.traces.brief
+    assert cfg.train.dapo.max_new_tokens - cfg.train.dapo.overlong_cache > 133, "a brief answer is not punished as overlong"
+    small = load_config(base=dm.SMALL_PRESET)
+    assert small.train.model.base is None and small.train.prompt.sid_format == "tokens"
