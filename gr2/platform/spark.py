@@ -61,8 +61,12 @@ def ensure_delta_jars(jars_dir: str | Path) -> list[Path]:
 
 
 # Spark's JVM logs errors only unless --verbose: without a log4j2 file it announces its default profile,
-# the log level and a missing native-Hadoop library on every start, before setLogLevel can run.
-QUIET_LOG4J2 = """rootLogger.level = error
+# the log level and a missing native-Hadoop library on every start, before setLogLevel can run. The
+# root stays at WARN, the level Spark gives a PySpark driver anyway: at any other level it announces
+# "Setting default log level". get_spark lowers it to ERROR once the session is up.
+QUIET_LOG4J2 = """rootLogger.level = warn
+logger.hadoop_native.name = org.apache.hadoop.util.NativeCodeLoader
+logger.hadoop_native.level = error
 rootLogger.appenderRef.stderr.ref = stderr
 appender.stderr.type = Console
 appender.stderr.name = stderr
