@@ -31,8 +31,11 @@ def test_spark_starts_without_its_log4j_banner_unless_verbose(verbose):
     res = subprocess.run([sys.executable, "-c", START_SPARK], env=_env(verbose), capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "3", res.stderr[-2000:]
-    for line in ("Using Spark's default log4j profile", "NativeCodeLoader", "Setting default log level"):
-        assert (line in res.stderr) == verbose, (line, res.stderr[-2000:])
+    if verbose:  # Spark's own default profile, which announces itself (the other lines depend on the host)
+        assert "Using Spark's default log4j profile" in res.stderr, res.stderr[-2000:]
+    else:
+        for line in ("Using Spark's default log4j profile", "NativeCodeLoader", "Setting default log level"):
+            assert line not in res.stderr, (line, res.stderr[-2000:])
 
 
 def test_quiet_defaults_reach_child_processes_unless_verbose():
