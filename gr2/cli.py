@@ -39,7 +39,6 @@ quality_app = typer.Typer(help="Reports: Great Expectations Data Docs of every g
 app.add_typer(quality_app, name="quality")
 
 
-
 @app.callback()
 def _quiet_unless_verbose(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="let third-party logs, warnings and progress bars "

@@ -60,7 +60,7 @@ def ensure_delta_jars(jars_dir: str | Path) -> list[Path]:
     return wanted
 
 
-# Spark's JVM logs errors only unless --verbose: without a log4j2 file it announces its default profile,
+# Spark's JVM starts with this log4j2 file unless --verbose: without one it announces its default profile,
 # the log level and a missing native-Hadoop library on every start, before setLogLevel can run. The
 # root stays at WARN, the level Spark gives a PySpark driver anyway: at any other level it announces
 # "Setting default log level". get_spark lowers it to ERROR once the session is up.

@@ -158,19 +158,17 @@ def freeze_lower_layers(model, n: int) -> dict:
     pretrained weights. Nothing below the first trained layer needs a gradient, so the backward pass stops
     there: with 20 of SmolLM2's 30 layers frozen a step costs the forward pass plus a third of the backward
     (measured in benchmarks/lm_throughput.py). Returns {"frozen_layers", "trainable", "total"} parameters."""
-    if n <= 0:
-        total = sum(p.numel() for p in model.parameters())
-        return {"frozen_layers": 0, "trainable": total, "total": total}
-    layers = getattr(getattr(model, "model", None), "layers", None)
-    if layers is None:
-        raise ValueError(f"train.freeze_layers: {type(model).__name__} has no model.layers (Llama/Qwen decoder stack) to freeze")
-    if n >= len(layers):
-        raise ValueError(f"train.freeze_layers={n} would freeze every one of the model's {len(layers)} layers; "
-                         f"use at most {len(layers) - 1}")
-    model.get_input_embeddings().weight.requires_grad_(False)  # a tied output head shares this tensor
-    for layer in list(layers)[:n]:
-        layer.requires_grad_(False)
-    return {"frozen_layers": n, "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    if n > 0:
+        layers = getattr(getattr(model, "model", None), "layers", None)
+        if layers is None:
+            raise ValueError(f"train.freeze_layers: {type(model).__name__} has no model.layers (Llama/Qwen decoder stack) to freeze")
+        if n >= len(layers):
+            raise ValueError(f"train.freeze_layers={n} would freeze every one of the model's {len(layers)} layers; "
+                             f"use at most {len(layers) - 1}")
+        model.get_input_embeddings().weight.requires_grad_(False)  # a tied output head shares this tensor
+        for layer in list(layers)[:n]:
+            layer.requires_grad_(False)
+    return {"frozen_layers": max(n, 0), "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "total": sum(p.numel() for p in model.parameters())}
 
 
