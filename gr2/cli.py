@@ -7,6 +7,7 @@ gate refused a table (the previous version stays published).
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from datetime import date
@@ -26,7 +27,8 @@ tok_app = typer.Typer(
 )
 app.add_typer(tok_app, name="tokenizer")
 train_app = typer.Typer(
-    help="LM training on Ray Train + DeepSpeed: mid-training on SID tasks (midtrain), SFT on teacher traces (sft).",
+    help="LM training on Ray Train + DeepSpeed: mid-training on SID tasks (midtrain), SFT on teacher traces (sft), "
+    "DAPO with the conditional reward (dapo); next-item evaluation of a mid-trained model (eval-next).",
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
@@ -415,6 +417,9 @@ def eval_(
     slates: Annotated[int, typer.Option(help="slates to evaluate (a seeded sample; 0 = all)")] = 1000,
     sasrec_seconds: Annotated[float, typer.Option(help="training budget of the SASRec-style baseline")] = 300,
     max_new_tokens: Annotated[int, typer.Option(help="answer length cap of the SFT/DAPO models")] = 768,
+    stage: Annotated[Optional[list[str]], typer.Option(
+        "--stage", help="trained stages to evaluate: midtrain, sft, dapo (repeat the option; default: all three)")] = None,
+    batch: Annotated[int, typer.Option(help="slates answered together in one generate call (KV-cached, left-padded)")] = 8,
     config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
 ):
     """Evaluate every re-ranker on the same slates: incoming order, popularity, SASRec-style, and each
@@ -425,6 +430,11 @@ def eval_(
     from gr2.eval import jobs
     from gr2.platform.progress import Steps
 
+    unknown = sorted(set(stage or ()) - set(jobs.STAGES))
+    if unknown or batch < 1:
+        console.print(f"[red]error:[/] --stage takes {', '.join(jobs.STAGES)} (got {', '.join(unknown)})" if unknown
+                      else "[red]error:[/] --batch must be at least 1")
+        raise typer.Exit(EXIT_INPUT)
     spark = _spark(cfg)
     if compare:
         if len(compare) != 2:
@@ -433,7 +443,8 @@ def eval_(
         console.print(_run(lambda: jobs.comparison(spark, cfg, compare[0], compare[1])))
         return
     r = _run(lambda: jobs.run(spark, cfg, Steps(title="gr2 eval"), split=split, max_slates=slates,
-                              sasrec_seconds=sasrec_seconds, max_new_tokens=max_new_tokens))
+                              stages=tuple(stage) if stage else jobs.STAGES, sasrec_seconds=sasrec_seconds,
+                              max_new_tokens=max_new_tokens, eval_batch=batch))
     print_eval(r)
 
 
@@ -556,6 +567,34 @@ def demo(
 from gr2.platform.submit import register as _register_submit  # noqa: E402  (gr2 submit: any command as a Ray Job)
 
 _register_submit(app)
+
+
+def _unwrap(doc: str | None) -> str | None:
+    """A docstring as --help should show it: the line breaks inside a paragraph (wrapped for the source
+    file's width) become spaces, so the terminal wraps the text; blank lines and lines that start a list
+    item or an indented block keep theirs. Typer keeps every source line break as it is."""
+    if not doc:
+        return doc
+    out: list[str] = []
+    for line in inspect.cleandoc(doc).split("\n"):
+        keep = not line.strip() or not out or not out[-1].strip() or line.startswith((" ", "- ", "* ", "`"))
+        if keep:
+            out.append(line)
+        else:
+            out[-1] += " " + line.strip()
+    return "\n".join(out)
+
+
+def _tidy_help(typer_app: typer.Typer) -> None:
+    typer_app.info.help = _unwrap(typer_app.info.help)
+    for cmd in typer_app.registered_commands:
+        cmd.help = _unwrap(cmd.help or inspect.getdoc(cmd.callback))
+        cmd.short_help = cmd.short_help or (cmd.help or "").split("\n\n")[0]  # the command list: first paragraph
+    for group in typer_app.registered_groups:
+        _tidy_help(group.typer_instance)
+
+
+_tidy_help(app)
 
 if __name__ == "__main__":
     app()

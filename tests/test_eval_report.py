@@ -107,3 +107,30 @@ def test_publish_compare_and_idempotence(spark, lake):
     assert any(line.split()[:2] == ["sasrec", "R@1"] and line.split()[-1].startswith("+") for line in text.splitlines())
     with pytest.raises(KeyError):
         compare(spark, lake.root, "run-a", "nope")
+
+
+@pytest.mark.parametrize("args, message", [(["--stage", "sftt"], "--stage takes midtrain, sft, dapo (got sftt)"),
+                                           (["--batch", "0"], "--batch must be at least 1")])
+def test_eval_refuses_an_unknown_stage_or_batch_before_starting_spark(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from gr2.cli import app
+
+    res = CliRunner().invoke(app, ["eval", "--lake", str(tmp_path), *args])
+    assert res.exit_code == 2 and message in " ".join(res.output.split())
+
+
+def test_help_text_is_reflowed_by_the_terminal_not_by_the_source_file():
+    """A docstring's source line breaks are not shown: `gr2 demo --help` wraps its paragraphs to the
+    terminal, and the command list shows each command's first paragraph only."""
+    from typer.testing import CliRunner
+
+    from gr2.cli import app
+
+    runner = CliRunner()
+    demo = runner.invoke(app, ["demo", "--help"], env={"COLUMNS": "200"})
+    assert demo.exit_code == 0
+    assert "(pulled from the package registry on first use) with budgets small enough" in demo.output
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert "Evaluate every re-ranker on the same slates" in top.output
+    assert "It trains the pretrained base" not in top.output, "the list shows first paragraphs only"

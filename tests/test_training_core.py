@@ -282,3 +282,42 @@ def test_scoring_continuations_on_a_cached_prefix_equals_scoring_whole_sequences
         full.append(float(sum(logp[len(prompt) - 1 + j, t] for j, t in enumerate(c))))
     assert np.allclose(cached, full, atol=1e-4), (cached, full)
     assert len({len(c) for c in conts}) > 1, "continuations of different lengths share one padded batch"
+
+
+def test_a_static_kv_cache_decodes_exactly_what_the_dynamic_one_does(small):
+    """Evaluation decodes on a static cache (written in place) instead of Hugging Face's default one that
+    is copied at every step: the greedy answers, batched with left padding, must not change."""
+    from gr2.training.generation import HFGenerator
+
+    model, tok, _ = small
+    model.eval()
+    prompts = ["Item number 3 then", "Item number 1 then Item number 2 then Item number 7 then", "Item"]
+    static = HFGenerator(model, tok, batch_size=2, cache="static").generate(prompts, 12)
+    dynamic = HFGenerator(model, tok, batch_size=2, cache="dynamic").generate(prompts, 12)
+    assert static == dynamic and len(static) == 3
+    with pytest.raises(ValueError, match="dynamic or static"):
+        HFGenerator(model, tok, cache="paged").generate(prompts, 2)
+
+
+def test_a_rollout_group_runs_its_prompt_once_and_samples_what_repeating_it_would(small):
+    """`sample_group` prefills the prompt at batch 1 and shares its cache among the G answers. Under the
+    same seed it draws exactly the answers of `generate` on G copies of the prompt."""
+    from gr2.training.generation import sample_group
+
+    model, tok, _ = small
+    model.eval()
+    prompt = tok("Item number 3 then Item number 7 then", add_special_tokens=False)["input_ids"]
+    G, n = 4, 10
+    torch.manual_seed(0)
+    with torch.no_grad():
+        repeated = model.generate(torch.tensor([prompt] * G), attention_mask=torch.ones(G, len(prompt), dtype=torch.long),
+                                  do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=n,
+                                  pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    shared = sample_group(model, prompt, G, n, 1.0, tok.pad_token_id, tok.eos_token_id)
+    assert torch.equal(shared, repeated)
+    assert len({tuple(r) for r in shared[:, len(prompt):].tolist()}) > 1, "the G answers are sampled, not copies"
+    greedy = sample_group(model, prompt, 2, n, 0.0, tok.pad_token_id, tok.eos_token_id)
+    assert torch.equal(greedy[0], greedy[1])
+    one = sample_group(model, prompt[:1], 2, 3, 0.0, tok.pad_token_id, tok.eos_token_id)
+    assert one.shape[0] == 2 and one.shape[1] <= 4, "a one-token prompt has nothing to share and still works"

@@ -88,10 +88,11 @@ def beam_search_sids(model, tokenizer, prompt: str, trie: SidTrie, num_beams: in
 
 
 class HFGenerator:
-    """Sampling or greedy decoding with Hugging Face generate, in batches (left padding)."""
+    """Sampling or greedy decoding with Hugging Face generate, in batches (left padding), on a static KV
+    cache by default (see `cache_kwargs`)."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 8):
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+    def __init__(self, model, tokenizer, batch_size: int = 8, cache: str = "static"):
+        self.model, self.tokenizer, self.batch_size, self.cache = model, tokenizer, batch_size, cache
 
     def generate(self, prompts: list[str], max_new_tokens: int, temperature: float = 0.0, num_return_sequences: int = 1,
                  seed: int = 0, stop_strings: list[str] | None = None) -> list[list[str]]:
@@ -108,13 +109,55 @@ class HFGenerator:
                     **enc, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                     temperature=temperature if temperature > 0 else None, top_k=None, top_p=None,
                     num_return_sequences=num_return_sequences, pad_token_id=tok.pad_token_id,
-                    eos_token_id=tok.eos_token_id, **({"stop_strings": stop_strings, "tokenizer": tok} if stop_strings else {}),
+                    eos_token_id=tok.eos_token_id, **cache_kwargs(self.cache),
+                    **({"stop_strings": stop_strings, "tokenizer": tok} if stop_strings else {}),
                 )
             new = gen[:, enc["input_ids"].shape[1]:]
             decoded = tok.batch_decode(new, skip_special_tokens=False)
             decoded = [d.split(tok.eos_token)[0].replace(tok.pad_token, "") for d in decoded]
             out += [decoded[j * num_return_sequences : (j + 1) * num_return_sequences] for j in range(len(chunk))]
         return out
+
+
+def cache_kwargs(kind: str) -> dict:
+    """`generate` keyword arguments for a KV cache kind. `dynamic` is Hugging Face's default: it grows by
+    torch.cat at every step, which copies the whole cache once per new token (on 2 CPU threads, at batch
+    8 and 600-token prompts, that copy took as long as the step's matmuls; benchmarks/generation_speed.py).
+    `static` allocates prompt + answer once and writes each token in place."""
+    if kind not in ("dynamic", "static"):
+        raise ValueError(f"unknown KV cache kind {kind!r}: dynamic or static")
+    return {"cache_implementation": "static"} if kind == "static" else {}
+
+
+def sample_group(model, prompt_ids: list[int], group: int, max_new_tokens: int, temperature: float, pad_id: int,
+                 eos_id: int | None, tokenizer=None, stop_strings: list[str] | None = None,
+                 min_new_tokens: int | None = None) -> torch.Tensor:
+    """`group` sampled answers to one prompt (a DAPO rollout group): the prompt runs once, at batch 1,
+    into a static cache that is then repeated `group` times, instead of prefilling `group` copies of the
+    same prompt. Returns prompt + answer ids, `group` rows (padded with `pad_id` after EOS) like
+    `generate`."""
+    from transformers import StaticCache
+
+    ids = torch.tensor([prompt_ids])
+    cache = StaticCache(config=model.config, max_cache_len=len(prompt_ids) + max_new_tokens)
+    with torch.no_grad():
+        if len(prompt_ids) > 1:  # generate runs the last prompt token itself, to get the first answer token
+            model(input_ids=ids[:, :-1], cache=cache, use_cache=True)
+        for layer in cache.layers:  # StaticLayer has no batch_repeat_interleave (transformers 5.24)
+            if not layer.is_initialized:  # a one-token prompt: nothing cached yet, generate allocates at batch G
+                continue
+            layer.keys = layer.keys.repeat_interleave(group, dim=0)
+            layer.values = layer.values.repeat_interleave(group, dim=0)
+            layer.batch_size = group
+        extra = {"stop_strings": stop_strings, "tokenizer": tokenizer} if stop_strings else {}
+        # top_k=0 / top_p=1: sample from the whole distribution (DAPO's importance ratios assume it)
+        sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+        extra.update(sampling if temperature > 0 else {"do_sample": False})
+        if min_new_tokens:
+            extra["min_new_tokens"] = min_new_tokens
+        return model.generate(ids.repeat(group, 1), attention_mask=torch.ones(group, ids.shape[1], dtype=torch.long),
+                              cache=cache, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
+                              eos_token_id=eos_id, **extra)
 
 
 def with_bos(tokenizer, text: str) -> str:

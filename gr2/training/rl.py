@@ -22,7 +22,7 @@ import torch
 
 from gr2.training import dapo, loop, rewards
 from gr2.training.formats import RerankFormat
-from gr2.training.generation import with_bos
+from gr2.training.generation import sample_group, with_bos
 from gr2.training.prompts import ranking_positions
 
 RL_FIELDS = ["step", "reward", "promotion", "format", "format_counted", "valid_rate", "order_copy_rate",
@@ -167,11 +167,8 @@ def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
     fmt = _format(config)
     prompt = row["prompt"]
     prompt_ids = tok(with_bos(tok, prompt), add_special_tokens=False, return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        out = model.generate(prompt_ids.repeat(G, 1), attention_mask=torch.ones(G, prompt_ids.shape[1], dtype=torch.long),
-                             do_sample=True, temperature=config["temperature"], top_k=0, top_p=1.0,
-                             max_new_tokens=config["max_new_tokens"], pad_token_id=tok.pad_token_id,
-                             eos_token_id=tok.eos_token_id, stop_strings=['"ranking"'], tokenizer=tok)
+    out = sample_group(model, prompt_ids[0].tolist(), G, config["max_new_tokens"], config["temperature"],
+                       tok.pad_token_id, tok.eos_token_id, tokenizer=tok, stop_strings=['"ranking"'])
     sids = list(row["sids"])
     texts, truncated, resp_ids, reasoning_lens = [], [], [], []
     for r in out[:, prompt_ids.shape[1]:].tolist():
@@ -202,11 +199,8 @@ def _rollout(model, tok, row: dict, config: dict, G: int) -> dict:
     if config.get("constrained_rollouts"):
         return _constrained_rollout(model, tok, row, config, G)
     prompt_ids = tok(with_bos(tok, row["prompt"]), add_special_tokens=False, return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        out = model.generate(prompt_ids.repeat(G, 1), attention_mask=torch.ones(G, prompt_ids.shape[1], dtype=torch.long),
-                             do_sample=True, temperature=config["temperature"], top_k=0, top_p=1.0,
-                             max_new_tokens=config["max_new_tokens"], pad_token_id=tok.pad_token_id,
-                             eos_token_id=tok.eos_token_id)
+    out = sample_group(model, prompt_ids[0].tolist(), G, config["max_new_tokens"], config["temperature"],
+                       tok.pad_token_id, tok.eos_token_id)
     resp = out[:, prompt_ids.shape[1]:]
     lengths, truncated, texts = [], [], []
     for r in resp.tolist():
