@@ -414,26 +414,26 @@ def train_dapo(
 def eval_(
     compare: Annotated[Optional[list[str]], typer.Option("--compare", help="two run ids: print their differences (repeat the option)")] = None,
     split: Annotated[str, typer.Option(help="test or valid")] = "test",
-    slates: Annotated[int, typer.Option(help="slates to evaluate (a seeded sample; 0 = all)")] = 1000,
-    sasrec_seconds: Annotated[float, typer.Option(help="training budget of the SASRec-style baseline")] = 300,
-    max_new_tokens: Annotated[int, typer.Option(help="answer length cap of the SFT/DAPO models")] = 768,
+    slates: Annotated[Optional[int], typer.Option(help="slates to evaluate (a seeded sample; 0 = all) [default: eval.slates]")] = None,
+    sasrec_seconds: Annotated[Optional[float], typer.Option(help="training budget of the SASRec-style baseline [default: eval.sasrec_seconds]")] = None,
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="answer length cap of the SFT/DAPO models [default: eval.max_new_tokens]")] = None,
     stage: Annotated[Optional[list[str]], typer.Option(
         "--stage", help="trained stages to evaluate: midtrain, sft, dapo (repeat the option; default: all three)")] = None,
-    batch: Annotated[int, typer.Option(help="slates answered together in one generate call (KV-cached, left-padded)")] = 8,
+    batch: Annotated[Optional[int], typer.Option(help="slates answered together in one generate call [default: eval.batch]")] = None,
     config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
 ):
     """Evaluate every re-ranker on the same slates: incoming order, popularity, SASRec-style, and each
     trained stage (mid-trained by SID likelihood, SFT, DAPO). R@1/3/5 and NDCG@3/5 with bootstrap 95%
     intervals, valid-answer and order-copy rates, position bias; a report (Markdown + HTML) under
     <lake>/reports/eval/ and one row per metric in eval.runs. `--compare A --compare B` diffs two runs."""
-    cfg = _config(config, set_, lake)
+    given = {"slates": slates, "sasrec_seconds": sasrec_seconds, "max_new_tokens": max_new_tokens, "batch": batch}
+    cfg = _config(config, list(set_ or []) + [f"eval.{k}={v}" for k, v in given.items() if v is not None], lake)
     from gr2.eval import jobs
     from gr2.platform.progress import Steps
 
     unknown = sorted(set(stage or ()) - set(jobs.STAGES))
-    if unknown or batch < 1:
-        console.print(f"[red]error:[/] --stage takes {', '.join(jobs.STAGES)} (got {', '.join(unknown)})" if unknown
-                      else "[red]error:[/] --batch must be at least 1")
+    if unknown:
+        console.print(f"[red]error:[/] --stage takes {', '.join(jobs.STAGES)} (got {', '.join(unknown)})")
         raise typer.Exit(EXIT_INPUT)
     spark = _spark(cfg)
     if compare:
@@ -442,9 +442,8 @@ def eval_(
             raise typer.Exit(EXIT_INPUT)
         console.print(_run(lambda: jobs.comparison(spark, cfg, compare[0], compare[1])))
         return
-    r = _run(lambda: jobs.run(spark, cfg, Steps(title="gr2 eval"), split=split, max_slates=slates,
-                              stages=tuple(stage) if stage else jobs.STAGES, sasrec_seconds=sasrec_seconds,
-                              max_new_tokens=max_new_tokens, eval_batch=batch))
+    r = _run(lambda: jobs.run(spark, cfg, Steps(title="gr2 eval"), split=split,
+                              stages=tuple(stage) if stage else jobs.STAGES))
     print_eval(r)
 
 
@@ -551,7 +550,7 @@ def demo(
     start = time.perf_counter()
     spark = _spark(cfg)
     out = _run(lambda: dm.run(cfg, spark, {"ingest": print_ingest_summary, "build": print_build_summary,
-                                          "train": print_train_summary}, dm.SMALL_EVAL if small else dm.EVAL))
+                                          "train": print_train_summary}))
     console.rule("demo finished")
     print_eval(out["eval"])
     t = Table(title="wall time per stage", title_justify="left")

@@ -324,6 +324,15 @@ class TracesConfig(Strict):
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
 
 
+class EvalConfig(Strict):
+    """`gr2 eval` (and the demo's last stage): the budget of one evaluation run."""
+
+    slates: int = Field(1000, ge=0, description="test slates to evaluate (a seeded sample; 0 = all)")
+    max_new_tokens: int = Field(768, ge=16, description="answer length cap of the SFT/DAPO models")
+    batch: int = Field(8, ge=1, description="slates answered together in one generate call (KV-cached, left-padded)")
+    sasrec_seconds: float = Field(300.0, gt=0, description="training budget of the SASRec-style baseline")
+
+
 class Config(Strict):
     lake: str = Field("./lake", description="lake root: a folder, or a Hadoop URI (s3a://, abfss://) your Spark can reach")
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -331,6 +340,7 @@ class Config(Strict):
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     traces: TracesConfig = Field(default_factory=TracesConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @property
     def lake_path(self) -> Path:

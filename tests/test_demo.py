@@ -15,11 +15,11 @@ def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake):
         "train.midtrain.max_steps=3", "train.sft.max_steps=2", "train.dapo.max_steps=1", "train.dapo.max_new_tokens=24",
         "train.dapo.overlong_cache=8", "train.dapo.group_size=2", "train.dapo.batch_size=1", "traces.max_slates=60",
         "train.num_workers=1", "train.cpus_per_worker=2",  # one DeepSpeed process per stage: the chain is the point
+        "eval.slates=8", "eval.sasrec_seconds=2", "eval.max_new_tokens=24",
     ], lake=str(lake.root), base=dm.SMALL_PRESET)
     assert cfg.train.checkpoint_every == 100 and cfg.traces.detail == 1, "the preset sits below the overrides"
     seen = []
-    out = dm.run(cfg, spark, {k: (lambda s, k=k: seen.append(k)) for k in ("ingest", "build", "train")},
-                 {"slates": 8, "sasrec_seconds": 2, "max_new_tokens": 24})
+    out = dm.run(cfg, spark, {k: (lambda s, k=k: seen.append(k)) for k in ("ingest", "build", "train")})
     print({name: round(sec) for name, sec in out["stages"]})  # pytest -s: where the test's time goes
     assert [name for name, _ in out["stages"]] == [
         "ETL ingest", "ETL build", "semantic IDs (embed, fit, assign)", "teacher traces (rejection sampling)",

@@ -110,8 +110,8 @@ def test_publish_compare_and_idempotence(spark, lake):
 
 
 @pytest.mark.parametrize("args, message", [(["--stage", "sftt"], "--stage takes midtrain, sft, dapo (got sftt)"),
-                                           (["--batch", "0"], "--batch must be at least 1")])
-def test_eval_refuses_an_unknown_stage_or_batch_before_starting_spark(tmp_path, args, message):
+                                           (["--batch", "0"], "eval.batch: Input should be greater than or equal to 1")])
+def test_eval_refuses_an_unknown_stage_or_a_bad_budget_before_starting_spark(tmp_path, args, message):
     from typer.testing import CliRunner
 
     from gr2.cli import app

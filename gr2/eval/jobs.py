@@ -52,9 +52,9 @@ def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: i
     return row
 
 
-def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max_slates: int = 1000,
-        stages: tuple[str, ...] = STAGES, sasrec_seconds: float = 300, max_new_tokens: int = 768,
-        constrained_too: bool = True, eval_batch: int = 8) -> dict:
+def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", stages: tuple[str, ...] = STAGES,
+        constrained_too: bool = True) -> dict:
+    """Every re-ranker on the same `split` slates, with the budget of `cfg.eval`."""
     from deltalake import DeltaTable
 
     from gr2.training import data, jobs
@@ -67,7 +67,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max
     run_id = f"eval-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     with steps.step(f"{split} slates and training sequences"):
         catalog, _ = data.load_catalog(lake)
-        cases = jobs.rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, max(10, cfg.train.prompt.history))
+        cases = jobs.rerank_cases(lake, catalog, split, cfg.eval.slates, cfg.train.seed, max(10, cfg.train.prompt.history))
         cases = [(s, labels) for s, labels in cases if sum(labels) == 1]
         if not cases:
             raise ValueError(f"no {split} slates with SIDs and one positive; run `gr2 etl build` and `gr2 tokenizer assign`")
@@ -78,7 +78,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max
         plain = [{"history": [h.item_id for h in s.history], "candidates": [c.item_id for c in s.candidates]} for s, _ in cases]
     rows = []
     for name, ranker in (("incoming order", baselines.IncomingOrder()), ("popularity", baselines.Popularity()),
-                         ("SASRec-style", baselines.SASRec(baselines.SASRecConfig(max_seconds=sasrec_seconds, seed=cfg.train.seed)))):
+                         ("SASRec-style", baselines.SASRec(baselines.SASRecConfig(max_seconds=cfg.eval.sasrec_seconds, seed=cfg.train.seed)))):
         with steps.step(f"baseline: {name}"):
             ranker.fit(train)
             orders = ranker.rank_many([p["history"] for p in plain], [p["candidates"] for p in plain]) \
@@ -102,8 +102,8 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", max
 
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
                 modes = ("free", "constrained") if constrained_too else ("free",)
-                answers = rerank_answers(model, tok, cases, max_new_tokens, modes, progress, fmt=fmt,
-                                         batch_size=eval_batch, autocast=use_autocast(cfg.train.autocast))
+                answers = rerank_answers(model, tok, cases, cfg.eval.max_new_tokens, modes, progress, fmt=fmt,
+                                         batch_size=cfg.eval.batch, autocast=use_autocast(cfg.train.autocast))
                 for mode in modes:
                     orders, shaped = answers[mode]
                     row = _row(name + (" + constrained ranking" if mode == "constrained" else ""), input_ranks, orders,

@@ -31,6 +31,7 @@ PRESET: dict = {
                  "lr": 1e-5, "max_examples": 400, "refill_rounds": 0},
     },
     "traces": {"max_slates": 1500, "attempts": 4, "detail": 2, "brief": True},
+    "eval": {"slates": 40, "sasrec_seconds": 30, "max_new_tokens": 160},
 }
 # `gr2 demo --small`: the small Qwen3-family model built from scratch (0.66M parameters) in the paper's
 # format: every stage in under 10 minutes, but a model that small does not learn to read its slate.
@@ -45,15 +46,13 @@ SMALL_PRESET: dict = {
                  "lr": 1e-5, "max_examples": 400, "constrained_rollouts": True},
     },
     "traces": {"max_slates": 1500, "attempts": 4, "detail": 1},
+    "eval": {"slates": 100, "sasrec_seconds": 30, "max_new_tokens": 320},
 }
-EVAL = {"slates": 40, "sasrec_seconds": 30, "max_new_tokens": 160}
-SMALL_EVAL = {"slates": 100, "sasrec_seconds": 30, "max_new_tokens": 320}
 
 
-def run(cfg, spark, print_fns: dict[str, Callable], budget: dict | None = None) -> dict:
-    """Run every stage; returns {"stages": [(name, seconds)], "eval": eval result, "index": path}.
-    `budget` is the evaluation's (EVAL or SMALL_EVAL; EVAL when None)."""
-    budget = budget or EVAL
+def run(cfg, spark, print_fns: dict[str, Callable]) -> dict:
+    """Run every stage, the evaluation with `cfg.eval`'s budget; returns {"stages": [(name, seconds)],
+    "eval": eval result, "index": path}."""
     from gr2.etl import jobs as etl
     from gr2.eval import jobs as ev
     from gr2.platform.reports import build_index
@@ -96,8 +95,6 @@ def run(cfg, spark, print_fns: dict[str, Callable], budget: dict | None = None) 
     if last:
         console.print(f"{d['run']}: {d['total_steps']} RL steps; reward {float(d['first']['reward']):.3f} -> {float(last['reward']):.3f}; "
                       f"valid answers {float(last['valid_rate']):.1%}")
-    r = stage(8, "evaluation on test slates", lambda st: ev.run(spark, cfg, st, max_slates=budget["slates"],
-                                                                 sasrec_seconds=budget["sasrec_seconds"],
-                                                                 max_new_tokens=budget["max_new_tokens"]))
+    r = stage(8, "evaluation on test slates", lambda st: ev.run(spark, cfg, st))
     index = build_index(cfg.lake_path)
     return {"stages": timings, "eval": r, "index": index}
