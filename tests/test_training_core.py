@@ -321,3 +321,21 @@ def test_a_rollout_group_runs_its_prompt_once_and_samples_what_repeating_it_woul
     assert torch.equal(greedy[0], greedy[1])
     one = sample_group(model, prompt[:1], 2, 3, 0.0, tok.pad_token_id, tok.eos_token_id)
     assert one.shape[0] == 2 and one.shape[1] <= 4, "a one-token prompt has nothing to share and still works"
+
+
+@pytest.mark.parametrize("sid_format", ["tokens", "text"])
+def test_the_mid_trained_row_scores_a_sid_tokenized_as_mid_training_taught_it(small, sid_format):
+    """The SID-likelihood ranking scores prompt + " " + SID + end of text with the token split of the
+    trained `sequential` example: with text SIDs the leading space is part of the SID's first token, and
+    a prompt that ended in a space would be a split the model never saw."""
+    from gr2.eval.jobs import next_item_ids
+    from gr2.training.formats import RerankFormat
+
+    _, tok, _ = small
+    fmt = RerankFormat(sid=sid_format)
+    history, candidate = ITEMS[:3], ITEMS[4]
+    prompt, cont = next_item_ids(tok, history, candidate, fmt)
+    trained, _ = ex.tokenize_example(tok, ex.sequential(history, candidate, fmt.show_sid))
+    assert prompt + cont == trained and cont[-1] == tok.eos_token_id
+    assert prompt == next_item_ids(tok, history, ITEMS[5], fmt)[0], "every candidate shares the prompt"
+    assert tok.decode(cont[:-1]) == " " + fmt.show_sid(candidate.sid)

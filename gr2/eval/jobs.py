@@ -19,24 +19,36 @@ STAGES = ("midtrain", "sft", "dapo")
 
 
 def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None, fmt=None) -> list[list[int]]:
-    """Order candidates by log p(SID | "A user bought, in order: ... Next they buy"), each SID spelled as
-    the model learned it (`fmt`: wrapped SID tokens by default)."""
+    """Order candidates by log p(SID + end of text | "A user bought, in order: ... Next they buy"): the
+    mid-training `sequential` example, tokenized exactly as it was trained (`next_item_ids`)."""
     from gr2.training import examples
-    from gr2.training.formats import RerankFormat
-    from gr2.training.generation import Prefix, with_bos
+    from gr2.training.generation import Prefix
 
-    fmt = fmt or RerankFormat()
     orders = []
     for n, (s, _labels) in enumerate(cases):
         hist = [examples.CatalogItem(h.item_id, h.sid, h.title) for h in s.history][-history_len:]
-        prompt = with_bos(tok, examples.sequential(hist, None, fmt.show_sid).prompt + " ")
+        pairs = [next_item_ids(tok, hist, c, fmt) for c in s.candidates]
         # The history prompt runs once; each candidate's SID is scored on a copy of its KV cache.
-        prefix = Prefix(model, tok(prompt, add_special_tokens=False)["input_ids"])
-        conts = [tok(fmt.show_sid(c.sid), add_special_tokens=False)["input_ids"] for c in s.candidates]
-        orders.append(baselines.order_by_scores(prefix.score(conts, tok.pad_token_id)))
+        prefix = Prefix(model, pairs[0][0])
+        orders.append(baselines.order_by_scores(prefix.score([c for _, c in pairs], tok.pad_token_id)))
         if on_progress:
             on_progress(n + 1, len(cases))
     return orders
+
+
+def next_item_ids(tok, history, candidate, fmt=None) -> tuple[list[int], list[int]]:
+    """(prompt ids, continuation ids) of the mid-training example "history -> candidate", as
+    `examples.tokenize_example` builds it: the prompt and the completion (" " + SID) tokenized apart,
+    then end of text. The SID's leading space belongs to its first token (" a12" with text SIDs), and
+    the end of text keeps a SID from scoring as the prefix of a longer one (" d3" of " d31")."""
+    from gr2.training import examples
+    from gr2.training.formats import RerankFormat
+
+    fmt = fmt or RerankFormat()
+    ids, _ = examples.tokenize_example(tok, examples.sequential(history, candidate, fmt.show_sid))
+    completion = tok(examples.sequential(history, candidate, fmt.show_sid).completion, add_special_tokens=False)["input_ids"]
+    cut = len(ids) - len(completion) - 1
+    return ids[:cut], ids[cut:]
 
 
 def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: int, seed: int, llm: bool) -> dict:

@@ -247,6 +247,7 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
     """Next-item Recall@k / NDCG@k over the full catalog: constrained beam search vs popularity."""
     from gr2.training.formats import RerankFormat
     from gr2.training.generation import SidTrie, beam_search_sids
+    from gr2.training.loop import cpu_autocast, use_autocast
 
     lake = cfg.lake_path
     model_dir = Path(model_dir or latest_model(cfg, "midtrain"))
@@ -260,9 +261,11 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
     beams = max(ks)
     hits = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
     pop = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
+    on_cpu = next(model.parameters()).device.type == "cpu" and use_autocast(cfg.train.autocast)
     for n, (hist, target) in enumerate(cases):
         prompt = examples.sequential(hist, None, fmt.show_sid).prompt + ("" if fmt.sid == "text" else " ")
-        ranked = beam_search_sids(model, tok, prompt, trie, beams, shape["levels"])
+        with cpu_autocast(on_cpu):  # bf16 matmuls where the CPU has the units, as in training
+            ranked = beam_search_sids(model, tok, prompt, trie, beams, shape["levels"])
         for name, ranking in (("model", ranked), ("pop", popular)):
             store = hits if name == "model" else pop
             rank = ranking.index(target.sid) if target.sid in ranking else None
