@@ -134,3 +134,28 @@ def test_help_text_is_reflowed_by_the_terminal_not_by_the_source_file():
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
     assert "Evaluate every re-ranker on the same slates" in top.output
     assert "It trains the pretrained base" not in top.output, "the list shows first paragraphs only"
+
+
+def test_the_reports_index_escapes_what_it_reads_from_the_lake(tmp_path):
+    """Run names and nightly error messages come from files anyone with write access to the lake can
+    edit: the index shows them as text, never as markup, and cuts a long error before escaping it (an
+    entity cut in half would be broken markup)."""
+    import json
+
+    from gr2.platform.reports import build_index
+
+    lake = tmp_path / "lake"
+    run = lake / "models" / "sft" / "sft-<img src=x onerror=alert(1)>"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"final": {"first": {"loss": 2.0}, "last": {"loss": 1.0, "step": 3}}}))
+    nightly = lake / "reports" / "nightly" / "runs"
+    nightly.mkdir(parents=True)
+    error = "<script>alert(1)</script>" + "&" * 200
+    (nightly / "r.json").write_text(json.dumps({
+        "date": "2026-12-01", "exit_code": 1, "seconds": 3.0, "finished_at": "2026-12-01T02:00:00",
+        "steps": [{"name": "ingest", "status": "failed", "error": error}]}))
+    page = build_index(lake).read_text()
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "sft-&lt;img src=x onerror=alert(1)&gt;" in page
+    cell = page.split("&lt;/script&gt;")[1].split("<")[0]
+    assert cell == "&amp;" * (160 - len("<script>alert(1)</script>")), "cut at 160 characters of text, then escaped"

@@ -339,3 +339,36 @@ def test_the_mid_trained_row_scores_a_sid_tokenized_as_mid_training_taught_it(sm
     assert prompt + cont == trained and cont[-1] == tok.eos_token_id
     assert prompt == next_item_ids(tok, history, ITEMS[5], fmt)[0], "every candidate shares the prompt"
     assert tok.decode(cont[:-1]) == " " + fmt.show_sid(candidate.sid)
+
+
+def test_a_ddp_checkpoint_resumes_from_tensors_only_and_refuses_pickled_code(tmp_path):
+    """The DDP engine's checkpoint (model, AdamW, schedule, step) loads with torch.load(weights_only=True):
+    a tampered ddp.pt that would run code on unpickling is refused, not executed."""
+    import pickle
+
+    model = torch.nn.Linear(3, 3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / 10))
+    model(torch.randn(2, 3)).sum().backward()
+    opt.step()
+    sched.step()
+    (tmp_path / "t").mkdir()
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "global_steps": 7}, tmp_path / "t" / "ddp.pt")
+    engine = object.__new__(loop.DDPEngine)
+    fresh = torch.nn.Linear(3, 3)
+    engine.module, engine.device, engine.grad_accum = fresh, torch.device("cpu"), 1
+    engine.optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
+    engine.scheduler = torch.optim.lr_scheduler.LambdaLR(engine.optimizer, lambda i: 1.0)
+    engine.load_checkpoint(str(tmp_path), "t")
+    assert torch.equal(fresh.weight, model.weight) and engine.global_steps == 7
+    assert engine.scheduler.get_last_lr() == sched.get_last_lr()
+
+    class Exploit:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "ddp.pt").write_bytes(pickle.dumps({"model": Exploit()}))
+    with pytest.raises(pickle.UnpicklingError):
+        engine.load_checkpoint(str(tmp_path), "bad")

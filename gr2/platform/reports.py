@@ -202,15 +202,15 @@ def render_index(lake: Path, docs_built: bool) -> str:
         status = {s["name"]: s["status"] for s in n.get("steps", [])}
         ran = ", ".join(k for k, v in status.items() if v == "ok") or "none"
         bad = next((s for s in n.get("steps", []) if s["status"] == "failed"), None)
-        night_rows.append([_a(n["href"], n["date"]), '<span class="ok">0</span>' if n["exit_code"] == 0 else f'<span class="bad">{n["exit_code"]}</span>',
-                           f'{n.get("seconds", 0):.0f}s', html.escape(ran), html.escape((bad or {}).get("error") or "")[:160],
+        night_rows.append([_a(n["href"], str(n["date"])), '<span class="ok">0</span>' if n["exit_code"] == 0 else f'<span class="bad">{html.escape(str(n["exit_code"]))}</span>',
+                           f'{n.get("seconds", 0):.0f}s', html.escape(ran), html.escape(((bad or {}).get("error") or "")[:160]),
                            html.escape(n.get("finished_at", ""))])
     eval_rows = []
     for r in evals:
         for row in r["rows"]:
             eval_rows.append([_a(r["href"], r["run"]), html.escape(str(row.get("model", ""))),
                               *[_num(_metric(row, m)) for m in ("R@1", "R@5", "NDCG@5")], _valid_cell(row)])
-    train_rows = [[t["stage"], html.escape(t["run"]), _num(t["steps"]), _num(t["loss_first"]), _num(t["loss_last"]),
+    train_rows = [[html.escape(t["stage"]), html.escape(t["run"]), _num(t["steps"]), _num(t["loss_first"]), _num(t["loss_last"]),
                    _num(t["seconds"], 0)] for t in trains]
     stage_rows = [[html.escape(s["kind"]), _a(s["href"], s["name"])] for s in stages]
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

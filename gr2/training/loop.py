@@ -272,7 +272,7 @@ class DDPEngine:
                        Path(folder, tag, "ddp.pt"))
 
     def load_checkpoint(self, folder: str, tag: str) -> None:
-        state = torch.load(Path(folder, tag, "ddp.pt"), map_location=self.device, weights_only=False)
+        state = torch.load(Path(folder, tag, "ddp.pt"), map_location=self.device, weights_only=True)
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
