@@ -298,7 +298,10 @@ class TrainConfig(Strict):
 class EndpointConfig(Strict):
     base_url: str = Field("http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint (vLLM, SGLang, TGI, a hosted API)")
     model: str = Field("Qwen/Qwen3-32B", description="model name the endpoint serves")
-    api_key_env: str = Field("GR2_TEACHER_API_KEY", description="environment variable holding the key (never put a key in a config)")
+    api_key_env: str = Field(
+        "GR2_TEACHER_API_KEY", pattern=r"^[A-Z][A-Z0-9_]*_API_KEY$",
+        description="environment variable holding the key (never put a key in a config); its name must end in "
+        "_API_KEY, so a config cannot send another secret of the environment (a cluster token, a cloud key) to the endpoint")
     concurrency: int = Field(8, ge=1, description="requests in flight")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
     max_retries: int = Field(5, ge=0, description="retries on 429 / 5xx / timeouts, with exponential back-off")

@@ -51,3 +51,10 @@ def test_console_off_a_terminal_is_wide_unless_columns_is_set(monkeypatch, colum
     else:
         monkeypatch.setenv("COLUMNS", columns)
     assert _console().width == width
+
+
+@pytest.mark.parametrize("name", ["RAY_AUTH_TOKEN", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "openai_api_key", "_API_KEY"])
+def test_the_teacher_key_variable_must_be_an_api_key_not_any_secret_of_the_environment(name):
+    with pytest.raises(ConfigError, match="traces.endpoint.api_key_env"):
+        load_config(overrides=[f"traces.endpoint.api_key_env={name}"])
+    assert load_config(overrides=["traces.endpoint.api_key_env=OPENAI_API_KEY"]).traces.endpoint.api_key_env == "OPENAI_API_KEY"
