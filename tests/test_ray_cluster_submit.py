@@ -373,3 +373,20 @@ def test_excludes_and_passthrough_without_a_cluster(tmp_path):
     tok.write_text("fromfile\n")
     assert sub.find_token({"RAY_AUTH_TOKEN_PATH": str(tok)}, home=tmp_path / "nohome") == "fromfile"
     assert sub.find_token({}, home=tmp_path / "nohome") is None
+
+
+@pytest.mark.parametrize("items, environ, expected", [
+    (["GR2_LAKE=/lake", "MODE=a=b"], {}, {"GR2_LAKE": "/lake", "MODE": "a=b"}),
+    (["OPENAI_API_KEY"], {"OPENAI_API_KEY": "sk-1"}, {"OPENAI_API_KEY": "sk-1"}),  # a secret travels by name
+    (["OPENAI_API_KEY=sk-1"], {}, "export OPENAI_API_KEY in this shell and pass --env OPENAI_API_KEY"),
+    (["RAY_AUTH_TOKEN=abc"], {}, "stays in the shell history"),
+    (["MISSING"], {}, "MISSING is not set in this shell"),
+    (["1BAD=x"], {}, "expects NAME=VALUE or NAME"),
+    (["=x"], {}, "expects NAME=VALUE or NAME"),
+])
+def test_env_options_pass_secrets_by_name_never_by_value(items, environ, expected):
+    if isinstance(expected, dict):
+        assert sub.env_options(items, environ) == expected
+    else:
+        with pytest.raises(ValueError, match=re.escape(expected)):
+            sub.env_options(items, environ)

@@ -209,6 +209,26 @@ def passthrough_env(environ: dict | None = None) -> dict[str, str]:
     return out
 
 
+def env_options(items: Iterable[str], environ: dict | None = None) -> dict[str, str]:
+    """`--env` values for the job's environment. `NAME=VALUE` sets a value; `NAME` alone copies this
+    process's value, which is how a secret travels: a value typed on the command line stays in the shell
+    history and in `ps`, so a secret-looking name (*KEY*, *TOKEN*, ...) given with `=VALUE` is refused.
+    Raises ValueError naming the bad item."""
+    env = os.environ if environ is None else environ
+    out = {}
+    for item in items:
+        name, has_value, value = item.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"--env expects NAME=VALUE or NAME (a variable of this shell), got {item!r}")
+        if has_value and any(h in name.upper() for h in SECRET_HINTS):
+            raise ValueError(f"--env {name}=...: a secret on the command line stays in the shell history and in ps; "
+                             f"export {name} in this shell and pass --env {name}")
+        if not has_value and name not in env:
+            raise ValueError(f"--env {name}: {name} is not set in this shell")
+        out[name] = value if has_value else env[name]
+    return out
+
+
 def _spec(patterns: Iterable[str]):
     from ray._private.thirdparty.pathspec import PathSpec  # the matcher Ray applies to runtime_env excludes
 
@@ -409,7 +429,7 @@ def register(app: typer.Typer) -> None:
             Optional[str], typer.Option("--config", "-c", help="gr2 config file for the job (sent along; appended as the command's --config)")
         ] = None,
         working_dir: Annotated[str, typer.Option("--working-dir", help="folder uploaded as the job's working_dir")] = ".",
-        env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="KEY=VALUE for the job's environment (repeatable)")] = None,
+        env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="NAME=VALUE for the job's environment, or NAME to copy this shell's value (how a secret travels; repeatable)")] = None,
         no_wait: Annotated[bool, typer.Option("--no-wait", help="print the job id and return; do not follow the logs")] = False,
         status_: Annotated[Optional[str], typer.Option("--status", metavar="JOB", help="show a job's status")] = None,
         logs_: Annotated[Optional[str], typer.Option("--logs", metavar="JOB", help="print a job's logs")] = None,
@@ -442,13 +462,11 @@ def register(app: typer.Typer) -> None:
             if not argv:
                 typer.echo("error: no gr2 command given; e.g. gr2 submit -- etl build", err=True)
                 raise typer.Exit(2)
-            extra = {}
-            for item in env or []:
-                if "=" not in item:
-                    typer.echo(f"error: --env expects KEY=VALUE, got {item!r}", err=True)
-                    raise typer.Exit(2)
-                k, v = item.split("=", 1)
-                extra[k] = v
+            try:
+                extra = env_options(env or [])
+            except ValueError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
             try:
                 r = submit(argv, address, working_dir, config, extra, wait=not no_wait)
             except KeyboardInterrupt:
