@@ -407,3 +407,14 @@ def test_events_reader(spark, tmp_path):
     desk = items[("items.csv", 2)]
     assert (desk.item_id, desk.title, desk.categories, desk.brand, desk.reason) == ("i2", "Desk, oak", ["Home", "Office"], None, None)
     assert items[("items.csv", 3)].reason.startswith("expected 4 CSV fields")
+
+
+@pytest.mark.parametrize("text, lines", [
+    ("a\x85b\nc\x0cd\x1ce\u2028f\n", ["a\x85b", "c\x0cd\x1ce\u2028f"]),  # ordinary characters inside a record
+    ("a\r\nb\rc\n\nd", ["a", "b", "c", "", "d"]),  # Hadoop's line ends; a blank line stays a (blank) line
+    ("", []),
+])
+def test_the_non_utf8_reader_cuts_lines_where_hadoops_reader_does(text, lines):
+    from gr2.etl.io import split_lines
+
+    assert split_lines(text) == lines

@@ -46,7 +46,7 @@ def test_interaction_rules_each_name_their_reason(spark):
     assert got[4] == "missing or empty item_id"
     assert got[5] == "missing timestamp"
     assert got[6].startswith("absurd timestamp (before 1990-01-01)")
-    assert got[7].startswith("absurd timestamp (after 2030-01-01)")
+    assert got[7].startswith("absurd timestamp (too far in the future): "), "no date: the same line gives the same reason every day"
     assert got[8] == "event for an item with no metadata"
     assert got[9] == "duplicate event"
 

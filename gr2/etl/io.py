@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import re
 from pathlib import Path
 
 from pyspark.sql import types as T
@@ -49,8 +50,16 @@ def _decode_file(item, encoding: str):
         content = gzip.decompress(content)
     text = content.decode(encoding, errors="replace")
     local = path[5:] if path.startswith("file:") else path
-    for i, raw in enumerate(text.splitlines(), start=1):
+    for i, raw in enumerate(split_lines(text), start=1):
         yield (local, i, raw)
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as Hadoop's text reader cuts them (at \n, \r and \r\n only), so a file reads the same
+    through either path. str.splitlines would also cut at \x85, \x0c, \x1c-\x1e and \u2028, which are
+    ordinary characters inside a Latin-1 or UTF-8 record."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def read_lines(spark, files: list[str], encoding: str = "utf-8", skip_blank: bool = True):
