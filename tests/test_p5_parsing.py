@@ -26,6 +26,11 @@ def test_bad_sequence_lines_are_rejected_with_reason(raw, reason):
          "5", "A & B", ["Beauty", "Nails", "Tools"], None),
         ('{"item_id": 5, "title": "x"', None, None, None, "malformed JSON"),
         ('[1, 2]', None, None, None, "malformed JSON: not an object"),
+        ('{"item_id": "B00X", "title": "t", "brand": "Acme"}', "B00X", "t", None, None),
+        ('{"item_id": 19.0, "title": "t"}', None, None, None, "item_id must be a string or an integer, got a number 19.0"),
+        ('{"item_id": true, "title": "t"}', None, None, None, "item_id must be a string or an integer, got a boolean true"),
+        ('{"item_id": ["a"], "title": "t"}', None, None, None, 'item_id must be a string or an integer, got a list ["a"]'),
+        ('{"item_id": 3, "brand": {"a": 1}}', None, None, None, 'brand must be a string, got an object {"a": 1}'),
     ],
 )
 def test_item_lines(raw, item, title, cats, reason):

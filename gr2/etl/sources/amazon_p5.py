@@ -44,12 +44,29 @@ def parse_item_line(file: str, line: int, raw: str) -> tuple:
         return (SOURCE, file, line, raw, None, None, None, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
     if not isinstance(obj, dict):
         return (SOURCE, file, line, raw, None, None, None, None, "malformed JSON: not an object")
-    item = obj.get("item_id")
+    item, brand = obj.get("item_id"), obj.get("brand")
+    # An id is a string or an integer, nothing else: 19.0 is not the item `19` of the sequence file, and
+    # str() of a list, object or boolean would invent an id. A bad field sends the record to quarantine
+    # with the reason, never through as text the source did not write.
+    bad = _not_an_id(item) or (f"brand must be a string, got {_json_type(brand)} {json.dumps(brand)}"
+                               if brand is not None and not isinstance(brand, str) else None)
+    if bad:
+        return (SOURCE, file, line, raw, None, None, None, None, bad)
     item = None if item is None else str(item).strip()
     title = obj.get("title")
     title = html.unescape(str(title)).strip() if title is not None else None
-    brand = obj.get("brand")
     return (SOURCE, file, line, raw, item, title, flatten_categories(obj.get("categories")), brand, None)
+
+
+def _json_type(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _not_an_id(value) -> str | None:
+    if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return None
+    return f"item_id must be a string or an integer, got {_json_type(value)} {json.dumps(value)}"
 
 
 def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
