@@ -27,7 +27,9 @@ def test_bad_sequence_lines_are_rejected_with_reason(raw, reason):
         ('{"item_id": 5, "title": "x"', None, None, None, "malformed JSON"),
         ('[1, 2]', None, None, None, "malformed JSON: not an object"),
         ('{"item_id": "B00X", "title": "t", "brand": "Acme"}', "B00X", "t", None, None),
-        ('{"item_id": 19.0, "title": "t"}', None, None, None, "item_id must be a string or an integer, got a number 19.0"),
+        ('{"item_id": 19.0, "title": "t"}', "19", "t", None, None),  # an integer written as a number: item 19 of the sequences
+        ('{"item_id": 19.5, "title": "t"}', None, None, None, "item_id must be a string or an integer, got a number 19.5"),
+        ('{"item_id": "cafe\u0301", "title": "t"}', "caf\u00e9", "t", None, None),  # NFC
         ('{"item_id": true, "title": "t"}', None, None, None, "item_id must be a string or an integer, got a boolean true"),
         ('{"item_id": ["a"], "title": "t"}', None, None, None, 'item_id must be a string or an integer, got a list ["a"]'),
         ('{"item_id": 3, "brand": {"a": 1}}', None, None, None, 'brand must be a string, got an object {"a": 1}'),

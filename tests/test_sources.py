@@ -167,6 +167,21 @@ def test_event_timestamps(value, expected):
          "unparseable timestamp: '31/12/2024'"),
         ('{"user_id": "u1", "item_id": "i1", "ts": 1709287200, "position": "top"}', "u1", "i1", datetime(2024, 3, 1, 10),
          "click", None, None, "position is not an integer"),
+        # ids are strings or integers, nothing else; text ids are NFC
+        ('{"user_id": ["u01", "u02"], "item_id": "i1", "ts": 1709287200}', None, "i1", datetime(2024, 3, 1, 10), "click",
+         None, None, 'user_id must be a string or an integer, got a list ["u01", "u02"]'),
+        ('{"user_id": {"id": 1}, "item_id": "i1", "ts": 1709287200}', None, "i1", datetime(2024, 3, 1, 10), "click",
+         None, None, 'user_id must be a string or an integer, got an object {"id": 1}'),
+        ('{"user_id": true, "item_id": "i1", "ts": 1709287200}', None, "i1", datetime(2024, 3, 1, 10), "click",
+         None, None, "user_id must be a string or an integer, got a boolean true"),
+        ('{"user_id": "u1", "item_id": 2.5, "ts": 1709287200}', "u1", None, datetime(2024, 3, 1, 10), "click",
+         None, None, "item_id must be a string or an integer, got a number 2.5"),
+        ('{"user_id": "cafe\u0301", "item_id": 9.0, "ts": 1709287200}', "caf\u00e9", "9", datetime(2024, 3, 1, 10), "click",
+         None, None, None),
+        ('{"user_id": "u1", "item_id": "i1", "ts": 1709287200, "event": 123}', "u1", "i1", datetime(2024, 3, 1, 10), "click",
+         None, None, "event must be a string, got an integer 123"),
+        ('{"user_id": "u1", "item_id": "i1", "ts": 1709287200, "event": ["click"]}', "u1", "i1", datetime(2024, 3, 1, 10),
+         "click", None, None, 'event must be a string, got a list ["click"]'),
     ],
 )  # fmt: skip
 def test_event_json_lines(raw, user, item, ts, event, slate, pos, reason):

@@ -8,6 +8,9 @@ the lines that `gr2.etl.io.read_lines` gives.
 from __future__ import annotations
 
 import html
+import json
+import math
+import unicodedata
 from dataclasses import dataclass
 from typing import Callable
 
@@ -47,12 +50,33 @@ def flatten_categories(value) -> list[str]:
 
 
 def clean_id(value) -> str | None:
-    """An id as text: 42.0 from a JSON number is "42", whitespace is stripped, None stays None."""
+    """An id as text: 42.0 from a JSON number is "42", whitespace is stripped, None stays None. For
+    values already known to be ids (a CSV field, a Parquet column); `parse_id` judges decoded JSON."""
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).strip()
+    return unicodedata.normalize("NFC", str(value).strip())
+
+
+def json_type(value) -> str:
+    """How JSON wrote `value`, for reasons: "a boolean", "a list", ..."""
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def parse_id(value, field: str) -> tuple[str | None, str | None]:
+    """(id, None) or (None, reason) for a decoded JSON value. An id is a string or an integer (an integral
+    number such as 42.0, as pandas exports write integers, counts as 42), nothing else: str() of a list,
+    object or boolean would invent an id the source never wrote. Text is Unicode-normalised to NFC, so
+    the composed and decomposed spellings of "café" are one id. None (absent) is (None, None)."""
+    if value is None:
+        return None, None
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return clean_id(value), None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return clean_id(value), None
+    return None, f"{field} must be a string or an integer, got {json_type(value)} {json.dumps(value)[:80]}"
 
 
 def get_reader(source: str) -> Reader:

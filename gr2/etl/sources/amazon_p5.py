@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gr2.etl.io import InputError, read_lines
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
-from gr2.etl.sources import SourceBatch, flatten_categories
+from gr2.etl.sources import SourceBatch, flatten_categories, json_type, parse_id
 
 SOURCE = "amazon-p5"
 P5_EPOCH = datetime(2000, 1, 1)
@@ -44,29 +44,15 @@ def parse_item_line(file: str, line: int, raw: str) -> tuple:
         return (SOURCE, file, line, raw, None, None, None, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
     if not isinstance(obj, dict):
         return (SOURCE, file, line, raw, None, None, None, None, "malformed JSON: not an object")
-    item, brand = obj.get("item_id"), obj.get("brand")
-    # An id is a string or an integer, nothing else: 19.0 is not the item `19` of the sequence file, and
-    # str() of a list, object or boolean would invent an id. A bad field sends the record to quarantine
-    # with the reason, never through as text the source did not write.
-    bad = _not_an_id(item) or (f"brand must be a string, got {_json_type(brand)} {json.dumps(brand)}"
-                               if brand is not None and not isinstance(brand, str) else None)
-    if bad:
+    item, bad = parse_id(obj.get("item_id"), "item_id")
+    brand = obj.get("brand")
+    if bad is None and brand is not None and not isinstance(brand, str):
+        bad = f"brand must be a string, got {json_type(brand)} {json.dumps(brand)[:80]}"
+    if bad:  # quarantined with the reason, never passed on as text the source did not write
         return (SOURCE, file, line, raw, None, None, None, None, bad)
-    item = None if item is None else str(item).strip()
     title = obj.get("title")
     title = html.unescape(str(title)).strip() if title is not None else None
     return (SOURCE, file, line, raw, item, title, flatten_categories(obj.get("categories")), brand, None)
-
-
-def _json_type(value) -> str:
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
-
-
-def _not_an_id(value) -> str | None:
-    if value is None or isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
-        return None
-    return f"item_id must be a string or an integer, got {_json_type(value)} {json.dumps(value)}"
 
 
 def read(spark, path: str, encoding: str | None = None) -> SourceBatch:

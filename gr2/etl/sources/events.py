@@ -35,7 +35,7 @@ from pathlib import Path
 
 from gr2.etl.io import LINES, InputError, list_files, read_lines
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
-from gr2.etl.sources import SourceBatch, flatten_categories, clean_id as _id
+from gr2.etl.sources import SourceBatch, flatten_categories, json_type, parse_id
 
 SOURCE = "events"
 DEFAULT_EVENT = "click"
@@ -211,26 +211,30 @@ def _missing(names: list[str]) -> str:
 
 def event_record(file: str, line: int, raw: str, obj: dict) -> tuple:
     """A decoded event (dict) -> one parsed interaction (PARSED_INTERACTION order)."""
-    user, item = _id(obj.get("user_id")), _id(obj.get("item_id"))
+    (user, bad_user), (item, bad_item) = parse_id(obj.get("user_id"), "user_id"), parse_id(obj.get("item_id"), "item_id")
     ts_value = obj.get("ts")
     if isinstance(ts_value, str) and not ts_value.strip():
         ts_value = None
     missing = [n for n, v in (("user_id", user), ("item_id", item), ("ts", ts_value)) if v is None]
     ts = parse_timestamp(ts_value)
-    event = _opt_text(obj.get("event"))
+    raw_event = obj.get("event")
+    event = _opt_text(raw_event) if isinstance(raw_event, str) else None
     event = event.lower() if event else DEFAULT_EVENT
     position, reason = _position(obj.get("position"))
     if ts is None and ts_value is not None:
         reason = f"unparseable timestamp: {ts_value!r}"
+    if raw_event is not None and not isinstance(raw_event, str):
+        reason = f"event must be a string, got {json_type(raw_event)} {json.dumps(raw_event)[:80]}"
     if missing:
         reason = _missing(missing)
+    reason = bad_user or bad_item or reason
     return (SOURCE, file, line, raw, user, item, ts, event, _opt_text(obj.get("slate_id")), position, reason)
 
 
 def item_record(file: str, line: int, raw: str, obj: dict) -> tuple:
     """A decoded item (dict) -> one parsed item (PARSED_ITEM order)."""
-    item = _id(obj.get("item_id"))
-    reason = None if item is not None else _missing(["item_id"])
+    item, reason = parse_id(obj.get("item_id"), "item_id")
+    reason = reason or (None if item is not None else _missing(["item_id"]))
     title = _opt_text(obj.get("title"))
     return (SOURCE, file, line, raw, item, title, _categories(obj.get("categories")), _opt_text(obj.get("brand")), reason)
 
