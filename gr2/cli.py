@@ -111,6 +111,11 @@ def print_ingest_summary(s: dict) -> None:
     for kind, reasons in s["reasons"].items():
         for reason, n in reasons.items():
             console.print(f"  quarantined {kind}: {n:,} x {reason}")
+    skipped = s.get("skipped_files") or []
+    for item in skipped[:20]:
+        console.print(f"  skipped file: {item['file']} ({item['reason']})")
+    if len(skipped) > 20:
+        console.print(f"  ... and {len(skipped) - 20:,} more skipped files (all in the report)")
     for name, r in s["tables"].items():
         state = "unchanged" if r["skipped"] else f"+{r['rows_written']:,} rows"
         console.print(f"  {name}: {state} (version {r['version']})")

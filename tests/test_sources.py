@@ -248,6 +248,7 @@ def test_event_files_are_classified_by_name_and_folder(tmp_path):
     assert rel == {
         "interactions": ["day=1/clicks.csv.gz", "events.jsonl", "imp.parquet/part-0.parquet"],
         "items": ["Items_2024.csv", "items.jsonl", "items/part-0000.json"],
+        "skipped": ["README.md", "_temporary/x.jsonl", "imp.parquet/.part-0.parquet.crc", "imp.parquet/_SUCCESS"],
     }
     with pytest.raises(InputError, match="does not exist"):
         events.classify_files(tmp_path / "nope")
@@ -433,3 +434,24 @@ def test_the_non_utf8_reader_cuts_lines_where_hadoops_reader_does(text, lines):
     from gr2.etl.io import split_lines
 
     assert split_lines(text) == lines
+
+
+def test_every_file_under_the_input_is_read_or_skipped_with_its_reason(tmp_path):
+    """Nothing is passed over in silence: a file that is not read is listed with why, and a symlink is
+    followed only to a file inside the input folder."""
+    from gr2.etl.io import HIDDEN, OUTSIDE
+
+    root, outside = tmp_path / "in", tmp_path / "elsewhere"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    for rel in ["a.jsonl", "notes.txt", "b.jsonl.bz2", ".hidden.jsonl", "_tmp.jsonl", "sub/c.csv"]:
+        (root / rel).write_text("")
+    (outside / "secret.jsonl").write_text("")
+    (root / "leak.jsonl").symlink_to(outside / "secret.jsonl")
+    (root / "alias.jsonl").symlink_to(root / "a.jsonl")
+    files = events.classify_files(root)
+    read = sorted(__import__("pathlib").Path(f).name for k in ("interactions", "items") for f, _ in files[k])
+    skipped = {__import__("pathlib").Path(f).name: why for f, why in files["skipped"]}
+    assert read == ["a.jsonl", "c.csv"], "a link inside the folder is its target, read once"
+    assert skipped == {"notes.txt": events.NOT_DATA, "b.jsonl.bz2": events.NOT_DATA, ".hidden.jsonl": HIDDEN,
+                       "_tmp.jsonl": HIDDEN, "leak.jsonl": OUTSIDE}

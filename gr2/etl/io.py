@@ -28,18 +28,43 @@ class InputError(FileNotFoundError):
     pass
 
 
-def list_files(path: str | Path, patterns: tuple[str, ...] = ("*",)) -> list[str]:
-    """Files under `path` (a file, a folder or a glob) matching any of `patterns`, sorted."""
+HIDDEN = "hidden or temporary file (its name, or a folder's on its path, starts with . or _)"
+OUTSIDE = "symlink to a file outside the input folder"
+
+
+def scan_files(path: str | Path, patterns: tuple[str, ...] = ("*",)) -> tuple[list[str], list[tuple[str, str]]]:
+    """(files to read, [(file, reason)] skipped) under `path` (a file, a folder or a glob), both sorted.
+
+    Skipped, each with its reason: names (or folders below `path`) starting with "." or "_" (`_SUCCESS`,
+    `.crc` files, `_temporary/`), and symlinks that lead out of the input folder (a link is followed
+    only to a file inside it)."""
     p = Path(path).expanduser()
     if p.is_file():
-        return [str(p.resolve())]
+        return [str(p.resolve())], []
     if p.is_dir():
-        found = sorted({str(f.resolve()) for pat in patterns for f in p.rglob(pat) if f.is_file()})
+        root = p.resolve()
+        candidates = sorted({f for pat in patterns for f in p.rglob(pat) if f.is_file()})
     else:
-        found = sorted(str(Path(f).resolve()) for f in glob.glob(str(p)) if Path(f).is_file())
-    found = [f for f in found if not Path(f).name.startswith((".", "_"))]
+        root, candidates = None, sorted(Path(f) for f in glob.glob(str(p)) if Path(f).is_file())
+    found, skipped = set(), {}
+    for f in candidates:
+        below = f.relative_to(p).parts if root is not None else (f.name,)
+        target = f.resolve()
+        if any(part.startswith((".", "_")) for part in below):
+            skipped[str(f.absolute())] = HIDDEN
+        elif root is not None and f.is_symlink() and not target.is_relative_to(root):
+            skipped[str(f.absolute())] = OUTSIDE
+        else:
+            found.add(str(target))
+    return sorted(found), sorted(skipped.items())
+
+
+def list_files(path: str | Path, patterns: tuple[str, ...] = ("*",)) -> list[str]:
+    """Files under `path` (a file, a folder or a glob) matching any of `patterns`, sorted (`scan_files`
+    without the skipped ones)."""
+    found, _ = scan_files(path, patterns)
     if not found:
-        raise InputError(f"no input files matching {patterns} under {p}")
+        raise InputError(f"no input files matching {patterns} under {Path(path).expanduser()}")
     return found
 
 

@@ -11,7 +11,7 @@ import html
 import json
 import math
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 
@@ -23,6 +23,7 @@ class SourceBatch:
     interactions: object  # DataFrame[PARSED_INTERACTION]
     items: object | None  # DataFrame[PARSED_ITEM] or None when the source carries no item metadata
     lines: dict  # kind ("interactions" | "items") -> DataFrame[file, line, raw]
+    skipped: list = field(default_factory=list)  # [(file, reason)]: files under the input path not read
 
 
 Reader = Callable[..., SourceBatch]

@@ -33,7 +33,7 @@ from datetime import date, datetime, timezone
 from functools import reduce
 from pathlib import Path
 
-from gr2.etl.io import LINES, InputError, list_files, read_lines
+from gr2.etl.io import LINES, InputError, read_lines, scan_files
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
 from gr2.etl.sources import SourceBatch, flatten_categories, json_type, parse_id
 
@@ -78,23 +78,26 @@ def _relative_parts(root: Path, file: str) -> tuple[str, ...]:
     return (Path(file).name,)
 
 
+NOT_DATA = "not a data file (.jsonl, .json or .csv, plain or .gz, or .parquet)"
+
+
 def classify_files(path: str | Path) -> dict[str, list[tuple[str, str]]]:
-    """{"interactions": [(file, format)], "items": [(file, format)]} for the data files under `path`."""
+    """{"interactions": [(file, format)], "items": [(file, format)], "skipped": [(file, reason)]} for
+    the files under `path`: every file is read or skipped with its reason."""
     root = Path(path).expanduser()
     if not root.exists() and not any(ch in str(root) for ch in "*?["):
         raise InputError(f"events expects a folder or file of event logs (.jsonl/.json/.csv/.parquet) at {root}, and it does not exist")
-    try:
-        files = list_files(root)
-    except InputError:
-        files = []
-    out: dict[str, list[tuple[str, str]]] = {"interactions": [], "items": []}
+    files, skipped = scan_files(root)
+    out: dict[str, list[tuple[str, str]]] = {"interactions": [], "items": [], "skipped": list(skipped)}
     for f in files:
         parts = _relative_parts(root, f)
         fmt = file_format(parts[-1])
-        if fmt is None or any(p.startswith(("_", ".")) for p in parts):
+        if fmt is None:
+            out["skipped"].append((f, NOT_DATA))
             continue
         kind = "items" if any(p.lower().startswith("items") for p in parts) else "interactions"
         out[kind].append((f, fmt))
+    out["skipped"].sort()
     if not out["interactions"] and not out["items"]:
         raise InputError(
             f"events expects event and item files (.jsonl/.json/.csv, plain or .gz, or .parquet) under {root}; "
@@ -348,4 +351,4 @@ def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
         item_lines = _lines(spark, files["items"], enc)
         items = parse("items", item_lines)
         lines["items"] = item_lines
-    return SourceBatch(SOURCE, interactions, items, lines)
+    return SourceBatch(SOURCE, interactions, items, lines, skipped=files["skipped"])
