@@ -38,9 +38,13 @@ def test_interaction_rules_each_name_their_reason(spark):
             rec(8, item="ghost"),
             rec(9),  # same key as line 1
             rec(10, item="i2"),
+            # the bytes caf\xe9 / caf\xe8 read as UTF-8: both users would be "caf\ufffd", one user
+            rec(11, user="caf\ufffd", item="i2", raw='{"user_id": "caf\ufffd"}'),
+            rec(12, user="caf\ufffd", item="i2", raw='{"user_id": "caf\ufffd", "x": 1}'),
         ],
     )
     assert got[1] is None and got[10] is None
+    assert got[11] == got[12] == transforms.INVALID_TEXT, "quarantined as bad bytes, not merged into one user"
     assert got[2] == "malformed JSON: x"
     assert got[3] == "missing or empty user_id"
     assert got[4] == "missing or empty item_id"
@@ -56,12 +60,16 @@ def test_items_last_record_wins_and_duplicates_are_quarantined(spark):
         ("x", "f", 1, "r1", "a", "Old", ["C"], None, None),
         ("x", "f", 2, "r2", "a", "New", ["C", "D"], "B", None),
         ("x", "f", 3, "r3", "", "No id", None, None, None),
+        ("x", "f", 4, "r4", "caf\ufffd", "Bad id bytes", None, None, None),
+        ("x", "f", 5, "r5 Cr\ufffdme", "b", "Cr\ufffdme", None, None, None),  # a bad byte in a title only: kept
     ]
     checked = transforms.check_items(spark.createDataFrame(rows, PARSED_ITEM))
     by_line = {r.line: r.reason for r in checked.collect()}
-    assert by_line == {1: "duplicate item record (a later one wins)", 2: None, 3: "missing or empty item_id"}
-    (silver,) = transforms.to_silver_items(checked, date(2024, 5, 1)).collect()
-    assert silver.title == "New" and silver.text == "New | C > D | B"
+    assert by_line == {1: "duplicate item record (a later one wins)", 2: None, 3: "missing or empty item_id",
+                       4: transforms.INVALID_TEXT, 5: None}
+    silver = {r.item_id: r for r in transforms.to_silver_items(checked, date(2024, 5, 1)).collect()}
+    assert sorted(silver) == ["a", "b"]
+    assert silver["a"].title == "New" and silver["a"].text == "New | C > D | B"
 
 
 def seqs(spark, rows):

@@ -22,6 +22,16 @@ def _first_reason(*rules) -> F.Column:
     return expr
 
 
+# Spark's text reader (and a Python decode with errors="replace") turns bytes that are not valid in the
+# file's encoding into U+FFFD. Such a record is quarantined, never kept: two ids that differ only in
+# their bad bytes ("caf\xe9", "caf\xe8") would otherwise become one id.
+INVALID_TEXT = "bytes that are not valid in the file's encoding (etl.encoding; utf-8 unless set)"
+
+
+def _invalid_text() -> F.Column:
+    return F.col("raw").contains("\ufffd")
+
+
 def _blank(col: str) -> F.Column:
     return F.col(col).isNull() | (F.trim(F.col(col)) == "")
 
@@ -29,6 +39,7 @@ def _blank(col: str) -> F.Column:
 def check_interactions(parsed: DataFrame, min_ts: datetime, max_ts: datetime) -> DataFrame:
     """Add a reason to records with missing ids or impossible timestamps (keeps the reader's reason)."""
     rule = _first_reason(
+        (_invalid_text(), F.lit(INVALID_TEXT)),
         (F.col("reason").isNotNull(), F.col("reason")),
         (_blank("user_id"), F.lit("missing or empty user_id")),
         (_blank("item_id"), F.lit("missing or empty item_id")),
@@ -70,6 +81,9 @@ def mark_unknown_items(df: DataFrame, known_items: DataFrame) -> DataFrame:
 
 def check_items(parsed: DataFrame) -> DataFrame:
     rule = _first_reason(
+        # Only the id matters here: a title with a replaced character is still the item's title, and
+        # quarantining the item would take every event of it along.
+        (F.col("item_id").contains("\ufffd"), F.lit(INVALID_TEXT)),
         (F.col("reason").isNotNull(), F.col("reason")),
         (_blank("item_id"), F.lit("missing or empty item_id")),
     )
