@@ -111,6 +111,8 @@ def print_ingest_summary(s: dict) -> None:
     for kind, reasons in s["reasons"].items():
         for reason, n in reasons.items():
             console.print(f"  quarantined {kind}: {n:,} x {reason}")
+    for item in s.get("failed_files") or []:
+        console.print(f"  [red]failed file:[/] {item['file']} ({item['reason']}); the other files were ingested")
     skipped = s.get("skipped_files") or []
     for item in skipped[:20]:
         console.print(f"  skipped file: {item['file']} ({item['reason']})")

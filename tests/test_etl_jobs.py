@@ -138,11 +138,14 @@ def test_build_publishes_valid_slates_and_quarantines_unclicked_logged_slates(sp
 def test_cli_prints_conservation_and_fails_clearly(spark, lake, tmp_path):
     logs = write_logs(tmp_path / "logs")
     (logs / "notes.txt").write_text("not data")
+    (logs / "broken.jsonl.gz").write_bytes(b"\x1f\x8b\x08\x00 not a gzip stream")
     runner = CliRunner()
     args = ["--source", "events", "--path", str(logs), "--lake", str(lake.root), "--set", "etl.k=3"]
     res = runner.invoke(app, ["etl", "ingest", *args])
-    assert res.exit_code == 0, res.output
-    assert "skipped file:" in res.output and "notes.txt (not a data file" in " ".join(res.output.split())
+    assert res.exit_code == 0, res.output  # one corrupt file does not stop the run
+    out = " ".join(res.output.split())
+    assert "skipped file:" in out and "notes.txt (not a data file" in out
+    assert "failed file:" in out and "broken.jsonl.gz (corrupt gzip file" in out
     n = len(GOOD) + len(BAD_LINES) + len(SLATES)
     assert f"interactions: read {n:,} = accepted {len(GOOD) + len(SLATES):,} + quarantined {len(BAD_LINES):,}" in res.output
     missing = runner.invoke(app, ["etl", "ingest", "--source", "events", "--path", str(tmp_path / "nope"), "--lake", str(lake.root)])

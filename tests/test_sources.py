@@ -455,3 +455,29 @@ def test_every_file_under_the_input_is_read_or_skipped_with_its_reason(tmp_path)
     assert read == ["a.jsonl", "c.csv"], "a link inside the folder is its target, read once"
     assert skipped == {"notes.txt": events.NOT_DATA, "b.jsonl.bz2": events.NOT_DATA, ".hidden.jsonl": HIDDEN,
                        "_tmp.jsonl": HIDDEN, "leak.jsonl": OUTSIDE}
+
+
+def test_a_corrupt_or_unreadable_data_file_is_named_before_spark_reads_it(tmp_path):
+    import gzip
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good_gz, bad_gz, cut_gz = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz", tmp_path / "c.jsonl.gz"
+    good_gz.write_bytes(gzip.compress(b'{"user_id": "u1"}\n' * 1000))
+    bad_gz.write_bytes(b"\x1f\x8b\x08\x00garbage" * 10)
+    cut_gz.write_bytes(good_gz.read_bytes()[:-20])  # truncated stream
+    table = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"user_id": ["u1"] * 100}), table)
+    torn = tmp_path / "torn.parquet"
+    torn.write_bytes(table.read_bytes()[: len(table.read_bytes()) // 2])
+    locked = tmp_path / "locked.jsonl"
+    locked.write_text("{}\n")
+    locked.chmod(0)
+    assert events.probe_file(str(good_gz), "json") is None and events.probe_file(str(table), "parquet") is None
+    assert events.probe_file(str(bad_gz), "json").startswith("corrupt gzip file")
+    assert events.probe_file(str(cut_gz), "json").startswith("corrupt gzip file")
+    assert events.probe_file(str(torn), "parquet").startswith("corrupt parquet file")
+    if os.geteuid() != 0:  # root reads any file
+        assert events.probe_file(str(locked), "json").startswith("unreadable")

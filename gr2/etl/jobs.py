@@ -71,7 +71,8 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
         batch = get_reader(source)(spark, path, etl.encoding)
 
     summary: dict = {"source": etl.source, "path": str(path), "date": str(day) if day else "all", "tables": {},
-                     "skipped_files": [{"file": f, "reason": r} for f, r in batch.skipped]}
+                     "skipped_files": [{"file": f, "reason": r} for f, r in batch.skipped],
+                     "failed_files": [{"file": f, "reason": r} for f, r in batch.failed]}
     # Items first: events are checked against the catalog this run will publish.
     known = lake.read(spark, "silver.items").select("item_id") if lake.exists(spark, "silver.items") else None
     items_checked = None

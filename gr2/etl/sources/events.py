@@ -334,9 +334,51 @@ def _lines(spark, files: list[tuple[str, str]], encoding: str):
     return reduce(lambda a, b: a.unionByName(b), parts)
 
 
+def probe_file(path: str, fmt: str) -> str | None:
+    """Why a data file cannot be read (None when it can), found on the driver before Spark reads it, so
+    one corrupt or unreadable file is reported by name and the others still ingest (in a Spark task it
+    would fail the whole job, and a broken gzip stream does not even name its file there). A .gz file is
+    decompressed to its end; a Parquet file is decoded batch by batch."""
+    import zlib
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            for _ in pq.ParquetFile(path).iter_batches(batch_size=65536):
+                pass
+        elif path.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                while fh.read(1 << 20):
+                    pass
+        else:
+            with open(path, "rb") as fh:
+                fh.read(1)
+    except PermissionError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "gzip" if path.lower().endswith(".gz") else fmt
+        return f"corrupt {kind} file: {exc}"
+    except Exception as exc:  # pyarrow raises its own errors for a damaged footer or page
+        return f"corrupt {fmt} file: {type(exc).__name__}: {exc}"
+    return None
+
+
 def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
     enc = encoding or "utf-8"
     files = classify_files(path)
+    failed = []
+    for kind in ("interactions", "items"):
+        good = []
+        for f, fmt in files[kind]:
+            why = probe_file(f, fmt)
+            if why is None:
+                good.append((f, fmt))
+            else:
+                failed.append((f, why))
+        files[kind] = good
+    if failed and not files["interactions"] and not files["items"]:
+        raise InputError(f"no file under {path} could be read: " + "; ".join(f"{f}: {why}" for f, why in failed))
     headers = {f: read_csv_header(f, enc) for kind in files for f, fmt in files[kind] if fmt == "csv"}
 
     def parse(kind, lines):
@@ -351,4 +393,4 @@ def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
         item_lines = _lines(spark, files["items"], enc)
         items = parse("items", item_lines)
         lines["items"] = item_lines
-    return SourceBatch(SOURCE, interactions, items, lines, skipped=files["skipped"])
+    return SourceBatch(SOURCE, interactions, items, lines, skipped=files["skipped"], failed=sorted(failed))
