@@ -481,3 +481,18 @@ def test_a_corrupt_or_unreadable_data_file_is_named_before_spark_reads_it(tmp_pa
     assert events.probe_file(str(torn), "parquet").startswith("corrupt parquet file")
     if os.geteuid() != 0:  # root reads any file
         assert events.probe_file(str(locked), "json").startswith("unreadable")
+
+
+def test_file_names_with_glob_characters_commas_and_colons_are_read_literally(spark, tmp_path):
+    """Hadoop would read x[1].jsonl as a pattern matching x1.jsonl, split a,b.jsonl at its comma and
+    refuse a colon; each file here must give exactly its own lines."""
+    from gr2.etl.io import list_files, read_lines
+
+    names = ["x1.jsonl", "x[1].jsonl", "events-2026-11-26T10:00.jsonl", "a,b.jsonl", "{c}.jsonl", "caf\u00e9 2.jsonl",
+             "star*.jsonl"]
+    for i, name in enumerate(names):
+        (tmp_path / name).write_text(f"line one of {i}\nline two of {i}\n")
+    for encoding in ("utf-8", "latin-1"):
+        rows = read_lines(spark, list_files(tmp_path), encoding).collect()
+        got = sorted((__import__("pathlib").Path(r.file).name, r.line, r.raw) for r in rows)
+        assert got == sorted((n, j + 1, f"line {w} of {i}") for i, n in enumerate(names) for j, w in enumerate(("one", "two")))

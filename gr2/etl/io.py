@@ -87,16 +87,25 @@ def split_lines(text: str) -> list[str]:
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
+# Hadoop reads a path as a glob ([] {} * ?), splits a list at commas, and cannot hold a colon in a file
+# name ("Relative path in absolute URI"). A file whose name has one of these is read on the driver
+# instead, literally: x[1].jsonl beside x1.jsonl is its own file, not a pattern that matches the other.
+HADOOP_UNSAFE = re.compile(r"[\[\]{}*?,:\\]")
+
+
 def read_lines(spark, files: list[str], encoding: str = "utf-8", skip_blank: bool = True):
     """A DataFrame (file, line, raw) with one row per line of every file."""
     sc = spark.sparkContext
-    if encoding.lower().replace("-", "") in ("utf8", "ascii"):
-        rdds = [
-            sc.textFile(f).zipWithIndex().map(lambda pair, f=f: (f, pair[1] + 1, pair[0])) for f in files
-        ]
-        rdd = sc.union(rdds) if len(rdds) > 1 else rdds[0]
-    else:
-        rdd = sc.binaryFiles(",".join(files)).flatMap(lambda item: _decode_file(item, encoding))
+    literal = [f for f in files if HADOOP_UNSAFE.search(Path(f).name) or HADOOP_UNSAFE.search(str(Path(f).parent))]
+    hadoop = [f for f in files if f not in literal]
+    rdds = []
+    if hadoop and encoding.lower().replace("-", "") in ("utf8", "ascii"):
+        rdds += [sc.textFile(f).zipWithIndex().map(lambda pair, f=f: (f, pair[1] + 1, pair[0])) for f in hadoop]
+    elif hadoop:
+        rdds.append(sc.binaryFiles(",".join(hadoop)).flatMap(lambda item: _decode_file(item, encoding)))
+    for f in literal:
+        rdds.append(sc.parallelize(list(_decode_file((f, Path(f).read_bytes()), encoding)), 1))
+    rdd = sc.union(rdds) if len(rdds) > 1 else rdds[0] if rdds else sc.emptyRDD()
     df = spark.createDataFrame(rdd, LINES)
     if skip_blank:
         # Blank lines are layout, not records (trailing newlines, spacing between blocks).
