@@ -39,3 +39,13 @@ def test_the_default_demo_trains_the_pretrained_base_in_a_format_it_can_read():
     assert cfg.train.dapo.max_new_tokens - cfg.train.dapo.overlong_cache > 133, "a brief answer is not punished as overlong"
     small = load_config(base=dm.SMALL_PRESET)
     assert small.train.model.base is None and small.train.prompt.sid_format == "tokens"
+
+
+def test_the_beauty_recipe_through_gr2_demo_trains_what_its_stage_commands_train():
+    """`gr2 demo -c configs/beauty.yaml` lays the file over the demo's preset; every budget the file
+    leaves out would silently come from the preset, so the file names all of them."""
+    from pathlib import Path
+
+    recipe = str(Path(__file__).parents[1] / "configs" / "beauty.yaml")
+    via_demo, alone = load_config(recipe, base=dm.PRESET), load_config(recipe)
+    assert via_demo.model_dump() == alone.model_dump()
