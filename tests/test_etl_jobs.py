@@ -125,7 +125,7 @@ def test_build_publishes_valid_slates_and_quarantines_unclicked_logged_slates(sp
         assert row.split in ("train", "valid", "test")
     logged = [r for r in slates if r.origin == "logged"]
     assert [(r.slate_id, r.candidates, r.labels, r.target) for r in logged] == [("s1", ["i5", "i6", "i7"], [0, 1, 0], "i6")]
-    assert all(h in {e["item_id"] for e in GOOD if e["user_id"] == "u1"} for h in logged[0].history)
+    assert logged[0].history and all(h in {e["item_id"] for e in GOOD if e["user_id"] == "u1"} for h in logged[0].history)
     assert s["logged_slates"] == {"accepted": 1, "quarantined": 1}
     q = lake.read(spark, "quarantine").where("stage = 'build'").collect()
     assert [r.reason for r in q] == ["slate without the clicked item"] and "s2" in q[0].raw

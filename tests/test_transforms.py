@@ -119,3 +119,36 @@ def test_cooccurrence_counts_gaps_and_normalizes(spark):
     # a->b: 1 + 1, a->c: 1/2 ; normalized over a's row
     assert rows[("a", "b")] == pytest.approx(2 / 2.5) and rows[("a", "c")] == pytest.approx(0.5 / 2.5)
     assert rows[("b", "c")] == pytest.approx(1.0) and ("c", "a") not in rows
+
+
+def test_every_logged_slate_is_published_or_quarantined_with_its_reason(spark):
+    t = lambda m: datetime(2024, 1, 2, 0, m)  # noqa: E731
+    rows = []
+
+    def slate(sid, user, items, click=None, positions=None, shown=True, click_user=None):
+        for p, i in zip(positions or range(len(items)), items):
+            if shown:
+                rows.append((user, i, t(1), "impression", sid, p))
+        if click:
+            rows.append((click_user or user, click, t(2), "click", sid, None))
+
+    slate("ok", "u1", ["a", "b", "c"], click="b")
+    slate("unclicked", "u1", ["a", "b", "c"])
+    slate("click-only", "u1", ["a", "b", "c"], click="a", shown=False)
+    slate("shared", "u1", ["a", "b", "c"], click="c", click_user="u2")
+    slate("dup-pos", "u1", ["a", "b", "c"], click="a", positions=[0, 1, 1])
+    slate("short", "u1", ["a", "b"], click="a")
+    interactions = spark.createDataFrame(
+        rows, "user_id string, item_id string, ts timestamp, event string, slate_id string, position int")
+    sequences = spark.createDataFrame([("u1", ["x", "y"], [datetime(2024, 1, 1), datetime(2024, 1, 1, 1)])],
+                                      "user_id string, items array<string>, ts array<timestamp>")
+    good, bad = gold.logged_slates(interactions, sequences, EtlConfig(k=3))
+    assert [(r.slate_id, r.candidates, r.target, r.history) for r in good.collect()] == [("ok", ["a", "b", "c"], "b", ["x", "y"])]
+    assert {r.slate_id: r.reason for r in bad.collect()} == {
+        "unclicked": "slate without the clicked item", "click-only": "slate has clicks but no impressions",
+        "shared": "slate id logged for more than one user: 2", "dup-pos": "slate lists a position twice",
+        "short": "slate has a size other than K=3: 2"}
+    short, _ = gold.logged_slates(interactions, sequences, EtlConfig(k=3, history_len=2))
+    assert [r.history for r in short.collect()] == [["x", "y"]]
+    one, _ = gold.logged_slates(interactions, sequences, EtlConfig(k=3, history_len=1))
+    assert [r.history for r in one.collect()] == [["y"]], "the most recent item"

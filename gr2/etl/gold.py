@@ -161,37 +161,55 @@ def to_slates(scored: DataFrame) -> DataFrame:
 def logged_slates(interactions: DataFrame, sequences: DataFrame, cfg: EtlConfig) -> tuple[DataFrame, DataFrame]:
     """Slates logged by a company's ranker (events with slate_id): used as they are.
 
-    Returns (slates, rejected) where rejected rows carry the slate and a reason: no click, or a size
-    other than K distinct candidates.
+    Returns (slates, rejected) where rejected rows carry the slate and a reason: clicks but no
+    impressions, one slate id logged for several users, a position listed twice, no click, or a size
+    other than K distinct candidates. Every slate id of the input lands in exactly one of the two.
     """
+    empty = F.array().cast("array<string>")
     logged = interactions.where(F.col("slate_id").isNotNull())
     shown = logged.where(F.col("event") == IMPRESSION_EVENT).groupBy("slate_id").agg(
-        F.first("user_id").alias("user_id"),
-        F.min("ts").alias("ts"),
+        F.first("user_id").alias("shown_user"),
+        F.min("ts").alias("shown_ts"),
         F.array_sort(F.collect_list(F.struct(F.coalesce("position", F.lit(1 << 30)).alias("p"), "item_id"))).alias("shown"),
+        F.collect_set("user_id").alias("shown_users"),
+        F.count("position").alias("n_positions"),
+        F.size(F.collect_set("position")).alias("n_distinct_positions"),
     )
     clicks = logged.where(F.col("event") != IMPRESSION_EVENT).groupBy("slate_id").agg(
-        F.array_distinct(F.collect_list("item_id")).alias("clicked")
+        F.array_distinct(F.collect_list("item_id")).alias("clicked"),
+        F.first("user_id").alias("click_user"),
+        F.min("ts").alias("click_ts"),
+        F.collect_set("user_id").alias("click_users"),
     )
-    slates = shown.join(clicks, "slate_id", "left").select(
-        "slate_id", "user_id", "ts", F.col("shown.item_id").alias("candidates"), F.coalesce("clicked", F.array().cast("array<string>")).alias("clicked")
+    # A full join: a slate id with clicks and no impressions is rejected, not dropped.
+    slates = shown.join(clicks, "slate_id", "full").select(
+        "slate_id", F.coalesce("shown_user", "click_user").alias("user_id"), F.coalesce("shown_ts", "click_ts").alias("ts"),
+        F.coalesce(F.col("shown.item_id"), empty).alias("candidates"), F.coalesce("clicked", empty).alias("clicked"),
+        F.size(F.array_union(F.coalesce("shown_users", empty), F.coalesce("click_users", empty))).alias("_users"),
+        F.col("shown").isNull().alias("_unshown"), (F.col("n_positions") != F.col("n_distinct_positions")).alias("_dup_pos"),
     )
     labels = F.transform("candidates", lambda c: F.array_contains("clicked", c).cast("int"))
     slates = slates.withColumn("labels", labels)
     n_distinct = F.size(F.array_distinct("candidates"))
     reason = (
-        F.when(F.aggregate("labels", F.lit(0), lambda a, x: a + x) == 0, F.lit("slate without the clicked item"))
+        F.when(F.col("_unshown"), F.lit("slate has clicks but no impressions"))
+        .when(F.col("_users") > 1, F.concat(F.lit("slate id logged for more than one user: "), F.col("_users").cast("string")))
+        .when(F.col("_dup_pos"), F.lit("slate lists a position twice"))
+        .when(F.aggregate("labels", F.lit(0), lambda a, x: a + x) == 0, F.lit("slate without the clicked item"))
         .when(F.size("candidates") != cfg.k, F.concat(F.lit(f"slate has a size other than K={cfg.k}: "), F.size("candidates").cast("string")))
         .when(n_distinct != F.size("candidates"), F.lit("slate lists an item twice"))
     )
-    slates = slates.withColumn("reason", reason)
+    slates = slates.withColumn("reason", reason).drop("_users", "_unshown", "_dup_pos")
     rejected = slates.where(F.col("reason").isNotNull())
     good = slates.where(F.col("reason").isNull())
     # History: the user's items strictly before the slate was shown.
     hist = good.join(sequences.select("user_id", F.col("items").alias("_items"), F.col("ts").alias("_ts")), "user_id", "left")
     before = F.filter(F.arrays_zip("_items", "_ts"), lambda e: e["_ts"] < F.col("ts"))
     hist = hist.withColumn("_before", F.transform(before, lambda e: e["_items"]))
-    hist = hist.withColumn("history", F.slice(F.coalesce("_before", F.array().cast("array<string>")), -cfg.history_len, cfg.history_len))
+    # The last history_len items. Not slice(arr, -n, n): with fewer than n items Spark returns [] for it.
+    before_items = F.coalesce("_before", F.array().cast("array<string>"))
+    start = F.greatest(F.lit(1), F.size(before_items) - cfg.history_len + 1)
+    hist = hist.withColumn("history", F.slice(before_items, start, F.lit(cfg.history_len)))
     first_pos = F.array_position("labels", 1) - 1
     out = hist.select(
         "slate_id",
