@@ -372,3 +372,26 @@ def test_a_ddp_checkpoint_resumes_from_tensors_only_and_refuses_pickled_code(tmp
     (tmp_path / "bad" / "ddp.pt").write_bytes(pickle.dumps({"model": Exploit()}))
     with pytest.raises(pickle.UnpicklingError):
         engine.load_checkpoint(str(tmp_path), "bad")
+
+
+def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would(small):
+    """`Prefix.take(i)` adopts the i-th scored continuation's keys and values (its row of the batch,
+    padding cut off) instead of running it again; what is scored next must not change."""
+    from gr2.training.generation import Prefix
+
+    model, tok, _ = small
+    model.eval()
+    prompt = tok("Item number 3 then Item number 7 then", add_special_tokens=False)["input_ids"]
+    conts = [tok(vocab.wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[:4]] + [[5]]
+    nxt = [tok(vocab.wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[4:7]]
+    for pick in (0, 4):  # a full-width continuation, and a shorter one with padding after it
+        taken, extended = Prefix(model, prompt), Prefix(model, prompt)
+        taken.score(conts, tok.pad_token_id)
+        taken.take(pick)
+        extended.extend(conts[pick])
+        assert taken.length == extended.length == len(prompt) + len(conts[pick])
+        assert np.allclose(taken.score(nxt, tok.pad_token_id), extended.score(nxt, tok.pad_token_id), atol=1e-4)
+    single = Prefix(model, prompt)
+    single.score([[5], [6]], tok.pad_token_id)  # one-token continuations: scored without a forward pass
+    single.take(1)
+    assert single.length == len(prompt) + 1
