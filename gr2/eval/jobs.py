@@ -45,9 +45,8 @@ def next_item_ids(tok, history, candidate, fmt=None) -> tuple[list[int], list[in
     from gr2.training.formats import RerankFormat
 
     fmt = fmt or RerankFormat()
-    ids, _ = examples.tokenize_example(tok, examples.sequential(history, candidate, fmt.show_sid))
-    completion = tok(examples.sequential(history, candidate, fmt.show_sid).completion, add_special_tokens=False)["input_ids"]
-    cut = len(ids) - len(completion) - 1
+    ids, weights = examples.tokenize_example(tok, examples.sequential(history, candidate, fmt.show_sid))
+    cut = weights.count(0.0)  # the prompt (with its BOS) is the part that carries no loss
     return ids[:cut], ids[cut:]
 
 
