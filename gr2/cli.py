@@ -455,7 +455,7 @@ def eval_(
 
 
 def print_eval(r: dict) -> None:
-    from gr2.eval import jobs
+    from gr2.eval import jobs, report
 
     t = Table(title=f"{r['run_id']}: {r['n_slates']:,} {r['split']} slates (K={r['k']}), mean [95% CI]")
     t.add_column("re-ranker")
@@ -467,8 +467,22 @@ def print_eval(r: dict) -> None:
     for row in r["rows"]:
         d = row.get("diagnostics", {})
         t.add_row(row["model"], *[jobs.fmt(row["metrics"][n]) for n in names],
-                  f"{d['valid_rate']:.1%}" if d else "", f"{d['order_copy_rate']:.1%}" if d and d["order_copy_rate"] == d["order_copy_rate"] else "")
+                  report.valid_note(row), f"{d['order_copy_rate']:.1%}" if d and d["order_copy_rate"] == d["order_copy_rate"] else "")
     console.print(t)
+    diffs = r.get("differences") or []
+    if diffs:
+        metrics = list(dict.fromkeys(d["metric"] for d in diffs))
+        t = Table(title="paired differences on the same slates: model - baseline, mean [95% CI], * = excludes 0")
+        t.add_column("re-ranker")
+        t.add_column("against")
+        for n in metrics:
+            t.add_column(n, justify="right")
+        pairs: dict = {}
+        for d in diffs:
+            pairs.setdefault((d["model"], d["against"]), {})[d["metric"]] = jobs.fmt_diff(d["diff"])
+        for (model, base), cells in pairs.items():
+            t.add_row(model, base, *[cells.get(n, "") for n in metrics])
+        console.print(t)
     console.print(f"report: {r['report']}")
 
 

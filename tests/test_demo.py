@@ -28,6 +28,8 @@ def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake):
     models = {row["model"] for row in out["eval"]["rows"]}
     assert {"incoming order", "popularity", "SASRec-style", "mid-trained (SID likelihood)", "SFT", "DAPO"} <= models
     assert out["eval"]["n_slates"] == 8
+    pairs = {(d["model"], d["against"]) for d in out["eval"]["differences"]}
+    assert {("SFT", "incoming order"), ("DAPO", "SASRec-style"), ("SASRec-style", "incoming order")} <= pairs
     index = out["index"].read_text()
     assert "eval-" in index and "gold_slates_gate" in index and "dapo" in index
 

@@ -8,6 +8,7 @@ from gr2.eval.diagnostics import (
     mean_displacement,
     order_copy_rate,
     output_ranks,
+    paired_bootstrap_diff,
     summarize,
     target_landing,
     valid_rate,
@@ -89,3 +90,45 @@ def test_summarize_reuses_slate_metrics():
     assert kept["out_R@5"] == pytest.approx(1.0)  # invalid answer falls back to input rank 3
     missed = summarize(inputs, outputs, invalid_keeps_input=False)
     assert missed["out_R@5"] == pytest.approx(2 / 3)  # invalid answer counted as a miss
+
+
+@pytest.mark.parametrize(
+    "a, b, sign",
+    [
+        # b hits wherever a does and on 30 more of 200 slates: a clear gain, interval above 0
+        ([1] * 50 + [0] * 150, [1] * 80 + [0] * 120, +1),
+        # the same slates the other way round: interval below 0
+        ([1] * 80 + [0] * 120, [1] * 50 + [0] * 150, -1),
+        # identical answers: exactly 0 with a zero-width interval
+        ([1, 0, 1, 0] * 50, [1, 0, 1, 0] * 50, 0),
+    ],
+)
+def test_paired_bootstrap_diff_signs(a, b, sign):
+    diff, low, high = paired_bootstrap_diff(np.array(a), np.array(b), n_boot=500, seed=3)
+    assert low <= diff <= high
+    assert diff == pytest.approx(np.mean(b) - np.mean(a))
+    if sign > 0:
+        assert low > 0
+    elif sign < 0:
+        assert high < 0
+    else:
+        assert low == high == 0
+
+
+def test_pairing_finds_a_difference_the_two_own_intervals_hide():
+    # 400 slates, a hard half (both miss) and an easy half (both hit) plus 24 slates only b hits:
+    # a's and b's own intervals overlap, the paired interval of b - a does not contain 0.
+    rng = np.random.default_rng(0)
+    a = (rng.random(400) < 0.5).astype(float)
+    b = a.copy()
+    b[np.flatnonzero(a == 0)[:24]] = 1.0
+    _, a_low, a_high = bootstrap_ci(a, n_boot=500, seed=1)
+    _, b_low, b_high = bootstrap_ci(b, n_boot=500, seed=1)
+    assert b_low < a_high, "the rows' own intervals overlap"
+    diff, low, high = paired_bootstrap_diff(a, b, n_boot=500, seed=1)
+    assert low > 0 and diff == pytest.approx(0.06)
+
+
+def test_paired_bootstrap_refuses_unpaired_values():
+    with pytest.raises(ValueError, match="not the same slates"):
+        paired_bootstrap_diff(np.ones(3), np.ones(4))

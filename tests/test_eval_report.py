@@ -8,7 +8,7 @@ import pytest
 
 from gr2.eval.diagnostics import target_landing
 from gr2.eval.metrics import slate_metrics
-from gr2.eval.report import metrics_with_ci, write_report
+from gr2.eval.report import differences, metrics_with_ci, write_report
 from gr2.eval.runs import COLUMNS, compare, format_compare, publish, to_rows
 
 K = 5
@@ -19,6 +19,7 @@ def _run(run_id: str, shift: int = 0, n: int = 60) -> dict:
     incoming = rng.integers(0, K, size=n).tolist()
     better = [max(0, p - 2 - shift) for p in incoming]
     return {
+        "differences": differences({"incoming": incoming, "sasrec": better}, ["sasrec"], ["incoming"], n_boot=200),
         "run_id": run_id,
         "created_at": "2025-01-02T03:04:05+00:00",
         "dataset": "synthetic",
@@ -68,6 +69,11 @@ def test_report_files(tmp_path):
     assert f"{mean:.4f} [{low:.4f}, {high:.4f}]" in page
     md = (out / "report.md").read_text()
     assert "| sasrec |" in md and "NDCG@k" in md and "order_copy_rate" in md
+    assert "| sasrec |" in md and "| 100% |" in md  # the valid share beside an LM row
+    assert "## Paired differences" in md and "| sasrec | incoming |" in md
+    assert '<img alt="paired differences" src="data:image/png;base64,' in page
+    d = next(d for d in run["differences"] if d["metric"] == "R@1")
+    assert f"{d['diff'][0]:+.4f} [{d['diff'][1]:+.4f}, {d['diff'][2]:+.4f}] *" in md  # excludes 0: starred
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run_id"] == "r1" and len(summary["rows"][1]["diagnostics"]["landing"]) == K
     for row in summary["rows"]:
@@ -79,7 +85,9 @@ def test_to_rows_has_one_row_per_metric():
     rows = to_rows(_run("r1"))
     assert all(len(r) == len(COLUMNS) for r in rows)
     keyed = {(r[0], r[2], r[5]): r for r in rows}
-    assert len(keyed) == len(rows) == 5 + 5 + 3
+    assert len(keyed) == len(rows) == 5 + 5 + 3 + 3  # metrics, metrics, diagnostics, paired differences
+    diff = keyed[("r1", "sasrec", "R@1 - incoming")]
+    assert diff[6] > 0 and diff[7] <= diff[6] <= diff[8]  # sasrec lifts every target: a positive difference
     assert keyed[("r1", "sasrec", "valid_rate")][7] is None  # diagnostics carry no CI
 
 

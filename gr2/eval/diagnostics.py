@@ -85,6 +85,24 @@ def bootstrap_ci(
     return float(vals.mean()), float(low), float(high)
 
 
+def paired_bootstrap_diff(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float, float]:
+    """Percentile bootstrap of ``mean(b) - mean(a)`` over the SAME slates: ``(diff, low, high)``.
+
+    Both rankers answered every slate, so each resample draws slates once and takes the difference on
+    them. Pairing removes the slate-to-slate variance both rows share (easy and hard slates), which is
+    why a paired interval is much narrower than the two rows' own intervals side by side: two models
+    whose own intervals overlap can still differ reliably. An interval that excludes 0 is a difference
+    at the 1 - alpha level."""
+    va = np.asarray(a, dtype=np.float64).ravel()
+    vb = np.asarray(b, dtype=np.float64).ravel()
+    if va.size != vb.size:
+        raise ValueError(f"paired values differ in length ({va.size} and {vb.size}): not the same slates")
+    diff, low, high = bootstrap_ci(vb - va, n_boot=n_boot, alpha=alpha, seed=seed)
+    return diff, low, high
+
+
 def output_ranks(input_ranks: Sequence[int], output_positions: Sequence[Order]) -> list[int | None]:
     """Target's output position per slate; None where the answer is invalid."""
     return [list(o).index(i) if _valid(o) else None for i, o in zip(input_ranks, output_positions)]

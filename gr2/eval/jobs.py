@@ -50,10 +50,14 @@ def next_item_ids(tok, history, candidate, fmt=None) -> tuple[list[int], list[in
     return ids[:cut], ids[cut:]
 
 
+# The rows every other learned row is compared with, slate by slate (paired bootstrap).
+BASELINES = ("incoming order", "SASRec-style")
+
+
 def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: int, seed: int, llm: bool) -> dict:
     outs = diagnostics.output_ranks(input_ranks, orders)
     positions = [o if o is not None else i for o, i in zip(outs, input_ranks)]  # invalid: keep the incoming order
-    row = {"model": name, "metrics": report.metrics_with_ci(positions, seed=seed)}
+    row = {"model": name, "metrics": report.metrics_with_ci(positions, seed=seed), "positions": positions}
     if llm:
         row["diagnostics"] = {
             "valid_rate": diagnostics.valid_rate(orders), "order_copy_rate": diagnostics.order_copy_rate(orders),
@@ -125,8 +129,13 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
                 continue
             row["model_dir"] = str(model_dir)
             rows.append(row)
+    # Paired differences: the baselines and every learned row (not popularity) against each baseline.
+    positions = {r["model"]: r.pop("positions") for r in rows}
+    against = [b for b in BASELINES if b in positions]
+    models = [name for name in positions if name not in ("incoming order", "popularity")]
     result = {"run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(), "dataset": str(lake),
-              "split": split, "n_slates": len(cases), "k": k, "rows": rows}
+              "split": split, "n_slates": len(cases), "k": k, "rows": rows,
+              "differences": report.differences(positions, models, against, seed=cfg.train.seed)}
     with steps.step("report and eval.runs"):
         out = lake / "reports" / "eval" / run_id
         result["report"] = str(report.write_report(out, result))
@@ -141,3 +150,11 @@ def comparison(spark, cfg: Config, run_a: str, run_b: str) -> str:
 def fmt(value) -> str:
     mean, low, high = report.as_triple(value)
     return f"{mean:.4f}" if low is None or not math.isfinite(low) else f"{mean:.4f} [{low:.3f}, {high:.3f}]"
+
+
+def fmt_diff(value) -> str:
+    """A paired difference as "+0.0250 [+0.005, +0.045] *" (* = the interval excludes 0)."""
+    mean, low, high = report.as_triple(value)
+    if low is None or not math.isfinite(low):
+        return f"{mean:+.4f}"
+    return f"{mean:+.4f} [{low:+.3f}, {high:+.3f}]" + (" *" if report.excludes_zero(value) else "")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gr2.eval.diagnostics import bootstrap_ci
+from gr2.eval.diagnostics import bootstrap_ci, paired_bootstrap_diff
 
 METRIC_KS = {"R@1": 1, "R@3": 3, "R@5": 5, "NDCG@3": 3, "NDCG@5": 5}
 PLOTTED = ("R@1", "R@5", "NDCG@5")
@@ -39,6 +39,10 @@ EXPLANATIONS = {
     "95% CI": "Percentile bootstrap over slates (1000 resamples by default): the slates are resampled with "
     "replacement and the metric recomputed; the interval holds the middle 95% of those means. Two models "
     "whose intervals overlap widely are not reliably different on this evaluation set.",
+    "paired difference": "Model minus baseline on the same slates, with a percentile bootstrap that resamples "
+    "slates jointly for both (1000 resamples): shared easy and hard slates cancel, so the interval is narrower "
+    "than the two rows' own intervals suggest. An interval that excludes 0 (marked *) is a difference at the "
+    "95% level; one that contains 0 is not, however large the mean.",
     "valid_rate": "Share of answers that are an exact permutation of the K candidates (LLM re-rankers can "
     "answer with missing, repeated or unknown items; non-LLM baselines are always valid).",
     "order_copy_rate": "Share of valid answers identical to the incoming order. A re-ranker that copies its "
@@ -72,6 +76,55 @@ def metrics_with_ci(positions: Sequence[int], n_boot: int = 1000, seed: int = 0)
     if not pos:
         raise ValueError("metrics_with_ci needs at least one slate")
     return {m: bootstrap_ci(per_slate_values(pos, m), n_boot=n_boot, seed=seed) for m in METRIC_KS}
+
+
+def differences(positions: dict[str, Sequence[int]], models: Sequence[str], against: Sequence[str],
+                metrics: Sequence[str] = PLOTTED, n_boot: int = 1000, seed: int = 0) -> list[dict]:
+    """Paired bootstrap of ``model - baseline`` for each model, baseline and metric, over the slates both
+    ranked (`positions[name]` = the target's 0-based output position per slate, in one slate order):
+    ``[{"model", "against", "metric", "diff": (mean, low, high)}, ...]``."""
+    out = []
+    for base in against:
+        for model in models:
+            if model == base:
+                continue
+            for m in metrics:
+                diff = paired_bootstrap_diff(per_slate_values(positions[base], m), per_slate_values(positions[model], m),
+                                             n_boot=n_boot, seed=seed)
+                out.append({"model": model, "against": base, "metric": m, "diff": diff})
+    return out
+
+
+def excludes_zero(diff) -> bool:
+    """True when a (mean, low, high) interval lies wholly above or below 0."""
+    _, low, high = as_triple(diff)
+    return low is not None and high is not None and (low > 0 or high < 0)
+
+
+def _fmt_diff(value) -> str:
+    mean, low, high = as_triple(value)
+    if low is None or high is None:
+        return f"{mean:+.4f}"
+    return f"{mean:+.4f} [{low:+.4f}, {high:+.4f}]" + (" *" if excludes_zero(value) else "")
+
+
+def valid_note(row: dict) -> str:
+    """An LM row's valid share for every table and plot that shows the row; where answers were invalid,
+    say that those slates kept the incoming order (a 0%-valid row otherwise reads as the pre-ranker)."""
+    valid = (row.get("diagnostics") or {}).get("valid_rate")
+    if valid is None or not _finite(valid):
+        return ""
+    return f"{valid:.0%}" if valid >= 1.0 else f"{valid:.0%} (invalid: incoming order kept)"
+
+
+def _diff_table(run: dict) -> tuple[list[str], list[tuple[str, str, list[str]]]]:
+    """(metrics, [(model, against, [cell per metric])]) of the run's paired differences."""
+    diffs = run.get("differences") or []
+    metrics = [m for m in PLOTTED if any(d["metric"] == m for d in diffs)]
+    pairs: dict[tuple[str, str], dict[str, str]] = {}
+    for d in diffs:
+        pairs.setdefault((d["model"], d["against"]), {})[d["metric"]] = _fmt_diff(d["diff"])
+    return metrics, [(model, base, [cells.get(m, "-") for m in metrics]) for (model, base), cells in pairs.items()]
 
 
 def as_triple(value) -> tuple[float, float | None, float | None]:
@@ -154,12 +207,16 @@ def plots(run: dict) -> dict[str, str]:
                 hi.append(high - mean if high is not None and _finite(high) else 0.0)
             ax.bar(x + (j - (len(shown) - 1) / 2) * width, means, width, yerr=[lo, hi], capsize=3, label=metric, color=colors[j % 3])
         ax.set_xticks(x)
-        ax.set_xticklabels([r["model"] for r in rows])
+        ax.set_xticklabels([r["model"] + (f"\nvalid {valid_note(r).split()[0]}" if valid_note(r) else "") for r in rows],
+                           fontsize=7)
         ax.set_ylim(0, 1.05)
         ax.set_title("ranking metrics (95% bootstrap CI)")
         ax.legend(fontsize=8)
         out["metrics"] = _png(fig)
         plt.close(fig)
+    diffs = run.get("differences") or []
+    if diffs:
+        out["differences"] = _forest(plt, diffs)
     for r in rows:
         landing = (r.get("diagnostics") or {}).get("landing")
         if landing is None:
@@ -183,6 +240,31 @@ def plots(run: dict) -> dict[str, str]:
     return out
 
 
+def _forest(plt, diffs: list[dict]) -> str:
+    """One line per (model, baseline, metric): the paired difference and its interval around a 0 line."""
+    labels, means, lo, hi, colors = [], [], [], [], []
+    palette = {m: c for m, c in zip(PLOTTED, ("#4c72b0", "#55a868", "#c44e52"))}
+    for d in diffs:
+        mean, low, high = as_triple(d["diff"])
+        labels.append(f"{d['model']} vs {d['against']}: {d['metric']}")
+        means.append(mean)
+        lo.append(mean - low if low is not None else 0.0)
+        hi.append(high - mean if high is not None else 0.0)
+        colors.append(palette.get(d["metric"], "#333333"))
+    y = np.arange(len(diffs))[::-1]
+    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(diffs) + 1.2))
+    for yi, m, l, h, c in zip(y, means, lo, hi, colors):
+        ax.errorbar(m, yi, xerr=[[l], [h]], fmt="o", color=c, capsize=3, markersize=4)
+    ax.axvline(0.0, color="#888888", linewidth=1)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xlabel("model - baseline (95% paired bootstrap CI)")
+    ax.set_title("paired differences")
+    png = _png(fig)
+    plt.close(fig)
+    return png
+
+
 # -- pages -----------------------------------------------------------------------------------------
 
 
@@ -194,12 +276,17 @@ def _markdown(run: dict, metrics: list[str], diag_rows: list[dict]) -> str:
         "",
         "## Ranking metrics (mean [95% CI])",
         "",
-        "| model | " + " | ".join(metrics) + " |",
-        "|---|" + "---|" * len(metrics),
+        "| model | " + " | ".join(metrics) + " | valid |",
+        "|---|" + "---|" * (len(metrics) + 1),
     ]
     for r in run.get("rows", []):
         cells = [_fmt_ci(r["metrics"][m]) if m in r.get("metrics", {}) else "-" for m in metrics]
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + f" | {valid_note(r)} |")
+    diff_metrics, diff_rows = _diff_table(run)
+    if diff_rows:
+        lines += ["", "## Paired differences (model - baseline, mean [95% CI], * = excludes 0)", "",
+                  "| model | against | " + " | ".join(diff_metrics) + " |", "|---|---|" + "---|" * len(diff_metrics)]
+        lines += [f"| {model} | {base} | " + " | ".join(cells) + " |" for model, base, cells in diff_rows]
     if diag_rows:
         lines += ["", "## Behaviour diagnostics", "", "| model | " + " | ".join(DIAGNOSTIC_SCALARS) + " |", "|---|" + "---|" * len(DIAGNOSTIC_SCALARS)]
         for r in diag_rows:
@@ -218,7 +305,7 @@ def _html(run: dict, metrics: list[str], diag_rows: list[dict], images: dict[str
     body = "\n".join(
         f"<tr><th>{esc(str(r['model']))}</th>"
         + "".join(f"<td>{esc(_fmt_ci(r['metrics'][m])) if m in r.get('metrics', {}) else '-'}</td>" for m in metrics)
-        + "</tr>"
+        + f"<td>{esc(valid_note(r))}</td></tr>"
         for r in run.get("rows", [])
     )
     parts = [
@@ -226,10 +313,19 @@ def _html(run: dict, metrics: list[str], diag_rows: list[dict], images: dict[str
         f"<p>dataset <b>{esc(str(run.get('dataset', '-')))}</b>, split <b>{esc(str(run.get('split', '-')))}</b>, "
         f"<b>{esc(str(run.get('n_slates', '-')))}</b> slates</p>",
         "<h2>Ranking metrics</h2><p>mean [95% bootstrap CI]</p>",
-        f'<table class="m"><tr><th>model</th>{head}</tr>\n{body}</table>',
+        f'<table class="m"><tr><th>model</th>{head}<th>valid</th></tr>\n{body}</table>',
     ]
     if "metrics" in images:
         parts.append(f'<figure><img alt="metrics" src="data:image/png;base64,{images["metrics"]}"></figure>')
+    diff_metrics, diff_rows = _diff_table(run)
+    if diff_rows:
+        dh = "".join(f"<th>{esc(m)}</th>" for m in diff_metrics)
+        dr = "\n".join(f"<tr><th>{esc(model)}</th><td>{esc(base)}</td>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>"
+                       for model, base, cells in diff_rows)
+        parts += ["<h2>Paired differences</h2><p>model - baseline on the same slates, mean [95% paired bootstrap CI]; "
+                  "* = the interval excludes 0</p>", f'<table class="m"><tr><th>model</th><th>against</th>{dh}</tr>\n{dr}</table>']
+        if "differences" in images:
+            parts.append(f'<figure><img alt="paired differences" src="data:image/png;base64,{images["differences"]}"></figure>')
     if diag_rows:
         dhead = "".join(f"<th>{esc(k)}</th>" for k in DIAGNOSTIC_SCALARS)
         drows = "\n".join(

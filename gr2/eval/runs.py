@@ -5,8 +5,10 @@ Grain: one metric of one model of one run. Columns: ``run_id``, ``created_at`` (
 interval; null for diagnostics), ``n_slates``. Natural key (run_id, model, metric); written by MERGE
 (new keys only) behind a Great Expectations gate, so publishing the same run again writes nothing.
 
-The ranking metrics of a run's rows (``R@1`` ... with their CI) and its scalar diagnostics
-(``valid_rate``, ``order_copy_rate``, ``mean_displacement``; non-finite values are left out) are stored.
+The ranking metrics of a run's rows (``R@1`` ... with their CI), its scalar diagnostics
+(``valid_rate``, ``order_copy_rate``, ``mean_displacement``; non-finite values are left out) and its
+paired differences (metric ``R@1 - incoming order``: the model's row minus the baseline's on the same
+slates, with the paired bootstrap interval) are stored.
 """
 
 from __future__ import annotations
@@ -62,7 +64,17 @@ def to_rows(run: dict) -> list[tuple]:
             v = diag.get(name)
             if v is not None and math.isfinite(float(v)):
                 out.append((*base, model, run.get("dataset"), run.get("split"), name, float(v), None, None, n_slates))
+    for d in run.get("differences") or []:
+        mean, low, high = as_triple(d["diff"])
+        if math.isfinite(mean):
+            out.append((*base, str(d["model"]), run.get("dataset"), run.get("split"), diff_metric(d["metric"], d["against"]),
+                        mean, _opt(low), _opt(high), n_slates))
     return out
+
+
+def diff_metric(metric: str, against: str) -> str:
+    """The eval.runs metric name of a paired difference: "R@1 - incoming order"."""
+    return f"{metric} - {against}"
 
 
 def publish(spark, lake_root: str | Path, run: dict):
