@@ -241,9 +241,20 @@ def print_next_item(r: dict) -> None:
     t.add_column("model")
     for k in r["model"]:
         t.add_column(k, justify="right")
-    t.add_row("mid-trained LM (constrained beam search)", *[f"{v:.4f}" for v in r["model"].values()])
-    t.add_row("popularity", *[f"{v:.4f}" for v in r["popularity"].values()])
+    ci = r.get("intervals") or {}
+
+    def cells(name: str) -> list[str]:
+        return [f"{v:.4f}" + (f" [{ci[name][k][0]:.4f}, {ci[name][k][1]:.4f}]" if name in ci else "") for k, v in r[name].items()]
+
+    t.add_row("mid-trained LM (constrained beam search)", *cells("model"))
+    t.add_row("popularity", *cells("popularity"))
+    if r.get("difference"):
+        from gr2.eval.jobs import fmt_diff
+
+        t.add_row("LM - popularity (paired)", *[fmt_diff(r["difference"][k]) for k in r["model"]])
     console.print(t)
+    if ci:
+        console.print("mean [95% bootstrap interval over users]; * = the paired interval excludes 0")
 
 
 @train_app.command("midtrain")

@@ -53,6 +53,10 @@ def test_midtrain_learns_the_item_language_and_beats_popularity(tlake):
     assert r["users"] == 40
     # sequences walk a category in order: the next item is learnable, popularity is nearly blind to it
     assert r["model"]["recall@5"] > r["popularity"]["recall@5"] + 0.2, r
+    low, high = r["intervals"]["model"]["recall@5"]
+    assert low <= r["model"]["recall@5"] <= high
+    diff, d_low, _ = r["difference"]["recall@5"]
+    assert diff == pytest.approx(r["model"]["recall@5"] - r["popularity"]["recall@5"]) and d_low > 0, "a gain the interval holds"
     saved = json.loads((tlake / "models/midtrain" / s["run"] / "next_item_test.json").read_text())
     assert saved["model"] == r["model"]
 

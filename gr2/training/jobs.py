@@ -279,6 +279,13 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
         "model": {k: float(np.mean(v)) if v else 0.0 for k, v in hits.items()},
         "popularity": {k: float(np.mean(v)) if v else 0.0 for k, v in pop.items()},
     }
+    if cases:  # 95% bootstrap intervals over users, and the paired difference model - popularity
+        from gr2.eval.diagnostics import bootstrap_ci, paired_bootstrap_diff
+
+        seed = cfg.train.seed
+        result["intervals"] = {name: {k: list(bootstrap_ci(np.array(v), seed=seed)[1:]) for k, v in store.items()}
+                               for name, store in (("model", hits), ("popularity", pop))}
+        result["difference"] = {k: list(paired_bootstrap_diff(np.array(pop[k]), np.array(hits[k]), seed=seed)) for k in hits}
     (model_dir.parent / f"next_item_{split}.json").write_text(json.dumps(result, indent=2))
     return result
 
