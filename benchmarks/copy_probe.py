@@ -82,7 +82,7 @@ def main() -> None:
     catalog, _ = data.load_catalog(lake)
     cols = ["slate_id", "history", "candidates", "target", "split"]
     slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(columns=cols)
-    slates = [tr.slate_for_traces(r, catalog) for r in slates[slates["split"] == "train"].to_dict("records")]
+    slates = [tr.slate_for_traces(r, catalog, 10) for r in slates[slates["split"] == "train"].to_dict("records")]
     slates = [s for s in slates if s is not None]
     rng.shuffle(slates)
     test, train = slates[: args.held_out], slates[args.held_out:]

@@ -59,7 +59,7 @@ def main() -> None:
         part = part.sample(n=min(args.slates, len(part)), random_state=cfg.train.seed)
         cases = []
         for r in part.to_dict("records"):
-            s = slate_for_traces(r, catalog)
+            s = slate_for_traces(r, catalog, cfg.train.prompt.history)
             if s is None:
                 continue
             evs = teachers[fold(r["user_id"])]._evidence(s.history, s.candidates)

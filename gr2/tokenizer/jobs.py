@@ -23,6 +23,7 @@ from gr2.config import Config
 from gr2.etl.schema import QUARANTINE_KEY
 from gr2.platform import quality as qc
 from gr2.platform.contracts import contract
+from gr2.platform.files import write_text_atomic
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.tokenizer import collisions, embeddings, rqvae, vocab
@@ -195,7 +196,7 @@ def fit(spark, cfg: Config, steps: Steps | None = None) -> dict:
             spark, centroids, "gold.sid_centroids", [qc.rows(len(rows)), *contract("gold.sid_centroids").checks],
             partition_by=["tokenizer_version"], replace_where=f"tokenizer_version = '{version}'",
         )
-    (models_dir(cfg) / "LATEST").write_text(version)
+    write_text_atomic(models_dir(cfg) / "LATEST", version)  # a reader never sees a half-written name
     history = json.loads((out / "history.json").read_text())
     return {"version": version, "encoder": name, "items": len(x), "model_dir": str(out), "final": history[-1], "first": history[0]}
 

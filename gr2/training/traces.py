@@ -23,8 +23,6 @@ from gr2.training.prompts import ItemText, build_rerank_messages, render_rerank_
 from gr2.training.rejection import SlateForTraces, rejection_sample, summarize
 from gr2.training.teachers import OpenAITeacher, StatisticalTeacher
 
-PROMPT_HISTORY = 10  # history items shown in a prompt: enough context, prompts short enough for small models
-
 TRACES_SCHEMA = (
     "slate_id string, user_id string, teacher string, attempt int, temperature double, prompt string, "
     "response string, error string, ranking array<string>, valid boolean, accepted boolean, target_rank int, "
@@ -40,9 +38,10 @@ def item_text(c) -> ItemText:
     return ItemText(c.item_id, c.sid, c.title, c.category)
 
 
-def slate_for_traces(row, catalog: dict, history: int = PROMPT_HISTORY) -> SlateForTraces | None:
-    """A gold.slates row as a slate to prompt with (its most recent `history` items); None when an item
-    has no SID under the current tokenizer."""
+def slate_for_traces(row, catalog: dict, history: int) -> SlateForTraces | None:
+    """A gold.slates row as a slate to prompt with (its most recent `history` items, `train.prompt.history`:
+    the teacher reads the same history the student will, so a trace never cites an item the student's
+    prompt does not show); None when an item has no SID under the current tokenizer."""
     if row["target"] not in catalog or any(i not in catalog for i in row["candidates"]):
         return None
     hist = [item_text(catalog[i]) for i in row["history"] if i in catalog][-history:] if history else []
@@ -105,7 +104,7 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
     users = {}
     skipped = 0
     for r in rows.to_dict("records"):
-        s = slate_for_traces(r, catalog)
+        s = slate_for_traces(r, catalog, cfg.train.prompt.history)
         if s is None:
             skipped += 1
             continue
