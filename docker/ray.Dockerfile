@@ -40,7 +40,7 @@ WORKDIR /opt/gr2/app
 COPY --chown=1000:100 pyproject.toml README.md ./
 COPY --chown=1000:100 gr2 ./gr2
 COPY --chown=1000:100 configs ./configs
-# Keep the image's ray: ray[default,train]==2.60.0 is what it already has, so pip leaves it alone.
+# Keep the image's ray: the rayproject image already has ray[default,train,serve]==2.60.0, so pip leaves it alone.
 RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX}" . \
  && python -c "import gr2, ray, torch, pyspark; assert ray.__version__ == '2.60.0', ray.__version__"
 

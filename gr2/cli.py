@@ -89,7 +89,7 @@ def _run(fn):
     except QualityGateError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_GATE) from None
-    except (ConfigError, InputError, ValueError) as exc:
+    except (ConfigError, InputError, ValueError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(EXIT_INPUT) from None
 
@@ -495,6 +495,74 @@ def print_eval(r: dict) -> None:
             t.add_row(model, base, *[cells.get(n, "") for n in metrics])
         console.print(t)
     console.print(f"report: {r['report']}")
+
+
+@app.command()
+def serve(
+    stage: Annotated[Optional[str], typer.Option(help="trained stage to serve: dapo or sft [default: serve.stage]")] = None,
+    run: Annotated[Optional[str], typer.Option(help="model run id, e.g. dapo-20261204T101500 [default: the stage's LATEST]")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray cluster to deploy on (ray://... or host:port) [default: a local Ray]")] = None,
+    port: Annotated[Optional[int], typer.Option(help="HTTP port [default: serve.port]")] = None,
+    check: Annotated[bool, typer.Option("--check", help="start, send real test slates and bad requests, print the answers, stop")] = False,
+    slates: Annotated[int, typer.Option(help="with --check: test slates sent in each mode")] = 4,
+    config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
+):
+    """Serve a trained re-ranker over HTTP (Ray Serve): POST /v1/rerank with a user's history and the K
+    candidates of the incoming slate; get them re-ranked, with the model run and timings.
+
+    Two modes: `ranking` decodes the order among the candidates without reasoning (fast); `reasoning`
+    writes the trained answer. An answer that is late (past the request's deadline_ms) or invalid
+    falls back to the incoming order, flagged, so a caller always gets a permutation of its slate.
+    Requests need `Authorization: Bearer <token>` ($GR2_SERVE_TOKEN, else <lake>/_serve/token).
+    Also GET /healthz, /readyz and /metrics (Prometheus). docs/serving.md has the API and figures.
+    """
+    cfg = _config(config, set_, lake)
+    from gr2.serve import launch
+    from gr2.serve.client import RerankClient
+
+    url = _run(lambda: launch.start(cfg, stage, run, address, port=port))
+    client = RerankClient(url, token=launch.token(cfg), timeout_s=cfg.serve.max_deadline_ms / 1000 + 30)
+    ready = client.ready()
+    console.print(f"serving {ready['model']['stage']} run {ready['model']['run']} at {url} "
+                  f"({ready['catalog_items']:,} items, K={ready['k']})")
+    if cfg.serve.auth:
+        console.print(f"token: {'$' + launch.TOKEN_ENV if os.environ.get(launch.TOKEN_ENV) else launch.token_path(cfg)}")
+    else:
+        console.print("[yellow]warning:[/] serve.auth is off: anyone who can reach the port can call the model")
+    if not check:
+        console.print("POST /v1/rerank, GET /healthz /readyz /metrics; Ctrl-C stops")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            launch.stop()
+        return
+    from gr2.serve.check import run_check
+
+    try:
+        result = _run(lambda: run_check(cfg, client, slates))
+    finally:
+        launch.stop()
+    t = Table(title=f"{len(result['answers'])} test slates through {url}")
+    for col in ("mode", "slate", "valid", "fallback", "target in -> out", "client ms", "server ms"):
+        t.add_column(col, justify="right" if "ms" in col or col == "slate" else "left")
+    for r in result["answers"]:
+        t.add_row(r["mode"], str(r["slate"]), "yes" if r["valid"] else "NO", r["fallback"],
+                  f"{r['target_in']} -> {r['target_out']}", f"{r['client_ms']:,}", f"{r['server_ms']:,.0f}")
+    console.print(t)
+    t = Table(title="bad requests")
+    for col in ("request", "status", "message"):
+        t.add_column(col)
+    for r in result["refused"]:
+        t.add_row(r["request"], str(r["status"]), r["message"][:100])
+    console.print(t)
+    if result["failures"]:
+        for f in result["failures"]:
+            console.print(f"[red]failed:[/] {f}")
+        raise typer.Exit(1)
+    console.print("check passed: every answer a permutation of its slate, every bad request refused with its reason")
 
 
 @quality_app.command("report")

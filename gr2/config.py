@@ -336,6 +336,24 @@ class EvalConfig(Strict):
     sasrec_seconds: float = Field(300.0, gt=0, description="training budget of the SASRec-style baseline")
 
 
+class ServeConfig(Strict):
+    """`gr2 serve`: the HTTP re-rank service on Ray Serve."""
+
+    host: str = Field("127.0.0.1", description="address the HTTP proxy binds (127.0.0.1: this machine only)")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port")
+    stage: Literal["dapo", "sft"] = Field("dapo", description="which trained stage to serve (its LATEST run unless --run)")
+    mode: Literal["reasoning", "ranking"] = Field(
+        "ranking", description="default mode: ranking = decoded among the candidates, no reasoning (fast); "
+        "reasoning = the full trained answer")
+    deadline_ms: int = Field(5000, ge=1, description="default per-request deadline; past it the incoming order is answered")
+    max_deadline_ms: int = Field(120000, ge=1, description="largest deadline a request may ask for")
+    max_new_tokens: int = Field(200, ge=16, description="answer length cap in reasoning mode")
+    max_batch: int = Field(8, ge=1, description="requests batched into one model call")
+    batch_wait_ms: int = Field(10, ge=0, description="how long a batch waits for more requests")
+    max_body_bytes: int = Field(65536, ge=256, description="larger request bodies get 413")
+    auth: bool = Field(True, description="require a bearer token (GR2_SERVE_TOKEN, else one generated into <lake>/_serve/token)")
+
+
 class Config(Strict):
     lake: str = Field("./lake", description="lake root: a folder, or a Hadoop URI (s3a://, abfss://) your Spark can reach")
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -344,6 +362,7 @@ class Config(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     traces: TracesConfig = Field(default_factory=TracesConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @property
     def lake_path(self) -> Path:

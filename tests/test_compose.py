@@ -59,7 +59,7 @@ def test_docker_compose_config():
 
 
 def test_expected_services(compose):
-    assert {"spark-master", "spark-worker", "ray-head", "ray-worker", "scheduler", "reports"} <= set(services(compose))
+    assert {"spark-master", "spark-worker", "ray-head", "ray-worker", "scheduler", "reports", "serving"} <= set(services(compose))
 
 
 def test_published_ports_bind_localhost_only(compose):
@@ -125,11 +125,12 @@ def test_every_service_mounts_the_lake(compose):
 
 
 def test_ray_token_comes_from_the_environment(compose):
-    for name in ("ray-head", "ray-worker", "scheduler"):
+    for name in ("ray-head", "ray-worker", "scheduler", "serving"):
         env = services(compose)[name]["environment"]
         assert env["RAY_AUTH_MODE"] == "token", name
         assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?"), name  # required, never a default
     assert services(compose)["scheduler"]["environment"]["RAY_ADDRESS"] == "http://ray-head:8265"
+    assert services(compose)["serving"]["environment"]["GR2_SERVE_TOKEN"].startswith("${GR2_SERVE_TOKEN:?")
 
 
 def test_no_literal_secrets():
