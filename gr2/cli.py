@@ -100,19 +100,24 @@ def _fmt(v) -> str:
 
 def print_ingest_summary(s: dict) -> None:
     t = Table(title=f"ingest {s['source']} ({s['date']})", title_justify="left")
-    for col in ("records", "read", "accepted", "quarantined", "other dates"):
+    for col in ("records", "read", "accepted", "quarantined", "already published", "other dates"):
         t.add_column(col, justify="right" if col != "records" else "left")
     for kind, c in s["counts"].items():
-        t.add_row(kind, _fmt(c["read"]), _fmt(c["accepted"]), _fmt(c["quarantined"]), _fmt(c["other_dates"]))
+        t.add_row(kind, *[_fmt(c[k]) for k in ("read", "accepted", "quarantined", "duplicates_of_published", "other_dates")])
     console.print(t)
     for kind, c in s["counts"].items():
         console.print(f"  {kind}: read {c['read']:,} = accepted {c['accepted']:,} + quarantined {c['quarantined']:,}"
+                      f" + duplicates of published {c['duplicates_of_published']:,}"
                       + (f" + other dates {c['other_dates']:,}" if c["other_dates"] else ""))
+    if "files" in s:
+        f = s["files"]
+        console.print(f"  files: read {f['read']:,}, skipped {f['skipped']:,}, failed {f['failed']:,}")
     for kind, reasons in s["reasons"].items():
         for reason, n in reasons.items():
             console.print(f"  quarantined {kind}: {n:,} x {reason}")
     for item in s.get("failed_files") or []:
-        console.print(f"  [red]failed file:[/] {item['file']} ({item['reason']}); the other files were ingested")
+        console.print(f"  [red]failed file:[/] {item['file']} ({item['reason']}); quarantined as a file record, "
+                      "the other files were ingested")
     skipped = s.get("skipped_files") or []
     for item in skipped[:20]:
         console.print(f"  skipped file: {item['file']} ({item['reason']})")
@@ -132,6 +137,8 @@ def print_build_summary(s: dict) -> None:
     console.print(f"  pre-ranker coverage (target in top K): {s['coverage']}")
     if "logged_slates" in s:
         console.print(f"  logged slates: {s['logged_slates']}")
+    if s.get("unused_events"):
+        console.print(f"  events in no sequence or slate (neither a positive event nor an impression): {s['unused_events']}")
     t = Table(title="incoming (pre-ranker) order on the published slates", title_justify="left")
     t.add_column("split")
     metrics = ["slates", "R@1", "R@3", "R@5", "NDCG@3", "NDCG@5"]

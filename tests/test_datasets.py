@@ -13,7 +13,8 @@ def test_amazon_beauty_p5(spark, lake):
     path = dataset("amazon_beauty")
     cfg = load_config(overrides=["etl.source=amazon-p5", f"etl.path={path}"], lake=str(lake.root))
     ing = jobs.ingest(spark, cfg)
-    assert ing["counts"]["interactions"] == {"accepted": 198502, "quarantined": 0, "other_dates": 0, "read": 198502}
+    assert ing["counts"]["interactions"] == {"accepted": 198502, "quarantined": 0, "duplicates_of_published": 0, "other_dates": 0,
+                                                "read": 198502}
     silver = lake.read(spark, "silver.interactions")
     assert silver.count() == 198502
     assert silver.select("user_id").distinct().count() == 22363

@@ -93,6 +93,11 @@ def test_ingest_quarantines_bad_records_conserves_counts_and_is_idempotent(spark
     again = jobs.ingest(spark, cfg)
     assert all(t["skipped"] for t in again["tables"].values())
     assert snapshot(spark, lake) == before, "ingesting the same data again changes nothing"
+    # ...and says so: every record accepted before is now a duplicate of a published one
+    for kind in ("interactions", "items"):
+        first, second = s["counts"][kind], again["counts"][kind]
+        assert first["duplicates_of_published"] == 0 and first["accepted"] > 0
+        assert second == {**first, "accepted": 0, "duplicates_of_published": first["accepted"]}, kind
 
 
 def test_daily_ingest_takes_one_day_and_reruns_change_nothing(spark, lake, tmp_path):
@@ -147,7 +152,13 @@ def test_cli_prints_conservation_and_fails_clearly(spark, lake, tmp_path):
     assert "skipped file:" in out and "notes.txt (not a data file" in out
     assert "failed file:" in out and "broken.jsonl.gz (corrupt gzip file" in out
     n = len(GOOD) + len(BAD_LINES) + len(SLATES)
-    assert f"interactions: read {n:,} = accepted {len(GOOD) + len(SLATES):,} + quarantined {len(BAD_LINES):,}" in res.output
+    assert (f"interactions: read {n:,} = accepted {len(GOOD) + len(SLATES):,} + quarantined {len(BAD_LINES):,} "
+            f"+ duplicates of published 0") in out
+    assert "files: read 2, skipped 1, failed 1" in out
+    # the failed file is one quarantine row of kind "file" (tests/test_hostile_input.py ingests one twice)
+    rows = lake.read(spark, "quarantine").where("kind = 'file'").collect()
+    assert [(r.file.rsplit("/", 1)[-1], r.line, r.raw, r.reason.split(":")[0]) for r in rows] == [
+        ("broken.jsonl.gz", 0, "", "corrupt gzip file")]
     missing = runner.invoke(app, ["etl", "ingest", "--source", "events", "--path", str(tmp_path / "nope"), "--lake", str(lake.root)])
     assert missing.exit_code == 2 and "nope" in missing.output
     bad_key = runner.invoke(app, ["etl", "build", "--lake", str(lake.root), "--set", "etl.kk=3"])

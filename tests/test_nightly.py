@@ -83,6 +83,8 @@ def test_nightly_resumes_is_idempotent_and_assigns_new_items(spark, lake, tmp_pa
     assert "first night: fitted tokenizer" in s["steps"][3]["note"]
     published = json.loads((lake.root / "_nightly" / "published.json").read_text())
     assert published["date"] == str(D1) and published["versions"]["gold.sid_codebook"] is not None
+    pinned = {t: e["version"] for t, e in json.loads((lake.root / "_manifest.json").read_text())["tables"].items()}
+    assert all(pinned[t] == v for t, v in published["versions"].items()), "published.json and the lake manifest agree"
     old_sids = {r.item_id: r.sid for r in lake.read(spark, "gold.sid_codebook").collect()}
     assert len(old_sids) == 120
 

@@ -77,11 +77,16 @@ def seqs(spark, rows):
     return gold.build_sequences(df)
 
 
-def test_sequences_are_time_ordered_and_skip_impressions(spark):
+def test_sequences_are_time_ordered_and_hold_positive_events_only(spark):
+    from gr2.etl.schema import POSITIVE_EVENTS
+
+    assert set(POSITIVE_EVENTS) == {"purchase", "review", "rating", "click", "view", "add_to_cart"}
     t = lambda m: datetime(2024, 1, 1, 0, m)  # noqa: E731
-    s = seqs(spark, [("u", "b", t(2), "click", None), ("u", "a", t(1), "click", None), ("u", "z", t(3), "impression", "s1")])
+    s = seqs(spark, [("u", "b", t(2), "click", None), ("u", "a", t(1), "view", None), ("u", "z", t(3), "impression", "s1"),
+                     ("u", "y", t(4), "dislike", None), ("u", "c", t(5), "add_to_cart", None),
+                     ("u", "x", t(6), "remove_from_cart", None), ("v", "a", t(1), "dislike", None)])
     (row,) = s.collect()
-    assert row.items == ["a", "b"] and row.n_items == 2
+    assert row.items == ["a", "b", "c"] and row.n_items == 3, "impressions and non-positive events are no engagement"
 
 
 def test_leave_one_out_and_time_splits(spark):
@@ -138,6 +143,8 @@ def test_every_logged_slate_is_published_or_quarantined_with_its_reason(spark):
     slate("shared", "u1", ["a", "b", "c"], click="c", click_user="u2")
     slate("dup-pos", "u1", ["a", "b", "c"], click="a", positions=[0, 1, 1])
     slate("short", "u1", ["a", "b"], click="a")
+    slate("disliked", "u1", ["a", "b", "c"])
+    rows.append(("u1", "b", t(2), "dislike", "disliked", None))  # not a positive event: not a click
     interactions = spark.createDataFrame(
         rows, "user_id string, item_id string, ts timestamp, event string, slate_id string, position int")
     sequences = spark.createDataFrame([("u1", ["x", "y"], [datetime(2024, 1, 1), datetime(2024, 1, 1, 1)])],
@@ -147,7 +154,7 @@ def test_every_logged_slate_is_published_or_quarantined_with_its_reason(spark):
     assert {r.slate_id: r.reason for r in bad.collect()} == {
         "unclicked": "slate without the clicked item", "click-only": "slate has clicks but no impressions",
         "shared": "slate id logged for more than one user: 2", "dup-pos": "slate lists a position twice",
-        "short": "slate has a size other than K=3: 2"}
+        "short": "slate has a size other than K=3: 2", "disliked": "slate without the clicked item"}
     short, _ = gold.logged_slates(interactions, sequences, EtlConfig(k=3, history_len=2))
     assert [r.history for r in short.collect()] == [["x", "y"]]
     one, _ = gold.logged_slates(interactions, sequences, EtlConfig(k=3, history_len=1))

@@ -11,14 +11,21 @@ from pyspark.sql import types as T
 
 from gr2.config import EtlConfig
 from gr2.etl import prerank
-from gr2.etl.schema import IMPRESSION_EVENT
+from gr2.etl.schema import IMPRESSION_EVENT, POSITIVE_EVENTS
 
 SPLITS = ("train", "valid", "test")
 
 
+def is_positive(event: F.Column) -> F.Column:
+    """The user engaged with the item (POSITIVE_EVENTS: purchase, click, view ...). Impressions are not
+    engagement, and neither is an event name outside the list (a "dislike", a "remove_from_cart")."""
+    return event.isin(*POSITIVE_EVENTS)
+
+
 def build_sequences(interactions: DataFrame) -> DataFrame:
-    """One row per user: items and ts in time order (ties broken by item_id), impressions left out."""
-    events = interactions.where(F.col("event") != IMPRESSION_EVENT)
+    """One row per user: the items of positive events (`is_positive`), in time order (ties broken by
+    item_id). Impressions and other event names stay in silver.interactions, out of the sequences."""
+    events = interactions.where(is_positive(F.col("event")))
     grouped = events.groupBy("user_id").agg(F.array_sort(F.collect_list(F.struct("ts", "item_id"))).alias("e"))
     return grouped.select(
         "user_id", F.col("e.item_id").alias("items"), F.col("e.ts").alias("ts"), F.size("e").alias("n_items")
@@ -164,9 +171,12 @@ def logged_slates(interactions: DataFrame, sequences: DataFrame, cfg: EtlConfig)
     Returns (slates, rejected) where rejected rows carry the slate and a reason: clicks but no
     impressions, one slate id logged for several users, a position listed twice, no click, or a size
     other than K distinct candidates. Every slate id of the input lands in exactly one of the two.
+    A slate's candidates are its impressions and its clicks are its positive events (`is_positive`); an
+    event of another name with a slate id (a "dislike") is neither.
     """
     empty = F.array().cast("array<string>")
-    logged = interactions.where(F.col("slate_id").isNotNull())
+    logged = interactions.where(F.col("slate_id").isNotNull()
+                                & ((F.col("event") == IMPRESSION_EVENT) | is_positive(F.col("event"))))
     shown = logged.where(F.col("event") == IMPRESSION_EVENT).groupBy("slate_id").agg(
         F.first("user_id").alias("shown_user"),
         F.min("ts").alias("shown_ts"),
@@ -175,7 +185,7 @@ def logged_slates(interactions: DataFrame, sequences: DataFrame, cfg: EtlConfig)
         F.count("position").alias("n_positions"),
         F.size(F.collect_set("position")).alias("n_distinct_positions"),
     )
-    clicks = logged.where(F.col("event") != IMPRESSION_EVENT).groupBy("slate_id").agg(
+    clicks = logged.where(is_positive(F.col("event"))).groupBy("slate_id").agg(
         F.array_distinct(F.collect_list("item_id")).alias("clicked"),
         F.first("user_id").alias("click_user"),
         F.min("ts").alias("click_ts"),

@@ -3,7 +3,8 @@
 Each record keeps its file and 1-based line number, so a quarantined record can be found again in its
 source. UTF-8 text (plain or .gz) is read with Hadoop's line reader, split across tasks, numbered with
 `zipWithIndex` per file (its partitions follow the file's order). Other encodings (MovieLens is
-Latin-1) are decoded per whole file on an executor.
+Latin-1) are decoded per whole file on an executor. A Parquet row is a record too (`read_parquet_rows`).
+File names are taken literally: a name Hadoop would read as a glob, a list or a URI is read on the driver.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def _decode_file(item, encoding: str):
     if name.endswith(".gz"):
         content = gzip.decompress(content)
     text = content.decode(encoding, errors="replace")
+    if text.startswith("\ufeff") and encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+        text = text[1:]  # a UTF-8 byte-order mark is not part of line 1 (Hadoop's reader drops it too)
     local = path[5:] if path.startswith("file:") else path
     for i, raw in enumerate(split_lines(text), start=1):
         yield (local, i, raw)
@@ -93,21 +96,79 @@ def split_lines(text: str) -> list[str]:
 HADOOP_UNSAFE = re.compile(r"[\[\]{}*?,:\\]")
 
 
+def hadoop_unsafe(file: str) -> bool:
+    """True when Hadoop would not read `file` literally (its name, or a folder's on its path, has one of
+    HADOOP_UNSAFE's characters)."""
+    return bool(HADOOP_UNSAFE.search(file[5:] if file.startswith("file:") else file))
+
+
+SMALL_FILE = 8 << 20  # bytes
+
+
+def _size(file: str) -> int:
+    try:
+        return Path(file[5:] if file.startswith("file:") else file).stat().st_size
+    except OSError:
+        return 0
+
+
 def read_lines(spark, files: list[str], encoding: str = "utf-8", skip_blank: bool = True):
     """A DataFrame (file, line, raw) with one row per line of every file."""
+    from pyspark.sql import functions as F
+
     sc = spark.sparkContext
-    literal = [f for f in files if HADOOP_UNSAFE.search(Path(f).name) or HADOOP_UNSAFE.search(str(Path(f).parent))]
+    literal = [f for f in files if hadoop_unsafe(f)]
     hadoop = [f for f in files if f not in literal]
     rdds = []
     if hadoop and encoding.lower().replace("-", "") in ("utf8", "ascii"):
-        rdds += [sc.textFile(f).zipWithIndex().map(lambda pair, f=f: (f, pair[1] + 1, pair[0])) for f in hadoop]
+        # A small file is one split: zipWithIndex then needs no extra job to count the lines before it.
+        for f in hadoop:
+            text = sc.textFile(f, 1 if _size(f) < SMALL_FILE else None)
+            rdds.append(text.zipWithIndex().map(lambda pair, f=f: (f, pair[1] + 1, pair[0])))
     elif hadoop:
         rdds.append(sc.binaryFiles(",".join(hadoop)).flatMap(lambda item: _decode_file(item, encoding)))
     for f in literal:
         rdds.append(sc.parallelize(list(_decode_file((f, Path(f).read_bytes()), encoding)), 1))
     rdd = sc.union(rdds) if len(rdds) > 1 else rdds[0] if rdds else sc.emptyRDD()
+    # Many small files would be as many tasks in every later pass; records carry their file and line, so
+    # their partitions can be merged (without a shuffle) into a few of up to ~128 MiB.
+    target = max(2 * sc.defaultParallelism, -(-sum(_size(f) for f in files) // (128 << 20)))
+    if rdd.getNumPartitions() > target:
+        rdd = rdd.coalesce(target)
     df = spark.createDataFrame(rdd, LINES)
     if skip_blank:
-        # Blank lines are layout, not records (trailing newlines, spacing between blocks).
-        df = df.where("trim(raw) != ''")
+        # Blank lines are layout, not records (trailing newlines, spacing between blocks); so are lines of
+        # only whitespace (tabs too: Spark's trim() would strip spaces only).
+        df = df.where(F.col("raw").rlike(r"\S"))
     return df
+
+
+def read_parquet_rows(spark, file: str):
+    """A DataFrame (file, line, raw) with one row per row of a Parquet file: line is the 1-based row index,
+    raw the row as JSON (Spark's to_json: timestamps as ISO-8601, UTC).
+
+    Spark's Parquet reader takes a path as a glob, so a file whose name Hadoop would not read literally
+    (`hadoop_unsafe`) is decoded on the driver with pyarrow instead: the same column types (a timestamp
+    without zone stays one), the same JSON. `file` is always the name as given."""
+    from pyspark.sql import functions as F
+
+    if hadoop_unsafe(file):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        table = pq.ParquetFile(file).read()
+        cols = table.column_names
+        row = "__gr2_row__"
+        table = table.append_column(row, pa.array(range(1, table.num_rows + 1), pa.int64()))
+        df = spark.createDataFrame(table, from_arrow_schema(table.schema, prefer_timestamp_ntz=True))
+        line = F.col(row)
+    else:
+        df = spark.read.parquet(file)
+        cols = df.columns
+        line = F.col("_metadata.row_index") + 1
+    return df.select(
+        F.lit(file).alias("file"),
+        line.cast("long").alias("line"),
+        F.to_json(F.struct(*[F.col(f"`{c}`") for c in cols])).alias("raw"),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timezone
-from functools import reduce
+from functools import reduce, wraps
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from gr2.config import Config
 from gr2.etl import gold, prerank, transforms
-from gr2.etl.schema import BRONZE_KEY, INTERACTION_KEY, ITEM_UPDATABLE, QUARANTINE_KEY
+from gr2.etl.schema import BRONZE_KEY, IMPRESSION_EVENT, INTERACTION_KEY, ITEM_UPDATABLE, QUARANTINE_KEY
 from gr2.etl.sources import get_reader
 from gr2.eval.metrics import slate_metrics
 from gr2.platform import quality as qc
@@ -26,14 +26,20 @@ class ConservationError(AssertionError):
     pass
 
 
+COUNTS = ("accepted", "quarantined", "duplicates_of_published", "other_dates")
+
+
 def _status_counts(checked, day: date | None) -> dict[str, int]:
+    """Every record in exactly one class: quarantined (a reason), of another date (daily runs), a duplicate
+    of a record already published (merging it writes nothing), or accepted (merged by this run)."""
     status = (
         F.when(F.col("reason").isNotNull(), "quarantined")
-        .when(transforms.in_date(checked, day), "accepted")
-        .otherwise("other_dates")
+        .when(~transforms.in_date(checked, day), "other_dates")
+        .when(F.col("published"), "duplicates_of_published")
+        .otherwise("accepted")
     )
     counts = {r["s"]: r["count"] for r in checked.groupBy(status.alias("s")).count().collect()}
-    out = {k: counts.get(k, 0) for k in ("accepted", "quarantined", "other_dates")}
+    out = {k: counts.get(k, 0) for k in COUNTS}
     out["read"] = sum(out.values())
     return out
 
@@ -45,10 +51,23 @@ def _reasons(checked) -> dict[str, int]:
     return {r["r"]: r["count"] for r in rows}
 
 
+def _one_publication(name: str):
+    """Run the job as one lake publication: readers that follow the manifest (`Lake.read`) see all of
+    its tables move at the end, or none if it fails or is killed between two table commits."""
+    def wrap(job):
+        @wraps(job)
+        def run(spark, cfg: Config, *args, **kwargs):
+            with Lake(cfg.lake_path).publication(name):
+                return job(spark, cfg, *args, **kwargs)
+        return run
+    return wrap
+
+
 def landing_path(cfg: Config) -> Path:
     return cfg.lake_path / "landing" / "synthetic"
 
 
+@_one_publication("ingest")
 def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = None) -> dict:
     """Raw files -> bronze, silver (interactions, items) and quarantine, for one day or for all."""
     steps = steps or Steps(quiet=True)
@@ -71,15 +90,20 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
         batch = get_reader(source)(spark, path, etl.encoding)
 
     summary: dict = {"source": etl.source, "path": str(path), "date": str(day) if day else "all", "tables": {},
+                     "files": {"read": len(batch.files), "skipped": len(batch.skipped), "failed": len(batch.failed)},
                      "skipped_files": [{"file": f, "reason": r} for f, r in batch.skipped],
                      "failed_files": [{"file": f, "reason": r} for f, r in batch.failed]}
     # Items first: events are checked against the catalog this run will publish.
-    known = lake.read(spark, "silver.items").select("item_id") if lake.exists(spark, "silver.items") else None
-    items_checked = None
+    published_items = lake.read(spark, "silver.items", latest=True) if lake.exists(spark, "silver.items") else None
+    known = published_items.select("item_id") if published_items is not None else None
+    items_checked = items_silver = None
     if batch.items is not None:
         items_checked = transforms.check_items(batch.items).persist(StorageLevel.MEMORY_AND_DISK)
         new_known = items_checked.where("reason IS NULL").select("item_id")
         known = new_known if known is None else known.unionByName(new_known)
+        # An item record equal to the published item is a duplicate of it; a changed one is accepted (an update).
+        items_silver = transforms.mark_published(transforms.to_silver_items(items_checked, run_day), published_items,
+                                                 ["item_id"], ITEM_UPDATABLE)
     if known is None:
         raise ValueError(
             f"no item metadata: {etl.source} at {path} has no item records and silver.items is empty; "
@@ -88,16 +112,22 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
 
     checked = transforms.check_interactions(batch.interactions, low, high)
     checked = transforms.mark_unknown_items(checked, known)
-    checked = transforms.mark_duplicates(checked, INTERACTION_KEY, "duplicate event").persist(StorageLevel.MEMORY_AND_DISK)
+    checked = transforms.mark_duplicates(checked, INTERACTION_KEY, "duplicate event")
+    published = (lake.read(spark, "silver.interactions", latest=True).select(*INTERACTION_KEY)
+                 if lake.exists(spark, "silver.interactions") else None)
+    checked = transforms.mark_published(checked, published, INTERACTION_KEY).persist(StorageLevel.MEMORY_AND_DISK)
     with steps.step("validate records"):
         counts = {"interactions": _status_counts(checked, day)}
         reasons = {"interactions": _reasons(checked)}
         if items_checked is not None:
-            counts["items"] = _status_counts(items_checked.withColumn("ts", F.lit(None)), None)
+            flags = items_silver.select("item_id", "published")
+            items_status = items_checked.join(flags, "item_id", "left").withColumn("ts", F.lit(None))
+            counts["items"] = _status_counts(items_status.fillna(False, ["published"]), None)
             reasons["items"] = _reasons(items_checked)
     for kind, c in counts.items():
-        if c["read"] != c["accepted"] + c["quarantined"] + c["other_dates"]:
-            raise ConservationError(f"{kind}: read {c['read']} != accepted + quarantined + other dates ({c})")
+        if c["read"] != c["accepted"] + c["quarantined"] + c["duplicates_of_published"] + c["other_dates"]:
+            raise ConservationError(f"{kind}: read {c['read']} != accepted + quarantined + duplicates of published "
+                                    f"+ other dates ({c})")
     summary["counts"], summary["reasons"] = counts, reasons
 
     ing = run_day
@@ -114,7 +144,7 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
         summary["tables"]["bronze.events"] = res.__dict__
     if items_checked is not None:
         with steps.step("publish silver.items"):
-            items = transforms.to_silver_items(items_checked, ing)
+            items = items_silver.where(~F.col("published")).drop("published")
             res = lake.publish_merge(
                 spark, items, "silver.items", ["item_id"],
                 [qc.rows(counts["items"]["accepted"]), *contract("silver.items").checks],
@@ -122,7 +152,7 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
             )
             summary["tables"]["silver.items"] = res.__dict__
     with steps.step("publish silver.interactions"):
-        accepted = transforms.to_silver_interactions(checked.where(transforms.in_date(checked, day)), ing)
+        accepted = transforms.to_silver_interactions(checked.where(transforms.is_new(checked, day)), ing)
         res = lake.publish_merge(
             spark, accepted, "silver.interactions", INTERACTION_KEY,
             [
@@ -136,7 +166,9 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
         bad = transforms.to_quarantine(checked, "interactions", "ingest", ing)
         if items_checked is not None:
             bad = bad.unionByName(transforms.to_quarantine(items_checked, "items", "ingest", ing))
-        n_bad = sum(c["quarantined"] for c in counts.values())
+        if batch.failed:  # a file that could not be read is one quarantine row of kind "file"
+            bad = bad.unionByName(transforms.failed_files(spark, etl.source, batch.failed, "ingest", ing))
+        n_bad = sum(c["quarantined"] for c in counts.values()) + len(batch.failed)
         res = lake.publish_merge(
             spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_bad), *contract("quarantine").checks]
         )
@@ -155,6 +187,7 @@ def _index_of(cooc, train, all_items: list[str]) -> tuple[list, prerank.Neighbor
     return rows, prerank.build_index(rows, pop, all_items)
 
 
+@_one_publication("build")
 def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
     """silver -> gold.sequences, gold.cooccurrence, gold.slates (pre-ranked and logged)."""
     steps = steps or Steps(quiet=True)
@@ -170,6 +203,9 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
         sequences = sequences.persist(StorageLevel.MEMORY_AND_DISK)
         n_users = sequences.count()
         summary["users"] = n_users
+        # Events neither positive nor impressions stay in silver but feed no gold table: say which.
+        unused = interactions.where(~gold.is_positive(F.col("event")) & (F.col("event") != IMPRESSION_EVENT))
+        summary["unused_events"] = {r["event"]: r["count"] for r in unused.groupBy("event").count().collect()}
         if cuts:
             summary["time_cuts"] = {"valid_start": cuts[0].isoformat(), "test_start": cuts[1].isoformat()}
     with steps.step("fit co-occurrence pre-ranker on the training split"):

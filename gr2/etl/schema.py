@@ -58,6 +58,8 @@ QUARANTINE_COLUMNS = ["source", "kind", "file", "line", "raw", "reason", "stage"
 # rejects (logged slates, embeddings) share file and line 0, told apart only by their raw text.
 QUARANTINE_KEY = ["source", "kind", "file", "line", "raw", "reason"]
 
-# Event names that mean "the user engaged with the item" (go into sequences). Impressions do not.
+# Event names that mean "the user engaged with the item": they go into gold.sequences and are a logged
+# slate's clicks (gold.is_positive). Impressions do not, nor does any other name (kept in silver, unused
+# by gold, counted in the build's summary as unused_events).
 POSITIVE_EVENTS = ("purchase", "review", "rating", "click", "view", "add_to_cart")
 IMPRESSION_EVENT = "impression"

@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from gr2.etl.schema import INTERACTION_KEY
 
@@ -99,6 +100,25 @@ def check_items(parsed: DataFrame) -> DataFrame:
     ).drop("_n")
 
 
+def mark_published(df: DataFrame, published: DataFrame | None, key: list[str], same: list[str] = ()) -> DataFrame:
+    """Add `published`: true when the row's `key` (and `same` columns, compared null-safely) equal a row
+    already in the table `published` holds, so merging it would write nothing. Such a record is neither
+    accepted (it adds nothing) nor quarantined (nothing is wrong with it): it is counted as a duplicate of
+    a published record. The table's key is unique (its gate checks it), so the join adds no rows."""
+    if published is None:
+        return df.withColumn("published", F.lit(False))
+    cols = [*key, *same]
+    pub = published.select(*[F.col(c).alias(f"_pub_{c}") for c in cols], F.lit(True).alias("_pub"))
+    cond = [df[c].eqNullSafe(pub[f"_pub_{c}"]) for c in cols]
+    joined = df.join(pub, cond, "left")
+    return joined.withColumn("published", F.col("_pub").isNotNull()).drop("_pub", *[f"_pub_{c}" for c in cols])
+
+
+def is_new(df: DataFrame, day: date | None) -> F.Column:
+    """The rows a run merges into silver: of the day being ingested and not published before."""
+    return in_date(df, day) & ~F.col("published")
+
+
 def in_date(df: DataFrame, day: date | None) -> F.Column:
     """True for rows of the day being ingested (all rows when no day is given)."""
     return F.lit(True) if day is None else (F.to_date("ts") == F.lit(day))
@@ -140,6 +160,23 @@ def to_quarantine(checked: DataFrame, kind: str, stage: str, ingest_date: date) 
         F.lit(stage).alias("stage"),
         F.lit(ingest_date).alias("ingest_date"),
     )
+
+
+QUARANTINE_SCHEMA = T.StructType([
+    T.StructField("source", T.StringType(), False), T.StructField("kind", T.StringType(), False),
+    T.StructField("file", T.StringType(), False), T.StructField("line", T.LongType(), False),
+    T.StructField("raw", T.StringType(), False), T.StructField("reason", T.StringType(), False),
+    T.StructField("stage", T.StringType(), False), T.StructField("ingest_date", T.DateType(), False),
+])  # fmt: skip
+FILE_KIND = "file"
+
+
+def failed_files(spark, source: str, failed: list[tuple[str, str]], stage: str, ingest_date: date) -> DataFrame:
+    """One quarantine row per data file that could not be read (corrupt, unreadable): kind "file", line 0,
+    raw "" (there is no record to keep), and the file's reason. Its key is (source, kind, file, line, raw,
+    reason), so the same failed file ingested again adds no second row."""
+    rows = [(source, FILE_KIND, f, 0, "", reason, stage, ingest_date) for f, reason in failed]
+    return spark.createDataFrame(rows, QUARANTINE_SCHEMA)
 
 
 def to_bronze(lines: DataFrame, source: str, kind: str, ingest_date: date) -> DataFrame:

@@ -5,16 +5,24 @@ first (`<lake>/_staging/<table>/<run>`), is validated there by a Great Expectati
 reaches the published table in one Delta commit (overwrite, or MERGE for incremental tables). A gate
 failure or a killed process therefore leaves the published version exactly as it was; stale staging
 folders are removed by the next run.
+
+A run that publishes several tables does so inside `with lake.publication(name):`; the lake manifest
+(`gr2/platform/manifest.py`) moves to all of its versions at once when the block ends without an error.
+Readers (`read`, `read_pandas`) follow the manifest, so they never see half of a run. Writers commit
+against each table's latest version (`version`), so the run after a killed one completes it: MERGE
+finds the killed run's rows already there, an overwrite replaces them.
 """
 
 from __future__ import annotations
 
 import shutil
 import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
-from gr2.platform import quality
+from gr2.platform import manifest, quality
 
 TABLES = {
     "bronze.events": "bronze/events",
@@ -30,6 +38,11 @@ TABLES = {
     "gold.traces": "gold/traces",
     "eval.runs": "eval/runs",
 }
+
+
+# The publications open in this thread, innermost last. Keyed by lake root rather than held on one
+# `Lake` object, because jobs build their own `Lake(cfg.lake_path)` for the same lake.
+_OPEN: ContextVar[tuple[tuple[Path, manifest.Run], ...]] = ContextVar("gr2_publications", default=())
 
 
 @dataclass
@@ -55,20 +68,96 @@ class Lake:
         p = self.path(table)
         return p.exists() and DeltaTable.isDeltaTable(spark, str(p))
 
-    def read(self, spark, table: str):
+    def read(self, spark, table: str, latest: bool = False):
+        """The table as readers may rely on it: the version the manifest names (see `read_version`).
+
+        `latest=True` reads the newest commit instead, which may belong to a run that is still going
+        or was killed; writers use it for what they merge into, audits to check what the next run
+        will publish.
+        """
         if not self.exists(spark, table):
-            raise FileNotFoundError(
-                f"table {table} does not exist under {self.root}; run the stage that writes it first "
-                f"(bronze/silver/quarantine: `gr2 etl ingest`, gold: `gr2 etl build`)"
-            )
-        return spark.read.format("delta").load(str(self.path(table)))
+            raise FileNotFoundError(self._missing(table))
+        reader = spark.read.format("delta")
+        v = None if latest else self.read_version(table)
+        if v is not None:
+            reader = reader.option("versionAsOf", v)
+        return reader.load(str(self.path(table)))
+
+    def read_pandas(self, table: str, columns: list[str] | None = None, filters=None, latest: bool = False):
+        """`read` without Spark (deltalake), for the driver-side readers of training and evaluation."""
+        from deltalake import DeltaTable
+
+        if manifest.latest_version(self.path(table)) is None:
+            raise FileNotFoundError(self._missing(table))
+        v = None if latest else self.read_version(table)
+        dt = DeltaTable(str(self.path(table))) if v is None else DeltaTable(str(self.path(table)), version=v)
+        return dt.to_pandas(columns=columns, filters=filters)
+
+    def read_version(self, table: str) -> int | None:
+        """The version `read` reads: this thread's open publication's own commit to the table (a run
+        reads what it wrote), else the manifest's; None (= latest) for a table the manifest does not
+        name. Raises FileNotFoundError for a table whose creating run has not completed."""
+        run = self._open_run()
+        if run is not None and table in run.pending:
+            return run.pending[table]
+        entry = (manifest.load(self.root) or {"tables": {}})["tables"].get(table)
+        if entry is None:
+            return None
+        if entry["version"] is None:
+            raise FileNotFoundError(f"table {table} under {self.root} has no completed publication yet "
+                                    f"(run {entry.get('held_by')} created it and did not finish); rerun that stage")
+        return entry["version"]
 
     def version(self, spark, table: str) -> int | None:
+        """The newest commit (what writers merge into and nightly lineage compares), not necessarily the
+        one readers see: that is `read_version`."""
         from delta.tables import DeltaTable
 
         if not self.exists(spark, table):
             return None
         return DeltaTable.forPath(spark, str(self.path(table))).history(1).collect()[0]["version"]
+
+    def _missing(self, table: str) -> str:
+        return (f"table {table} does not exist under {self.root}; run the stage that writes it first "
+                f"(bronze/silver/quarantine: `gr2 etl ingest`, gold: `gr2 etl build`)")
+
+    # -- publications ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def publication(self, name: str):
+        """Publish several tables as one run: the manifest moves to all of their versions when the block
+        ends, and not at all if it raises or the process dies. A block inside another one for the same
+        lake joins it (the outer block decides)."""
+        outer = self._open_run()
+        if outer is not None:
+            yield outer
+            return
+        run = manifest.Run(name)
+        token = _OPEN.set(_OPEN.get() + ((self.root, run),))
+        try:
+            yield run
+        finally:
+            _OPEN.reset(token)
+        manifest.commit(self.root, run, run.pending)  # reached only when the block did not raise
+
+    def pin(self, versions: dict[str, int], run: str) -> None:
+        """Point the manifest at versions someone validated (the nightly's quality step), as one run."""
+        manifest.commit(self.root, manifest.Run(run), versions)
+
+    def _open_run(self) -> manifest.Run | None:
+        return next((r for root, r in reversed(_OPEN.get()) if root == self.root), None)
+
+    def _before_commit(self, table: str) -> None:
+        run = self._open_run()
+        if run is not None:
+            manifest.hold(self.root, run, table, self.path(table))
+
+    def _published(self, table: str, version: int | None) -> None:
+        run = self._open_run()
+        if run is not None:
+            run.pending[table] = version
+        else:  # a publish on its own is a run of one table
+            manifest.commit(self.root, manifest.Run(f"publish {table}"), {table: version})
 
     # -- staging ---------------------------------------------------------------------------------------
 
@@ -92,12 +181,14 @@ class Lake:
 
         `audit` (DataFrame -> DataFrame) adds derived columns the checks read (sizes, flags) to the
         staged rows; they are validated but not published. With `replace_where` only the rows matching
-        that predicate are replaced (one encoder's or one tokenizer version's partition).
+        that predicate are replaced (one encoder's or one tokenizer version's partition); the other rows
+        are those of the latest commit, like a MERGE's.
         """
         self.clean_staging(table)
         stage, staged = self._stage(spark, df, table)
         try:
             quality.gate(audit(staged) if audit else staged, table, checks, self.root)
+            self._before_commit(table)
             writer = staged.write.format("delta").mode("overwrite")
             if replace_where and self.exists(spark, table):
                 writer = writer.option("replaceWhere", replace_where)
@@ -109,7 +200,9 @@ class Lake:
             n = spark.read.format("delta").load(str(stage)).count()
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-        return PublishResult(table, n, self.version(spark, table))
+        res = PublishResult(table, n, self.version(spark, table))
+        self._published(table, res.version)
+        return res
 
     def publish_merge(
         self,
@@ -123,14 +216,21 @@ class Lake:
         """Insert rows whose key is new (and update `update_columns` of existing keys when they differ).
 
         The gate sees the staged batch. Running the same batch again writes nothing: the table's
-        content and version stay as they are.
+        content and version stay as they are. Keys are matched against the latest commit, so rows a
+        killed run already committed count as present.
         """
+        res = self._merge(spark, df, table, keys, checks, update_columns)
+        self._published(table, res.version)  # a skipped merge too: it may follow a killed run's commit
+        return res
+
+    def _merge(self, spark, df, table: str, keys: list[str], checks: list, update_columns: list[str] | None) -> PublishResult:
         from delta.tables import DeltaTable
 
         self.clean_staging(table)
         stage, staged = self._stage(spark, df, table)
         try:
             quality.gate(staged, table, checks, self.root)
+            self._before_commit(table)
             path = str(self.path(table))
             if not self.exists(spark, table):
                 staged.write.format("delta").mode("overwrite").save(path)

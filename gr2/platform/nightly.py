@@ -15,8 +15,12 @@ versions: nothing it would read has changed and nobody has rewritten what it wro
 
 `--force` runs every step anyway (each write is still idempotent: MERGE skips known keys).
 
-The publish step writes `<lake>/_nightly/published.json` (atomically): the validated version of every
-table, which readers can pin with Delta time travel, so a consumer never sees a half-finished night.
+The quality step re-validates the newest commit of every table in PUBLISHED (what the next run would
+publish anyway, since writers merge into the newest commit). The publish step then points the lake
+manifest (`<lake>/_manifest.json`, which `Lake.read` follows) at those validated versions, normally a
+no-op because ingest and build already moved it, and writes the same versions to
+`<lake>/_nightly/published.json` (atomically) with the date and tokenizer: a consumer that pins them
+with Delta time travel never sees a half-finished night, and they equal the manifest's at that moment.
 Every run writes its summary to `<lake>/reports/nightly/<date>.json`.
 
 Exit codes a scheduler can act on: 0 done (or already up to date); 2 bad input or configuration
@@ -153,6 +157,8 @@ def _ingest(n: Night) -> StepResult:
     items = s["counts"].get("items", {})
     wrote = sum(t["rows_written"] for k, t in s["tables"].items() if k.startswith("silver."))
     other = f"; {c['other_dates']:,} events of other dates left for their night" if c["other_dates"] else ""
+    dups = c.get("duplicates_of_published", 0)
+    other += f"; {dups:,} already published (not written again)" if dups else ""
     return StepResult("ingest", read=c["read"] + items.get("read", 0), written=wrote,
                       rejected=c["quarantined"] + items.get("quarantined", 0),
                       note=f"{c['accepted']:,} events of {n.day}{other}", details=s)
@@ -209,7 +215,9 @@ def _quality(n: Night) -> StepResult:
     rows = 0
     for table in PUBLISHED:
         c = contract(table, n.cfg.etl.k)  # the very checks the table's publish gate applies
-        df = n.lake.read(n.spark, table)
+        # The newest commit, not the manifest's: a commit made outside a completed run (a hand fix, a
+        # killed run's table) is what the next publish would expose, and `_publish` pins what passed here.
+        df = n.lake.read(n.spark, table, latest=True)
         n_rows = _delta_rows(n.lake.path(table))
         rows += df.count() if n_rows is None else n_rows  # no file statistics in the log: one extra scan
         bad = qc.gate(c.frame(df), f"{table}.nightly", [qc.min_rows(1), *c.checks], n.cfg.lake_path, raise_on_failure=False)
@@ -225,10 +233,11 @@ def _quality(n: Night) -> StepResult:
 
 def _publish(n: Night) -> StepResult:
     versions = n.versions(PUBLISHED)
+    n.lake.pin({t: v for t, v in versions.items() if v is not None}, run=f"nightly {n.day}")
     snapshot = {"date": str(n.day), "published_at": _now(), "tokenizer": _latest_tokenizer(n.cfg), "versions": versions}
     write_json_atomic(n.root / "published.json", snapshot)
-    return StepResult("publish", written=len(versions), note="validated table versions pinned in _nightly/published.json",
-                      details=snapshot)
+    return StepResult("publish", written=len(versions), details=snapshot,
+                      note="validated table versions pinned in _manifest.json and _nightly/published.json")
 
 
 PIPELINE = (

@@ -41,15 +41,16 @@ def tokenizer_version(lake: Path, version: str | None = None) -> str:
 
 def load_catalog(lake: Path, version: str | None = None) -> tuple[dict[str, CatalogItem], dict]:
     """item_id -> CatalogItem for every item with a SID under the tokenizer version; plus its shape."""
-    from deltalake import DeltaTable
+    from gr2.platform.lake import Lake
 
     version = tokenizer_version(lake, version)
-    codebook = DeltaTable(str(table_path(lake, "gold.sid_codebook"))).to_pandas(
-        columns=["item_id", "sid", "codes", "tokenizer_version"], filters=[("tokenizer_version", "=", version)]
+    tables = Lake(lake)  # both tables at the versions of the lake manifest: one consistent snapshot
+    codebook = tables.read_pandas(
+        "gold.sid_codebook", columns=["item_id", "sid", "codes", "tokenizer_version"], filters=[("tokenizer_version", "=", version)]
     )
     if codebook.empty:
         raise ValueError(f"gold.sid_codebook has no rows for tokenizer {version}; run `gr2 tokenizer assign`")
-    items = DeltaTable(str(table_path(lake, "silver.items"))).to_pandas(columns=["item_id", "title", "categories", "brand"])
+    items = tables.read_pandas("silver.items", columns=["item_id", "title", "categories", "brand"])
     merged = codebook.merge(items, on="item_id", how="left")
     catalog = {
         r.item_id: CatalogItem(

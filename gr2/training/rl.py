@@ -263,10 +263,9 @@ def _mean(parts: list[dict], key: str) -> float:
 
 def run(cfg, steps=None) -> dict:
     """`gr2 train dapo`: DAPO from the latest SFT model on training slates."""
-    from deltalake import DeltaTable
-
     import ray.data
 
+    from gr2.platform.lake import Lake
     from gr2.platform.progress import Steps
     from gr2.platform.ray_cluster import ensure_ray
     from gr2.training import data, jobs
@@ -283,8 +282,8 @@ def run(cfg, steps=None) -> dict:
         fmt = RerankFormat.of_model(base, RerankFormat.from_config(t.prompt))  # the policy's own format
         tok = lm.load_tokenizer(base)
         catalog, _ = data.load_catalog(lake)
-        df = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
-            columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
+        df = Lake(lake).read_pandas(
+            "gold.slates", columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
         df = df[df["split"] == "train"].sample(frac=1.0, random_state=t.seed)
         if d.max_examples:
             df = df.head(d.max_examples)

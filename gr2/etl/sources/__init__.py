@@ -23,6 +23,7 @@ class SourceBatch:
     interactions: object  # DataFrame[PARSED_INTERACTION]
     items: object | None  # DataFrame[PARSED_ITEM] or None when the source carries no item metadata
     lines: dict  # kind ("interactions" | "items") -> DataFrame[file, line, raw]
+    files: list = field(default_factory=list)  # [file]: the data files read
     skipped: list = field(default_factory=list)  # [(file, reason)]: files under the input path not read
     failed: list = field(default_factory=list)  # [(file, reason)]: data files that could not be read
 

@@ -69,4 +69,5 @@ def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
         seq_lines.rdd.flatMap(lambda r: parse_sequence_line(r.file, r.line, r.raw)), PARSED_INTERACTION
     )
     items = spark.createDataFrame(item_lines.rdd.map(lambda r: parse_item_line(r.file, r.line, r.raw)), PARSED_ITEM)
-    return SourceBatch(SOURCE, interactions, items, {"interactions": seq_lines, "items": item_lines})
+    return SourceBatch(SOURCE, interactions, items, {"interactions": seq_lines, "items": item_lines},
+                       files=[str(seq_file.resolve()), str(items_file.resolve())])

@@ -144,4 +144,4 @@ def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
         meta_lines = read_lines(spark, meta_files, enc)
         items = spark.createDataFrame(meta_lines.rdd.map(lambda r: parse_meta_line(r.file, r.line, r.raw)), PARSED_ITEM)
         lines["items"] = meta_lines
-    return SourceBatch(SOURCE, interactions, items, lines)
+    return SourceBatch(SOURCE, interactions, items, lines, files=sorted(files))

@@ -33,7 +33,7 @@ from datetime import date, datetime, timezone
 from functools import reduce
 from pathlib import Path
 
-from gr2.etl.io import LINES, InputError, read_lines, scan_files
+from gr2.etl.io import LINES, InputError, read_lines, read_parquet_rows, scan_files
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
 from gr2.etl.sources import SourceBatch, flatten_categories, json_type, parse_id
 
@@ -305,18 +305,6 @@ def parse_line(kind: str, file: str, line: int, raw: str, headers: dict) -> tupl
 # ---------------------------------------------------------------------------------------------------
 
 
-def _parquet_lines(spark, file: str):
-    from pyspark.sql import functions as F
-
-    df = spark.read.parquet(file)
-    cols = [c for c in df.columns]
-    return df.select(
-        F.lit(file).alias("file"),
-        (F.col("_metadata.row_index") + 1).cast("long").alias("line"),
-        F.to_json(F.struct(*[F.col(f"`{c}`") for c in cols])).alias("raw"),
-    )
-
-
 def _lines(spark, files: list[tuple[str, str]], encoding: str):
     """One (file, line, raw) DataFrame for these files; CSV headers are left out."""
     from pyspark.sql import functions as F
@@ -328,7 +316,7 @@ def _lines(spark, files: list[tuple[str, str]], encoding: str):
         if any(fmt == "csv" for _, fmt in files):
             df = df.where(~(F.col("file").rlike(r"(?i)\.csv(\.gz)?$") & (F.col("line") == 1)))
         parts.append(df)
-    parts += [_parquet_lines(spark, f) for f, fmt in files if fmt == "parquet"]
+    parts += [read_parquet_rows(spark, f) for f, fmt in files if fmt == "parquet"]
     if not parts:
         return spark.createDataFrame([], LINES)
     return reduce(lambda a, b: a.unionByName(b), parts)
@@ -393,4 +381,5 @@ def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
         item_lines = _lines(spark, files["items"], enc)
         items = parse("items", item_lines)
         lines["items"] = item_lines
-    return SourceBatch(SOURCE, interactions, items, lines, skipped=files["skipped"], failed=sorted(failed))
+    read_files = sorted(f for kind in ("interactions", "items") for f, _ in files[kind])
+    return SourceBatch(SOURCE, interactions, items, lines, files=read_files, skipped=files["skipped"], failed=sorted(failed))

@@ -142,4 +142,5 @@ def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
         rating_lines.rdd.map(lambda r: parse_rating(r.file, r.line, r.raw)), PARSED_INTERACTION
     )
     items = spark.createDataFrame(item_lines.rdd.map(lambda r: parse_item(r.file, r.line, r.raw)), PARSED_ITEM)
-    return SourceBatch(SOURCE, interactions, items, {"interactions": rating_lines, "items": item_lines})
+    return SourceBatch(SOURCE, interactions, items, {"interactions": rating_lines, "items": item_lines},
+                       files=[str((folder / n).resolve()) for n in (ratings_name, items_name)])
