@@ -94,16 +94,17 @@ def test_to_rows_has_one_row_per_metric():
 def test_publish_compare_and_idempotence(spark, lake):
     a, b = _run("run-a"), _run("run-b", shift=1)
     first = publish(spark, lake.root, a)
-    assert first.rows_written == 13 and first.version == 0
+    assert first.rows_written == 16 and first.version == 0  # 13 metrics and diagnostics + 3 paired differences
     second = publish(spark, lake.root, b)
-    assert second.rows_written == 13 and second.version == 1
+    assert second.rows_written == 16 and second.version == 1
     again = publish(spark, lake.root, a)
     assert again.skipped and again.rows_written == 0 and lake.version(spark, "eval.runs") == 1
-    assert lake.read(spark, "eval.runs").count() == 26
+    assert lake.read(spark, "eval.runs").count() == 32
 
     df = compare(spark, lake.root, "run-a", "run-b")
     assert list(df.columns) == ["model", "metric", "a", "b", "diff"]
-    assert len(df) == 13
+    assert len(df) == 16
+    assert set(df[df.model == "sasrec"].metric) >= {"R@1 - incoming", "NDCG@5 - incoming"}
     row = df[(df.model == "sasrec") & (df.metric == "R@1")].iloc[0]
     assert row.a == pytest.approx(a["rows"][1]["metrics"]["R@1"][0])
     assert row.b == pytest.approx(b["rows"][1]["metrics"]["R@1"][0])
