@@ -133,9 +133,25 @@ class TokenizerConfig(Strict):
     ema: bool = Field(True, description="EMA codebook updates (False: codebook loss by gradient, the ablation)")
     decay: float = Field(0.99, gt=0, lt=1, description="EMA decay")
     commitment: float = Field(0.25, ge=0, description="commitment loss weight")
-    dead_code_threshold: float = Field(0.0, ge=0, description="re-seed codes whose EMA cluster size falls below this; 0 = off")
+    dead_code_threshold: float = Field(
+        0.5, ge=0, description="re-seed codes whose EMA cluster size (items per batch) falls below this from the batch's "
+        "residuals; 0 = off")
     diversity_weight: float = Field(0.0, ge=0, description="weight of the code-diversity loss; 0 = off")
     kmeans_iters: int = Field(20, ge=0, description="Lloyd iterations after k-means++ seeding, per level")
+    init: Literal["kmeans++", "balanced"] = Field(
+        "kmeans++", description="codebook init per level: k-means++ then Lloyd, or then capacity-constrained Lloyd (OneRec's "
+        "balanced k-means)")
+    init_max_items: int = Field(0, ge=0, description="k-means init on a seeded sample of this many items; 0 = all fit items")
+    balance: Literal["none", "prices"] = Field(
+        "prices", description="prices: a level picks argmin distance - price[code], with per-code prices learned in training "
+        "and calibrated on the fit items (Sinkhorn + hard counts) so codes are evenly used; none: plain argmin")
+    balance_levels: Literal["all", "first", "last"] = Field(
+        "all", description="the levels that get prices (last = LC-Rec's Sinkhorn on the last level only)")
+    price_rate: float = Field(0.1, ge=0, description="online price step per training batch, in units of the typical "
+                              "best-to-second-best distance gap; 0 = prices only from calibration")
+    spill: bool = Field(
+        True, description="assign: items of a prefix group with more than C items move to their next-nearest code of "
+        "level L-2 that has room, so the random last level can separate them without an extra level")
     epochs: int = Field(40, ge=1, description="RQ-VAE training epochs")
     batch_size: int = Field(512, ge=1, description="RQ-VAE batch size")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")

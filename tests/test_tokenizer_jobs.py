@@ -8,8 +8,8 @@ from pyspark.sql import functions as F
 from gr2.config import load_config
 from gr2.etl import jobs as etl_jobs
 from gr2.etl import synthetic
-from gr2.platform.quality import QualityGateError
 from gr2.platform.contracts import contract
+from gr2.platform.quality import QualityGateError
 from gr2.tokenizer import embeddings
 from gr2.tokenizer import jobs as tok
 
@@ -83,3 +83,47 @@ def test_fit_on_too_few_items_says_what_to_do(spark, lake, tok_lake):
     tok.embed(spark, cfg)
     with pytest.raises(ValueError, match="needs at least C=256 items; lower tokenizer.codes"):
         tok.fit(spark, cfg)
+
+
+def test_assign_spills_overfull_prefix_groups_like_the_numpy_path(spark, lake):
+    """40 near-copies share one raw prefix (C = 8): Spark's spill moves them exactly as spill.spill does,
+    so no item needs an extra level; a rerun keeps every SID."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from safetensors.torch import save_file
+
+    from gr2.tokenizer import collisions, rqvae, spill
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(400, 8)), rng.normal(size=(1, 8)) + 0.01 * rng.normal(size=(40, 8))]).astype(np.float32)
+    ids = [f"i{i:04d}" for i in range(len(x))]
+    cfg = load_config(overrides=["tokenizer.embedding.encoder=vec", "tokenizer.levels=3", "tokenizer.codes=8"], lake=str(lake.root))
+    pdf = pd.DataFrame({"item_id": ids, "vector": list(x), "encoder": "vec", "dim": 8})
+    spark.createDataFrame(pdf[["item_id"]]).write.format("delta").save(str(lake.root / "silver" / "items"))
+    spark.createDataFrame(pdf).write.format("delta").partitionBy("encoder").save(str(lake.root / "gold" / "item_embeddings"))
+    rq_cfg = rqvae.RQVAEConfig(input_dim=8, hidden_dims=(16,), latent_dim=8, levels=3, codes=8, balance="prices")
+    model, history = rqvae.train_rqvae(x, rq_cfg, epochs=2, batch_size=64, log_every=0)
+    folder = tok.models_dir(cfg) / "v-test"
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "history.json").write_text(json.dumps(history))
+    (folder / "config.json").write_text(json.dumps({"version": "v-test", "encoder": "vec", "rqvae": rq_cfg.to_dict()}))
+
+    raw = rqvae.encode_codes(model, x).numpy()
+    movers = spill.movers_mask(raw, 8)
+    expected, moved = spill.spill(raw, movers, spill.residuals(model, x[movers], 1), model)
+    assert movers.sum() >= 32 and moved.sum() > 0
+
+    a = tok.assign(spark, cfg, "v-test")
+    assert a["spilled"] == moved.sum() and a["extra_level"] == 0 and a["final_unique_fraction"] == 1.0
+    book = {r.item_id: r for r in lake.read(spark, "gold.sid_codebook").collect()}
+    assert all(book[i].raw_codes == raw[k].tolist() for k, i in enumerate(ids))
+    assert all(book[i].codes[:2] == expected[k, :2].tolist() for k, i in enumerate(ids))
+    assert all(book[i].was_collision for k, i in enumerate(ids) if moved[k])
+    assert collisions.redraw_last_level(expected, 8, seed=0)[2] == []  # the numpy path needs no extra level either
+
+    tok.assign(spark, cfg, "v-test")  # nightly rerun: every item is kept, nothing moves
+    again = {r.item_id: r.sid for r in lake.read(spark, "gold.sid_codebook").collect()}
+    assert again == {i: r.sid for i, r in book.items()}

@@ -26,7 +26,7 @@ from gr2.platform.contracts import contract
 from gr2.platform.files import write_text_atomic
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
-from gr2.tokenizer import collisions, embeddings, rqvae, vocab
+from gr2.tokenizer import collisions, embeddings, rqvae, spill, vocab
 
 
 def encoder_name(cfg: Config) -> str:
@@ -117,7 +117,8 @@ def rqvae_config(cfg: Config, input_dim: int) -> rqvae.RQVAEConfig:
     return rqvae.RQVAEConfig(
         input_dim=input_dim, hidden_dims=tuple(t.hidden_dims), latent_dim=t.latent_dim, levels=t.levels, codes=t.codes,
         ema=t.ema, decay=t.decay, commitment=t.commitment, dead_code_threshold=t.dead_code_threshold,
-        diversity_weight=t.diversity_weight, kmeans_iters=t.kmeans_iters, seed=t.seed,
+        diversity_weight=t.diversity_weight, kmeans_iters=t.kmeans_iters, seed=t.seed, init=t.init,
+        init_max_items=t.init_max_items, balance=t.balance, balance_levels=t.balance_levels, price_rate=t.price_rate,
     )
 
 
@@ -162,9 +163,10 @@ def fit(spark, cfg: Config, steps: Steps | None = None) -> dict:
     data_path = work / f"{version}.npy"
     np.save(data_path, x)
     with steps.step(f"train RQ-VAE on Ray Train ({len(x):,} items, {t.epochs} epochs)"):
-        from gr2.platform.ray_cluster import ensure_ray
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
+
+        from gr2.platform.ray_cluster import ensure_ray
 
         ensure_ray()
         trainer = TorchTrainer(
@@ -234,10 +236,7 @@ def encode_on_executors(emb, model_bc):
 
     def encode(batches):
         torch.set_num_threads(1)
-        cfg_dict, state = model_bc.value
-        model = rqvae.RQVAE(rqvae.RQVAEConfig(**cfg_dict))
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
-        model.eval()
+        model = spill.model_from_broadcast(model_bc)
         for pdf in batches:
             x = np.stack(pdf["vector"].to_numpy()).astype(np.float32) if len(pdf) else np.zeros((0, model.cfg.input_dim), np.float32)
             codes = rqvae.encode_codes(model, torch.from_numpy(x)).numpy() if len(pdf) else np.zeros((0, model.cfg.levels), np.int64)
@@ -253,6 +252,8 @@ def decollide_groups(df, levels: int, codes: int, seed: int, extra_level: bool):
         keep = pdf["kept"].to_numpy(dtype=bool)
         start = np.stack([np.asarray(c[:levels]) for c in pdf["start_codes"]]).astype(np.int64)
         new, was, overflow = collisions.redraw_last_level(start, codes, seed, keep=keep)
+        if "spilled" in pdf:  # moved to a next-nearest code by the spill step: also a de-collision
+            was = was | pdf["spilled"].to_numpy(dtype=bool)
         over = collisions.overflow_mask(new, overflow) & ~keep if overflow else np.zeros(len(pdf), bool)
         out_codes = [list(map(int, c)) for c in new]
         if over.any() and extra_level:
@@ -282,7 +283,8 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
     emb = lake.read(spark, "gold.item_embeddings").where(F.col("encoder") == meta["encoder"]).select("item_id", "vector")
     with steps.step(f"encode items on executors ({version})"):
         payload = (model.cfg.to_dict(), {k: v.detach().numpy() for k, v in model.state_dict().items()})
-        raw = encode_on_executors(emb, spark.sparkContext.broadcast(payload))
+        model_bc = spark.sparkContext.broadcast(payload)
+        raw = encode_on_executors(emb, model_bc)
         if lake.exists(spark, "gold.sid_codebook"):
             prev = lake.read(spark, "gold.sid_codebook").where(F.col("tokenizer_version") == version).select("item_id", F.col("codes").alias("prev"))
         else:
@@ -290,6 +292,11 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
         joined = raw.join(prev, "item_id", "left").select(
             "item_id", "raw_codes", F.col("prev").isNotNull().alias("kept"), F.coalesce("prev", "raw_codes").alias("start_codes")
         )
+    n_spilled, base = 0, None
+    if cfg.tokenizer.spill:
+        with steps.step("spill over-full prefix groups to next-nearest codes"):
+            base = joined.cache()  # read by the group count, the movers, the loads and the re-join
+            joined, n_spilled = spill.spill_on_spark(base, emb, model_bc, L, C)
     with steps.step("random last level per prefix group"):
         assigned = decollide_groups(joined, L, C, cfg.tokenizer.seed, cfg.tokenizer.overflow == "extra_level").cache()
         stats = assigned.agg(
@@ -318,12 +325,14 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
     codes = np.stack(raw_pdf["raw_codes"].to_numpy()) if len(raw_pdf) else np.zeros((0, L), np.int64)
     final = lake.read(spark, "gold.sid_codebook").where(F.col("tokenizer_version") == version)
     assigned.unpersist()
+    if base is not None:
+        base.unpersist()
     summary = {
         "version": version, "levels": L, "codes": C, "items": n_items, "assigned": stats["n"],
         "without_sid": n_quarantined,
         "raw_unique_fraction": stats["raw_unique"] / max(stats["n"], 1),
         "final_unique_fraction": final.select("sid").distinct().count() / max(stats["n"], 1),
-        "redrawn": stats["redrawn"], "extra_level": stats["overflow"],
+        "redrawn": stats["redrawn"], "spilled": n_spilled, "extra_level": stats["overflow"],
         "raw_metrics": rqvae.code_metrics(codes, C) if len(codes) else {},
         "table": res.__dict__,
     }

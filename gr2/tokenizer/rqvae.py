@@ -5,7 +5,8 @@ residual left by levels < l; decoder MLP reconstructs the input from the summed 
 (straight-through estimator). Codebooks are initialized by k-means++ with a few Lloyd iterations on
 each level's residuals, then trained either by EMA (cluster sizes and sums with decay, Laplace
 smoothing, optional dead-code reset) or, when `ema=False`, by gradient on the codebook loss
-||sg(r) - e||^2 (the "RQ-VAE without EMA" ablation).
+||sg(r) - e||^2 (the "RQ-VAE without EMA" ablation). With `balance='prices'` a level picks
+argmin ||r - e_c||^2 - b_c with per-code prices b that keep its codes evenly used (balanced.py).
 
 loss = recon MSE + commitment * sum_l ||r_l - sg(e_l)||^2 (+ sum_l ||sg(r_l) - e_l||^2 when not EMA)
        (+ diversity_weight * mean_l (1 - H(mean soft assignment) / log C)).
@@ -24,6 +25,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gr2.tokenizer import balanced
+from gr2.tokenizer.metrics import (  # noqa: F401  (re-exported: the metrics used to live here)
+    code_metrics,
+    largest_prefix_group,
+    perplexity,
+    unique_fraction,
+    utilization,
+)
 from gr2.tokenizer.vocab import MAX_LEVELS
 
 
@@ -43,6 +52,13 @@ class RQVAEConfig:
     kmeans_iters: int = 20
     eps: float = 1e-5  # Laplace smoothing of EMA cluster sizes
     seed: int = 0
+    # Balanced codes (gr2/tokenizer/balanced.py). The defaults here are the historical behaviour, so a
+    # saved config.json without these keys loads as it was trained.
+    init: str = "kmeans++"  # or "balanced": capacity-constrained Lloyd after the k-means++ seeding
+    init_max_items: int = 0  # k-means init on a seeded sample of this many items; 0 = all
+    balance: str = "none"  # or "prices": argmin of distance minus a learned per-code price
+    balance_levels: str = "all"  # "all", "first" or "last": the levels that get prices
+    price_rate: float = 0.1  # online price step per training batch (0: prices only from calibration)
 
     def __post_init__(self) -> None:
         self.hidden_dims = tuple(self.hidden_dims)
@@ -72,6 +88,12 @@ class RQVAEConfig:
                 raise ValueError(f"RQVAEConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.diversity_temperature <= 0 or self.eps <= 0:
             raise ValueError("RQVAEConfig.diversity_temperature and eps must be > 0")
+        positive_int("init_max_items", self.init_max_items, 0)
+        for name, allowed in (("init", ("kmeans++", "balanced")), ("balance", ("none", "prices")), ("balance_levels", ("all", "first", "last"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"RQVAEConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.price_rate < 0:
+            raise ValueError(f"RQVAEConfig.price_rate must be >= 0, got {self.price_rate}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -88,9 +110,7 @@ def _mlp(dims: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def _sq_distances(x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances [n, C] between rows of x [n, D] and e [C, D]."""
-    return (x.pow(2).sum(1, keepdim=True) - 2 * x @ e.t() + e.pow(2).sum(1)[None, :]).clamp_min_(0)
+_sq_distances = balanced.sq_distances  # [n, C] squared distances between rows of x and e
 
 
 class RQVAE(nn.Module):
@@ -108,6 +128,9 @@ class RQVAE(nn.Module):
         self.register_buffer("ema_count", torch.ones(L, C))
         self.register_buffer("ema_sum", self.codebooks.detach().clone())
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        if cfg.balance != "none":  # per-code prices: only models that use them carry (and load) them
+            self.register_buffer("code_bias", torch.zeros(L, C))
+        self.code_bias: torch.Tensor | None = getattr(self, "code_bias", None)
         self._reset_gen = torch.Generator().manual_seed(int(cfg.seed) * 1000003 + 17)
 
     # -- quantization -----------------------------------------------------------------------------
@@ -119,7 +142,7 @@ class RQVAE(nn.Module):
         for level in range(cfg.levels):
             e = self.codebooks[level]
             with torch.no_grad():
-                idx = _sq_distances(residual, e).argmin(1)
+                idx = self._assign(level, residual, e, update)
             q = e[idx]
             commit = commit + F.mse_loss(residual, q.detach())
             if not cfg.ema:
@@ -142,6 +165,20 @@ class RQVAE(nn.Module):
             "diversity": diversity / cfg.levels,
         }
 
+    def _priced(self, level: int) -> bool:
+        which = {"all": level, "first": 0, "last": self.cfg.levels - 1}[self.cfg.balance_levels]
+        return self.code_bias is not None and level == which
+
+    @torch.no_grad()
+    def _assign(self, level: int, residual: torch.Tensor, e: torch.Tensor, update: bool) -> torch.Tensor:
+        d = _sq_distances(residual, e)
+        if not self._priced(level):
+            return d.argmin(1)
+        idx = balanced.balanced_argmin(d, self.code_bias[level])
+        if update and self.cfg.price_rate > 0:
+            balanced.update_prices(self.code_bias[level], d, idx, self.cfg.price_rate)
+        return idx
+
     @torch.no_grad()
     def _ema_update(self, level: int, r: torch.Tensor, idx: torch.Tensor) -> None:
         cfg = self.cfg
@@ -161,6 +198,8 @@ class RQVAE(nn.Module):
                 self.codebooks.data[level, dead] = fresh
                 self.ema_count[level, dead] = cfg.dead_code_threshold
                 self.ema_sum[level, dead] = fresh * cfg.dead_code_threshold
+                if self.code_bias is not None:
+                    self.code_bias[level, dead] = 0.0
 
     # -- forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> dict:
@@ -237,14 +276,17 @@ def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator) -> t
 def init_codebooks(model: RQVAE, x, max_items: int | None = None) -> RQVAE:
     """Fit each level's codebook by k-means++ on that level's residuals (after levels < l).
 
-    Deterministic given `model.cfg.seed`. With `max_items`, a seeded sample of that many rows is used.
-    EMA state is reset to the fitted codebooks (cluster sizes normalised to a mean of 1 per code).
+    Deterministic given `model.cfg.seed`. With `max_items` (default `cfg.init_max_items`, 0 = all), a
+    seeded sample of that many rows is used. EMA state is reset to the fitted codebooks (cluster sizes
+    normalised to a mean of 1 per code). `cfg.init='balanced'` runs capacity-constrained Lloyd
+    iterations after the seeding; with prices, each level's prices are calibrated on the sample too.
     """
     cfg = model.cfg
     device = model.codebooks.device
     x = _as_tensor(x, cfg, device)
     _check_enough_items(x.shape[0], cfg)
     gen = torch.Generator().manual_seed(int(cfg.seed))
+    max_items = max_items if max_items is not None else (cfg.init_max_items or None)
     if max_items is not None and x.shape[0] > max_items:
         _check_enough_items(max_items, cfg)
         x = x[torch.randperm(x.shape[0], generator=gen)[:max_items].to(device)]
@@ -253,9 +295,16 @@ def init_codebooks(model: RQVAE, x, max_items: int | None = None) -> RQVAE:
     residual = model.encoder(x)
     for level in range(cfg.levels):
         level_gen = torch.Generator().manual_seed(int(cfg.seed) * 7919 + level)
-        centers = kmeans(residual, cfg.codes, cfg.kmeans_iters, level_gen)
+        if cfg.init == "balanced":
+            seeds = kmeans(residual, cfg.codes, 0, level_gen)
+            centers = balanced.balanced_kmeans(residual, cfg.codes, cfg.kmeans_iters, seeds)
+        else:
+            centers = kmeans(residual, cfg.codes, cfg.kmeans_iters, level_gen)
         model.codebooks.data[level] = centers
-        assign = _sq_distances(residual, centers).argmin(1)
+        d = _sq_distances(residual, centers)
+        if model._priced(level):
+            model.code_bias[level] = balanced.balanced_prices(d, iters=30)  # a start: training and calibration refine them
+        assign = balanced.balanced_argmin(d, model.code_bias[level] if model._priced(level) else None)
         counts = torch.bincount(assign, minlength=cfg.codes).to(centers.dtype)
         counts = counts / counts.mean()
         model.ema_count[level] = counts
@@ -266,7 +315,7 @@ def init_codebooks(model: RQVAE, x, max_items: int | None = None) -> RQVAE:
     return model
 
 
-# -- inference and metrics ------------------------------------------------------------------------
+# -- inference ------------------------------------------------------------------------
 @torch.no_grad()
 def encode_codes(model: RQVAE, x, batch_size: int = 4096) -> torch.Tensor:
     """Argmin codes of every row, in eval mode (no EMA updates). -> LongTensor [n, L] on the CPU."""
@@ -299,59 +348,6 @@ def reconstruction_loss(model: RQVAE, x, batch_size: int = 4096) -> float:
         total += float(model(batch)["recon_loss"]) * batch.shape[0]
     model.train(was_training)
     return total / max(x.shape[0], 1)
-
-
-def _np_codes(codes) -> np.ndarray:
-    a = codes.cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
-    if a.ndim != 2:
-        raise ValueError(f"codes must be a 2-D array [items, levels], got shape {a.shape}")
-    return a.astype(np.int64, copy=False)
-
-
-def utilization(codes, codes_per_level: int) -> list[float]:
-    """Per level, the share of the C codes used by at least one item."""
-    a = _np_codes(codes)
-    return [len(np.unique(a[:, j])) / codes_per_level for j in range(a.shape[1])]
-
-
-def perplexity(codes, codes_per_level: int) -> list[float]:
-    """Per level, exp(entropy) of the code distribution (C when uniform, 1 when collapsed)."""
-    a = _np_codes(codes)
-    out = []
-    for j in range(a.shape[1]):
-        p = np.bincount(a[:, j], minlength=codes_per_level).astype(np.float64)
-        p = p[p > 0] / max(p.sum(), 1)
-        out.append(float(np.exp(-(p * np.log(p)).sum())) if p.size else 0.0)
-    return out
-
-
-def unique_fraction(codes) -> float:
-    """Distinct full code tuples / items (1.0 when every item has its own SID)."""
-    a = _np_codes(codes)
-    if a.shape[0] == 0:
-        return 1.0
-    return len(np.unique(a, axis=0)) / a.shape[0]
-
-
-def largest_prefix_group(codes) -> int:
-    """The size of the largest group of items sharing their first L-1 codes (all items when L == 1)."""
-    a = _np_codes(codes)
-    if a.shape[0] == 0:
-        return 0
-    if a.shape[1] <= 1:
-        return a.shape[0]
-    _, counts = np.unique(a[:, :-1], axis=0, return_counts=True)
-    return int(counts.max())
-
-
-def code_metrics(codes, codes_per_level: int) -> dict:
-    """All the code metrics in one dict (JSON-friendly)."""
-    return {
-        "utilization": utilization(codes, codes_per_level),
-        "perplexity": perplexity(codes, codes_per_level),
-        "unique_fraction": unique_fraction(codes),
-        "largest_prefix_group": largest_prefix_group(codes),
-    }
 
 
 # -- training -------------------------------------------------------------------------------------
@@ -412,6 +408,8 @@ def train_rqvae(
             for k in sums:
                 sums[k] += float(out[k].detach())
             steps += 1
+        if epoch == epochs and model.code_bias is not None:  # final prices on the fit data, level by level
+            balanced.calibrate_prices(model, data.to(device))
         if (log_every and epoch % log_every == 0) or epoch == epochs:
             log(epoch, sums, steps, time.perf_counter() - t0)
     model.eval()
