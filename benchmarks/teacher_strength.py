@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/teacher_strength.py --config configs/beauty.yaml --lake /work/lakes/beauty3 \
         --slates 2000 --incoming 0 0.5 1 2 4
+    # with a sequential model's ranking as a further signal, each weight against each incoming weight
+    .venv/bin/python benchmarks/teacher_strength.py -c configs/beauty.yaml --lake LAKE --incoming 1 2 3 --sequential 0 1 2 4
 
 Distillation can only beat the incoming order if the teacher does. For each split this scores sampled
 slates with the cross-fitted teacher of `gr2 traces` (built from the other user fold's training
@@ -38,9 +40,13 @@ def main() -> None:
     ap.add_argument("--slates", type=int, default=2000, help="slates sampled per split")
     ap.add_argument("--incoming", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0, 4.0],
                     help="weights of the teacher's incoming-order signal to compare")
+    ap.add_argument("--sequential", type=float, nargs="*", default=[],
+                    help="weights of the teacher's sequential-model signal to compare, each with every --incoming "
+                         "weight (fits a SASRec-style model per fold within traces.sequential_seconds)")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
-    cfg = load_config(args.config, args.set, args.lake)
+    overrides = list(args.set) + (["traces.weights.sequential=1"] if any(args.sequential) else [])
+    cfg = load_config(args.config, overrides, args.lake)
     from deltalake import DeltaTable
 
     t0 = time.perf_counter()
@@ -63,19 +69,26 @@ def main() -> None:
             if s is None:
                 continue
             evs = teachers[fold(r["user_id"])]._evidence(s.history, s.candidates)
-            base = np.array([e.score - e.parts["incoming"] for e in evs])
-            unit = np.array([e.parts["incoming"] for e in evs]) / max(teachers[0].weights["incoming"], 1e-12)
-            cases.append((base, unit, list(r["candidates"]).index(r["target"])))
+            w0 = teachers[0].weights
+            base = np.array([e.score - e.parts["incoming"] - e.parts["sequential"] for e in evs])
+            unit = np.array([e.parts["incoming"] for e in evs]) / max(w0["incoming"], 1e-12)
+            seq = np.array([e.parts["sequential"] for e in evs]) / max(w0["sequential"], 1e-12)
+            cases.append((base, unit, seq, list(r["candidates"]).index(r["target"])))
         feats[split] = cases
-        incoming = slate_metrics(p for _, _, p in cases)
+        incoming = slate_metrics(p for *_, p in cases)
         rows.append((split, len(cases), "incoming order", incoming))
-        for w in args.incoming:
-            pos = []
-            for base, unit, target in cases:
-                keys = base + w * unit
-                order = sorted(range(len(keys)), key=lambda i: (-keys[i], i))
-                pos.append(order.index(target))
-            rows.append((split, len(cases), f"teacher, incoming weight {w:g}", slate_metrics(pos)))
+        if any(args.sequential):  # the sequential model's ranking alone (the SASRec-style re-ranker, cross-fitted)
+            pos = [sorted(range(len(q)), key=lambda i: (-q[i], i)).index(t) for _, _, q, t in cases]
+            rows.append((split, len(cases), "sequential model alone", slate_metrics(pos)))
+        for ws in args.sequential or [0.0]:
+            for w in args.incoming:
+                pos = []
+                for base, unit, seq, target in cases:
+                    keys = base + w * unit + ws * seq
+                    order = sorted(range(len(keys)), key=lambda i: (-keys[i], i))
+                    pos.append(order.index(target))
+                name = f"teacher, incoming weight {w:g}" + (f", sequential {ws:g}" if args.sequential else "")
+                rows.append((split, len(cases), name, slate_metrics(pos)))
 
     print(f"\n### Statistical teacher at temperature 0 vs the incoming order ({platform.node()}, "
           f"{time.perf_counter() - t0:.0f} s)\n")
@@ -89,10 +102,12 @@ def main() -> None:
     print(f"\n### Acceptance per attempt on training slates (temperature {temp:g}, top-{cfg.traces.accept_top_k})\n")
     print("| incoming weight | accepted per attempt | attempts per accepted slate |")
     print("|---:|---:|---:|")
+    ws = max(args.sequential or [0.0])
+    print(f"(sequential weight {ws:g})\n" if args.sequential else "", end="")
     for w in args.incoming:
         hits = []
-        for base, unit, target in feats["train"]:
-            keys = base + w * unit + temp * rng.gumbel(size=len(base))
+        for base, unit, seq, target in feats["train"]:
+            keys = base + w * unit + ws * seq + temp * rng.gumbel(size=len(base))
             order = sorted(range(len(keys)), key=lambda i: (-keys[i], i))
             hits.append(order.index(target) < cfg.traces.accept_top_k)
         rate = float(np.mean(hits)) if hits else 0.0

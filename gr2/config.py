@@ -338,8 +338,11 @@ class TracesConfig(Strict):
         "(a student pays for every reasoning token at training and at generation)")
     weights: dict[str, float] = Field(
         default_factory=dict, description="statistical teacher: signal weights over the defaults "
-        "(cooc, cat_next, cat_share, brand, popularity, incoming); see benchmarks/teacher_strength.py"
+        "(cooc, cat_next, cat_share, brand, popularity, incoming, sequential); see benchmarks/teacher_strength.py"
     )
+    sequential_seconds: float = Field(
+        120.0, gt=0, description="statistical teacher with weights.sequential > 0: training budget of the SASRec-style "
+        "model fitted per fold on the teacher's training sequences")
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
 
 

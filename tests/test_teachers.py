@@ -313,3 +313,66 @@ def test_brief_statistical_teacher_writes_three_one_line_steps_under_its_own_nam
     assert len(text) < len(full) / 2
     # the same ranking: brevity changes the words, not the decision
     assert parsed.ranking == parse_response(full, cands).ranking
+
+
+# --------------------------------------------------------------------------- sequential signal
+
+
+def _prefers(item):
+    """A sequential scorer that likes `item` best and otherwise keeps the incoming order; it records its calls."""
+    calls = []
+
+    def score(history, candidates):
+        calls.append((tuple(history), tuple(candidates)))
+        return [10.0 if c == item else -float(i) for i, c in enumerate(candidates)]
+
+    score.calls = calls
+    return score
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0, 8.0])
+def test_statistical_teacher_reads_the_sequential_model(weight):
+    scorer = _prefers("p3")
+    cands = ("p1", "co", "p2", "p3")
+    plain = StatisticalTeacher(TRAIN, ITEMS, window=3)
+    teacher = StatisticalTeacher(TRAIN, ITEMS, window=3, weights={"sequential": weight}, sequential=scorer)
+    text = teacher.generate([request(cands=cands)])[0]
+    ranking = parse_response(text, [SID[k] for k in cands]).ranking
+    reasoning = json.loads(text)["reasoning"]
+    if weight == 0:  # no weight: the scorer is not consulted and nothing changes
+        assert not scorer.calls and text == plain.generate([request(cands=cands)])[0]
+        return
+    # the scorer sees the prompt's history and the slate, never a label
+    assert scorer.calls[0] == (("h3", "h1", "h2"), cands)
+    assert "sequence model #1" in reasoning  # among the facts of each explained candidate
+    if weight == 8.0:  # heavy: the model's favourite goes first and the decision names the signal
+        assert ranking[0] == SID["p3"] and "sequence model #1)" in reasoning.split("3. Decision:")[1]
+
+
+def test_statistical_teacher_sequential_weight_needs_a_scorer():
+    with pytest.raises(ValueError, match="needs a sequential scorer"):
+        StatisticalTeacher(TRAIN, ITEMS, weights={"sequential": 1.0})
+
+
+def test_sequential_ranks_are_stable_and_empty_without_history():
+    teacher = StatisticalTeacher(TRAIN, ITEMS, weights={"sequential": 1.0}, sequential=lambda h, c: [1.0, float("nan"), 1.0, 2.0])
+    assert teacher._sequential_ranks([it("h1")], [it(k) for k in ("p1", "co", "p2", "p3")]) == [1, 3, 2, 0]
+    assert teacher._sequential_ranks([], [it("p1")]) == [-1]
+
+
+def test_make_teachers_fits_a_sequential_model_per_fold_when_weighted():
+    """`traces.weights.sequential` > 0: each fold's teacher gets a real SASRec-style model fitted on the
+    other fold's training sequences; at 0 no model is fitted."""
+    from gr2.config import load_config
+    from gr2.training.examples import CatalogItem
+    from gr2.training.traces import make_teachers
+
+    catalog = {k: CatalogItem(k, SID[k], it(k).title, ("Beauty",), "") for k in ITEMS}
+    seqs = [(f"u{n}", s, ["train"] * len(s)) for n, s in enumerate(TRAIN * 3)]
+    on = load_config(overrides=["traces.weights.sequential=1", "traces.sequential_seconds=3"])
+    teachers = make_teachers(on, seqs, catalog)
+    assert all(t.sequential is not None for t in teachers.values()) and teachers[0].sequential is not teachers[1].sequential
+    ranks = teachers[0]._sequential_ranks([it("h1"), it("h2")], [it(k) for k in ("p1", "co", "p2")])
+    assert sorted(ranks) == [0, 1, 2]
+    off = make_teachers(load_config(), seqs, catalog)
+    assert all(t.sequential is None for t in off.values())

@@ -25,8 +25,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from gr2.training.prompts import ItemText, format_response
 from gr2.tokenizer.vocab import parse_sid, sid_string
+from gr2.training.prompts import ItemText, format_response
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,13 @@ def _meta(info: Any) -> ItemMeta:
 
 # "incoming" is the upstream ranker's order, which the prompt shows too: a teacher that ignored it would be
 # weaker than the order it is asked to improve (measured in benchmarks/teacher_strength.py).
-DEFAULT_WEIGHTS = {"cooc": 1.0, "cat_next": 1.0, "cat_share": 0.5, "brand": 0.5, "popularity": 0.3, "incoming": 2.0}
+# "sequential" is a sequential recommender's ranking of the slate (a SASRec-style model fitted on the same
+# training sequences, passed in as `sequential`); 0 = no such model is trained.
+DEFAULT_WEIGHTS = {"cooc": 1.0, "cat_next": 1.0, "cat_share": 0.5, "brand": 0.5, "popularity": 0.3, "incoming": 2.0,
+                   "sequential": 0.0}
+
+# A sequential scorer: (history item ids, candidate item ids) -> one score per candidate, higher is better.
+SequentialScorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
 
 @dataclass
@@ -117,6 +123,7 @@ class _Evidence:
     brand_count: int = 0
     pop_count: int = 0
     position: int = 0  # 0-based place in the incoming (pre-ranked) order
+    seq_rank: int = -1  # 0-based place in the sequential model's ranking of the slate; -1 = no model
     parts: dict[str, float] = field(default_factory=dict)
     score: float = 0.0
 
@@ -142,7 +149,10 @@ class StatisticalTeacher:
       category / with its brand;
     * popularity: log interactions, scaled to [0, 1];
     * incoming order: the candidate's place in the slate as given (the upstream ranker's order, shown in
-      the prompt too), 1 for the first falling to about 0 for the last.
+      the prompt too), 1 for the first falling to about 0 for the last;
+    * sequential model (optional, ``sequential``): the candidate's place in a sequential recommender's
+      ranking of the slate from the history the prompt shows, with the same discount as the incoming
+      order. It carries what co-occurrence counts cannot: order, and items never seen right after.
 
     The ranking sorts ``score + temperature * Gumbel`` (a Plackett-Luce sample), seeded by the request.
     Caveat: when slates are cut from the same sequences, a slate's own target transition is counted;
@@ -161,6 +171,7 @@ class StatisticalTeacher:
         smoothing: float = 1.0,
         detail: int | None = None,
         brief: bool = False,
+        sequential: SequentialScorer | None = None,
     ):
         if detail is not None and detail < 1:
             raise ValueError(f"detail must be >= 1 or None, got {detail}")
@@ -175,6 +186,10 @@ class StatisticalTeacher:
             raise ValueError(f"unknown weight(s) {sorted(unknown)}; known: {sorted(DEFAULT_WEIGHTS)}")
         self.window, self.recent, self.smoothing = window, recent, smoothing
         self.weights = {**DEFAULT_WEIGHTS, **(weights or {})}
+        if self.weights["sequential"] and sequential is None:
+            raise ValueError("weights['sequential'] > 0 needs a sequential scorer (traces.weights.sequential: "
+                             "`gr2 traces` fits one on the teacher's training sequences)")
+        self.sequential = sequential if self.weights["sequential"] else None
         self._meta = {str(k): _meta(v) for k, v in items.items()}
         self._pop: Counter[str] = Counter()
         self._follow: dict[str, Counter[str]] = defaultdict(Counter)
@@ -224,9 +239,10 @@ class StatisticalTeacher:
         recent = list(history[-self.recent:])
         out = []
         k = len(candidates)
+        seq_rank = self._sequential_ranks(history, candidates)
         for pos, c in enumerate(candidates):
             ev = _Evidence(item=c, category=self._leaf(c.item_id, c.category), brand=self._brand(c.item_id),
-                           position=pos)
+                           position=pos, seq_rank=seq_rank[pos])
             for dist, h in enumerate(reversed(recent)):
                 n = self._follow.get(h.item_id, Counter())[c.item_id]
                 ev.cooc += n / (1 + dist)
@@ -246,10 +262,23 @@ class StatisticalTeacher:
                                                  if self._max_pop else 0.0),
                 # 1 for the first place, falling like a log discount to about 0 for the last
                 "incoming": w["incoming"] * (1 - math.log1p(pos) / math.log1p(k)),
+                "sequential": w["sequential"] * (1 - math.log1p(ev.seq_rank) / math.log1p(k)) if ev.seq_rank >= 0 else 0.0,
             }
             ev.score = sum(ev.parts.values())
             out.append(ev)
         return out
+
+    def _sequential_ranks(self, history: Sequence[ItemText], candidates: Sequence[ItemText]) -> list[int]:
+        """Each candidate's 0-based place in the sequential model's ranking (stable: ties keep the incoming
+        order); all -1 without a model or without a history."""
+        if self.sequential is None or not history:
+            return [-1] * len(candidates)
+        scores = [float(x) for x in self.sequential([h.item_id for h in history], [c.item_id for c in candidates])]
+        order = sorted(range(len(scores)), key=lambda i: (-(scores[i] if scores[i] == scores[i] else -math.inf), i))
+        rank = [0] * len(scores)
+        for r, i in enumerate(order):
+            rank[i] = r
+        return rank
 
     # -- answering ----------------------------------------------------------------------------------
 
@@ -297,6 +326,8 @@ class StatisticalTeacher:
             return f"brand {e.brand}"
         if top == "incoming":
             return f"pre-ranked #{e.position + 1}"
+        if top == "sequential":
+            return f"sequence model #{e.seq_rank + 1}"
         return f"{e.pop_count} training interactions"
 
     def _brief_reasoning(self, history: Sequence[ItemText], ranked: list[_Evidence]) -> str:
@@ -369,6 +400,8 @@ class StatisticalTeacher:
                 facts.append(f"brand {e.brand} in {e.brand_count} of {n} history items")
             facts.append(f"{e.pop_count} training interactions")
             facts.append(f"pre-ranked #{e.position + 1}")
+            if e.seq_rank >= 0:
+                facts.append(f"sequence model #{e.seq_rank + 1}")
             lines.append(f"- {cite(e)} \"{_title(e.item)}\": " + "; ".join(facts) + f"; score {e.score:.2f}.")
         # 3. decision: each item's strongest signal, with its figure; say so where sampling overrode scores
         main_evidence = self._main_evidence

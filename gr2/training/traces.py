@@ -11,7 +11,6 @@ are skipped on a rerun (resumption).
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import datetime, timezone
 
 from gr2.config import Config
@@ -21,7 +20,7 @@ from gr2.platform.progress import Steps
 from gr2.training import data
 from gr2.training.prompts import ItemText, build_rerank_messages, render_rerank_prompt
 from gr2.training.rejection import SlateForTraces, rejection_sample, summarize
-from gr2.training.teachers import OpenAITeacher, StatisticalTeacher
+from gr2.training.teachers import DEFAULT_WEIGHTS, OpenAITeacher, StatisticalTeacher
 
 TRACES_SCHEMA = (
     "slate_id string, user_id string, teacher string, attempt int, temperature double, prompt string, "
@@ -70,14 +69,35 @@ def make_teachers(cfg: Config, sequences, catalog: dict) -> dict[int, object]:
                           timeout_s=e.timeout_s, max_retries=e.max_retries, max_tokens=e.max_tokens)
         return {0: t, 1: t}
     meta = {k: {"title": c.title, "categories": list(c.categories), "brand": c.brand, "sid": c.sid} for k, c in catalog.items()}
+    weights = {**DEFAULT_WEIGHTS, **cfg.traces.weights}
     out = {}
     for f in (0, 1):
         train = [
             [i for i, s in zip(items, splits) if s == "train"]
             for uid, items, splits in sequences if fold(uid) != f
         ]
-        out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail, weights=cfg.traces.weights, brief=cfg.traces.brief)
+        scorer = sequential_scorer(train, cfg) if weights["sequential"] else None
+        out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail, weights=cfg.traces.weights, brief=cfg.traces.brief,
+                                    sequential=scorer)
     return out
+
+
+def sequential_scorer(train: list[list[str]], cfg: Config):
+    """The teacher's sequential signal: a SASRec-style model fitted on the teacher's own training sequences
+    (the other fold's, so never a slate's label) within `traces.sequential_seconds`, as a scorer of
+    (history ids, candidate ids). Scores are cached per slate: rejection sampling asks several times."""
+    from gr2.eval.baselines import SASRec, SASRecConfig  # the same model as the SASRec-style baseline
+
+    model = SASRec(SASRecConfig(max_seconds=cfg.traces.sequential_seconds, seed=cfg.train.seed)).fit([s for s in train if s])
+    cache: dict[tuple, list[float]] = {}
+
+    def score(history, candidates) -> list[float]:
+        key = (tuple(history), tuple(candidates))
+        if key not in cache:
+            cache[key] = model.score_many([list(history)], [list(candidates)])[0]
+        return cache[key]
+
+    return score
 
 
 def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
