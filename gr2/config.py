@@ -367,6 +367,10 @@ class ServeConfig(Strict):
     deadline_ms: int = Field(5000, ge=1, description="default per-request deadline; past it the incoming order is answered")
     max_deadline_ms: int = Field(120000, ge=1, description="largest deadline a request may ask for")
     max_new_tokens: int = Field(200, ge=16, description="answer length cap in reasoning mode")
+    ranking_decoder: Literal["slots", "first"] = Field(
+        "slots", description="ranking mode: slots = each place decoded among the candidates not yet listed (K-1 passes); "
+        "first = all candidates ordered by their likelihood of being listed first (one pass, FIRST-style; faster, "
+        "an approximation below the top)")
     max_batch: int = Field(8, ge=1, description="requests batched into one model call")
     batch_wait_ms: int = Field(10, ge=0, description="how long a batch waits for more requests")
     max_body_bytes: int = Field(65536, ge=256, description="larger request bodies get 413")

@@ -51,7 +51,7 @@ def _slate(cfg):
 def test_ranking_mode_answers_a_permutation_with_model_and_timing(served):
     cfg, url, token = served
     client = RerankClient(url, token)
-    assert client.ready()["model"] == {"stage": "sft", "run": "sft-test", "format": "compact"}
+    assert client.ready()["model"] == {"stage": "sft", "run": "sft-test", "format": "compact", "ranking_decoder": "slots"}
     for hist, cands, _ in _slate(cfg):
         a = client.rerank(cands, hist, mode="ranking", request_id="r1")
         assert sorted(a["ranking"]) == sorted(cands) and a["fallback"] is False and a["fallback_reason"] is None
@@ -150,3 +150,21 @@ def test_parse_request_table(body, status):
     with pytest.raises(engine.RequestError) as err:
         engine.parse_request(body, known, 4, "ranking", 1000, 5000)
     assert err.value.status == status
+
+
+def test_the_one_pass_ranking_decoder_answers_permutations_that_agree_on_the_top(served):
+    """`serve.ranking_decoder=first` (one pass) against the slot-by-slot decoder, in the engine itself."""
+    from gr2.training import data
+
+    cfg, _, _ = served
+    items, _ = data.load_catalog(cfg.lake_path)
+    model_dir = cfg.lake_path / "models" / "sft" / "sft-test" / "model"
+    fmt = RerankFormat.of_model(model_dir, RerankFormat())
+    engines = {d: engine.Reranker(model_dir, engine.Catalog(items), fmt, 24, False, 4, ranking_decoder=d) for d in ("slots", "first")}
+    reqs = [engine.RerankRequest(h, c, "ranking", False, 60000) for h, c, _ in _slate(cfg)]
+    answers = {d: e.answer(reqs) for d, e in engines.items()}
+    for slots, first in zip(answers["slots"], answers["first"]):
+        assert sorted(first.order) == list(range(K)) and not first.fallback
+        assert first.order[0] == slots.order[0]
+    with pytest.raises(ValueError, match="'slots' or 'first'"):
+        engine.Reranker(model_dir, engine.Catalog(items), fmt, 24, False, 4, ranking_decoder="beam")

@@ -395,3 +395,24 @@ def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would
     single.score([[5], [6]], tok.pad_token_id)  # one-token continuations: scored without a forward pass
     single.take(1)
     assert single.length == len(prompt) + 1
+
+
+def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small):
+    """One pass: the candidates sorted by the log-likelihood of being listed first. Its top is the first
+    slot that `constrained_ranking` decodes; the rest follows that slot's scores, not later slots'."""
+    from gr2.training.formats import RerankFormat
+    from gr2.training.generation import Prefix, constrained_ranking, first_slot_ranking, with_bos
+
+    model, tok, _ = small
+    model.eval()
+    sids = [i.sid for i in ITEMS[:5]]
+    text = "Item number 3 then Item number 7 then " + '{"ranking":['
+    one = first_slot_ranking(model, tok, text, sids)
+    full = constrained_ranking(model, tok, text, sids)
+    assert sorted(one) == sorted(full) == sorted(vocab.sid_string(vocab.parse_sid(s)) for s in sids)
+    assert one[0] == full[0]
+    fmt = RerankFormat()
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    scores = Prefix(model, enc(with_bos(tok, text))).score([enc(o + ",") for o in fmt.options(sids)], tok.pad_token_id)
+    canon = [vocab.sid_string(vocab.parse_sid(s)) for s in sids]
+    assert [canon.index(s) for s in one] == sorted(range(5), key=lambda i: (-scores[i], i))

@@ -51,6 +51,7 @@ class ServeSettings:
     batch_wait_ms: int
     autocast: bool
     fmt: dict
+    ranking_decoder: str = "slots"
 
 
 def _error(status: int, message: str, metrics: Metrics | None = None) -> JSONResponse:
@@ -72,7 +73,7 @@ class RerankDeployment:
         items, _ = data.load_catalog(Path(settings.lake))
         self.catalog = Catalog(items)
         self.engine = Reranker(Path(settings.model_dir), self.catalog, RerankFormat(**settings.fmt),
-                               settings.max_new_tokens, settings.autocast, settings.max_batch)
+                               settings.max_new_tokens, settings.autocast, settings.max_batch, settings.ranking_decoder)
         self.metrics = Metrics()
         self._batched.set_max_batch_size(settings.max_batch)
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
@@ -110,7 +111,8 @@ class RerankDeployment:
         return PlainTextResponse(self.metrics.text(), media_type="text/plain; version=0.0.4")
 
     def _model(self) -> dict:
-        return {"stage": self.s.stage, "run": self.s.run, "format": self.s.fmt.get("style", "paper")}
+        return {"stage": self.s.stage, "run": self.s.run, "format": self.s.fmt.get("style", "paper"),
+                "ranking_decoder": self.s.ranking_decoder}
 
     @api.post("/v1/rerank")
     async def rerank(self, request: Request):

@@ -153,7 +153,8 @@ class Reranker:
     """One model from the lake answering batches of requests; calls are serialised by a lock (one
     model, one KV cache)."""
 
-    def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8):
+    def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
+                 ranking_decoder: str = "slots"):
         from gr2.training import model as lm
 
         self.model_dir = Path(model_dir)
@@ -161,6 +162,9 @@ class Reranker:
         self.model.eval()
         self.catalog, self.fmt = catalog, fmt
         self.max_new_tokens, self.autocast, self.batch_size = max_new_tokens, autocast, batch_size
+        if ranking_decoder not in ("slots", "first"):
+            raise ValueError(f"ranking_decoder must be 'slots' or 'first', got {ranking_decoder!r}")
+        self.ranking_decoder = ranking_decoder
         self._lock = threading.Lock()
 
     def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
@@ -173,7 +177,7 @@ class Reranker:
     def answer(self, reqs: list[RerankRequest]) -> list[Outcome]:
         import torch
 
-        from gr2.training.generation import HFGenerator, constrained_ranking
+        from gr2.training.generation import HFGenerator, constrained_ranking, first_slot_ranking
         from gr2.training.loop import cpu_autocast
         from gr2.training.prompts import ranking_positions
 
@@ -199,7 +203,8 @@ class Reranker:
                 prompt, sids = self._prompt(r)
                 skeleton = self.fmt.answer("", sids, sids)  # an empty reasoning, then the ranking decoded
                 head = skeleton[: skeleton.index('"ranking"')] + '"ranking":['
-                ranking = constrained_ranking(self.model, self.tok, prompt + head, sids, fmt=self.fmt)
+                decode = first_slot_ranking if self.ranking_decoder == "first" else constrained_ranking
+                ranking = decode(self.model, self.tok, prompt + head, sids, fmt=self.fmt)
                 out[n] = Outcome(ranking_positions(ranking, sids), model_ms=(time.perf_counter() - t0) * 1000)
         return [o for o in out if o is not None]
 

@@ -206,6 +206,28 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     return chosen
 
 
+def first_slot_ranking(model, tokenizer, text: str, candidate_sids: list[str], fmt=None) -> list[str]:
+    """The candidates ordered by how likely the model is to list each *first*: one pass.
+
+    `constrained_ranking` decodes K-1 slots, each a forward pass over the K candidates' entries; here
+    only the first slot is scored and its log-likelihoods order the whole list (single-token listwise
+    ranking: FIRST, Reddy et al., 2024). The prompt's prefill plus one batched step, about 1/(K-1) of the
+    slot decoding after the prefill. It is an approximation of the slot-by-slot answer: where the first
+    choice is clear and the tail is not, the orders can differ below the top (`benchmarks/
+    first_slot_ranking.py` measures both on test slates). Ties keep the incoming order. Returns the
+    canonical SIDs, best first.
+    """
+    from gr2.training.formats import RerankFormat
+
+    fmt = fmt or RerankFormat()
+    sids = [vocab.sid_string(vocab.parse_sid(s)) for s in candidate_sids]
+    enc = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    prefix = Prefix(model, enc(with_bos(tokenizer, text)))
+    scores = prefix.score([enc(opt + ",") for opt in fmt.options(candidate_sids)], tokenizer.pad_token_id)
+    order = sorted(range(len(sids)), key=lambda i: (-scores[i], i))
+    return [sids[i] for i in order]
+
+
 class Prefix:
     """A prompt run once and kept as a KV cache, to score many short continuations of it: each
     `score` runs only the continuations' own tokens, on copies of the cache, as one padded batch
