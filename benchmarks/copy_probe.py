@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gr2.tokenizer.vocab import wrap  # noqa: E402
 from gr2.training import data, examples  # noqa: E402
 from gr2.training import model as lm  # noqa: E402
 from gr2.training import traces as tr  # noqa: E402
-from gr2.tokenizer.vocab import wrap  # noqa: E402
 
 SID = re.compile(r"(?:<[a-z]_\d+>)+")
 PAIR = re.compile(r"\[(\d+)\] (?:<\|sid_begin\|>)?((?:<[a-z]_\d+>)+)")

@@ -76,7 +76,8 @@ def main() -> None:
 
 def print_table(rows: list[dict]) -> None:
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
-    print("| interactions | Spark ingest s | Spark build s | Spark total s | Spark inter./s | pandas s | pandas inter./s | pandas/Spark time | same accepted / slates |")
+    print("| interactions | Spark ingest s | Spark build s | Spark total s | Spark inter./s | pandas s | pandas inter./s "
+          "| pandas/Spark time | same accepted / slates |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         n = r["lines"]

@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
 from gr2.eval import diagnostics  # noqa: E402
-from gr2.eval.metrics import slate_metrics  # noqa: E402
 from gr2.training import data, jobs, rewards, rl  # noqa: E402
 
 POLICIES = ("copy input order", "random permutation", "oracle (target first)", "target moved down 1", "invalid answer")

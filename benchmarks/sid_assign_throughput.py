@@ -81,11 +81,13 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     cores = os.cpu_count()
     print(f"\nmachine: {cores} cores\n")
-    print("| items | Spark assign s | Spark items/s | numpy s | numpy items/s | numpy/Spark time | unique after (Spark / numpy) | items given extra levels | longest SID |")
+    print("| items | Spark assign s | Spark items/s | numpy s | numpy items/s | numpy/Spark time | unique after (Spark / numpy) "
+          "| items given extra levels | longest SID |")
     print("|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         print(f"| {r['items']:,} | {r['spark_s']:.1f} | {r['items'] / r['spark_s']:,.0f} | {r['numpy_s']:.1f} | "
-              f"{r['items'] / r['numpy_s']:,.0f} | {r['numpy_s'] / r['spark_s']:.2f} | {r['spark_unique']:.4%} / {r['numpy_unique']:.4%} | {r['extra_level']:,} | {r['max_levels']} |")
+              f"{r['items'] / r['numpy_s']:,.0f} | {r['numpy_s'] / r['spark_s']:.2f} | {r['spark_unique']:.4%} / {r['numpy_unique']:.4%} | "
+              f"{r['extra_level']:,} | {r['max_levels']} |")
     for a, b in zip(rows, rows[1:]):
         r = math.log(b["items"] / a["items"])
         print(f"growth {a['items']:,} -> {b['items']:,}: Spark b={math.log(b['spark_s'] / a['spark_s']) / r:.2f}, "

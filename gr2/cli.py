@@ -1,8 +1,10 @@
-"""The `gr2` command: one sub-command per stage, plus demo.
+"""The `gr2` command: one sub-command per stage, plus the pipelines (demo, nightly, submit).
 
 Every command takes --config FILE, --set key=value (repeatable) and --lake DIR, shows progress on long
-work and ends with a one-screen summary. Exit codes: 0 ok, 2 bad input or configuration, 3 a quality
-gate refused a table (the previous version stays published).
+work and ends with a one-screen summary. Exit codes (the same for every command, gr2/platform/exits.py):
+0 ok; 1 the job or check it ran failed (gr2 submit, gr2 serve --check); 2 bad input, configuration or
+usage, e.g. a missing file or model (fix it, then rerun); 3 a quality gate refused a table (the previous
+version stays published); 4 failed otherwise, with the traceback (rerun; gr2 nightly resumes).
 """
 
 from __future__ import annotations
@@ -10,15 +12,48 @@ from __future__ import annotations
 import inspect
 import os
 import time
+import traceback
 from datetime import date
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
+from gr2.platform import exits
 from gr2.platform.progress import console
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+def _exit_with(exc: Exception) -> typer.Exit:
+    """Say why a command failed and end it with the code `exits.code_of` gives: the message alone when
+    the code says what to fix (2, 3), with the traceback when it does not (4)."""
+    code = exits.code_of(exc)
+    if code == exits.FAILED:
+        typer.echo("".join(traceback.format_exception(exc)), err=True)
+        console.print(f"[red]error:[/] {type(exc).__name__}: {escape(str(exc))} (exit {code}: {exits.MEANING[code]})")
+    elif code == exits.GATE:
+        console.print(f"[red]{escape(str(exc))}[/]")
+    else:
+        console.print(f"[red]error:[/] {escape(str(exc))}")
+    return typer.Exit(code)
+
+
+class _Commands(TyperGroup):
+    """The gr2 command group: whatever a sub-command raises becomes its exit code here, in one place,
+    so no command needs its own try/except and none ends in a bare traceback with exit 1."""
+
+    def invoke(self, ctx: typer.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            # typer.Exit, --help and usage errors come from typer (or the click it wraps) with their code
+            if type(exc).__module__.split(".")[0] in ("typer", "click"):
+                raise
+            raise _exit_with(exc) from None
+
+
+app = typer.Typer(cls=_Commands, help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 etl_app = typer.Typer(help="Spark jobs: raw logs -> bronze/silver (ingest) -> gold sequences and slates (build).", no_args_is_help=True)
 app.add_typer(etl_app, name="etl")
 tok_app = typer.Typer(
@@ -58,17 +93,11 @@ ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="YAML c
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="override one key, e.g. --set etl.k=20 (repeatable)")]
 LakeOpt = Annotated[Optional[str], typer.Option("--lake", help="lake root folder (default ./lake, or `lake:` in the config)")]
 
-EXIT_INPUT, EXIT_GATE = 2, 3
-
 
 def _config(config, sets, lake, extra: list[str] | None = None):
-    from gr2.config import ConfigError, load_config
+    from gr2.config import load_config
 
-    try:
-        return load_config(config, list(sets or []) + list(extra or []), lake)
-    except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(EXIT_INPUT) from None
+    return load_config(config, list(sets or []) + list(extra or []), lake)
 
 
 def _spark(cfg):
@@ -76,22 +105,6 @@ def _spark(cfg):
     from gr2.platform.spark import get_spark
 
     return get_spark(cfg.spark)
-
-
-def _run(fn):
-    """Run a stage, turning known failures into a clear message and an exit code."""
-    from gr2.config import ConfigError
-    from gr2.etl.io import InputError
-    from gr2.platform.quality import QualityGateError
-
-    try:
-        return fn()
-    except QualityGateError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(EXIT_GATE) from None
-    except (ConfigError, InputError, ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(EXIT_INPUT) from None
 
 
 def _fmt(v) -> str:
@@ -165,9 +178,9 @@ def etl_ingest(
     from gr2.etl import jobs
     from gr2.platform.progress import Steps
 
-    d = _run(lambda: date.fromisoformat(day)) if day else None
+    d = date.fromisoformat(day) if day else None
     spark = _spark(cfg)
-    summary = _run(lambda: jobs.ingest(spark, cfg, d, Steps(title=f"gr2 etl ingest ({cfg.etl.source})")))
+    summary = jobs.ingest(spark, cfg, d, Steps(title=f"gr2 etl ingest ({cfg.etl.source})"))
     print_ingest_summary(summary)
 
 
@@ -179,7 +192,7 @@ def etl_build(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = Non
     from gr2.platform.progress import Steps
 
     spark = _spark(cfg)
-    summary = _run(lambda: jobs.build(spark, cfg, Steps(title="gr2 etl build")))
+    summary = jobs.build(spark, cfg, Steps(title="gr2 etl build"))
     print_build_summary(summary)
 
 
@@ -190,7 +203,7 @@ def tokenizer_embed(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt
     from gr2.platform.progress import Steps
     from gr2.tokenizer import jobs
 
-    s = _run(lambda: jobs.embed(_spark(cfg), cfg, Steps(title="gr2 tokenizer embed")))
+    s = jobs.embed(_spark(cfg), cfg, Steps(title="gr2 tokenizer embed"))
     console.print(f"encoder {s['encoder']} ({s['dim']} dims): items {s['items']:,} = embedded {s['embedded']:,} "
                   f"+ quarantined {s['quarantined']:,}")
 
@@ -202,7 +215,7 @@ def tokenizer_fit(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt =
     from gr2.platform.progress import Steps
     from gr2.tokenizer import jobs
 
-    s = _run(lambda: jobs.fit(_spark(cfg), cfg, Steps(title="gr2 tokenizer fit")))
+    s = jobs.fit(_spark(cfg), cfg, Steps(title="gr2 tokenizer fit"))
     f = s["final"]
     console.print(f"tokenizer {s['version']} on {s['items']:,} items ({s['encoder']}): raw uniqueness "
                   f"{f['unique_fraction']:.4f}, recon loss {f['eval_recon_loss']:.4f}, "
@@ -222,7 +235,7 @@ def tokenizer_assign(
     from gr2.platform.progress import Steps
     from gr2.tokenizer import jobs
 
-    s = _run(lambda: jobs.assign(_spark(cfg), cfg, version, Steps(title="gr2 tokenizer assign")))
+    s = jobs.assign(_spark(cfg), cfg, version, Steps(title="gr2 tokenizer assign"))
     console.print(f"tokenizer {s['version']} ({s['levels']} x {s['codes']}): {s['assigned']:,} items with a SID, "
                   f"{s['without_sid']:,} without (see quarantine)")
     console.print(f"  uniqueness: raw codes {s['raw_unique_fraction']:.4f} -> after the random last level "
@@ -276,7 +289,7 @@ def train_midtrain(
     from gr2.training import jobs
 
     steps = Steps(title="gr2 train midtrain")
-    s = _run(lambda: jobs.midtrain(cfg, steps))
+    s = jobs.midtrain(cfg, steps)
     print_train_summary(s)
     if evaluate:
         print_next_item(_next_item(steps, cfg, evaluate))
@@ -301,13 +314,14 @@ def _next_item(steps, cfg, users: int, split: str = "test", model: str | None = 
     from gr2.training import jobs
 
     with steps.step(f"next-item evaluation on {users or 'all'} {split} users") as live:
-        return _run(lambda: jobs.evaluate_next_item(cfg, model, split=split, max_users=users,
-                                                    on_progress=lambda i, n: live.update(f"{i}/{n}")))
+        return jobs.evaluate_next_item(cfg, model, split=split, max_users=users,
+                                       on_progress=lambda i, n: live.update(f"{i}/{n}"))
 
 
 def print_rerank(r: dict) -> None:
     mode = "constrained ranking" if r.get("constrained") else "free answers"
-    t = Table(title=f"re-ranking {r['slates']:,} {r['split']} slates ({mode}): valid JSON permutation {r['valid_share']:.1%}, JSON answer shape {r['json_share']:.1%}")
+    t = Table(title=f"re-ranking {r['slates']:,} {r['split']} slates ({mode}): valid JSON permutation {r['valid_share']:.1%}, "
+                    f"JSON answer shape {r['json_share']:.1%}")
     t.add_column("order")
     for k in r["model"]:
         t.add_column(k, justify="right")
@@ -347,13 +361,9 @@ def model_pull(
     from gr2.training import bases
 
     steps = Steps(title=f"gr2 model pull {name}")
-    try:
-        with steps.step(f"{name}: registry wheel -> local HF folder") as live:
-            cached = bases.is_pulled(name, cache_dir) and not force
-            path = bases.pull(name, cache_dir, wheel=wheel, force=force, log=live.update)
-    except bases.PullError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(EXIT_INPUT) from None
+    with steps.step(f"{name}: registry wheel -> local HF folder") as live:
+        cached = bases.is_pulled(name, cache_dir) and not force
+        path = bases.pull(name, cache_dir, wheel=wheel, force=force, log=live.update)
     d = bases.describe(name, cache_dir)
     t = Table(title=f"{name}" + (" (already cached, nothing fetched)" if cached else ""), title_justify="left")
     t.add_column("")
@@ -377,7 +387,7 @@ def traces(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
     from gr2.platform.progress import Steps
     from gr2.training import traces as tr
 
-    s = _run(lambda: tr.run(_spark(cfg), cfg, Steps(title="gr2 traces")))
+    s = tr.run(_spark(cfg), cfg, Steps(title="gr2 traces"))
     per = s["attempts_per_accepted"]
     console.print(f"teacher {s['teacher']}: {s['slates']:,} slates ({s['already_accepted']:,} already accepted, "
                   f"{s['skipped_without_sid']:,} skipped: items without a SID)")
@@ -398,14 +408,14 @@ def train_sft(
     from gr2.training import jobs
 
     steps = Steps(title="gr2 train sft")
-    s = _run(lambda: jobs.sft(cfg, steps))
+    s = jobs.sft(cfg, steps)
     print_train_summary(s)
     if evaluate:
         for constrained in (False, True):
             label = " (ranking decoded among the candidates)" if constrained else ""
             with steps.step(f"answer {evaluate} validation slates{label}") as live:
-                r = _run(lambda: jobs.evaluate_rerank(cfg, max_slates=evaluate, constrained=constrained,
-                                                      on_progress=lambda i, n: live.update(f"{i}/{n}")))
+                r = jobs.evaluate_rerank(cfg, max_slates=evaluate, constrained=constrained,
+                                         on_progress=lambda i, n: live.update(f"{i}/{n}"))
             print_rerank(r)
 
 
@@ -421,7 +431,7 @@ def train_dapo(
     from gr2.training import jobs, rl
 
     steps = Steps(title="gr2 train dapo")
-    s = _run(lambda: rl.run(cfg, steps))
+    s = rl.run(cfg, steps)
     first, last = s["first"], s["last"]
     if last:
         console.print(f"{s['run']}: {s['total_steps']} RL steps on {s['slates']:,} slates; reward {float(first['reward']):.3f} -> "
@@ -430,8 +440,8 @@ def train_dapo(
     console.print(f"  model: {s['model_dir']}\n  metrics: {s['run_dir']}/metrics.csv")
     if evaluate:
         with steps.step(f"answer {evaluate} validation slates") as live:
-            r = _run(lambda: jobs.evaluate_rerank(cfg, model_dir=jobs.latest_model(cfg, "dapo"), max_slates=evaluate,
-                                                  on_progress=lambda i, n: live.update(f"{i}/{n}")))
+            r = jobs.evaluate_rerank(cfg, model_dir=jobs.latest_model(cfg, "dapo"), max_slates=evaluate,
+                                     on_progress=lambda i, n: live.update(f"{i}/{n}"))
         print_rerank(r)
 
 
@@ -459,16 +469,16 @@ def eval_(
     unknown = sorted(set(stage or ()) - set(jobs.STAGES))
     if unknown:
         console.print(f"[red]error:[/] --stage takes {', '.join(jobs.STAGES)} (got {', '.join(unknown)})")
-        raise typer.Exit(EXIT_INPUT)
+        raise typer.Exit(exits.INPUT)
     spark = _spark(cfg)
     if compare:
         if len(compare) != 2:
             console.print("[red]error:[/] --compare takes exactly two run ids (repeat the option)")
-            raise typer.Exit(EXIT_INPUT)
-        console.print(_run(lambda: jobs.comparison(spark, cfg, compare[0], compare[1])))
+            raise typer.Exit(exits.INPUT)
+        console.print(jobs.comparison(spark, cfg, compare[0], compare[1]))
         return
-    r = _run(lambda: jobs.run(spark, cfg, Steps(title="gr2 eval"), split=split,
-                              stages=tuple(stage) if stage else jobs.STAGES))
+    r = jobs.run(spark, cfg, Steps(title="gr2 eval"), split=split,
+                 stages=tuple(stage) if stage else jobs.STAGES)
     print_eval(r)
 
 
@@ -527,7 +537,7 @@ def serve(
     from gr2.serve import launch
     from gr2.serve.client import RerankClient
 
-    url = _run(lambda: launch.start(cfg, stage, run, address, port=port))
+    url = launch.start(cfg, stage, run, address, port=port)
     client = RerankClient(url, token=launch.token(cfg), timeout_s=cfg.serve.max_deadline_ms / 1000 + 30)
     ready = client.ready()
     console.print(f"serving {ready['model']['stage']} run {ready['model']['run']} at {url} "
@@ -549,7 +559,7 @@ def serve(
     from gr2.serve.check import run_check
 
     try:
-        result = _run(lambda: run_check(cfg, client, slates))
+        result = run_check(cfg, client, slates)
     finally:
         launch.stop()
     t = Table(title=f"{len(result['answers'])} test slates through {url}")
@@ -568,7 +578,7 @@ def serve(
     if result["failures"]:
         for f in result["failures"]:
             console.print(f"[red]failed:[/] {f}")
-        raise typer.Exit(1)
+        raise typer.Exit(exits.JOB_FAILED)
     console.print("check passed: every answer a permutation of its slate, every bad request refused with its reason")
 
 
@@ -580,9 +590,9 @@ def quality_report(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt 
     Great Expectations Data Docs to <lake>/reports/quality.
     """
     cfg = _config(config, set_, lake)
-    from gr2.platform.reports import build_index
+    from gr2.pipelines.reports import build_index
 
-    path = _run(lambda: build_index(cfg.lake_path))
+    path = build_index(cfg.lake_path)
     console.print(f"reports index: {path}")
     if (path.parent / "quality" / "index.html").exists():
         console.print(f"Data Docs: {path.parent / 'quality' / 'index.html'}")
@@ -609,10 +619,10 @@ def nightly(
     """
     import json as _json
 
-    from gr2.platform import nightly as nl
+    from gr2.pipelines import nightly as nl
 
     cfg = _config(config, set_, lake)
-    days = _run(lambda: nl.dates(day, start, end))
+    days = nl.dates(day, start, end)
     spark = _spark(cfg)
     code = 0
     for d in days:
@@ -641,23 +651,19 @@ def demo(
     quality gates, teacher traces, mid-training, SFT, DAPO and evaluation, then the reports index.
 
     It trains the pretrained base SmolLM2-135M-Instruct (pulled from the package registry on first use)
-    with budgets small enough for a 2-core laptop (gr2/platform/demo.py PRESET: about 45 minutes;
+    with budgets small enough for a 2-core laptop (gr2/pipelines/demo.py PRESET: about 45 minutes;
     --small: the from-scratch model, minutes); a --config file and --set override them. Ends with the
     evaluation table, the wall time per stage and where the reports are.
     """
-    from gr2.config import ConfigError, load_config
-    from gr2.platform import demo as dm
+    from gr2.config import load_config
+    from gr2.pipelines import demo as dm
 
     extra = [f"etl.path={data}", f"etl.source={source or 'amazon-p5'}"] if data else []
-    try:
-        cfg = load_config(config, list(set_ or []) + extra, lake, base=dm.SMALL_PRESET if small else dm.PRESET)
-    except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(EXIT_INPUT) from None
+    cfg = load_config(config, list(set_ or []) + extra, lake, base=dm.SMALL_PRESET if small else dm.PRESET)
     start = time.perf_counter()
     spark = _spark(cfg)
-    out = _run(lambda: dm.run(cfg, spark, {"ingest": print_ingest_summary, "build": print_build_summary,
-                                          "train": print_train_summary}))
+    out = dm.run(cfg, spark, {"ingest": print_ingest_summary, "build": print_build_summary,
+                             "train": print_train_summary})
     console.rule("demo finished")
     print_eval(out["eval"])
     t = Table(title="wall time per stage", title_justify="left")
@@ -670,7 +676,7 @@ def demo(
     console.print(f"lake: {cfg.lake_path}\nreports index: {out['index']}  (Data Docs, eval report, training runs)")
 
 
-from gr2.platform.submit import register as _register_submit  # noqa: E402  (gr2 submit: any command as a Ray Job)
+from gr2.pipelines.submit import register as _register_submit  # noqa: E402  (gr2 submit: any command as a Ray Job)
 
 _register_submit(app)
 

@@ -27,6 +27,7 @@ else
   # default wheel is used (it is large). Point GR2_WHEELS at a folder with a CPU wheel to avoid that.
   echo "bootstrap: no local torch wheel; pip takes torch from the registry"
 fi
+# The test extra brings pytest and the pinned ruff that `make lint` (run first by `make test`) calls.
 "$VENV/bin/python" -m pip install -q -e ".[test]"
 # Delta Lake JARs: resolved from Maven Central once, then every Spark session starts offline.
 "$VENV/bin/python" -c "from gr2.platform.spark import ensure_delta_jars; from gr2.config import SparkConfig; print('bootstrap: Delta JARs', *ensure_delta_jars(SparkConfig().jars_dir))"

@@ -108,7 +108,8 @@ def test_dockerfiles_exist_and_pin_the_same_versions(compose):
         assert "ARG SCALA_BINARY=2.13" in text, df
         assert "download.pytorch.org/whl/cpu" in text, df  # CPU torch, not the CUDA wheels
         assert text.count("ADD --checksum=sha256:") == 2, df  # both Delta JARs, verified
-    from gr2.platform.spark import DELTA_VERSION as GR2_DELTA, SCALA_BINARY
+    from gr2.platform.spark import DELTA_VERSION as GR2_DELTA
+    from gr2.platform.spark import SCALA_BINARY
 
     assert GR2_DELTA == DELTA_VERSION and SCALA_BINARY == "2.13"
     for script in ("entrypoint.sh", "nightly.sh"):

@@ -1,10 +1,10 @@
 """The real data sets (skipped when ../shared/datasets is absent): counts the issue names, slates, metrics."""
 
 import pytest
+from conftest import dataset
 
 from gr2.config import load_config
 from gr2.etl import jobs
-from conftest import dataset
 
 pytestmark = [pytest.mark.dataset, pytest.mark.slow]
 

@@ -4,7 +4,7 @@ stage runs, hands its output to the next, and the evaluation and the reports ind
 from __future__ import annotations
 
 from gr2.config import load_config
-from gr2.platform import demo as dm
+from gr2.pipelines import demo as dm
 
 
 def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake):

@@ -151,7 +151,7 @@ def test_the_reports_index_escapes_what_it_reads_from_the_lake(tmp_path):
     entity cut in half would be broken markup)."""
     import json
 
-    from gr2.platform.reports import build_index
+    from gr2.pipelines.reports import build_index
 
     lake = tmp_path / "lake"
     run = lake / "models" / "sft" / "sft-<img src=x onerror=alert(1)>"

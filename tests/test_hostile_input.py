@@ -15,10 +15,11 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import hostile_corpus as hc
+
 from gr2.config import EtlConfig, load_config
 from gr2.etl import gold, jobs
 from gr2.etl.transforms import FILE_KIND
-import hostile_corpus as hc
 
 
 def _expected(cases, landing: Path) -> dict:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from gr2.platform.contracts import contract
 from gr2.platform import quality as qc
+from gr2.platform.contracts import contract
 from gr2.platform.quality import QualityGateError
 
 
@@ -66,7 +66,7 @@ def test_quarantine_keeps_rejects_that_share_a_locator(spark, lake):
 
 
 def test_every_nightly_table_has_one_contract_and_a_multi_click_slate_meets_it(spark, lake):
-    from gr2.platform.nightly import PUBLISHED
+    from gr2.pipelines.nightly import PUBLISHED
 
     for table in PUBLISHED:
         assert contract(table, k=3).checks, table

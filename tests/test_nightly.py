@@ -12,7 +12,8 @@ from pyspark.sql import functions as F
 
 from gr2.config import load_config
 from gr2.etl import synthetic
-from gr2.platform import nightly as nl
+from gr2.pipelines import nightly as nl
+from gr2.platform import exits
 from gr2.platform.quality import QualityGateError
 
 D1, D2 = date(2026, 1, 2), date(2026, 1, 3)
@@ -42,15 +43,6 @@ def test_dates_and_backfill_ranges():
             nl.dates(*args)
 
 
-def test_exit_codes_a_scheduler_can_act_on():
-    from gr2.etl.io import InputError
-
-    assert nl.exit_code_of(QualityGateError("gold.slates", [], None)) == nl.EXIT_GATE
-    assert nl.exit_code_of(InputError("no such file")) == nl.EXIT_INPUT
-    assert nl.exit_code_of(ValueError("bad config value")) == nl.EXIT_INPUT
-    assert nl.exit_code_of(RuntimeError("executor lost")) == nl.EXIT_FAILED
-
-
 def test_nightly_resumes_is_idempotent_and_assigns_new_items(spark, lake, tmp_path, monkeypatch):
     landing = tmp_path / "landing"
     cfg = load_config(
@@ -67,18 +59,18 @@ def test_nightly_resumes_is_idempotent_and_assigns_new_items(spark, lake, tmp_pa
     # Night 1 fails in build: ingest's work is kept, later steps do not run, the exit code says "retry".
     monkeypatch.setenv(nl.FAIL_ENV, "build")
     s = nl.run_night(spark, cfg, D1, quiet=True)
-    assert s["exit_code"] == nl.EXIT_FAILED
+    assert s["exit_code"] == exits.FAILED
     assert _statuses(s) == {"ingest": "ok", "build": "failed", "embed": "not-run", "sids": "not-run",
                             "quality": "not-run", "publish": "not-run"}
     assert "injected failure" in s["steps"][1]["error"]
-    assert json.loads((lake.root / "reports" / "nightly" / f"{D1}.json").read_text())["exit_code"] == nl.EXIT_FAILED
+    assert json.loads((lake.root / "reports" / "nightly" / f"{D1}.json").read_text())["exit_code"] == exits.FAILED
     ingest = s["steps"][0]
     assert ingest["read"] == ingest["written"] + ingest["rejected"] + ingest["details"]["counts"]["interactions"]["other_dates"]
 
     # The rerun resumes at build; the first night fits the tokenizer.
     monkeypatch.delenv(nl.FAIL_ENV)
     s = nl.run_night(spark, cfg, D1, quiet=True)
-    assert s["exit_code"] == nl.EXIT_OK
+    assert s["exit_code"] == exits.OK
     assert _statuses(s) == {"ingest": "up-to-date", "build": "ok", "embed": "ok", "sids": "ok", "quality": "ok", "publish": "ok"}
     assert "first night: fitted tokenizer" in s["steps"][3]["note"]
     published = json.loads((lake.root / "_nightly" / "published.json").read_text())
@@ -97,7 +89,7 @@ def test_nightly_resumes_is_idempotent_and_assigns_new_items(spark, lake, tmp_pa
         json.dumps({"user_id": u, "item_id": it["item_id"], "ts": f"{D2}T23:00:0{i}Z", "event": "click"}) + "\n"
         for i, (u, it) in enumerate(zip(users, new))))
     s = nl.run_night(spark, cfg, D2, quiet=True)
-    assert s["exit_code"] == nl.EXIT_OK
+    assert s["exit_code"] == exits.OK
     st = _statuses(s)
     assert st["ingest"] == st["build"] == st["embed"] == st["sids"] == "ok"
     assert s["steps"][2]["written"] == 3  # only the new items were embedded
@@ -108,11 +100,11 @@ def test_nightly_resumes_is_idempotent_and_assigns_new_items(spark, lake, tmp_pa
     # Rerunning night 2 changes no table: every derived step is up to date, ingest's MERGE writes nothing.
     before = _snapshot(spark, lake)
     s = nl.run_night(spark, cfg, D2, quiet=True)
-    assert s["exit_code"] == nl.EXIT_OK
+    assert s["exit_code"] == exits.OK
     assert set(_statuses(s).values()) == {"up-to-date"}
     before_d1 = _snapshot(spark, lake)
     s = nl.run_night(spark, cfg, D1, quiet=True)  # an older date, after a later one ran
-    assert s["exit_code"] == nl.EXIT_OK and s["steps"][0]["written"] == 0
+    assert s["exit_code"] == exits.OK and s["steps"][0]["written"] == 0
     assert all(r["status"] == "up-to-date" for r in s["steps"][1:])
     assert _snapshot(spark, lake) == before == before_d1
 
@@ -122,7 +114,7 @@ def test_nightly_resumes_is_idempotent_and_assigns_new_items(spark, lake, tmp_pa
     with pytest.raises(QualityGateError) as err:
         nl._quality(nl.Night(spark, cfg, D2))
     assert "silver.items" in str(err.value)
-    assert nl.exit_code_of(err.value) == nl.EXIT_GATE
+    assert exits.code_of(err.value) == exits.GATE
     index = (lake.root / "reports" / "index.html").read_text()
     assert "silver_items_nightly_gate" in index and "FAILED" in index and str(D2) in index
     assert lake.read(spark, "silver.items").where(F.col("item_id").startswith("late-")).count() == 3

@@ -2,7 +2,7 @@
 
 A head and one worker node (`ray start --block`, 1 CPU each, their own --temp-dir, free ports picked
 here, RAY_AUTH_MODE=token with a token made up for this run) form the cluster; the tests submit jobs to
-its Jobs API through gr2.platform.submit: a Ray Train smoke job (TorchTrainer, 2 gloo workers, one per
+its Jobs API through gr2.pipelines.submit: a Ray Train smoke job (TorchTrainer, 2 gloo workers, one per
 node), a staged --config outside the working dir, the typer command, and requests without / with a wrong
 token. Teardown stops only the processes started here: every one of them carries a marker in its
 environment, and whatever still has it after the `ray start --block` parents are told to stop is killed.
@@ -30,7 +30,7 @@ import requests
 import typer
 from typer.testing import CliRunner
 
-from gr2.platform import submit as sub
+from gr2.pipelines import submit as sub
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 

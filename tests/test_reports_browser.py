@@ -80,7 +80,7 @@ def test_reports_index_gathers_quality_nightly_and_eval_history(spark, lake, tmp
     import json
 
     from gr2.eval import report
-    from gr2.platform.reports import build_index
+    from gr2.pipelines.reports import build_index
 
     lake.publish_overwrite(spark, spark.createDataFrame([(1, "a")], "item_id int, title string"), "silver.items",
                            [qc.unique("item_id"), qc.rows(1)])

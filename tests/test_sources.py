@@ -7,10 +7,10 @@ import json
 from datetime import datetime
 
 import pytest
+from conftest import dataset
 
 from gr2.etl.io import InputError
 from gr2.etl.sources import amazon_raw, events, get_reader, movielens
-from conftest import dataset
 
 # Column positions in PARSED_INTERACTION / PARSED_ITEM tuples.
 I_USER, I_ITEM, I_TS, I_EVENT, I_SLATE, I_POS, I_REASON = 4, 5, 6, 7, 8, 9, 10

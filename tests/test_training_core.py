@@ -61,9 +61,12 @@ def test_candidate_listing_copies_the_prompts_list_into_an_answers_ranking():
 @pytest.mark.parametrize(
     "available, weights, expected",
     [
-        ({"item_alignment": 100, "sequential": 1000, "persona": 100}, {"item_alignment": 1, "sequential": 1, "persona": 0.5}, {"item_alignment": 100, "sequential": 100, "persona": 50}),
-        ({"item_alignment": 100, "sequential": 10, "persona": 100}, {"item_alignment": 1, "sequential": 1, "persona": 0}, {"item_alignment": 10, "sequential": 10, "persona": 0}),
-        ({"item_alignment": 40, "sequential": 0, "persona": 5}, {"item_alignment": 1, "sequential": 1, "persona": 1}, {"item_alignment": 5, "sequential": 0, "persona": 5}),
+        ({"item_alignment": 100, "sequential": 1000, "persona": 100}, {"item_alignment": 1, "sequential": 1, "persona": 0.5},
+         {"item_alignment": 100, "sequential": 100, "persona": 50}),
+        ({"item_alignment": 100, "sequential": 10, "persona": 100}, {"item_alignment": 1, "sequential": 1, "persona": 0},
+         {"item_alignment": 10, "sequential": 10, "persona": 0}),
+        ({"item_alignment": 40, "sequential": 0, "persona": 5}, {"item_alignment": 1, "sequential": 1, "persona": 1},
+         {"item_alignment": 5, "sequential": 0, "persona": 5}),
     ],
 )
 def test_mixture_counts_follow_weights(available, weights, expected):
@@ -96,7 +99,9 @@ def test_tokenize_and_pack_mask_prompts_and_keep_examples_whole(small):
     e2 = ex.Example("t", "Why?", "", parts=[(" because", 0.5), (" " + vocab.wrap(ITEMS[2].sid), 1.0)])
     t1, t2 = ex.tokenize_example(tok, e1), ex.tokenize_example(tok, e2)
     assert t1[0][0] == tok.bos_token_id and t1[0][-1] == tok.eos_token_id
-    assert t1[1][: 1 + len(tok("Item " + vocab.wrap(ITEMS[1].sid) + " is:", add_special_tokens=False)["input_ids"])] == [0.0] * (len(t1[0]) - len(tok(" Item number 1.", add_special_tokens=False)["input_ids"]) - 1)
+    prompt_len = len(tok("Item " + vocab.wrap(ITEMS[1].sid) + " is:", add_special_tokens=False)["input_ids"])
+    answer_len = len(tok(" Item number 1.", add_special_tokens=False)["input_ids"])
+    assert t1[1][: 1 + prompt_len] == [0.0] * (len(t1[0]) - answer_len - 1)
     assert set(t2[1]) == {0.0, 0.5, 1.0}
     max_len = len(t1[0]) + len(t2[0]) + 1
     packed = ex.pack([t1, t2, t1], max_len, tok.pad_token_id)

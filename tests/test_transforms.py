@@ -6,7 +6,8 @@ import pytest
 
 from gr2.config import EtlConfig
 from gr2.etl import gold, transforms
-from gr2.etl.schema import INTERACTION_KEY, PARSED_INTERACTION, PARSED_ITEM
+from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
+from gr2.platform.keys import INTERACTION_KEY
 
 T0 = datetime(2024, 5, 1, 12, 0, 0)
 LOW, HIGH = datetime(1990, 1, 1), datetime(2030, 1, 1)

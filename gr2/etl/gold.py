@@ -13,8 +13,6 @@ from gr2.config import EtlConfig
 from gr2.etl import prerank
 from gr2.etl.schema import IMPRESSION_EVENT, POSITIVE_EVENTS
 
-SPLITS = ("train", "valid", "test")
-
 
 def is_positive(event: F.Column) -> F.Column:
     """The user engaged with the item (POSITIVE_EVENTS: purchase, click, view ...). Impressions are not

@@ -13,11 +13,12 @@ from pyspark.sql import functions as F
 
 from gr2.config import Config
 from gr2.etl import gold, prerank, transforms
-from gr2.etl.schema import BRONZE_KEY, IMPRESSION_EVENT, INTERACTION_KEY, ITEM_UPDATABLE, QUARANTINE_KEY
+from gr2.etl.schema import IMPRESSION_EVENT, ITEM_UPDATABLE, QUARANTINE_KEY
 from gr2.etl.sources import get_reader
 from gr2.eval.metrics import slate_metrics
 from gr2.platform import quality as qc
 from gr2.platform.contracts import contract
+from gr2.platform.keys import BRONZE_KEY, INTERACTION_KEY, SPLITS
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 
@@ -274,7 +275,7 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
     with steps.step("incoming-order metrics"):
         published = lake.read(spark, "gold.slates")
         per_split = {}
-        for split in gold.SPLITS:
+        for split in SPLITS:
             pos = [r.target_position for r in published.where((F.col("split") == split) & (F.col("origin") == "prerank")).select("target_position").collect()]
             if pos:
                 per_split[split] = {"slates": len(pos), **{m: round(v, 4) for m, v in slate_metrics(pos).items()}}

@@ -42,17 +42,16 @@ PARSED_ITEM = T.StructType(
 INTERACTION_COLUMNS = [f.name for f in PARSED_INTERACTION.fields]
 ITEM_COLUMNS = [f.name for f in PARSED_ITEM.fields]
 
-# silver.interactions: one deduplicated event. Natural key: (user_id, item_id, ts, event).
+# silver.interactions: one deduplicated event. Natural key: INTERACTION_KEY (user_id, item_id, ts, event),
+# in gr2.platform.keys since the publish gates check it too.
 SILVER_INTERACTION_COLUMNS = ["user_id", "item_id", "ts", "event", "slate_id", "position", "source", "ingest_date"]
-INTERACTION_KEY = ["user_id", "item_id", "ts", "event"]
 
 # silver.items: one item. Natural key: item_id.
 SILVER_ITEM_COLUMNS = ["item_id", "title", "categories", "brand", "text", "source", "ingest_date"]
 ITEM_UPDATABLE = ["title", "categories", "brand", "text"]
 
 # bronze.events and quarantine keep the raw record and where it came from.
-BRONZE_COLUMNS = ["source", "kind", "file", "line", "raw", "ingest_date"]
-BRONZE_KEY = ["source", "kind", "file", "line"]
+BRONZE_COLUMNS = ["source", "kind", "file", "line", "raw", "ingest_date"]  # key: gr2.platform.keys.BRONZE_KEY
 QUARANTINE_COLUMNS = ["source", "kind", "file", "line", "raw", "reason", "stage", "ingest_date"]
 # raw is part of the key: one line can hold several rejected records (P5 tokens), and build-stage
 # rejects (logged slates, embeddings) share file and line 0, told apart only by their raw text.

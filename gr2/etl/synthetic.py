@@ -249,14 +249,14 @@ class Catalog:
     @property
     def transitions(self) -> dict[int, list[int]]:
         """The complementary-leaf map as {leaf: [leaf, ...]}."""
-        return {l: [int(x) for x in self.complements(l)] for l in range(len(self.leaves))}
+        return {leaf: [int(x) for x in self.complements(leaf)] for leaf in range(len(self.leaves))}
 
     def categories(self, i: int) -> list[str]:
-        l = int(self.leaf[i])
+        leaf = int(self.leaf[i])
         return [
-            self.departments[self.leaf_department[l]],
-            self.subcategories[self.leaf_subcategory[l]],
-            self.leaves[l],
+            self.departments[self.leaf_department[leaf]],
+            self.subcategories[self.leaf_subcategory[leaf]],
+            self.leaves[leaf],
         ]
 
     def for_executors(self) -> "Catalog":
@@ -268,7 +268,7 @@ class Catalog:
         """The transition map as Python lists (cached; the generator indexes it per event)."""
         got = self._cache.get("complements")
         if got is None:
-            got = self._cache["complements"] = [list(map(int, self.complements(l))) for l in range(len(self.leaves))]
+            got = self._cache["complements"] = [list(map(int, self.complements(leaf))) for leaf in range(len(self.leaves))]
         return got
 
 
@@ -291,21 +291,21 @@ def _cum0(x: np.ndarray) -> np.ndarray:
 
 def _tree(n_leaves: int):
     """(departments, subcategories, subcat_dept, leaves, leaf_subcat, base_of_leaf) for n_leaves leaves."""
-    base = [(d, s, l) for d, subs in TREE.items() for s, leaves in subs.items() for l in leaves]
+    base = [(d, s, leaf) for d, subs in TREE.items() for s, leaves in subs.items() for leaf in leaves]
     if n_leaves <= len(base):
-        chosen = [(d, s, l, l) for d, s, l in base[:n_leaves]]
+        chosen = [(d, s, leaf, leaf) for d, s, leaf in base[:n_leaves]]
     else:
-        chosen = [(d, s, l, l) for d, s, l in base]
+        chosen = [(d, s, leaf, leaf) for d, s, leaf in base]
         for k in range(n_leaves - len(base)):
-            d, s, l = base[k % len(base)]
+            d, s, leaf = base[k % len(base)]
             r = k // len(base)
-            name = f"{LEAF_MODIFIERS[r]} {l}" if r < len(LEAF_MODIFIERS) else f"{l} Line {r - len(LEAF_MODIFIERS) + 2}"
-            chosen.append((d, s, name, l))
+            name = f"{LEAF_MODIFIERS[r]} {leaf}" if r < len(LEAF_MODIFIERS) else f"{leaf} Line {r - len(LEAF_MODIFIERS) + 2}"
+            chosen.append((d, s, name, leaf))
     departments = list(dict.fromkeys(d for d, _, _, _ in chosen))
     subcategories = list(dict.fromkeys(s for _, s, _, _ in chosen))
     sub_dept = {s: departments.index(d) for d, s, _, _ in chosen}
     subcat_dept = np.array([sub_dept[s] for s in subcategories], dtype=np.int32)
-    leaves = [l for _, _, l, _ in chosen]
+    leaves = [leaf for _, _, leaf, _ in chosen]
     assert len(set(leaves)) == len(leaves), "leaf names must be unique"
     leaf_subcat = np.array([subcategories.index(s) for _, s, _, _ in chosen], dtype=np.int32)
     base_of = [b for _, _, _, b in chosen]
@@ -338,19 +338,19 @@ def _transitions(rng: np.random.Generator, leaves, base_of, leaf_subcat, leaf_de
             comps[index[a]].append(index[b])
     n = len(leaves)
     all_leaves = np.arange(n)
-    for l in range(n):
+    for leaf in range(n):
         # Seeded random pairs: inside the subcategory or the department, any leaf as a last resort.
-        want = len(comps[l]) + (1 if rng.random() < 0.3 else 0) if comps[l] else (2 if rng.random() < 0.5 else 1)
+        want = len(comps[leaf]) + (1 if rng.random() < 0.3 else 0) if comps[leaf] else (2 if rng.random() < 0.5 else 1)
         for _ in range(20):
-            if len(comps[l]) >= want:
+            if len(comps[leaf]) >= want:
                 break
-            pool = all_leaves[leaf_subcat == leaf_subcat[l]] if rng.random() < 0.5 else all_leaves[leaf_dept == leaf_dept[l]]
-            pool = [x for x in pool if x != l and x not in comps[l]]
+            pool = all_leaves[leaf_subcat == leaf_subcat[leaf]] if rng.random() < 0.5 else all_leaves[leaf_dept == leaf_dept[leaf]]
+            pool = [x for x in pool if x != leaf and x not in comps[leaf]]
             if not pool:
-                pool = [x for x in all_leaves if x != l and x not in comps[l]]
+                pool = [x for x in all_leaves if x != leaf and x not in comps[leaf]]
             if not pool:
                 break
-            comps[l].append(int(pool[int(rng.integers(0, len(pool)))]))
+            comps[leaf].append(int(pool[int(rng.integers(0, len(pool)))]))
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum([len(c) for c in comps], out=ptr[1:])
     idx = np.array([x for c in comps for x in c], dtype=np.int32)

@@ -12,7 +12,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from gr2.etl.schema import INTERACTION_KEY
+from gr2.platform.keys import INTERACTION_KEY
 
 
 def _first_reason(*rules) -> F.Column:

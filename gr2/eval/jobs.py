@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+
 from gr2.config import Config
 from gr2.eval import baselines, diagnostics, report, runs
 from gr2.platform.progress import Steps

@@ -253,8 +253,8 @@ def _forest(plt, diffs: list[dict]) -> str:
         colors.append(palette.get(d["metric"], "#333333"))
     y = np.arange(len(diffs))[::-1]
     fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(diffs) + 1.2))
-    for yi, m, l, h, c in zip(y, means, lo, hi, colors):
-        ax.errorbar(m, yi, xerr=[[l], [h]], fmt="o", color=c, capsize=3, markersize=4)
+    for yi, m, below, above, c in zip(y, means, lo, hi, colors):
+        ax.errorbar(m, yi, xerr=[[below], [above]], fmt="o", color=c, capsize=3, markersize=4)
     ax.axvline(0.0, color="#888888", linewidth=1)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=7)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from gr2.etl.gold import SPLITS
-from gr2.etl.schema import BRONZE_KEY, INTERACTION_KEY
 from gr2.platform import quality as qc
+from gr2.platform.keys import BRONZE_KEY, INTERACTION_KEY, SPLITS
 
 
 @dataclass(frozen=True)

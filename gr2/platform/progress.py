@@ -97,11 +97,10 @@ def quiet_third_party():
     if verbose():
         yield
         return
+    import logging
     import warnings
 
     from transformers.utils import logging as hf_logging
-
-    import logging
 
     level = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()

@@ -113,7 +113,7 @@ def dapo_worker(config: dict) -> None:
                 "format_counted": _mean(all_parts, "format_counted"), "valid_rate": _mean(all_parts, "valid"),
                 "order_copy_rate": _mean(all_parts, "copy"), "kept_group_ratio": len(groups) / max(1, tried),
                 "entropy": stats.get("entropy", 0.0), "clip_fraction": stats.get("clip_fraction", 0.0),
-                "kl": stats.get("kl", 0.0), "response_len": float(np.mean([l for g in groups for l in g["lengths"]])) if groups else 0.0,
+                "kl": stats.get("kl", 0.0), "response_len": float(np.mean([n for g in groups for n in g["lengths"]])) if groups else 0.0,
                 "truncated_rate": float(np.mean([t for g in groups for t in g["truncated"]])) if groups else 0.0,
                 "loss": stats.get("loss", 0.0), "lr": sched.get_last_lr()[0], "wall_s": time.perf_counter() - t0,
             }

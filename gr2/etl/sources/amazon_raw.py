@@ -20,7 +20,8 @@ from pathlib import Path
 
 from gr2.etl.io import LINES, InputError, list_files, read_lines
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
-from gr2.etl.sources import SourceBatch, flatten_categories, clean_id as _id
+from gr2.etl.sources import SourceBatch, flatten_categories
+from gr2.etl.sources import clean_id as _id
 
 SOURCE = "amazon-raw"
 EVENT = "review"
@@ -116,7 +117,8 @@ def parse_meta_line(file: str, line: int, raw: str) -> tuple:
 def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
     folder = Path(path).expanduser()
     if not folder.exists():
-        raise InputError(f"amazon-raw expects a folder of review files (reviews_*.json.gz) and metadata files (meta_*.json.gz) at {folder}, and it does not exist")
+        raise InputError(f"amazon-raw expects a folder of review files (reviews_*.json.gz) and metadata files (meta_*.json.gz) "
+                         f"at {folder}, and it does not exist")
     try:
         files = [f for f in list_files(folder) if f.lower().endswith(DATA_SUFFIXES)]
     except InputError:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import html
 import json
 import math
 import os

@@ -55,7 +55,7 @@ def run(cfg, spark, print_fns: dict[str, Callable]) -> dict:
     "eval": eval result, "index": path}."""
     from gr2.etl import jobs as etl
     from gr2.eval import jobs as ev
-    from gr2.platform.reports import build_index
+    from gr2.pipelines.reports import build_index
     from gr2.tokenizer import jobs as tok
     from gr2.training import jobs as tr
     from gr2.training import rl

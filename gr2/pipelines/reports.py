@@ -202,7 +202,8 @@ def render_index(lake: Path, docs_built: bool) -> str:
         status = {s["name"]: s["status"] for s in n.get("steps", [])}
         ran = ", ".join(k for k, v in status.items() if v == "ok") or "none"
         bad = next((s for s in n.get("steps", []) if s["status"] == "failed"), None)
-        night_rows.append([_a(n["href"], str(n["date"])), '<span class="ok">0</span>' if n["exit_code"] == 0 else f'<span class="bad">{html.escape(str(n["exit_code"]))}</span>',
+        code = '<span class="ok">0</span>' if n["exit_code"] == 0 else f'<span class="bad">{html.escape(str(n["exit_code"]))}</span>'
+        night_rows.append([_a(n["href"], str(n["date"])), code,
                            f'{n.get("seconds", 0):.0f}s', html.escape(ran), html.escape(((bad or {}).get("error") or "")[:160]),
                            html.escape(n.get("finished_at", ""))])
     eval_rows = []
@@ -216,7 +217,8 @@ def render_index(lake: Path, docs_built: bool) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>gr2 reports</title><style>{CSS}</style></head>
 <body><h1>gr2 reports</h1><p class="dim">lake {html.escape(str(lake))} &middot; built {stamp}</p>
-<p>{len(vals)} quality validations ({failed} failed) &middot; {len(nights)} nightly runs &middot; {len(evals)} eval runs &middot; {len(trains)} training runs</p>
+<p>{len(vals)} quality validations ({failed} failed) &middot; {len(nights)} nightly runs &middot; {len(evals)} eval runs
+&middot; {len(trains)} training runs</p>
 <h2 id="quality">Data quality (Great Expectations)</h2>
 <p>{_a("quality/index.html", "Data Docs home") if docs_built else '<span class="dim">Data Docs not built yet</span>'}</p>
 {_table(["validated at (UTC)", "suite", "result", "expectations met", "page"], quality_rows, "no validation has run yet")}

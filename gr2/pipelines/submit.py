@@ -44,6 +44,8 @@ from typing import IO, Annotated, Iterable, Optional
 
 import typer
 
+from gr2.platform import exits
+
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 # gitignore syntax relative to working_dir (how Ray reads runtime_env["excludes"]). Patterns without a
 # trailing slash so whole folders are pruned rather than walked file by file. `/lake*` is anchored:
@@ -73,7 +75,8 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
 PASSTHROUGH_PREFIXES = ("GR2_",)
 PASSTHROUGH_NAMES = ("RAY_AUTH_MODE",)
 SECRET_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
-EXIT_CODES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}
+# A finished job's status as `gr2 submit`'s exit code (the command inside the job has its own code in the logs).
+EXIT_CODES = {"SUCCEEDED": exits.OK, "FAILED": exits.JOB_FAILED, "STOPPED": exits.STOPPED}
 TERMINAL = frozenset(EXIT_CODES)
 STAGED_CONFIG_DIR = ".gr2-submit"
 AUTH_HINT = (
@@ -429,7 +432,8 @@ def register(app: typer.Typer) -> None:
             Optional[str], typer.Option("--config", "-c", help="gr2 config file for the job (sent along; appended as the command's --config)")
         ] = None,
         working_dir: Annotated[str, typer.Option("--working-dir", help="folder uploaded as the job's working_dir")] = ".",
-        env: Annotated[Optional[list[str]], typer.Option("--env", "-e", help="NAME=VALUE for the job's environment, or NAME to copy this shell's value (how a secret travels; repeatable)")] = None,
+        env: Annotated[Optional[list[str]], typer.Option(
+            "--env", "-e", help="NAME=VALUE for the job's environment, or NAME to copy this shell's value (how a secret travels; repeatable)")] = None,
         no_wait: Annotated[bool, typer.Option("--no-wait", help="print the job id and return; do not follow the logs")] = False,
         status_: Annotated[Optional[str], typer.Option("--status", metavar="JOB", help="show a job's status")] = None,
         logs_: Annotated[Optional[str], typer.Option("--logs", metavar="JOB", help="print a job's logs")] = None,
@@ -446,7 +450,7 @@ def register(app: typer.Typer) -> None:
             if status_:
                 r = status(status_, address)
                 typer.echo(f"{r.job_id}\t{r.status}\t{r.entrypoint}" + (f"\t{r.message}" if r.message else ""))
-                raise typer.Exit(r.exit_code if r.exit_code is not None else 0)
+                raise typer.Exit(r.exit_code if r.exit_code is not None else exits.OK)
             if logs_:
                 typer.echo(logs(logs_, address), nl=False)
                 return
@@ -461,22 +465,22 @@ def register(app: typer.Typer) -> None:
             argv = list(ctx.args)
             if not argv:
                 typer.echo("error: no gr2 command given; e.g. gr2 submit -- etl build", err=True)
-                raise typer.Exit(2)
+                raise typer.Exit(exits.INPUT)
             try:
                 extra = env_options(env or [])
             except ValueError as exc:
                 typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(2) from None
+                raise typer.Exit(exits.INPUT) from None
             try:
                 r = submit(argv, address, working_dir, config, extra, wait=not no_wait)
             except KeyboardInterrupt:
                 typer.echo("\ninterrupted: the job keeps running; `gr2 submit --stop JOB` stops it", err=True)
-                raise typer.Exit(130) from None
+                raise typer.Exit(exits.STOPPED) from None
             if no_wait:
                 typer.echo(r.job_id)
                 return
             typer.echo(f"gr2 submit: job {r.job_id} {r.status}" + (f": {r.message}" if r.message and not r.ok else ""), err=True)
-            raise typer.Exit(r.exit_code if r.exit_code is not None else 1)
+            raise typer.Exit(r.exit_code if r.exit_code is not None else exits.JOB_FAILED)
         except SubmitError as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(exits.INPUT) from None

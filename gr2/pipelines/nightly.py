@@ -23,9 +23,10 @@ no-op because ingest and build already moved it, and writes the same versions to
 with Delta time travel never sees a half-finished night, and they equal the manifest's at that moment.
 Every run writes its summary to `<lake>/reports/nightly/<date>.json`.
 
-Exit codes a scheduler can act on: 0 done (or already up to date); 2 bad input or configuration
-(retrying will not help: fix the data or the config); 3 a quality gate refused a table (the previous
-version stays published; read the Data Docs); 4 a step failed otherwise (retry: the run resumes at it).
+Exit codes a scheduler can act on (gr2.platform.exits, the map every gr2 command uses): 0 done (or already
+up to date); 2 bad input or configuration (retrying will not help: fix the data or the config); 3 a quality
+gate refused a table (the previous version stays published; read the Data Docs); 4 a step failed otherwise
+(retry: the run resumes at it).
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ from pathlib import Path
 from typing import Callable
 
 from gr2.config import Config
+from gr2.platform import exits
 from gr2.platform.contracts import contract
 from gr2.platform.files import write_json_atomic
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps, console
 
-EXIT_OK, EXIT_INPUT, EXIT_GATE, EXIT_FAILED = 0, 2, 3, 4
 STEPS = ("ingest", "build", "embed", "sids", "quality", "publish")
 # Tables validated again by the quality step and pinned by publish.
 PUBLISHED = ("silver.interactions", "silver.items", "gold.sequences", "gold.slates", "gold.cooccurrence",
@@ -208,8 +209,8 @@ def _delta_rows(path: Path) -> int | None:
 
 
 def _quality(n: Night) -> StepResult:
+    from gr2.pipelines.reports import build_index
     from gr2.platform import quality as qc
-    from gr2.platform.reports import build_index
 
     failures = {}
     rows = 0
@@ -250,27 +251,15 @@ PIPELINE = (
 )
 
 
-def exit_code_of(exc: BaseException) -> int:
-    from gr2.config import ConfigError
-    from gr2.etl.io import InputError
-    from gr2.platform.quality import QualityGateError
-
-    if isinstance(exc, QualityGateError):
-        return EXIT_GATE
-    if isinstance(exc, (ConfigError, InputError, FileNotFoundError)) or type(exc) is ValueError:
-        return EXIT_INPUT
-    return EXIT_FAILED
-
-
 def run_night(spark, cfg: Config, day: date, force: bool = False, quiet: bool = False) -> dict:
     """Run (or resume) one date. Returns the summary; its `exit_code` says how it ended."""
     night = Night(spark, cfg, day)
     steps = Steps(quiet=quiet, title=f"gr2 nightly {day}")
     results: list[StepResult] = []
-    started, exit_code = time.perf_counter(), EXIT_OK
+    started, exit_code = time.perf_counter(), exits.OK
     fail_at = os.environ.get(FAIL_ENV)
     for i, step in enumerate(PIPELINE):
-        if exit_code != EXIT_OK:
+        if exit_code != exits.OK:
             results.append(StepResult(step.name, status="not-run"))
             continue
         if not force and night.up_to_date(step):
@@ -291,7 +280,7 @@ def run_night(spark, cfg: Config, day: date, force: bool = False, quiet: bool = 
             fingerprint = {**night.fingerprint(step), "inputs": fingerprint["inputs"]}
             night.record(step, fingerprint)
         except Exception as exc:  # noqa: BLE001 - every failure is reported and mapped to an exit code
-            exit_code = exit_code_of(exc)
+            exit_code = exits.code_of(exc)
             res = StepResult(step.name, status="failed", error=f"{type(exc).__name__}: {exc}",
                              details={"traceback": traceback.format_exc(limit=8)})
         res.seconds = round(time.perf_counter() - t0, 1)

@@ -1,0 +1,122 @@
+"""One exception -> exit code map (gr2.platform.exits) for every gr2 command and for `gr2 nightly`'s
+summary: the table, the CLI that applies it (a message for 2 and 3, a traceback for 4) and the nightly
+run that records it. Nothing here starts Spark."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import date
+
+import pytest
+from typer.testing import CliRunner
+
+from gr2.config import ConfigError, load_config
+from gr2.platform import exits
+from gr2.platform.quality import QualityGateError
+
+
+class _RayTaskErrorLike(RuntimeError, FileNotFoundError):
+    """What Ray raises for a task's FileNotFoundError: a subclass of both its own error and the original."""
+
+
+def _cases():
+    from gr2.etl.io import InputError
+    from gr2.etl.jobs import ConservationError
+    from gr2.pipelines.nightly import InjectedFailure
+    from gr2.pipelines.submit import SubmitAuthError, SubmitError
+    from gr2.training.bases import PullError
+
+    return [
+        (QualityGateError("gold.slates", [], None), exits.GATE),
+        (ConfigError("etl.kk: unknown key"), exits.INPUT),
+        (InputError("no such file: /data/logs"), exits.INPUT),
+        (FileNotFoundError("no sft model under lake/models/sft; run `gr2 train sft` first"), exits.INPUT),
+        (_RayTaskErrorLike("no such model folder"), exits.INPUT),
+        (ValueError("Invalid isoformat string: '2026-13-01'"), exits.INPUT),
+        (UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte"), exits.INPUT),
+        (PullError("unknown base 'nope'"), exits.INPUT),
+        (SubmitError("cannot reach http://127.0.0.1:8265"), exits.INPUT),
+        (SubmitAuthError("the cluster rejected the token"), exits.INPUT),
+        (RuntimeError("executor lost"), exits.FAILED),
+        (InjectedFailure("GR2_NIGHTLY_FAIL_AT=build"), exits.FAILED),
+        (ConservationError("read != accepted + quarantined"), exits.FAILED),
+        (KeyError("a bug"), exits.FAILED),
+        (OSError("No space left on device"), exits.FAILED),
+        (MemoryError(), exits.FAILED),
+    ]
+
+
+@pytest.mark.parametrize("exc, code", _cases(), ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v))
+def test_each_exception_has_its_documented_code(exc, code):
+    assert exits.code_of(exc) == code
+
+
+def test_the_table_names_real_exception_classes_and_every_code_has_a_meaning():
+    for name, code in exits.EXCEPTIONS:
+        module, _, qualname = name.rpartition(".")
+        cls = getattr(importlib.import_module(module), qualname)
+        assert isinstance(cls, type) and issubclass(cls, BaseException), name
+        assert code in exits.MEANING, name
+    codes = [exits.OK, exits.JOB_FAILED, exits.INPUT, exits.GATE, exits.FAILED, exits.STOPPED]
+    assert codes == [0, 1, 2, 3, 4, 130] and set(codes) == set(exits.MEANING)
+
+
+def _gr2(*args: str):
+    from gr2.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_a_missing_model_is_exit_2_with_its_message_not_a_traceback(tmp_path):
+    res = _gr2("train", "eval-next", "--lake", str(tmp_path))
+    assert res.exit_code == exits.INPUT, res.output
+    assert "no midtrain model under" in res.output and "Traceback" not in res.output
+    res = _gr2("model", "pull", "no-such-base", "--cache-dir", str(tmp_path / "models"))
+    assert res.exit_code == exits.INPUT and "unknown base 'no-such-base'" in res.output
+    assert "Traceback" not in res.output
+    res = _gr2("serve", "--stage", "sft", "--run", "nope", "--lake", str(tmp_path))  # refused before Ray starts
+    assert res.exit_code == exits.INPUT and "no sft run 'nope'" in res.output and "Traceback" not in res.output
+
+
+def test_a_bad_value_anywhere_in_a_command_is_exit_2(tmp_path):
+    res = _gr2("etl", "ingest", "--date", "yesterday", "--lake", str(tmp_path))
+    assert res.exit_code == exits.INPUT and "yesterday" in res.output and "Traceback" not in res.output
+    res = _gr2("etl", "build", "--lake", str(tmp_path), "--set", "etl.kk=3")
+    assert res.exit_code == exits.INPUT and "etl.kk" in res.output
+
+
+def test_a_gate_is_exit_3_and_anything_else_exit_4_with_the_traceback(tmp_path, monkeypatch):
+    from gr2.pipelines import reports
+    from gr2.training import bases
+
+    def refuse(lake):
+        raise QualityGateError("gold.slates", [], None)
+
+    monkeypatch.setattr(reports, "build_index", refuse)
+    res = _gr2("quality", "report", "--lake", str(tmp_path))
+    assert res.exit_code == exits.GATE and "quality gate refused gold.slates" in res.output
+
+    def crash(name, cache_dir=None):
+        raise RuntimeError("boom [not markup]")
+
+    monkeypatch.setattr(bases, "describe", crash)
+    res = _gr2("model", "list")
+    assert res.exit_code == exits.FAILED, res.output
+    assert "Traceback" in res.output and "RuntimeError: boom [not markup]" in res.output
+
+
+@pytest.mark.parametrize("raised, code", [(FileNotFoundError("no such landing folder"), exits.INPUT),
+                                          (QualityGateError("silver.items", [], None), exits.GATE),
+                                          (RuntimeError("executor lost"), exits.FAILED)])
+def test_nightly_records_the_same_code_and_runs_no_step_after_the_failure(tmp_path, monkeypatch, raised, code):
+    from gr2.pipelines import nightly as nl
+
+    def fail(night):
+        raise raised
+
+    monkeypatch.setattr(nl, "PIPELINE", (nl.Step("ingest", (), (), fail), *nl.PIPELINE[1:]))
+    cfg = load_config(lake=str(tmp_path))
+    s = nl.run_night(None, cfg, date(2026, 1, 2), quiet=True)  # the first step fails before any table is read
+    assert s["exit_code"] == code
+    assert [r["status"] for r in s["steps"]] == ["failed"] + ["not-run"] * (len(nl.PIPELINE) - 1)
+    assert type(raised).__name__ in s["steps"][0]["error"]
