@@ -371,6 +371,9 @@ class ServeConfig(Strict):
         "slots", description="ranking mode: slots = each place decoded among the candidates not yet listed (K-1 passes); "
         "first = all candidates ordered by their likelihood of being listed first (one pass, FIRST-style; faster, "
         "an approximation below the top)")
+    threads: int = Field(
+        0, ge=0, description="torch threads of the replica; 0 = every CPU of its node (Ray would otherwise give an "
+        "actor one thread)")
     max_batch: int = Field(8, ge=1, description="requests batched into one model call")
     batch_wait_ms: int = Field(10, ge=0, description="how long a batch waits for more requests")
     max_body_bytes: int = Field(65536, ge=256, description="larger request bodies get 413")
