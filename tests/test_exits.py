@@ -22,6 +22,7 @@ class _RayTaskErrorLike(RuntimeError, FileNotFoundError):
 def _cases():
     from gr2.etl.io import InputError
     from gr2.etl.jobs import ConservationError
+    from gr2.eval.runs import UnknownRunError
     from gr2.pipelines.nightly import InjectedFailure
     from gr2.pipelines.submit import SubmitAuthError, SubmitError
     from gr2.training.bases import PullError
@@ -40,6 +41,7 @@ def _cases():
         (RuntimeError("executor lost"), exits.FAILED),
         (InjectedFailure("GR2_NIGHTLY_FAIL_AT=build"), exits.FAILED),
         (ConservationError("read != accepted + quarantined"), exits.FAILED),
+        (UnknownRunError("run(s) nope not in eval.runs"), exits.INPUT),
         (KeyError("a bug"), exits.FAILED),
         (OSError("No space left on device"), exits.FAILED),
         (MemoryError(), exits.FAILED),

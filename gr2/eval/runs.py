@@ -100,6 +100,13 @@ def _metric_order(name: str) -> tuple[int, str]:
     return (order.index(name), "") if name in order else (len(order), name)
 
 
+class UnknownRunError(KeyError, ValueError):
+    """A run id that is not in eval.runs: bad input (exit 2), still a KeyError for callers that look it up."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def compare(spark, lake_root: str | Path, run_a: str, run_b: str):
     """One row per (model, metric) of either run: ``a``, ``b`` and ``diff = b - a`` (NaN where one run
     lacks the pair). Raises when a run is not in the table."""
@@ -112,7 +119,7 @@ def compare(spark, lake_root: str | Path, run_a: str, run_b: str):
     pdf = df.toPandas()
     missing = [r for r in (run_a, run_b) if r not in set(pdf["run_id"])]
     if missing:
-        raise KeyError(f"run(s) {', '.join(missing)} not in {TABLE} under {lake_root}")
+        raise UnknownRunError(f"run(s) {', '.join(missing)} not in {TABLE} under {lake_root}; <lake>/reports/index.html lists the evaluation runs")
     a = pdf[pdf.run_id == run_a].set_index(["model", "metric"])["value"].rename("a")
     b = pdf[pdf.run_id == run_b].set_index(["model", "metric"])["value"].rename("b")
     out = pd.concat([a, b], axis=1).reset_index()
