@@ -168,7 +168,7 @@ def with_bos(tokenizer, text: str) -> str:
 
 
 def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], temperature: float = 0.0,
-                        fmt=None) -> list[str]:
+                        fmt=None, first_slot_only: bool = False) -> list[str]:
     """Fill the ranking part of an answer so that it is a permutation of exactly the candidates.
 
     `text` is the prompt plus the answer so far, up to and including `"ranking":[`. Slot by slot, the
@@ -181,7 +181,8 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
 
     The prefix is run once and kept as a KV cache; each slot only runs the candidates' few tokens on a
     copy of it, and then the chosen one on the cache itself (about K x |entry| tokens per slot instead of
-    K x the whole prompt). Returns the canonical SIDs, best first.
+    K x the whole prompt). With `first_slot_only` the first slot's log-likelihoods order the whole list
+    (`first_slot_ranking`). Returns the canonical SIDs, best first.
     """
     from gr2.training.formats import RerankFormat
 
@@ -196,6 +197,8 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
             break
         conts = [enc(opt + ",") for _, opt in left]  # another entry always follows a scored slot
         scores = prefix.score(conts, tokenizer.pad_token_id)
+        if first_slot_only:  # stable: ties keep the incoming order, as argmax keeps the first maximum
+            return [left[i][0] for i in sorted(range(len(left)), key=lambda i: (-scores[i], i))]
         if temperature > 0:
             probs = torch.softmax(torch.tensor(scores) / temperature, 0)
             pick = int(torch.multinomial(probs, 1))
@@ -217,15 +220,7 @@ def first_slot_ranking(model, tokenizer, text: str, candidate_sids: list[str], f
     first_slot_ranking.py` measures both on test slates). Ties keep the incoming order. Returns the
     canonical SIDs, best first.
     """
-    from gr2.training.formats import RerankFormat
-
-    fmt = fmt or RerankFormat()
-    sids = [vocab.sid_string(vocab.parse_sid(s)) for s in candidate_sids]
-    enc = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-    prefix = Prefix(model, enc(with_bos(tokenizer, text)))
-    scores = prefix.score([enc(opt + ",") for opt in fmt.options(candidate_sids)], tokenizer.pad_token_id)
-    order = sorted(range(len(sids)), key=lambda i: (-scores[i], i))
-    return [sids[i] for i in order]
+    return constrained_ranking(model, tokenizer, text, candidate_sids, fmt=fmt, first_slot_only=True)
 
 
 class Prefix:

@@ -69,14 +69,14 @@ def make_teachers(cfg: Config, sequences, catalog: dict) -> dict[int, object]:
                           timeout_s=e.timeout_s, max_retries=e.max_retries, max_tokens=e.max_tokens)
         return {0: t, 1: t}
     meta = {k: {"title": c.title, "categories": list(c.categories), "brand": c.brand, "sid": c.sid} for k, c in catalog.items()}
-    weights = {**DEFAULT_WEIGHTS, **cfg.traces.weights}
+    sequential = cfg.traces.weights.get("sequential", DEFAULT_WEIGHTS["sequential"])
     out = {}
     for f in (0, 1):
         train = [
             [i for i, s in zip(items, splits) if s == "train"]
             for uid, items, splits in sequences if fold(uid) != f
         ]
-        scorer = sequential_scorer(train, cfg) if weights["sequential"] else None
+        scorer = sequential_scorer(train, cfg) if sequential else None
         out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail, weights=cfg.traces.weights, brief=cfg.traces.brief,
                                     sequential=scorer)
     return out
