@@ -107,3 +107,29 @@ def test_rank_slates_reports_missing_targets():
     slates = [{"history": [], "candidates": ["a", "b"], "target": "b"}, {"history": [], "candidates": ["a", "b"], "target": "q"}]
     orders, positions = rank_slates(IncomingOrder(), slates)
     assert orders == [[0, 1], [0, 1]] and positions == [1, -1]
+
+
+def test_sasrec_scores_do_not_depend_on_padding_width(data):
+    """Positions count back from the latest item, so a batch trimmed of its all-padding columns (training
+    and scoring both trim) gives the hidden states of the same rows padded to max_len."""
+    train, _ = data
+    model = SASRec(SASRecConfig(epochs=1, seed=0, **SMALL)).fit(train)
+    net = model.model
+    rows = [[model.vocab[i] for i in seq[-5:]] for seq in train[:8]]
+    short = torch.tensor(rows)
+    full = torch.tensor([[0] * (SMALL["max_len"] - 5) + r for r in rows])
+    with torch.no_grad():
+        assert torch.allclose(net(short)[:, -1], net(full)[:, -1], atol=1e-5)
+
+
+def test_sasrec_batches_cover_every_window_once_with_similar_lengths(data):
+    train, _ = data
+    model = SASRec(SASRecConfig(epochs=1, seed=0, **SMALL)).fit(train)
+    windows = model._windows([[model.vocab[i] for i in s] for s in train])
+    batches = model._batches(windows, torch.Generator().manual_seed(0))
+    seen = torch.cat(batches).sort().values
+    assert seen.tolist() == list(range(len(windows)))
+    assert all(len(b) <= SMALL["batch_size"] for b in batches)
+    lengths = torch.from_numpy((windows != 0).sum(1))
+    spread = [int(lengths[b].max() - lengths[b].min()) for b in batches]
+    assert sum(spread) / len(spread) <= 2  # sorted within chunks: a batch is nearly one length
