@@ -43,7 +43,7 @@ from typing import Callable
 
 from gr2.config import Config
 from gr2.platform import exits
-from gr2.platform.contracts import contract
+from gr2.platform.contracts import RecheckFailed, recheck
 from gr2.platform.files import write_json_atomic
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps, console
@@ -194,41 +194,17 @@ def _sids(n: Night) -> StepResult:
                       note=note + f"{s['assigned']:,} SIDs, unique {s['final_unique_fraction']:.4f}", details=s)
 
 
-def _delta_rows(path: Path) -> int | None:
-    """Rows of the table's current snapshot from the Delta log's file statistics: no data scan."""
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        from deltalake import DeltaTable
-
-        actions = pa.table(DeltaTable(str(path)).get_add_actions(flatten=True))
-        col = actions.column("num_records")
-        return None if col.null_count else int(pc.sum(col).as_py() or 0)
-    except Exception:  # a store deltalake cannot open, or a log without stats
-        return None
-
-
 def _quality(n: Night) -> StepResult:
     from gr2.pipelines.reports import build_index
-    from gr2.platform import quality as qc
 
-    failures = {}
-    rows = 0
-    for table in PUBLISHED:
-        c = contract(table, n.cfg.etl.k)  # the very checks the table's publish gate applies
-        # The newest commit, not the manifest's: a commit made outside a completed run (a hand fix, a
-        # killed run's table) is what the next publish would expose, and `_publish` pins what passed here.
-        df = n.lake.read(n.spark, table, latest=True)
-        n_rows = _delta_rows(n.lake.path(table))
-        rows += df.count() if n_rows is None else n_rows  # no file statistics in the log: one extra scan
-        bad = qc.gate(c.frame(df), f"{table}.nightly", [qc.min_rows(1), *c.checks], n.cfg.lake_path, raise_on_failure=False)
-        if bad:
-            failures[table] = bad
+    # The very checks each table's publish gate applies, on its newest commit (`recheck` says why), the
+    # function `gr2 quality run` calls too; `_publish` pins the versions that passed here.
+    results = recheck(n.spark, n.lake, PUBLISHED, n.cfg.etl.k, run="nightly")
     index = build_index(n.cfg.lake_path)
-    if failures:
-        table, bad = next(iter(failures.items()))
-        raise qc.QualityGateError(table, bad, index)
-    return StepResult("quality", read=rows, written=0, rejected=0,
+    failed = [r for r in results if r.failures]
+    if failed:
+        raise RecheckFailed(failed, "the previous versions stay published (the publish step did not run)", index)
+    return StepResult("quality", read=sum(r.rows for r in results), written=0, rejected=0,
                       note=f"{len(PUBLISHED)} tables pass; reports at {index}", details={"index": str(index)})
 
 

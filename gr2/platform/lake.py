@@ -68,17 +68,17 @@ class Lake:
         p = self.path(table)
         return p.exists() and DeltaTable.isDeltaTable(spark, str(p))
 
-    def read(self, spark, table: str, latest: bool = False):
+    def read(self, spark, table: str, latest: bool = False, version: int | None = None):
         """The table as readers may rely on it: the version the manifest names (see `read_version`).
 
         `latest=True` reads the newest commit instead, which may belong to a run that is still going
         or was killed; writers use it for what they merge into, audits to check what the next run
-        will publish.
+        will publish. `version` reads that commit (an audit that names the version it checked).
         """
         if not self.exists(spark, table):
             raise FileNotFoundError(self._missing(table))
         reader = spark.read.format("delta")
-        v = None if latest else self.read_version(table)
+        v = version if version is not None or latest else self.read_version(table)
         if v is not None:
             reader = reader.option("versionAsOf", v)
         return reader.load(str(self.path(table)))
