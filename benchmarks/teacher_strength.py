@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gr2.config import load_config  # noqa: E402
 from gr2.eval.metrics import slate_metrics  # noqa: E402
 from gr2.training import data  # noqa: E402
-from gr2.training.traces import fold, make_teachers, slate_for_traces  # noqa: E402
+from gr2.training import evidence as ev  # noqa: E402
+from gr2.training.traces import fit_sequential, fold, make_teachers, slate_for_traces  # noqa: E402
 
 METRICS = ("R@1", "R@5", "NDCG@5")
 
@@ -42,7 +43,9 @@ def main() -> None:
                     help="weights of the teacher's incoming-order signal to compare")
     ap.add_argument("--sequential", type=float, nargs="*", default=[],
                     help="weights of the teacher's sequential-model signal to compare, each with every --incoming "
-                         "weight (fits a SASRec-style model per fold within traces.sequential_seconds)")
+                         "weight (fits the SASRec-style models of gr2/training/evidence.py: one per user fold and one "
+                         "on all users, within traces.sequential_epochs / traces.sequential_seconds)")
+    ap.add_argument("--refit", action="store_true", help="fit new sequential models even where the lake has some")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
     overrides = list(args.set) + (["traces.weights.sequential=1"] if any(args.sequential) else [])
@@ -56,7 +59,16 @@ def main() -> None:
         columns=["slate_id", "user_id", "history", "candidates", "target", "split", "origin"])
     slates = slates[slates.origin == "prerank"]
     seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["user_id", "items", "split"])
-    teachers = make_teachers(cfg, list(zip(seqs["user_id"], seqs["items"], seqs["split"])), catalog)
+    seq_rows = list(zip(seqs["user_id"], seqs["items"], seqs["split"]))
+    evidence = None
+    if any(args.sequential):
+        stored = lake / "models" / "sequential" / "LATEST"
+        if stored.exists() and not args.refit:  # the models `gr2 traces` fitted and the prompts show
+            evidence = ev.load(lake)
+            print(f"sequential models: {evidence.run} (the lake's LATEST; --refit fits new ones)")
+        else:
+            evidence = fit_sequential(cfg, seq_rows, on_progress=print)
+    teachers = make_teachers(cfg, seq_rows, catalog, evidence)
     print(f"lake {lake}: {len(slates):,} pre-ranked slates, teacher {teachers[0]!r} ({time.perf_counter() - t0:.0f} s)")
 
     rows, feats = [], {}
@@ -64,10 +76,13 @@ def main() -> None:
         part = slates[slates.split == split]
         part = part.sample(n=min(args.slates, len(part)), random_state=cfg.train.seed)
         cases = []
-        for r in part.to_dict("records"):
-            s = slate_for_traces(r, catalog, cfg.train.prompt.history)
-            if s is None:
-                continue
+        records = part.to_dict("records")
+        built = [(r, s) for r in records if (s := slate_for_traces(r, catalog, cfg.train.prompt.history)) is not None]
+        # the sequence model's rank as a prompt shows it (evidence.py): training slates from the model of the
+        # user's other fold, validation and test slates from the all-users model
+        shown = ev.annotate_many(evidence, [s for _, s in built], [r["user_id"] for r, _ in built], split,
+                                 [list(r["history"]) for r, _ in built])
+        for (r, _), s in zip(built, shown):
             evs = teachers[fold(r["user_id"])]._evidence(s.history, s.candidates)
             w0 = teachers[0].weights
             base = np.array([e.score - e.parts["incoming"] - e.parts["sequential"] for e in evs])
@@ -77,7 +92,7 @@ def main() -> None:
         feats[split] = cases
         incoming = slate_metrics(p for *_, p in cases)
         rows.append((split, len(cases), "incoming order", incoming))
-        if any(args.sequential):  # the sequential model's ranking alone (the SASRec-style re-ranker, cross-fitted)
+        if any(args.sequential):  # the sequence model's ranking alone (cross-fitted on train, all users otherwise)
             pos = [sorted(range(len(q)), key=lambda i: (-q[i], i)).index(t) for _, _, q, t in cases]
             rows.append((split, len(cases), "sequential model alone", slate_metrics(pos)))
         for ws in args.sequential or [0.0]:

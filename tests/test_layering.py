@@ -44,7 +44,7 @@ KNOWN_SIDEWAYS = {
     ("gr2/serve/engine.py", "gr2.training.loop"),
     ("gr2/serve/engine.py", "gr2.training.model"),
     ("gr2/serve/engine.py", "gr2.training.prompts"),
-    ("gr2/serve/engine.py", "gr2.training.traces"),
+    ("gr2/serve/engine.py", "gr2.training.evidence"),
     ("gr2/serve/launch.py", "gr2.training.formats"),
     ("gr2/serve/launch.py", "gr2.training.jobs"),
     ("gr2/serve/launch.py", "gr2.training.loop"),
@@ -61,7 +61,7 @@ KNOWN_SIDEWAYS = {
     # training's evaluations reuse eval's metrics and intervals; the statistical teacher, its SASRec
     ("gr2/training/jobs.py", "gr2.eval.diagnostics"),
     ("gr2/training/jobs.py", "gr2.eval.metrics"),
-    ("gr2/training/traces.py", "gr2.eval.baselines"),
+    ("gr2/training/evidence.py", "gr2.eval.baselines"),
 }
 
 

@@ -26,14 +26,20 @@ PRETRAINED = [
 
 
 def test_sft_from_the_pretrained_base_in_the_compact_format(spark, tmp_path):
+    """With the sequence model's evidence in the prompt (configs/beauty.yaml's form): traces fits and stores
+    the models and its teacher weighs them, SFT and evaluation annotate their slates from the stored ones."""
     from gr2.training import traces
     from gr2.training.formats import RerankFormat
 
     lake = make_training_lake(tmp_path / "lake")
     cfg = load_config(overrides=PRETRAINED + ["traces.max_slates=40", "train.sft.init=base", "train.sft.max_steps=2",
-                                              "train.sft.batch_size=2", "train.sft.lr=0.0002", "train.freeze_layers=20"],
+                                              "train.sft.batch_size=2", "train.sft.lr=0.0002", "train.freeze_layers=20",
+                                              "train.prompt.evidence=sequential", "traces.weights.sequential=1",
+                                              "traces.sequential_epochs=3"],
                       lake=str(lake))
-    traces.run(spark, cfg)
+    t = traces.run(spark, cfg)
+    assert "-brief-seq-w" in t["teacher"] and t["sequential_models"]["all"]["epoch"] == 3
+    assert (lake / "models/sequential" / t["sequential_models"]["run"] / "fold0.pt").exists()
     s = jobs.sft(cfg)
     model_dir = lake / "models/sft" / s["run"] / "model"
     assert RerankFormat.of_model(model_dir) == RerankFormat.from_config(cfg.train.prompt), "the model carries its format"

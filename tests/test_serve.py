@@ -168,3 +168,30 @@ def test_the_one_pass_ranking_decoder_answers_permutations_that_agree_on_the_top
         assert first.order[0] == slots.order[0]
     with pytest.raises(ValueError, match="'slots' or 'first'"):
         engine.Reranker(model_dir, engine.Catalog(items), fmt, 24, False, 4, ranking_decoder="beam")
+
+
+def test_a_model_trained_with_evidence_is_asked_with_the_lakes_sequence_model(served):
+    """A format with `evidence: sequential`: the engine loads the lake's all-users sequence model and each
+    candidate line carries its rank of the request's whole history; no lake, no engine."""
+    from deltalake import DeltaTable
+
+    from gr2.training import data
+    from gr2.training import evidence as ev
+
+    cfg, _, _ = served
+    items, _ = data.load_catalog(cfg.lake_path)
+    seqs = DeltaTable(str(cfg.lake_path / "gold/sequences")).to_pandas()
+    models = ev.fit(zip(seqs["user_id"], seqs["items"], seqs["split"]), epochs=2, seconds=30, seed=0)
+    ev.save(models, cfg.lake_path)
+    model_dir = cfg.lake_path / "models" / "sft" / "sft-test" / "model"
+    fmt = RerankFormat.of_model(model_dir, RerankFormat()).with_(evidence="sequential")
+    rr = engine.Reranker(model_dir, engine.Catalog(items), fmt, 24, False, 4, ranking_decoder="first", lake=cfg.lake_path)
+    hist, cands, _ = _slate(cfg)[0]
+    prompt, _ = rr._prompt(engine.RerankRequest(hist, cands, "ranking", False, 60000))
+    ranks = models.ranks(None, "serve", hist, cands)
+    for n, r in enumerate(ranks, 1):
+        assert f"[{n}] " in prompt and f"| {ev.note(r)}" in prompt.split(f"[{n}] ")[1].split("\n")[0]
+    (answer,) = rr.answer([engine.RerankRequest(hist, cands, "ranking", False, 60000)])
+    assert sorted(answer.order) == list(range(K))
+    with pytest.raises(ValueError, match="needs the lake"):
+        engine.Reranker(model_dir, engine.Catalog(items), fmt, 24, False, 4)

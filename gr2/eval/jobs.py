@@ -108,6 +108,12 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
         model, tok = lm.load(model_dir)
         model.eval()
         fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))  # as it was trained
+        asked = cases
+        if stage != "midtrain" and fmt.evidence != "none":  # the same slates, each candidate with its evidence
+            asked = [(s, labels) for s, labels in jobs.rerank_cases(
+                lake, catalog, split, cfg.eval.slates, cfg.train.seed, max(10, cfg.train.prompt.history), fmt)
+                if sum(labels) == 1]
+            assert [s.slate_id for s, _ in asked] == [s.slate_id for s, _ in cases]
         with steps.step(f"{stage} model ({model_dir.parent.name})") as live:
             progress = lambda i, n: live.update(f"{i}/{n}")  # noqa: E731
             if stage == "midtrain":
@@ -118,7 +124,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
 
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
                 modes = ("free", "constrained") if constrained_too else ("free",)
-                answers = rerank_answers(model, tok, cases, cfg.eval.max_new_tokens, modes, progress, fmt=fmt,
+                answers = rerank_answers(model, tok, asked, cfg.eval.max_new_tokens, modes, progress, fmt=fmt,
                                          batch_size=cfg.eval.batch, autocast=use_autocast(cfg.train.autocast))
                 for mode in modes:
                     orders, shaped = answers[mode]

@@ -4,9 +4,17 @@ They sit here, at the bottom, because both the publish gates (gr2.platform.contr
 (gr2.etl) read them, and the platform may not import a stage: one definition, imported by both.
 """
 
+import hashlib
+
 # silver.interactions: one deduplicated event.
 INTERACTION_KEY = ["user_id", "item_id", "ts", "event"]
 # bronze.events: one raw record, located by where it came from.
 BRONZE_KEY = ["source", "kind", "file", "line"]
 # The splits gold.slates and gold.sequences label rows with.
 SPLITS = ("train", "valid", "test")
+
+
+def fold(user_id: str) -> int:
+    """A user's fold (0 or 1), a hash of the id: the statistical teacher and the sequential evidence models
+    for fold f are fitted on the other fold's users, so no training slate is scored by a model that saw it."""
+    return hashlib.sha256(str(user_id).encode()).digest()[0] % 2

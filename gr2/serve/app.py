@@ -80,7 +80,8 @@ class RerankDeployment:
         items, _ = data.load_catalog(Path(settings.lake))
         self.catalog = Catalog(items)
         self.engine = Reranker(Path(settings.model_dir), self.catalog, RerankFormat(**settings.fmt),
-                               settings.max_new_tokens, settings.autocast, settings.max_batch, settings.ranking_decoder)
+                               settings.max_new_tokens, settings.autocast, settings.max_batch, settings.ranking_decoder,
+                               lake=Path(settings.lake))
         self.metrics = Metrics()
         self._batched.set_max_batch_size(settings.max_batch)
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)

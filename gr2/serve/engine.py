@@ -154,7 +154,8 @@ class Reranker:
     model, one KV cache)."""
 
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
-                 ranking_decoder: str = "slots"):
+                 ranking_decoder: str = "slots", lake: Path | None = None):
+        from gr2.training import evidence as ev
         from gr2.training import model as lm
 
         self.model_dir = Path(model_dir)
@@ -165,13 +166,22 @@ class Reranker:
         if ranking_decoder not in ("slots", "first"):
             raise ValueError(f"ranking_decoder must be 'slots' or 'first', got {ranking_decoder!r}")
         self.ranking_decoder = ranking_decoder
+        # A model trained with evidence in its prompt is asked with it: the lake's all-users sequence model.
+        if fmt.evidence != "none" and lake is None:
+            raise ValueError(f"the model's format shows evidence={fmt.evidence!r}; the service needs the lake that holds it")
+        self.evidence = ev.for_format(fmt, Path(lake)) if lake is not None else None
         self._lock = threading.Lock()
 
     def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
-        from gr2.training.traces import item_text
+        from gr2.training import evidence as ev
+        from gr2.training.prompts import ItemText
 
-        hist = [item_text(self.catalog.items[i]) for i in req.history][-self.fmt.history:] if self.fmt.history else []
-        cands = [item_text(self.catalog.items[i]) for i in req.candidates]
+        def text(i: str) -> ItemText:
+            c = self.catalog.items[i]
+            return ItemText(c.item_id, c.sid, c.title, c.category)
+
+        hist = [text(i) for i in req.history][-self.fmt.history:] if self.fmt.history else []
+        cands = ev.annotate_items(self.evidence, hist, [text(i) for i in req.candidates], history_ids=req.history)
         return self.fmt.prompt(hist, cands, self.tok), [c.sid for c in cands]
 
     def answer(self, reqs: list[RerankRequest]) -> list[Outcome]:

@@ -12,6 +12,8 @@ form of the same content, chosen by measurement (docs/training.md):
 - `style`: `paper` is the full GR2 prompt; `compact` keeps its content (role and task, history and
   candidates with SID + title + category, items cited, three reasoning steps, a JSON answer) in a
   fraction of the tokens: short titles, a capped history, one line per item.
+- `evidence`: `sequential` shows a sequence model's rank beside each candidate ("seq #2", evidence.py),
+  compact style only; `none` shows the paper's content alone.
 - the model's own chat template renders the messages when its tokenizer has one.
 
 A format converts a canonical teacher answer into the student's target text (`answer`), and reads a
@@ -45,11 +47,16 @@ class RerankFormat:
     history: int = 10  # most recent history items shown
     title_words: int = 0  # compact style: words of a title kept (0 = the paper's character cap)
     chat_template: bool = True  # render with the tokenizer's chat template when it has one
+    evidence: str = "none"  # none | sequential: what each candidate line carries beside its item
 
     def __post_init__(self):
-        for key, allowed in (("sid", ("tokens", "text")), ("cite", ("sid", "slate")), ("style", ("paper", "compact"))):
+        for key, allowed in (("sid", ("tokens", "text")), ("cite", ("sid", "slate")), ("style", ("paper", "compact")),
+                             ("evidence", ("none", "sequential"))):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"re-rank format: {key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.evidence != "none" and self.style != "compact":
+            raise ValueError(f"re-rank format: evidence={self.evidence!r} is shown by the compact style only "
+                             "(train.prompt.style: compact)")
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -63,7 +70,7 @@ class RerankFormat:
     @classmethod
     def from_config(cls, pc) -> RerankFormat:
         return cls(sid=pc.sid_format, cite=pc.cite, style=pc.style, history=pc.history, title_words=pc.title_words,
-                   chat_template=pc.chat_template)
+                   chat_template=pc.chat_template, evidence=pc.evidence)
 
     def save(self, model_dir: Path) -> None:
         (Path(model_dir) / FORMAT_FILE).write_text(self.to_json())
@@ -112,7 +119,7 @@ class RerankFormat:
         k = len(candidates)
         _unique_candidates(candidates)
         hist = "\n".join(self._line(h) for h in history) or "(none: a new user)"
-        cands = "\n".join(f"[{i}] {self._line(c)}" for i, c in enumerate(candidates, 1))
+        cands = "\n".join(f"[{i}] {self._line(c)}" + self._evidence(c) for i, c in enumerate(candidates, 1))
         if self.cite == "slate":
             rank_spec = f'"ranking": [all {k} candidate numbers, best first]'
             cite_how = "citing candidates as [n]"
@@ -120,12 +127,21 @@ class RerankFormat:
             example = self.answer_sid(candidates[0].sid)
             rank_spec = f'"ranking": [all {k} candidate SIDs like "{example}", best first]'
             cite_how = "citing items by SID"
+        legend = ", as pre-ranked (seq #n: a sequence model's rank of the candidate)" if self.evidence == "sequential" else ""
         user = (f"Re-rank the {k} candidates for this user, most likely next interaction first.\n"
-                f"History, oldest first:\n{hist}\nCandidates:\n{cands}\n"
+                f"History, oldest first:\n{hist}\nCandidates{legend}:\n{cands}\n"
                 f"Reason in 3 short steps (1. interests, 2. candidates, 3. decision), {cite_how}. "
                 f'Answer with JSON only: {{"reasoning": "...", {rank_spec}}}')
         system = "You are a recommendation re-ranker. You answer with one JSON object and nothing else."
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def _evidence(self, item: p.ItemText) -> str:
+        if self.evidence == "none":
+            return ""
+        if not item.note:  # a prompt that promises evidence and shows none would teach the model to ignore it
+            raise ValueError(f"re-rank format with evidence={self.evidence!r}: candidate {item.item_id!r} carries no "
+                             "evidence note (annotate slates with gr2.training.evidence first)")
+        return f" | {item.note}"
 
     def _paper_like(self, history, candidates) -> list[dict]:
         """The paper's prompt, with this format's SID spelling and citation rule swapped in."""

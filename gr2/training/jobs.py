@@ -19,6 +19,7 @@ from gr2.config import Config
 from gr2.platform.files import write_text_atomic
 from gr2.platform.progress import Steps
 from gr2.training import data, examples, loop
+from gr2.training import evidence as ev
 from gr2.training import model as lm
 
 
@@ -345,11 +346,14 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         accepted = DeltaTable(str(data.table_path(lake, "gold.traces"))).to_pandas(columns=["slate_id", "teacher", "accepted"])
         wanted = set(accepted["slate_id"][accepted["accepted"] & (accepted["teacher"] == teacher)])
         prompts, cands = {}, {}
-        for r in slates[(slates["split"] == "train") & slates["slate_id"].isin(wanted)].to_dict("records"):
-            s = tr.slate_for_traces(r, catalog, fmt.history)
-            if s is not None:
-                prompts[s.slate_id] = tr.prompt_of(s, fmt, tok)
-                cands[s.slate_id] = [c.sid for c in s.candidates]
+        rows = [r for r in slates[(slates["split"] == "train") & slates["slate_id"].isin(wanted)].to_dict("records")]
+        built = [(r, s) for r in rows if (s := tr.slate_for_traces(r, catalog, fmt.history)) is not None]
+        # the cross-fitted sequence model's rank beside each candidate, when the format shows it
+        shown = ev.annotate_many(ev.for_format(fmt, lake), [s for _, s in built], [r["user_id"] for r, _ in built], "train",
+                                 [list(r["history"]) for r, _ in built])
+        for s in shown:
+            prompts[s.slate_id] = tr.prompt_of(s, fmt, tok)
+            cands[s.slate_id] = [c.sid for c in s.candidates]
 
         def to_example(row: dict) -> list[dict]:
             if row["slate_id"] not in prompts:
@@ -386,8 +390,10 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
     return summary
 
 
-def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10):
-    """(SlateForTraces, labels in input order) for slates of `split`, a seeded sample of `max_slates`."""
+def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10, fmt=None):
+    """(SlateForTraces, labels in input order) for slates of `split`, a seeded sample of `max_slates`
+    (the same sample for the same arguments). When the re-rank format `fmt` shows evidence (evidence.py),
+    each candidate carries its note."""
     from deltalake import DeltaTable
 
     from gr2.training import traces as tr
@@ -397,12 +403,11 @@ def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: i
     df = df[df["split"] == split]
     if max_slates and len(df) > max_slates:
         df = df.sample(n=max_slates, random_state=seed)
-    out = []
-    for r in df.to_dict("records"):
-        s = tr.slate_for_traces(r, catalog, history)
-        if s is not None:
-            out.append((s, [int(x) for x in r["labels"]]))
-    return out
+    rows = [(r, s) for r in df.to_dict("records") if (s := tr.slate_for_traces(r, catalog, history)) is not None]
+    evidence = ev.for_format(fmt, lake) if fmt is not None else None
+    slates = ev.annotate_many(evidence, [s for _, s in rows], [r["user_id"] for r, _ in rows], split,
+                              [list(r["history"]) for r, _ in rows])
+    return [(s, [int(x) for x in r["labels"]]) for (r, _), s in zip(rows, slates)]
 
 
 def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "valid", max_slates: int = 200,
@@ -420,7 +425,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     catalog, _ = data.load_catalog(lake)
     model, tok = lm.load(model_dir)
     model.eval()
-    cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, fmt.history)
+    cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, fmt.history, fmt)
              if 1 in labels]
     orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, on_progress, fmt=fmt,
                                    batch_size=batch_size, autocast=use_autocast(cfg.train.autocast))

@@ -17,6 +17,7 @@ string); :func:`parse_response` accepts wrapped SIDs as well.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,20 @@ class ItemText:
     sid: str
     title: str
     category: str = ""
+    # Evidence shown beside a candidate when the format asks for it (`train.prompt.evidence`, evidence.py),
+    # e.g. "seq #2"; never part of the canonical prompt the teacher and gold.traces see.
+    note: str = ""
+
+
+def sequence_note(rank: int) -> str:
+    """A candidate's evidence note from its 0-based place in a sequence model's order: "seq #1" for the first."""
+    return f"seq #{rank + 1}"
+
+
+def sequence_rank(note: str) -> int | None:
+    """The 0-based place a `sequence_note` states, or None when the note states none."""
+    m = re.fullmatch(r"seq #([1-9][0-9]*)", note or "")
+    return int(m.group(1)) - 1 if m else None
 
 
 @dataclass(frozen=True)

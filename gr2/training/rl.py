@@ -268,7 +268,7 @@ def run(cfg, steps=None) -> dict:
     from gr2.platform.lake import Lake
     from gr2.platform.progress import Steps
     from gr2.platform.ray_cluster import ensure_ray
-    from gr2.training import data, jobs
+    from gr2.training import data, evidence, jobs
     from gr2.training import model as lm
     from gr2.training import traces as tr
 
@@ -287,12 +287,12 @@ def run(cfg, steps=None) -> dict:
         df = df[df["split"] == "train"].sample(frac=1.0, random_state=t.seed)
         if d.max_examples:
             df = df.head(d.max_examples)
-        items = []
-        for r in df.to_dict("records"):
-            s = tr.slate_for_traces(r, catalog, fmt.history)
-            if s is not None and sum(int(x) for x in r["labels"]) >= 1:
-                items.append({"slate_id": s.slate_id, "prompt": tr.prompt_of(s, fmt, tok), "sids": [c.sid for c in s.candidates],
-                              "labels": [int(x) for x in r["labels"]]})
+        built = [(r, s) for r in df.to_dict("records")
+                 if (s := tr.slate_for_traces(r, catalog, fmt.history)) is not None and sum(int(x) for x in r["labels"]) >= 1]
+        shown = evidence.annotate_many(evidence.for_format(fmt, lake), [s for _, s in built], [r["user_id"] for r, _ in built],
+                                       "train", [list(r["history"]) for r, _ in built])
+        items = [{"slate_id": s.slate_id, "prompt": tr.prompt_of(s, fmt, tok), "sids": [c.sid for c in s.candidates],
+                  "labels": [int(x) for x in r["labels"]]} for (r, _), s in zip(built, shown)]
         if not items:
             raise ValueError("no training slates with SIDs for DAPO; run `gr2 etl build` and `gr2 tokenizer assign`")
         ds = ray.data.from_items(items)

@@ -12,6 +12,8 @@ failed request is a result (an Exception), not a crash of the whole batch.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import random
@@ -26,7 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from gr2.tokenizer.vocab import parse_sid, sid_string
-from gr2.training.prompts import ItemText, format_response
+from gr2.training.prompts import ItemText, format_response, sequence_rank
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,15 @@ DEFAULT_WEIGHTS = {"cooc": 1.0, "cat_next": 1.0, "cat_share": 0.5, "brand": 0.5,
 
 # A sequential scorer: (history item ids, candidate item ids) -> one score per candidate, higher is better.
 SequentialScorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
+
+
+def weights_tag(weights: Mapping[str, float]) -> str:
+    """"" for the default weights, else "-w" + a short hash of them: traces sampled with other weights are
+    another teacher's in gold.traces (a rerun with new weights must not skip slates the old ones accepted)."""
+    full = {**DEFAULT_WEIGHTS, **weights}
+    if full == DEFAULT_WEIGHTS:
+        return ""
+    return "-w" + hashlib.sha256(json.dumps(sorted(full.items())).encode()).hexdigest()[:6]
 
 
 @dataclass
@@ -190,6 +201,9 @@ class StatisticalTeacher:
             raise ValueError("weights['sequential'] > 0 needs a sequential scorer (traces.weights.sequential: "
                              "`gr2 traces` fits one on the teacher's training sequences)")
         self.sequential = sequential if self.weights["sequential"] else None
+        if self.sequential is not None:  # its traces cite a model the others never saw: kept apart too
+            self.name = f"{self.name}-seq"
+        self.name += weights_tag(self.weights)
         self._meta = {str(k): _meta(v) for k, v in items.items()}
         self._pop: Counter[str] = Counter()
         self._follow: dict[str, Counter[str]] = defaultdict(Counter)
@@ -271,7 +285,12 @@ class StatisticalTeacher:
     def _sequential_ranks(self, history: Sequence[ItemText], candidates: Sequence[ItemText]) -> list[int]:
         """Each candidate's 0-based place in the sequential model's ranking (stable: ties keep the incoming
         order); all -1 without a model or without a history."""
-        if self.sequential is None or not history:
+        if self.sequential is None:
+            return [-1] * len(candidates)
+        noted = [sequence_rank(c.note) for c in candidates]
+        if all(r is not None for r in noted):  # the rank the student's prompt shows (evidence.py), from the full history
+            return noted
+        if not history:
             return [-1] * len(candidates)
         scores = [float(x) for x in self.sequential([h.item_id for h in history], [c.item_id for c in candidates])]
         order = sorted(range(len(scores)), key=lambda i: (-(scores[i] if scores[i] == scores[i] else -math.inf), i))
@@ -348,9 +367,13 @@ class StatisticalTeacher:
         else:
             step1 = "1. Interests: a new user; category and popularity decide."
         top = ranked[: max(1, min(2, self.detail or 2))]
-        step2 = "2. " + " ".join(f"{cite(e)}: {self._main_evidence(e)}" + (
-            f", pre-ranked #{e.position + 1}." if self._main_evidence(e) != f"pre-ranked #{e.position + 1}" else ".")
-            for e in top)
+
+        def facts(e: _Evidence) -> str:  # the strongest signal, then the ranks the prompt shows
+            main = self._main_evidence(e)
+            shown = [f"pre-ranked #{e.position + 1}"] + ([f"sequence model #{e.seq_rank + 1}"] if e.seq_rank >= 0 else [])
+            return ", ".join([main] + [f for f in shown if f != main]) + "."
+
+        step2 = "2. " + " ".join(f"{cite(e)}: {facts(e)}" for e in top)
         step3 = f"3. Decision: {cite(ranked[0])} first, the rest by evidence."
         return "\n".join([step1, step2, step3])
 

@@ -10,27 +10,24 @@ are skipped on a rerun (resumption).
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
 
 from gr2.config import Config
 from gr2.platform import quality as qc
+from gr2.platform.keys import fold  # noqa: F401 - the fold of a user, where traces' callers look for it
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.training import data
+from gr2.training import evidence as ev
 from gr2.training.prompts import ItemText, build_rerank_messages, render_rerank_prompt
 from gr2.training.rejection import SlateForTraces, rejection_sample, summarize
-from gr2.training.teachers import DEFAULT_WEIGHTS, OpenAITeacher, StatisticalTeacher
+from gr2.training.teachers import DEFAULT_WEIGHTS, OpenAITeacher, StatisticalTeacher, weights_tag
 
 TRACES_SCHEMA = (
     "slate_id string, user_id string, teacher string, attempt int, temperature double, prompt string, "
     "response string, error string, ranking array<string>, valid boolean, accepted boolean, target_rank int, "
     "created_at timestamp"
 )
-
-
-def fold(user_id: str) -> int:
-    return hashlib.sha256(user_id.encode()).digest()[0] % 2
 
 
 def item_text(c) -> ItemText:
@@ -58,46 +55,45 @@ def teacher_name(cfg: Config) -> str:
     """The name gold.traces stores for the configured teacher (SFT trains on that teacher's traces)."""
     if cfg.traces.teacher == "openai":
         return f"openai:{cfg.traces.endpoint.model}"
-    return StatisticalTeacher.name + ("-brief" if cfg.traces.brief else "")
+    seq = cfg.traces.weights.get("sequential", DEFAULT_WEIGHTS["sequential"])
+    return (StatisticalTeacher.name + ("-brief" if cfg.traces.brief else "") + ("-seq" if seq else "")
+            + weights_tag(cfg.traces.weights))
 
 
-def make_teachers(cfg: Config, sequences, catalog: dict) -> dict[int, object]:
-    """One teacher per fold (statistical: fitted on the other fold), or one endpoint for both."""
+def needs_sequential(cfg: Config) -> bool:
+    """Whether `gr2 traces` fits the sequential models: the teacher weighs them, or the prompt shows them."""
+    return cfg.traces.teacher == "statistical" and bool(cfg.traces.weights.get("sequential", DEFAULT_WEIGHTS["sequential"])) \
+        or cfg.train.prompt.evidence == "sequential"
+
+
+def fit_sequential(cfg: Config, sequences, on_progress=None) -> ev.SequentialEvidence:
+    """The cross-fitted and all-users SASRec-style models (evidence.py), with the configured budget."""
+    return ev.fit(sequences, cfg.traces.sequential_epochs, cfg.traces.sequential_seconds, cfg.train.seed, on_progress)
+
+
+def make_teachers(cfg: Config, sequences, catalog: dict, evidence: ev.SequentialEvidence | None = None) -> dict[int, object]:
+    """One teacher per fold (statistical: fitted on the other fold), or one endpoint for both. With
+    traces.weights.sequential > 0 the statistical teacher weighs the fold's sequential model (fitted here
+    when `evidence` is not given)."""
     if cfg.traces.teacher == "openai":
         e = cfg.traces.endpoint
         t = OpenAITeacher(base_url=e.base_url, model=e.model, api_key_env=e.api_key_env, concurrency=e.concurrency,
                           timeout_s=e.timeout_s, max_retries=e.max_retries, max_tokens=e.max_tokens)
         return {0: t, 1: t}
+    sequences = list(sequences)
     meta = {k: {"title": c.title, "categories": list(c.categories), "brand": c.brand, "sid": c.sid} for k, c in catalog.items()}
     sequential = cfg.traces.weights.get("sequential", DEFAULT_WEIGHTS["sequential"])
+    if sequential and evidence is None:
+        evidence = fit_sequential(cfg, sequences)
     out = {}
     for f in (0, 1):
         train = [
             [i for i, s in zip(items, splits) if s == "train"]
             for uid, items, splits in sequences if fold(uid) != f
         ]
-        scorer = sequential_scorer(train, cfg) if sequential else None
         out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail, weights=cfg.traces.weights, brief=cfg.traces.brief,
-                                    sequential=scorer)
+                                    sequential=evidence.scorer(f) if sequential else None)
     return out
-
-
-def sequential_scorer(train: list[list[str]], cfg: Config):
-    """The teacher's sequential signal: a SASRec-style model fitted on the teacher's own training sequences
-    (the other fold's, so never a slate's label) within `traces.sequential_seconds`, as a scorer of
-    (history ids, candidate ids). Scores are cached per slate: rejection sampling asks several times."""
-    from gr2.eval.baselines import SASRec, SASRecConfig  # the same model as the SASRec-style baseline
-
-    model = SASRec(SASRecConfig(max_seconds=cfg.traces.sequential_seconds, seed=cfg.train.seed)).fit([s for s in train if s])
-    cache: dict[tuple, list[float]] = {}
-
-    def score(history, candidates) -> list[float]:
-        key = (tuple(history), tuple(candidates))
-        if key not in cache:
-            cache[key] = model.score_many([list(history)], [list(candidates)])[0]
-        return cache[key]
-
-    return score
 
 
 def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
@@ -106,7 +102,7 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
     steps = steps or Steps(quiet=True)
     lake = Lake(cfg.lake_path)
     tc = cfg.traces
-    with steps.step("training slates, catalog and teacher"):
+    with steps.step("training slates and catalog"):
         catalog, _ = data.load_catalog(cfg.lake_path)
         slates = lake.read(spark, "gold.slates").where(F.col("split") == "train")
         slates = slates.withColumn("_h", F.xxhash64("slate_id", F.lit(cfg.train.seed))).orderBy("_h")
@@ -114,20 +110,37 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
             slates = slates.limit(tc.max_slates)
         rows = slates.select("slate_id", "user_id", "history", "candidates", "target").toPandas()
         seqs = lake.read(spark, "gold.sequences").select("user_id", "items", "split").toPandas()
-        teachers = make_teachers(cfg, list(zip(seqs["user_id"], seqs["items"], seqs["split"])), catalog)
+        seq_rows = list(zip(seqs["user_id"], seqs["items"], seqs["split"]))
+    evidence = None
+    if needs_sequential(cfg):
+        # what the models are fitted from and with: the same again reuses the LATEST ones
+        fingerprint = {"gold.sequences": lake.version(spark, "gold.sequences"), "epochs": tc.sequential_epochs,
+                       "seconds": tc.sequential_seconds, "seed": cfg.train.seed}
+        evidence = ev.reusable(cfg.lake_path, fingerprint)
+        if evidence is not None:
+            with steps.step(f"sequential models: reusing {evidence.run} (same gold.sequences version and settings)"):
+                evidence_run = evidence.run
+        else:
+            with steps.step("sequential models (SASRec-style; per user fold and all users)") as st:
+                evidence = fit_sequential(cfg, seq_rows, on_progress=st.update)
+                evidence_run = ev.save(evidence, cfg.lake_path, fingerprint)
+    with steps.step("teachers"):
+        teachers = make_teachers(cfg, seq_rows, catalog, evidence)
         name = teachers[0].name
         done = set()
         if lake.exists(spark, "gold.traces"):
             done = {r[0] for r in lake.read(spark, "gold.traces").where((F.col("teacher") == name) & F.col("accepted"))
                     .select("slate_id").distinct().collect()}
     by_fold: dict[int, list] = {0: [], 1: []}
+    records = rows.to_dict("records")
+    built = [(r, s) for r in records if (s := slate_for_traces(r, catalog, cfg.train.prompt.history)) is not None]
+    skipped = len(records) - len(built)
+    # Each candidate carries the cross-fitted sequence model's rank of the slate's whole stored history: the
+    # teacher weighs and cites exactly the "seq #k" the student's prompt will show (evidence.py).
+    shown = ev.annotate_many(evidence, [s for _, s in built], [r["user_id"] for r, _ in built], "train",
+                             [list(r["history"]) for r, _ in built])
     users = {}
-    skipped = 0
-    for r in rows.to_dict("records"):
-        s = slate_for_traces(r, catalog, cfg.train.prompt.history)
-        if s is None:
-            skipped += 1
-            continue
+    for (r, _), s in zip(built, shown):
         users[s.slate_id] = r["user_id"]
         by_fold[fold(r["user_id"])].append(s)
     attempts = []
@@ -155,4 +168,10 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
         ) if records else None
     stats["attempted_slates"] = stats.pop("slates")
     return {"teacher": name, "slates": total, "skipped_without_sid": skipped, "already_accepted": len(done & set(prompts)),
-            **stats, "written": res.__dict__ if res else None}
+            **stats, "written": res.__dict__ if res else None,
+            "sequential_models": {"run": evidence_run, **_fits(evidence)} if evidence else None}
+
+
+def _fits(evidence: ev.SequentialEvidence) -> dict:
+    last = lambda m: {k: m.history[-1][k] for k in ("epoch", "loss")} if m.history else {}  # noqa: E731
+    return {"fold0": last(evidence.by_fold[0]), "fold1": last(evidence.by_fold[1]), "all": last(evidence.full)}

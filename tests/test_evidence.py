@@ -1,0 +1,153 @@
+"""Evidence beside each candidate (`train.prompt.evidence: sequential`): which model ranks which slate
+(cross-fitted for training slates), storage in the lake, and the prompt every stage renders from it.
+Real SASRec-style models on the small training lake (Delta tables, no Spark)."""
+
+import pytest
+import torch
+
+from gr2.training import evidence as ev
+from gr2.training.formats import RerankFormat
+from gr2.training.prompts import ItemText
+
+torch.set_num_threads(1)
+
+COMPACT = dict(sid="text", cite="slate", style="compact", history=3)
+
+
+def it(n: int, note: str = "") -> ItemText:
+    return ItemText(f"i{n:02d}", f"<a_{n // 12}><b_{n % 12 // 4}><c_{n % 4}>", f"Product {n}", "Skin", note)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    from training_lake import make_training_lake
+
+    return make_training_lake(tmp_path_factory.mktemp("evidence") / "lake", users=80)
+
+
+@pytest.fixture(scope="module")
+def fitted(lake):
+    from deltalake import DeltaTable
+
+    seqs = DeltaTable(str(lake / "gold/sequences")).to_pandas()
+    rows = list(zip(seqs["user_id"], seqs["items"], seqs["split"]))
+    notes = []
+    models = ev.fit(rows, epochs=80, seconds=60, seed=0, on_progress=notes.append)
+    return models, rows, notes
+
+
+def test_the_compact_prompt_shows_each_candidates_note_and_explains_it():
+    fmt = RerankFormat(**COMPACT, evidence="sequential")
+    cands = [it(1, "seq #2"), it(2, "seq #1"), it(3, "seq #3")]
+    user = fmt.messages([it(0)], cands)[1]["content"]
+    assert "[1] a0 b0 c1 Product 1 (Skin) | seq #2\n[2] a0 b0 c2 Product 2 (Skin) | seq #1" in user
+    assert "seq #n: a sequence model's rank of the candidate" in user
+    # without evidence the prompt is the one every earlier model was trained on: no note, no legend
+    plain = RerankFormat(**COMPACT).messages([it(0)], cands)[1]["content"]
+    assert "seq #" not in plain and "Candidates:\n[1] a0 b0 c1 Product 1 (Skin)\n" in plain
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(style="paper"), "compact style only"),
+    (dict(evidence="popularity"), "evidence must be one of"),
+])
+def test_a_format_refuses_evidence_it_cannot_show(kw, message):
+    with pytest.raises(ValueError, match=message):
+        RerankFormat(**{**COMPACT, "evidence": "sequential", **kw})
+
+
+def test_a_prompt_that_promises_evidence_refuses_a_candidate_without_it():
+    fmt = RerankFormat(**COMPACT, evidence="sequential")
+    with pytest.raises(ValueError, match="'i02' carries no evidence note"):
+        fmt.messages([it(0)], [it(1, "seq #1"), it(2)])
+
+
+def test_training_slates_are_ranked_by_the_model_that_never_saw_their_user(fitted):
+    from gr2.platform.keys import fold
+
+    models, rows, notes = fitted
+    assert len(notes) == 3 and all("epochs" in n for n in notes)
+    users = {uid: list(items) for uid, items, _ in rows}
+    for f in (0, 1):
+        other = {i for uid, items in users.items() if fold(uid) != f for i in items[:5]}
+        assert set(models.by_fold[f].vocab) == other  # fitted on the other fold's training items only
+    assert set(models.full.vocab) == {i for items in users.values() for i in items[:5]}
+    u0 = next(u for u in users if fold(u) == 0)
+    assert models.model_for(u0, "train") is models.by_fold[0]
+    assert models.model_for(u0, "test") is models.full and models.model_for(None, "serve") is models.full
+    with pytest.raises(ValueError, match="needs its user id"):
+        models.model_for(None, "train")
+
+
+def test_ranks_follow_the_sequence_a_user_walks(fitted):
+    """Users walk a category's items in order: the next item in the walk ranks first among strangers."""
+    models, _, _ = fitted
+    history = ["i00", "i01", "i02"]
+    ranks = models.ranks(None, "test", history, ["i30", "i03", "i17", "i44"])
+    assert sorted(ranks) == [0, 1, 2, 3] and ranks[1] == 0
+
+
+def test_saved_models_load_back_with_the_same_ranks(fitted, lake):
+    models, rows, _ = fitted
+    run = ev.save(models, lake, {"gold.sequences": 0, "epochs": 80})
+    assert (lake / "models/sequential/LATEST").read_text().strip() == run
+    # a rerun of `gr2 traces` on the same data with the same settings reuses them; anything else refits
+    assert ev.reusable(lake, {"epochs": 80, "gold.sequences": 0}).run == run
+    assert ev.reusable(lake, {"gold.sequences": 1, "epochs": 80}) is None
+    loaded = ev.load(lake)
+    assert loaded.run == run
+    hist = [list(items[:3]) for _, items, _ in rows[:10]]
+    cands = [["i00", "i13", "i26", "i39"]] * 10
+    users = [uid for uid, _, _ in rows[:10]]
+    for split in ("train", "test"):
+        assert loaded.ranks_many(users, split, hist, cands) == models.ranks_many(users, split, hist, cands)
+
+
+def test_a_missing_model_says_what_to_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run `gr2 traces`"):
+        ev.load(tmp_path)
+    assert ev.for_format(RerankFormat(**COMPACT), tmp_path) is None  # no evidence asked: nothing to load
+
+
+def test_every_stage_renders_the_same_evidence_for_a_slate(fitted, lake):
+    """rerank_cases (evaluation, the service check) annotates from the stored models; the notes are the
+    all-users model's ranks of each slate's whole stored history, and the prompt shows them."""
+    from gr2.training import data, jobs
+
+    models, _, _ = fitted
+    ev.save(models, lake)
+    catalog, _ = data.load_catalog(lake)
+    fmt = RerankFormat(**COMPACT, evidence="sequential")
+    plain = jobs.rerank_cases(lake, catalog, "test", 6, 0, 3)
+    cases = jobs.rerank_cases(lake, catalog, "test", 6, 0, 3, fmt)
+    assert [s.slate_id for s, _ in cases] == [s.slate_id for s, _ in plain]
+    from deltalake import DeltaTable
+
+    stored = DeltaTable(str(lake / "gold/slates")).to_pandas().set_index("slate_id")["history"]
+    assert any(len(stored[s.slate_id]) > len(s.history) for s, _ in cases)  # the prompt shows fewer items
+    for (s, _), (p, _) in zip(cases, plain):
+        ranks = models.ranks(None, "test", list(stored[s.slate_id]), [c.item_id for c in p.candidates])
+        assert [c.note for c in s.candidates] == [ev.note(r) for r in ranks]
+        assert all(f"| {c.note}" in fmt.messages(s.history, s.candidates)[1]["content"] for c in s.candidates)
+
+
+def test_the_teacher_weighs_and_cites_the_rank_the_prompt_shows():
+    """With notes on the candidates the statistical teacher takes the sequence model's rank from them (the
+    rank of the whole stored history), not from its own call on the shorter history it reads."""
+    from gr2.training.teachers import StatisticalTeacher
+
+    items = {f"i{n:02d}": {"title": f"Product {n}", "categories": ["Beauty", "Skin"], "sid": it(n).sid} for n in range(6)}
+    calls = []
+
+    def scorer(history, candidates):
+        calls.append(list(history))
+        return [float(n) for n in range(len(candidates))]  # would rank the last candidate first
+
+    teacher = StatisticalTeacher([["i00", "i01", "i02"]], items, weights={"sequential": 1.0}, sequential=scorer, brief=True)
+    # another teacher in gold.traces: its own name, and other weights another name again
+    other = StatisticalTeacher([["i00"]], items, weights={"sequential": 2.0}, sequential=scorer, brief=True)
+    assert teacher.name.startswith("statistical-cooccurrence-brief-seq-w") and other.name != teacher.name
+    assert StatisticalTeacher([["i00"]], items, weights={"incoming": 2.0}).name == "statistical-cooccurrence"  # the default
+    noted = [it(3, "seq #1"), it(4, "seq #3"), it(5, "seq #2")]
+    assert teacher._sequential_ranks([it(0)], noted) == [0, 2, 1] and not calls
+    assert teacher._sequential_ranks([it(0)], [it(3), it(4), it(5)]) == [2, 1, 0] and calls == [["i00"]]
