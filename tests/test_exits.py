@@ -122,3 +122,18 @@ def test_nightly_records_the_same_code_and_runs_no_step_after_the_failure(tmp_pa
     assert s["exit_code"] == code
     assert [r["status"] for r in s["steps"]] == ["failed"] + ["not-run"] * (len(nl.PIPELINE) - 1)
     assert type(raised).__name__ in s["steps"][0]["error"]
+
+
+@pytest.mark.parametrize("table, command", [
+    ("silver.items", "`gr2 etl ingest`"), ("gold.slates", "`gr2 etl build`"),
+    ("gold.sid_codebook", "`gr2 tokenizer assign`"), ("gold.item_embeddings", "`gr2 tokenizer embed`"),
+    ("gold.traces", "`gr2 traces`"), ("some.new_table", "the stage that writes it"),
+])
+def test_a_missing_table_names_the_command_that_writes_it(table, command, tmp_path):
+    from gr2.platform.keys import missing_table
+    from gr2.training.data import read_table
+
+    assert missing_table(table, tmp_path) == f"table {table} does not exist under {tmp_path}; run {command} first"
+    if table in ("gold.sid_codebook", "gold.traces"):  # the training stages' reader says the same
+        with pytest.raises(FileNotFoundError, match=command.replace("`", "")):
+            read_table(tmp_path, table)

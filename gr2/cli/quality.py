@@ -4,16 +4,8 @@ run`: every published table checked again with its contract, now."""
 from __future__ import annotations
 
 from gr2.cli.core import ConfigOpt, LakeOpt, SetOpt, make_config, quality_app, start_spark
+from gr2.platform.keys import BUILT_BY
 from gr2.platform.progress import console
-
-# The command that builds each table, for the line of a table that is not built yet.
-BUILT_BY = {
-    "bronze.events": "gr2 etl ingest", "silver.interactions": "gr2 etl ingest", "silver.items": "gr2 etl ingest",
-    "quarantine": "gr2 etl ingest", "gold.sequences": "gr2 etl build", "gold.slates": "gr2 etl build",
-    "gold.cooccurrence": "gr2 etl build", "gold.item_embeddings": "gr2 tokenizer embed",
-    "gold.sid_codebook": "gr2 tokenizer assign", "gold.sid_centroids": "gr2 tokenizer fit",
-    "gold.traces": "gr2 traces", "eval.runs": "gr2 eval",
-}
 
 
 @quality_app.command("report")

@@ -12,6 +12,20 @@ INTERACTION_KEY = ["user_id", "item_id", "ts", "event"]
 BRONZE_KEY = ["source", "kind", "file", "line"]
 # The splits gold.slates and gold.sequences label rows with.
 SPLITS = ("train", "valid", "test")
+# The command that writes each table: what an error about a missing table tells the user to run.
+BUILT_BY = {
+    "bronze.events": "gr2 etl ingest", "silver.interactions": "gr2 etl ingest", "silver.items": "gr2 etl ingest",
+    "quarantine": "gr2 etl ingest", "gold.sequences": "gr2 etl build", "gold.slates": "gr2 etl build",
+    "gold.cooccurrence": "gr2 etl build", "gold.item_embeddings": "gr2 tokenizer embed",
+    "gold.sid_codebook": "gr2 tokenizer assign", "gold.sid_centroids": "gr2 tokenizer fit",
+    "gold.traces": "gr2 traces", "eval.runs": "gr2 eval",
+}
+
+
+def missing_table(table: str, root) -> str:
+    """The message for a table that is not there: where it was looked for and the command that writes it."""
+    how = f"`{BUILT_BY[table]}`" if table in BUILT_BY else "the stage that writes it"
+    return f"table {table} does not exist under {root}; run {how} first"
 
 
 def fold(user_id: str) -> int:

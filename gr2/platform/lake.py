@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gr2.platform import manifest, quality
+from gr2.platform.keys import missing_table
 
 TABLES = {
     "bronze.events": "bronze/events",
@@ -118,8 +119,7 @@ class Lake:
         return DeltaTable.forPath(spark, str(self.path(table))).history(1).collect()[0]["version"]
 
     def _missing(self, table: str) -> str:
-        return (f"table {table} does not exist under {self.root}; run the stage that writes it first "
-                f"(bronze/silver/quarantine: `gr2 etl ingest`, gold: `gr2 etl build`)")
+        return missing_table(table, self.root)
 
     # -- publications ----------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from gr2.platform.keys import missing_table
 from gr2.training.examples import CatalogItem, Example, pack, tokenize_example
 
 
@@ -26,7 +27,7 @@ def read_table(lake: Path, table: str):
 
     p = table_path(lake, table)
     if not (p / "_delta_log").exists():
-        raise FileNotFoundError(f"table {table} does not exist under {lake}; run the stage that writes it first")
+        raise FileNotFoundError(missing_table(table, lake))
     return ray.data.read_delta(str(p))
 
 
