@@ -76,8 +76,8 @@ def test_conditional_format(valid, input_rank, output_rank, expected):
         (True, 0, 0, True, RewardBreakdown(ALPHA, 0.0, 1.0, True)),  # already first and kept
         (True, 1, 4, True, RewardBreakdown(-0.3, -0.3, 1.0, False)),  # moved down, gated
         (True, 1, 4, False, RewardBreakdown(-0.3 + ALPHA, -0.3, 1.0, True)),  # moved down, naive
-        (False, 3, None, True, RewardBreakdown(0.0, 0.0, 0.0, False)),  # invalid: nothing
-        (False, 3, None, False, RewardBreakdown(0.0, 0.0, 0.0, False)),  # invalid, naive: nothing
+        (False, 3, None, True, RewardBreakdown(-1.0, 0.0, 0.0, False)),  # invalid: the penalty, nothing else
+        (False, 3, None, False, RewardBreakdown(-1.0, 0.0, 0.0, False)),  # invalid, naive: the penalty
     ],
 )
 def test_total_reward(valid, input_rank, output_rank, conditional, expected):
@@ -100,9 +100,13 @@ def test_copying_the_input_pays_alpha_only_under_the_naive_reward():
     assert honest.total == pytest.approx(0.3 + ALPHA) and honest.total > gated.total
 
 
-def test_invalid_penalty_is_configurable():
+def test_invalid_penalty_is_configurable_and_defaults_to_the_configs():
+    from gr2.config import DapoConfig
+    from gr2.training.rewards import DEFAULT_INVALID_PENALTY
+
     got = total_reward(False, 2, None, k=10, invalid_penalty=-0.5)
     assert got == RewardBreakdown(-0.5, 0.0, 0.0, False)
+    assert DEFAULT_INVALID_PENALTY == DapoConfig().invalid_penalty == -1.0  # one default, not two
 
 
 @pytest.mark.parametrize(
@@ -142,7 +146,7 @@ def test_conditional_auc_format_gate(valid, input_labels, output_labels, output_
         ([0, 1, 0, 1], True, 0.25, False),  # copy, gated: AUC only
         ([0, 1, 0, 1], False, 0.25 + ALPHA, True),  # copy, naive: AUC + alpha
         ([1, 1, 0, 0], True, 1.0 + ALPHA, True),  # perfect reorder, gated
-        (None, True, 0.0, False),  # invalid
+        (None, True, -1.0, False),  # invalid: the penalty
     ],
 )
 def test_total_reward_multi(output_labels, conditional, expected_total, counted):
@@ -158,9 +162,9 @@ def test_total_reward_multi(output_labels, conditional, expected_total, counted)
         ([0, 1, 2, 3], [0, 0, 1, 0], RewardBreakdown(0.0, 0.0, 1.0, False)),  # single positive copy
         ([1, 3, 0, 2], [0, 1, 0, 1], RewardBreakdown(1.0 + ALPHA, 1.0, 1.0, True)),  # two positives: AUC
         ([0, 1, 2, 3], [0, 1, 0, 1], RewardBreakdown(0.25, 0.25, 1.0, False)),  # two positives, copy
-        (None, [0, 0, 1, 0], RewardBreakdown(0.0, 0.0, 0.0, False)),  # did not parse
-        ([0, 0, 1, 2], [0, 0, 1, 0], RewardBreakdown(0.0, 0.0, 0.0, False)),  # duplicate index: invalid
-        ([0, 1, 2], [0, 0, 1, 0], RewardBreakdown(0.0, 0.0, 0.0, False)),  # too short: invalid
+        (None, [0, 0, 1, 0], RewardBreakdown(-1.0, 0.0, 0.0, False)),  # did not parse
+        ([0, 0, 1, 2], [0, 0, 1, 0], RewardBreakdown(-1.0, 0.0, 0.0, False)),  # duplicate index: invalid
+        ([0, 1, 2], [0, 0, 1, 0], RewardBreakdown(-1.0, 0.0, 0.0, False)),  # too short: invalid
         ([1, 0, 2, 3], [0, 0, 0, 0], RewardBreakdown(0.5 + ALPHA, 0.5, 1.0, True)),  # no positive: AUC 0.5
     ],
 )

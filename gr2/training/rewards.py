@@ -24,6 +24,10 @@ from dataclasses import dataclass
 from functools import partial
 
 DEFAULT_ALPHA = 0.2
+# The reward of an answer that is not a valid permutation: below every valid answer (promotion > -1, AUC >= 0),
+# so an unsure policy gains nothing by breaking its format. The config's train.dapo.invalid_penalty default
+# is the same (a test checks); 0 would pay an invalid answer more than a valid one that demotes the target.
+DEFAULT_INVALID_PENALTY = -1.0
 
 
 @dataclass(frozen=True)
@@ -122,12 +126,12 @@ def total_reward(
     k: int,
     alpha: float = DEFAULT_ALPHA,
     conditional: bool = True,
-    invalid_penalty: float = 0.0,
+    invalid_penalty: float = DEFAULT_INVALID_PENALTY,
 ) -> RewardBreakdown:
     """Single-positive reward: ``promotion + alpha * format`` (format gated when
     ``conditional``). An invalid response gets no promotion credit (there is no
-    ranking to score, as in GR2) and no bonus: ``total = invalid_penalty`` (0 by
-    default; a negative value punishes unparsable answers harder)."""
+    ranking to score, as in GR2) and no bonus: ``total = invalid_penalty`` (-1 by
+    default, below every valid answer: see DEFAULT_INVALID_PENALTY)."""
     if not response_valid or output_rank is None:
         return RewardBreakdown(total=float(invalid_penalty), promotion=0.0, format=0.0, format_counted=False)
     promotion = rank_promotion(input_rank, output_rank, k)
@@ -142,7 +146,7 @@ def total_reward_multi(
     output_labels: Sequence[float] | None,
     alpha: float = DEFAULT_ALPHA,
     conditional: bool = True,
-    invalid_penalty: float = 0.0,
+    invalid_penalty: float = DEFAULT_INVALID_PENALTY,
     output_positions: Sequence[int] | None = None,
 ) -> RewardBreakdown:
     """Multi-positive reward: ``AUC(output) + alpha * format``, the format bonus gated
@@ -169,7 +173,7 @@ def score_response(
     labels_in_input_order: Sequence[float],
     alpha: float = DEFAULT_ALPHA,
     conditional: bool = True,
-    invalid_penalty: float = 0.0,
+    invalid_penalty: float = DEFAULT_INVALID_PENALTY,
 ) -> RewardBreakdown:
     """Score one parsed answer against the slate labels.
 
