@@ -8,7 +8,7 @@ the lake's test slates: copy the input order, a random permutation, the teacher-
 first), and an invalid answer. The naive reward pays a copy its full format bonus on every slate; the
 conditional one pays it only where the target was already first, so copying stops being a free lunch.
 
-Part 2, training: DAPO from the same SFT model twice, identical but for train.dapo.conditional_format,
+Part 2, training: DAPO from the same SFT model twice, identical but for train.dapo.reward (naive | conditional),
 then both policies answer the same test slates: valid-answer share, order-copy rate (output == input
 order), R@1, R@5, NDCG@5. Prints Markdown tables (paste into docs/benchmarks.md with the machine).
 Part 2 needs `gr2 train sft` to have run on the lake; `--landscape-only` skips it.
@@ -97,8 +97,8 @@ def main() -> None:
     sft_dir = jobs.latest_model(cfg, "sft")
     constrained = not args.free
     results = [("SFT (start of both)", evaluate(cfg, sft_dir, args.slates, args.max_new_tokens, constrained), 0.0, None)]
-    for name, cond in (("DAPO, naive format reward", False), ("DAPO, conditional format reward", True)):
-        vcfg = load_config(args.config, args.set + [f"train.dapo.conditional_format={str(cond).lower()}",
+    for name, reward in (("DAPO, naive format reward", "naive"), ("DAPO, conditional format reward", "conditional")):
+        vcfg = load_config(args.config, args.set + [f"train.dapo.reward={reward}",
                                                     f"train.dapo.max_steps={args.steps}"], args.lake)
         t0 = time.perf_counter()
         s = rl.run(vcfg)

@@ -194,7 +194,8 @@ def test_dapo_group_scoring_uses_the_conditional_reward(answer, conditional, exp
     from gr2.training.rl import score_group
 
     sids = [f"<a_{i}><b_0><c_0>" for i in range(4)]
-    cfg = {"alpha": 0.2, "conditional_format": conditional, "invalid_penalty": -1.0, "overlong_cache": 0, "max_new_tokens": 100}
+    cfg = {"alpha": 0.2, "reward": "conditional" if conditional else "naive", "invalid_penalty": -1.0, "overlong_cache": 0,
+           "max_new_tokens": 100}
     r, parts = score_group([answer], [20], sids, [0, 0, 1, 0], cfg)
     assert r.tolist() == pytest.approx([expected])
     assert parts[0]["copy"] == float(json.loads(answer)["ranking"] == sids)

@@ -43,8 +43,7 @@ def score_group(texts: list[str], lengths: list[int], sids: list[str], labels: l
     for text in texts:
         parsed = fmt.parse(text, sids)
         order = ranking_positions(parsed.ranking, sids) if parsed.ok else None
-        b = rewards.score_response(order, labels, alpha=cfg["alpha"], conditional=cfg["conditional_format"],
-                                   invalid_penalty=cfg["invalid_penalty"])
+        b = rewards.get_reward(cfg["reward"])(order, labels, alpha=cfg["alpha"], invalid_penalty=cfg["invalid_penalty"])
         out.append(b.total)
         parts.append({"promotion": b.promotion, "format": b.format, "format_counted": float(b.format_counted),
                       "valid": float(order is not None), "copy": float(order == list(range(len(sids))))})
@@ -297,7 +296,7 @@ def run(cfg, steps=None) -> dict:
             raise ValueError("no training slates with SIDs for DAPO; run `gr2 etl build` and `gr2 tokenizer assign`")
         ds = ray.data.from_items(items)
     extra = {k: getattr(d, k) for k in ("group_size", "temperature", "max_new_tokens", "overlong_cache", "overlong_filter",
-                                         "eps_low", "eps_high", "kl_coef", "alpha", "conditional_format", "invalid_penalty", "refill_rounds",
+                                         "eps_low", "eps_high", "kl_coef", "alpha", "reward", "invalid_penalty", "refill_rounds",
                                          "minibatches", "constrained_rollouts")}
     extra["rerank_format"] = json.loads(fmt.to_json())
     with steps.step(f"DAPO on Ray Train + {jobs._engine(t)}: {d.max_steps} steps x {d.batch_size} slates x {d.group_size} answers") as live:
