@@ -80,8 +80,7 @@ def main() -> None:
         built = [(r, s) for r in records if (s := slate_for_traces(r, catalog, cfg.train.prompt.history)) is not None]
         # the sequence model's rank as a prompt shows it (evidence.py): training slates from the model of the
         # user's other fold, validation and test slates from the all-users model
-        shown = ev.annotate_many(evidence, [s for _, s in built], [r["user_id"] for r, _ in built], split,
-                                 [list(r["history"]) for r, _ in built])
+        shown = ev.annotate_rows(evidence, built, split)
         for (r, _), s in zip(built, shown):
             evs = teachers[fold(r["user_id"])]._evidence(s.history, s.candidates)
             w0 = teachers[0].weights

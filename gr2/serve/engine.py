@@ -174,14 +174,11 @@ class Reranker:
 
     def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
         from gr2.training import evidence as ev
-        from gr2.training.prompts import ItemText
+        from gr2.training.prompts import item_text
 
-        def text(i: str) -> ItemText:
-            c = self.catalog.items[i]
-            return ItemText(c.item_id, c.sid, c.title, c.category)
-
-        hist = [text(i) for i in req.history][-self.fmt.history:] if self.fmt.history else []
-        cands = ev.annotate_items(self.evidence, hist, [text(i) for i in req.candidates], history_ids=req.history)
+        items = self.catalog.items
+        hist = [item_text(items[i]) for i in req.history][-self.fmt.history:] if self.fmt.history else []
+        cands = ev.annotate_items(self.evidence, req.history, [item_text(items[i]) for i in req.candidates])
         return self.fmt.prompt(hist, cands, self.tok), [c.sid for c in cands]
 
     def answer(self, reqs: list[RerankRequest]) -> list[Outcome]:

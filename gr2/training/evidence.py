@@ -98,25 +98,26 @@ def annotate(slate, ranks: Sequence[int]):
     return replace(slate, candidates=cands)
 
 
-def annotate_many(evidence: SequentialEvidence | None, slates: list, user_ids: Sequence[str | None], split: str,
-                  histories: Sequence[Sequence[str]]) -> list:
-    """Slates with evidence notes (the same slates when `evidence` is None). The model reads `histories`,
-    each slate's whole stored history (gold.slates keeps etl.history_len items), not only the few items
-    the prompt shows, so a slate's evidence is the same whatever `train.prompt.history` is."""
+def annotate_rows(evidence: SequentialEvidence | None, built: Sequence[tuple[dict, object]], split: str) -> list:
+    """The slates of (gold.slates row, slate) pairs with evidence notes (the slates as they are when
+    `evidence` is None). The model reads each row's whole stored history (etl.history_len items) and the
+    row's user, not only the few items the prompt shows, so a slate's evidence is the same whatever
+    `train.prompt.history` is."""
+    slates = [s for _, s in built]
     if evidence is None or not slates:
         return slates
-    ranks = evidence.ranks_many(user_ids, split, histories, [[c.item_id for c in s.candidates] for s in slates])
+    ranks = evidence.ranks_many([r["user_id"] for r, _ in built], split, [list(r["history"]) for r, _ in built],
+                                [[c.item_id for c in s.candidates] for s in slates])
     return [annotate(s, r) for s, r in zip(slates, ranks)]
 
 
-def annotate_items(evidence: SequentialEvidence | None, history: Sequence[ItemText], candidates: Sequence[ItemText],
-                   history_ids: Sequence[str] | None = None) -> list[ItemText]:
-    """Serving: a request's candidates with notes from the all-users model (`history_ids`: the whole
-    history the caller sent, which may be longer than the prompt shows)."""
+def annotate_items(evidence: SequentialEvidence | None, history_ids: Sequence[str],
+                   candidates: Sequence[ItemText]) -> list[ItemText]:
+    """Serving: a request's candidates with notes from the all-users model, which reads the whole history
+    the caller sent (it may be longer than the prompt shows)."""
     if evidence is None:
         return list(candidates)
-    ids = list(history_ids) if history_ids is not None else [h.item_id for h in history]
-    ranks = evidence.ranks(None, "serve", ids, [c.item_id for c in candidates])
+    ranks = evidence.ranks(None, "serve", list(history_ids), [c.item_id for c in candidates])
     return [replace(c, note=note(r)) for c, r in zip(candidates, ranks)]
 
 

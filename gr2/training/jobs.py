@@ -346,12 +346,10 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         accepted = DeltaTable(str(data.table_path(lake, "gold.traces"))).to_pandas(columns=["slate_id", "teacher", "accepted"])
         wanted = set(accepted["slate_id"][accepted["accepted"] & (accepted["teacher"] == teacher)])
         prompts, cands = {}, {}
-        rows = [r for r in slates[(slates["split"] == "train") & slates["slate_id"].isin(wanted)].to_dict("records")]
+        rows = slates[(slates["split"] == "train") & slates["slate_id"].isin(wanted)].to_dict("records")
         built = [(r, s) for r in rows if (s := tr.slate_for_traces(r, catalog, fmt.history)) is not None]
         # the cross-fitted sequence model's rank beside each candidate, when the format shows it
-        shown = ev.annotate_many(ev.for_format(fmt, lake), [s for _, s in built], [r["user_id"] for r, _ in built], "train",
-                                 [list(r["history"]) for r, _ in built])
-        for s in shown:
+        for s in ev.annotate_rows(ev.for_format(fmt, lake), built, "train"):
             prompts[s.slate_id] = tr.prompt_of(s, fmt, tok)
             cands[s.slate_id] = [c.sid for c in s.candidates]
 
@@ -404,9 +402,7 @@ def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: i
     if max_slates and len(df) > max_slates:
         df = df.sample(n=max_slates, random_state=seed)
     rows = [(r, s) for r in df.to_dict("records") if (s := tr.slate_for_traces(r, catalog, history)) is not None]
-    evidence = ev.for_format(fmt, lake) if fmt is not None else None
-    slates = ev.annotate_many(evidence, [s for _, s in rows], [r["user_id"] for r, _ in rows], split,
-                              [list(r["history"]) for r, _ in rows])
+    slates = ev.annotate_rows(ev.for_format(fmt, lake) if fmt is not None else None, rows, split)
     return [(s, [int(x) for x in r["labels"]]) for (r, _), s in zip(rows, slates)]
 
 

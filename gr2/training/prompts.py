@@ -47,6 +47,11 @@ class ItemText:
     note: str = ""
 
 
+def item_text(c) -> ItemText:
+    """A catalog item (anything with item_id, sid, title and category) as the prompt shows it."""
+    return ItemText(c.item_id, c.sid, c.title, c.category)
+
+
 def sequence_note(rank: int) -> str:
     """A candidate's evidence note from its 0-based place in a sequence model's order: "seq #1" for the first."""
     return f"seq #{rank + 1}"

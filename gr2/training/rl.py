@@ -288,8 +288,7 @@ def run(cfg, steps=None) -> dict:
             df = df.head(d.max_examples)
         built = [(r, s) for r in df.to_dict("records")
                  if (s := tr.slate_for_traces(r, catalog, fmt.history)) is not None and sum(int(x) for x in r["labels"]) >= 1]
-        shown = evidence.annotate_many(evidence.for_format(fmt, lake), [s for _, s in built], [r["user_id"] for r, _ in built],
-                                       "train", [list(r["history"]) for r, _ in built])
+        shown = evidence.annotate_rows(evidence.for_format(fmt, lake), built, "train")
         items = [{"slate_id": s.slate_id, "prompt": tr.prompt_of(s, fmt, tok), "sids": [c.sid for c in s.candidates],
                   "labels": [int(x) for x in r["labels"]]} for (r, _), s in zip(built, shown)]
         if not items:

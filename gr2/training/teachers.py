@@ -188,8 +188,6 @@ class StatisticalTeacher:
             raise ValueError(f"detail must be >= 1 or None, got {detail}")
         self.detail = detail  # candidates explained one by one (the top of the ranking); None = all
         self.brief = brief  # three one-line steps instead of the full explanation
-        if brief:  # another kind of trace: kept apart in gold.traces (SFT reads its configured teacher's)
-            self.name = f"{type(self).name}-brief"
         if window < 1 or recent < 1:
             raise ValueError(f"window and recent must be >= 1, got window={window}, recent={recent}")
         unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
@@ -201,9 +199,7 @@ class StatisticalTeacher:
             raise ValueError("weights['sequential'] > 0 needs a sequential scorer (traces.weights.sequential: "
                              "`gr2 traces` fits one on the teacher's training sequences)")
         self.sequential = sequential if self.weights["sequential"] else None
-        if self.sequential is not None:  # its traces cite a model the others never saw: kept apart too
-            self.name = f"{self.name}-seq"
-        self.name += weights_tag(self.weights)
+        self.name = self.name_for(brief, self.weights)
         self._meta = {str(k): _meta(v) for k, v in items.items()}
         self._pop: Counter[str] = Counter()
         self._follow: dict[str, Counter[str]] = defaultdict(Counter)
@@ -224,6 +220,14 @@ class StatisticalTeacher:
         self._max_pop = max(self._pop.values(), default=0)
         self._cat_n = sum(self._cat_total.values())
         self._cat_out = {c: sum(row.values()) for c, row in self._cat_next.items()}
+
+    @classmethod
+    def name_for(cls, brief: bool, weights: Mapping[str, float]) -> str:
+        """The name gold.traces keeps this teacher's traces under: brief traces, a sequential signal (its
+        traces cite a model the others never saw) and other weights each make another teacher, whose
+        traces SFT never mixes with these (and a rerun with new weights samples every slate again)."""
+        full = {**DEFAULT_WEIGHTS, **weights}
+        return cls.name + ("-brief" if brief else "") + ("-seq" if full["sequential"] else "") + weights_tag(full)
 
     def __repr__(self) -> str:
         return (f"StatisticalTeacher(items={len(self._meta)}, window={self.window}, "

@@ -19,19 +19,15 @@ from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.training import data
 from gr2.training import evidence as ev
-from gr2.training.prompts import ItemText, build_rerank_messages, render_rerank_prompt
+from gr2.training.prompts import build_rerank_messages, item_text, render_rerank_prompt
 from gr2.training.rejection import SlateForTraces, rejection_sample, summarize
-from gr2.training.teachers import DEFAULT_WEIGHTS, OpenAITeacher, StatisticalTeacher, weights_tag
+from gr2.training.teachers import DEFAULT_WEIGHTS, OpenAITeacher, StatisticalTeacher
 
 TRACES_SCHEMA = (
     "slate_id string, user_id string, teacher string, attempt int, temperature double, prompt string, "
     "response string, error string, ranking array<string>, valid boolean, accepted boolean, target_rank int, "
     "created_at timestamp"
 )
-
-
-def item_text(c) -> ItemText:
-    return ItemText(c.item_id, c.sid, c.title, c.category)
 
 
 def slate_for_traces(row, catalog: dict, history: int) -> SlateForTraces | None:
@@ -55,9 +51,7 @@ def teacher_name(cfg: Config) -> str:
     """The name gold.traces stores for the configured teacher (SFT trains on that teacher's traces)."""
     if cfg.traces.teacher == "openai":
         return f"openai:{cfg.traces.endpoint.model}"
-    seq = cfg.traces.weights.get("sequential", DEFAULT_WEIGHTS["sequential"])
-    return (StatisticalTeacher.name + ("-brief" if cfg.traces.brief else "") + ("-seq" if seq else "")
-            + weights_tag(cfg.traces.weights))
+    return StatisticalTeacher.name_for(cfg.traces.brief, cfg.traces.weights)
 
 
 def needs_sequential(cfg: Config) -> bool:
@@ -137,8 +131,7 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
     skipped = len(records) - len(built)
     # Each candidate carries the cross-fitted sequence model's rank of the slate's whole stored history: the
     # teacher weighs and cites exactly the "seq #k" the student's prompt will show (evidence.py).
-    shown = ev.annotate_many(evidence, [s for _, s in built], [r["user_id"] for r, _ in built], "train",
-                             [list(r["history"]) for r, _ in built])
+    shown = ev.annotate_rows(evidence, built, "train")
     users = {}
     for (r, _), s in zip(built, shown):
         users[s.slate_id] = r["user_id"]
