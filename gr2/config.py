@@ -361,7 +361,11 @@ class EvalConfig(Strict):
     slates: int = Field(1000, ge=0, description="test slates to evaluate (a seeded sample; 0 = all)")
     max_new_tokens: int = Field(768, ge=16, description="answer length cap of the SFT/DAPO models")
     batch: int = Field(8, ge=1, description="slates answered together in one generate call (KV-cached, left-padded)")
-    sasrec_seconds: float = Field(300.0, gt=0, description="training budget of the SASRec-style baseline")
+    sasrec: Literal["reuse", "train"] = Field(
+        "reuse", description="the SASRec-style baseline: `reuse` the lake's all-users sequence model (the one the "
+        "prompt's evidence comes from, fitted by `gr2 traces` on every user's training items) when there is one, "
+        "else train one; `train` always trains a new one within sasrec_seconds")
+    sasrec_seconds: float = Field(300.0, gt=0, description="training budget of the SASRec-style baseline when one is trained")
 
 
 class ServeConfig(Strict):

@@ -103,6 +103,22 @@ def test_saved_models_load_back_with_the_same_ranks(fitted, lake):
         assert loaded.ranks_many(users, split, hist, cands) == models.ranks_many(users, split, hist, cands)
 
 
+def test_eval_reuses_the_lakes_all_users_model_as_its_sasrec_baseline(fitted, lake, tmp_path):
+    from gr2.config import load_config
+    from gr2.eval.jobs import sasrec_baseline
+
+    models, rows, _ = fitted
+    run = ev.save(models, lake)
+    ranker, source, fitted_already = sasrec_baseline(load_config(None, [], lake=str(lake)))
+    assert fitted_already and run in source
+    hist, cands = [list(items[:3]) for _, items, _ in rows[:5]], [["i00", "i13", "i26", "i39"]] * 5
+    assert ranker.rank_many(hist, cands) == models.full.rank_many(hist, cands)
+    # asked to train, or with no sequence models in the lake: a new, unfitted model with its budget
+    for overrides, where in ((["eval.sasrec=train", "eval.sasrec_seconds=7"], lake), ([], tmp_path)):
+        ranker, source, fitted_already = sasrec_baseline(load_config(None, overrides, lake=str(where)))
+        assert not fitted_already and "trained here" in source and ranker is not models.full
+
+
 def test_a_missing_model_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `gr2 traces`"):
         ev.load(tmp_path)

@@ -125,6 +125,8 @@ def print_eval(r: dict) -> None:
         t.add_row(row["model"], *[jobs.fmt(row["metrics"][n]) for n in names],
                   report.valid_note(row), f"{d['order_copy_rate']:.1%}" if d and d["order_copy_rate"] == d["order_copy_rate"] else "")
     console.print(t)
+    if r.get("sasrec_source"):
+        console.print(f"SASRec-style baseline: {r['sasrec_source']}")
     diffs = r.get("differences") or []
     if diffs:
         metrics = list(dict.fromkeys(d["metric"] for d in diffs))

@@ -55,6 +55,24 @@ def next_item_ids(tok, history, candidate, fmt=None) -> tuple[list[int], list[in
 BASELINES = ("incoming order", "SASRec-style")
 
 
+def sasrec_baseline(cfg: Config) -> tuple[baselines.SASRec, str, bool]:
+    """(SASRec-style ranker, where it came from, whether it is fitted already). With `eval.sasrec: reuse`
+    and sequence models in the lake, the all-users model `gr2 traces` fitted: the same architecture on the same training items (every
+    user's, no validation or test item), and the model whose ranks the prompt shows, so an LM row above it
+    has learned more than to copy its evidence. It saves the minutes of fitting another one."""
+    from gr2.training import evidence
+
+    if cfg.eval.sasrec == "reuse":
+        try:
+            ev = evidence.load(cfg.lake_path)
+        except FileNotFoundError:
+            pass
+        else:
+            return ev.full, f"the lake's all-users sequence model, {ev.run}", True
+    model = baselines.SASRec(baselines.SASRecConfig(max_seconds=cfg.eval.sasrec_seconds, seed=cfg.train.seed))
+    return model, f"trained here, up to {cfg.eval.sasrec_seconds:.0f} s", False
+
+
 def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: int, seed: int, llm: bool) -> dict:
     outs = diagnostics.output_ranks(input_ranks, orders)
     positions = [o if o is not None else i for o, i in zip(outs, input_ranks)]  # invalid: keep the incoming order
@@ -93,10 +111,13 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
         input_ranks = [labels.index(1) for _, labels in cases]
         plain = [{"history": [h.item_id for h in s.history], "candidates": [c.item_id for c in s.candidates]} for s, _ in cases]
     rows = []
-    for name, ranker in (("incoming order", baselines.IncomingOrder()), ("popularity", baselines.Popularity()),
-                         ("SASRec-style", baselines.SASRec(baselines.SASRecConfig(max_seconds=cfg.eval.sasrec_seconds, seed=cfg.train.seed)))):
-        with steps.step(f"baseline: {name}"):
-            ranker.fit(train)
+    sasrec, sasrec_source, sasrec_fitted = sasrec_baseline(cfg)
+    for name, ranker, source, fitted in (("incoming order", baselines.IncomingOrder(), "", False),
+                                         ("popularity", baselines.Popularity(), "", False),
+                                         ("SASRec-style", sasrec, sasrec_source, sasrec_fitted)):
+        with steps.step(f"baseline: {name}" + (f" ({source})" if source else "")):
+            if not fitted:
+                ranker.fit(train)
             orders = ranker.rank_many([p["history"] for p in plain], [p["candidates"] for p in plain]) \
                 if hasattr(ranker, "rank_many") else [ranker.rank(p["history"], p["candidates"]) for p in plain]
             rows.append(_row(name, input_ranks, orders, k, cfg.train.seed, llm=False))
@@ -141,7 +162,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
     against = [b for b in BASELINES if b in positions]
     models = [name for name in positions if name not in ("incoming order", "popularity")]
     result = {"run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(), "dataset": str(lake),
-              "split": split, "n_slates": len(cases), "k": k, "rows": rows,
+              "split": split, "n_slates": len(cases), "k": k, "rows": rows, "sasrec_source": sasrec_source,
               "differences": report.differences(positions, models, against, seed=cfg.train.seed)}
     with steps.step("report and eval.runs"):
         out = lake / "reports" / "eval" / run_id

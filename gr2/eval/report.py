@@ -274,6 +274,7 @@ def _markdown(run: dict, metrics: list[str], diag_rows: list[dict]) -> str:
         "",
         f"dataset: {run.get('dataset', '-')} | split: {run.get('split', '-')} | slates: {run.get('n_slates', '-')}",
         "",
+        *([f"SASRec-style baseline: {run['sasrec_source']}", ""] if run.get("sasrec_source") else []),
         "## Ranking metrics (mean [95% CI])",
         "",
         "| model | " + " | ".join(metrics) + " | valid |",
@@ -311,7 +312,8 @@ def _html(run: dict, metrics: list[str], diag_rows: list[dict], images: dict[str
     parts = [
         f"<h1>{esc(title)}</h1>",
         f"<p>dataset <b>{esc(str(run.get('dataset', '-')))}</b>, split <b>{esc(str(run.get('split', '-')))}</b>, "
-        f"<b>{esc(str(run.get('n_slates', '-')))}</b> slates</p>",
+        f"<b>{esc(str(run.get('n_slates', '-')))}</b> slates"
+        + (f"; SASRec-style baseline: {esc(run['sasrec_source'])}" if run.get("sasrec_source") else "") + "</p>",
         "<h2>Ranking metrics</h2><p>mean [95% bootstrap CI]</p>",
         f'<table class="m"><tr><th>model</th>{head}<th>valid</th></tr>\n{body}</table>',
     ]
