@@ -213,6 +213,11 @@ def test_a_stage_resumes_its_unfinished_run_with_the_same_settings_only(tmp_path
     assert not resumed and run_dir == tmp_path / "models/sft" / run
     run_dir.mkdir(parents=True)  # the run got as far as writing something
     assert start_run(cfg, "sft") == (run, run_dir, True), "the same command continues the stopped run"
+    later_stage = load_config(overrides=["train.dapo.max_steps=3", "train.midtrain.lr=0.1"], lake=str(tmp_path))
+    assert start_run(later_stage, "sft") == (run, run_dir, True), "another stage's settings do not restart SFT"
+    for shared in ("train.max_len=777", "train.prompt.history=3"):
+        assert not start_run(load_config(overrides=[shared], lake=str(tmp_path)), "sft")[2], shared
+    assert start_run(cfg, "sft")[2] is False  # the marker now names the last new run; cfg's run is not resumed
     changed = load_config(overrides=["train.sft.lr=0.01"], lake=str(tmp_path))
     other, _, resumed = start_run(changed, "sft")
     assert not resumed, "changed settings start a new run"

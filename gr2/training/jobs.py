@@ -45,7 +45,10 @@ def start_run(cfg: Config, stage: str) -> tuple[str, Path, bool]:
     import hashlib
 
     marker = stage_dir(cfg, stage) / "IN_PROGRESS"
-    fingerprint = hashlib.sha256(cfg.train.model_dump_json().encode()).hexdigest()[:16]
+    # The shared training settings and this stage's own: a later stage's budget (say train.dapo.max_steps)
+    # edited while SFT runs must not make the same SFT command start over.
+    others = {s for s in ("midtrain", "sft", "dapo") if s != stage}
+    fingerprint = hashlib.sha256(cfg.train.model_dump_json(exclude=others).encode()).hexdigest()[:16]
     if marker.exists():
         run, _, old = marker.read_text().strip().partition(" ")
         if old == fingerprint and (stage_dir(cfg, stage) / run).exists():
