@@ -8,6 +8,9 @@ FLOP/s counts 6 x parameters per token (the usual estimate; attention adds a few
 lengths), set against the matmul peak the script measures first (2048^2 fp32, 512^2 bf16).
 --freeze 0,20 adds rows with the embeddings and the lowest 20 layers frozen (train.freeze_layers): the
 FLOP/s column still counts 6 x all parameters per token, so it reads as "full-training equivalent".
+--sft ROWSxLEN:ANSWER times the SFT shape instead (4x864:150: 4 rows of 864 tokens, the loss on the last
+150 of each, the Beauty recipe's rows) with the output layer over every position against only where a
+loss is read (`loop.loss_positions`, what the training loop does), at the --freeze values.
 Generation: HF `generate` with the KV cache, greedy, a prompt of --prompt-len tokens and --new-tokens new
 ones, at batch 1, 8 and 32; generated tokens per second (all sequences of the batch together).
 """
@@ -45,6 +48,7 @@ def main() -> None:
     ap.add_argument("--freeze", default="0", help="comma-separated train.freeze_layers values to time (0 = train everything)")
     ap.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
                     help="measure bf16 autocast too (auto: only where the CPU has bf16 units; without them a step takes minutes)")
+    ap.add_argument("--sft", default="", help="ROWSxLEN:ANSWER, e.g. 4x864:150: time the SFT shape (full vs kept logits) only")
     args = ap.parse_args()
 
     import torch
@@ -63,6 +67,8 @@ def main() -> None:
     vocab = model.config.vocab_size
     print(f"{args.base}: {params / 1e6:.1f}M parameters; {platform.processor() or platform.machine()}, "
           f"{args.threads} threads, torch {torch.__version__}\n")
+    if args.sft:
+        return sft_shape(model, args, precisions)
     print("| training row shape | frozen layers | trainable params | precision | s/step | tokens/s | GFLOP/s (6PT) | share of peak |")
     print("|---|---:|---:|---|---:|---:|---:|---:|")
     model.train()
@@ -101,6 +107,45 @@ def main() -> None:
                                min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
                 dt = time.perf_counter() - t0
             print(f"| {b} | {'bf16 autocast' if auto else 'fp32'} | {dt:.1f} | {b * args.new_tokens / dt:.0f} |")
+
+
+def sft_shape(model, args, precisions) -> None:
+    """fwd + bwd + AdamW on SFT-shaped rows, the logits of every position against those a loss reads."""
+    import torch
+
+    from gr2.training import model as lm
+    from gr2.training.loop import cpu_autocast, loss_positions, weighted_lm_loss
+
+    shape, answer = args.sft.split(":")
+    rows, seq = (int(x) for x in shape.split("x"))
+    ids = torch.randint(0, model.config.vocab_size, (rows, seq))
+    labels = torch.full_like(ids, -100)
+    labels[:, -int(answer):] = ids[:, -int(answer):]
+    weights = (labels != -100).float()
+    print("| SFT rows | frozen layers | precision | logits | s/step | tokens/s |")
+    print("|---|---:|---|---|---:|---:|")
+    model.train()
+    for frozen, auto in [(int(f), a) for f in args.freeze.split(",") for a in precisions]:
+        model.requires_grad_(True)
+        lm.freeze_lower_layers(model, frozen)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        for narrow in (False, True):
+            keep = loss_positions(labels) if narrow else None
+
+            def step():
+                with cpu_autocast(auto):
+                    out = model(input_ids=ids, use_cache=False, **({"logits_to_keep": keep} if narrow else {}))
+                weighted_lm_loss(out.logits, labels, weights, keep).backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+            step()  # warm-up
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                step()
+            dt = (time.perf_counter() - t0) / args.steps
+            print(f"| {rows} x {seq}, loss on the last {answer} | {frozen} | {'bf16 autocast' if auto else 'fp32'} | "
+                  f"{'where a loss is read' if narrow else 'every position'} | {dt:.1f} | {rows * seq / dt:.0f} |")
 
 
 if __name__ == "__main__":

@@ -150,6 +150,42 @@ def test_weighted_loss_ignores_masked_tokens_and_scales_by_weight():
     assert math.isclose(half.item(), full.item() / 2, rel_tol=1e-5)
 
 
+@pytest.mark.parametrize("labels, kept", [
+    ([[-100, -100, 3, 4, -100, -100]], [1, 2]),                 # an SFT row: the answer at the end of the prompt
+    ([[-100, 3, -100, -100, -100], [-100, -100, -100, 4, 5]], [0, 2, 3]),  # the union over the batch's rows
+    ([[-100, 3, 4, 5]], None),                                  # every position is read: keep them all
+    ([[-100, -100, -100]], None),                               # no target: nothing to narrow
+])
+def test_loss_positions_are_those_some_row_reads(labels, kept):
+    got = loop.loss_positions(torch.tensor(labels))
+    assert (got.tolist() if got is not None else None) == kept
+
+
+def test_loss_on_kept_logits_equals_the_full_loss_with_the_same_gradients(small):
+    """The training loop computes logits only where a loss is read (`logits_to_keep`): same loss, same
+    gradients, on a real model, for a batch whose rows put their answers at different places."""
+    model, _, _ = small
+    torch.manual_seed(0)
+    ids = torch.randint(5, 200, (2, 12))
+    labels = torch.full_like(ids, -100)
+    labels[0, 8:11], labels[1, 4:7] = ids[0, 8:11], ids[1, 4:7]
+    weights = (labels != -100).float() * torch.tensor([0.5] * 6 + [1.0] * 6)
+    model.train()
+    grads = []
+    for narrow in (False, True):
+        model.zero_grad()
+        keep = loop.loss_positions(labels) if narrow else None
+        out = model(input_ids=ids, **({"logits_to_keep": keep} if narrow else {}))
+        loss = loop.weighted_lm_loss(out.logits, labels, weights, keep)
+        loss.backward()
+        grads.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+        if narrow:
+            assert out.logits.shape[1] == len(keep) == 6  # positions 3-5 and 7-9 of 11
+    (full, g_full), (kept, g_kept) = grads
+    assert math.isclose(full, kept, rel_tol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_full, g_kept))
+
+
 @pytest.mark.parametrize("step, expected", [(0, 0.1), (9, 1.0), (10, 1.0), (55, 0.5), (100, 0.0)])
 def test_cosine_schedule_with_warmup(step, expected):
     assert math.isclose(loop.cosine_with_warmup(100, 10)(step), expected, abs_tol=1e-9)
@@ -427,3 +463,22 @@ def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small
     scores = Prefix(model, enc(with_bos(tok, text))).score([enc(o + ",") for o in fmt.options(sids)], tok.pad_token_id)
     canon = [vocab.sid_string(vocab.parse_sid(s)) for s in sids]
     assert [canon.index(s) for s in one] == sorted(range(5), key=lambda i: (-scores[i], i))
+
+
+def test_rollout_logprobs_read_only_the_response_logits(small):
+    """DAPO's per-token log-probabilities (`rl._token_logprobs`) come from the response's logits alone and
+    equal those read off the full forward pass, left padding included."""
+    from gr2.training.rl import _token_logprobs
+
+    model, _, _ = small
+    model.eval()
+    torch.manual_seed(1)
+    ids = torch.randint(5, 200, (2, 10))
+    attn = torch.ones_like(ids)
+    attn[1, :2] = 0  # a left-padded prompt
+    start = 6
+    with torch.no_grad():
+        logp, logits = _token_logprobs(model, ids, attn, start)
+        full = torch.log_softmax(model(input_ids=ids, attention_mask=attn).logits[:, start - 1 : -1].float(), -1)
+    assert logits.shape[1] == ids.shape[1] - start
+    assert torch.allclose(logp, full.gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1), atol=1e-5)

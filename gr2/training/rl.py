@@ -54,8 +54,10 @@ def score_group(texts: list[str], lengths: list[int], sids: list[str], labels: l
 
 
 def _token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, start: int):
-    """Log-probabilities of tokens ids[:, start:] and the logits that produced them."""
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, start - 1 : -1].float()
+    """Log-probabilities of tokens ids[:, start:] and the logits that produced them. Only the response's
+    logits are computed (`logits_to_keep`): the prompt's, most of the sequence, are never read."""
+    keep = torch.arange(start - 1, ids.shape[1] - 1, device=ids.device)
+    logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep).logits.float()
     logp = torch.log_softmax(logits, -1).gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1)
     return logp, logits
 
