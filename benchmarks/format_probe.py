@@ -73,7 +73,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-    from gr2.training import jobs
+    from gr2.training import heldout, jobs
 
     rows = []
     for variant in args.variants.split(","):
@@ -88,7 +88,7 @@ def main() -> None:
         model_dir = Path(summary["model_dir"])
         with steps.step(f"free answers on {args.slates} validation slates") as live:
             t1 = time.perf_counter()
-            ev = jobs.evaluate_rerank(cfg, model_dir, split="valid", max_slates=args.slates,
+            ev = heldout.evaluate_rerank(cfg, model_dir, split="valid", max_slates=args.slates,
                                       max_new_tokens=args.max_new_tokens, batch_size=16,
                                       on_progress=lambda i, n: live.update(f"{i}/{n}"))
             eval_s = time.perf_counter() - t1

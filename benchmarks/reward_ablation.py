@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
 from gr2.eval import diagnostics  # noqa: E402
-from gr2.training import data, jobs, rewards, rl  # noqa: E402
+from gr2.training import data, heldout, jobs, rewards, rl  # noqa: E402
 
 POLICIES = ("copy input order", "random permutation", "oracle (target first)", "target moved down 1", "invalid answer")
 
@@ -62,7 +62,7 @@ def landscape(cases, alpha: float, seed: int, invalid_penalty: float) -> list[di
 
 
 def evaluate(cfg, model_dir: Path, slates: int, max_new_tokens: int, constrained: bool) -> dict:
-    r = jobs.evaluate_rerank(cfg, model_dir=model_dir, split="test", max_slates=slates, max_new_tokens=max_new_tokens,
+    r = heldout.evaluate_rerank(cfg, model_dir=model_dir, split="test", max_slates=slates, max_new_tokens=max_new_tokens,
                              constrained=constrained)
     orders = r["outputs"]
     return {"valid": r["valid_share"], "copy": diagnostics.order_copy_rate(orders), **r["model"]}
@@ -82,7 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = load_config(args.config, args.set, args.lake)
     catalog, _ = data.load_catalog(cfg.lake_path)
-    cases = [(s, lab) for s, lab in jobs.rerank_cases(cfg.lake_path, catalog, "test", 0, cfg.train.seed) if sum(lab) == 1]
+    cases = [(s, lab) for s, lab in heldout.rerank_cases(cfg.lake_path, catalog, "test", 0, cfg.train.seed) if sum(lab) == 1]
     alpha = cfg.train.dapo.alpha
     print(f"machine: {platform.node()} ({platform.machine()}, {__import__('os').cpu_count()} CPUs); lake {cfg.lake_path}")
     print(f"\n### Reward landscape: mean reward per fixed policy on {len(cases):,} test slates (alpha {alpha}, "

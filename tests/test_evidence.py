@@ -128,14 +128,14 @@ def test_a_missing_model_says_what_to_run(tmp_path):
 def test_every_stage_renders_the_same_evidence_for_a_slate(fitted, lake):
     """rerank_cases (evaluation, the service check) annotates from the stored models; the notes are the
     all-users model's ranks of each slate's whole stored history, and the prompt shows them."""
-    from gr2.training import data, jobs
+    from gr2.training import data, heldout
 
     models, _, _ = fitted
     ev.save(models, lake)
     catalog, _ = data.load_catalog(lake)
     fmt = RerankFormat(**COMPACT, evidence="sequential")
-    plain = jobs.rerank_cases(lake, catalog, "test", 6, 0, 3)
-    cases = jobs.rerank_cases(lake, catalog, "test", 6, 0, 3, fmt)
+    plain = heldout.rerank_cases(lake, catalog, "test", 6, 0, 3)
+    cases = heldout.rerank_cases(lake, catalog, "test", 6, 0, 3, fmt)
     assert [s.slate_id for s, _ in cases] == [s.slate_id for s, _ in plain]
     from deltalake import DeltaTable
 

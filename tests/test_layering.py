@@ -30,7 +30,9 @@ KNOWN_SIDEWAYS = {
     ("gr2/eval/jobs.py", "gr2.training.data"),
     ("gr2/eval/jobs.py", "gr2.training.examples"),
     ("gr2/eval/jobs.py", "gr2.training.formats"),
+    ("gr2/eval/jobs.py", "gr2.training.evidence"),
     ("gr2/eval/jobs.py", "gr2.training.generation"),
+    ("gr2/eval/jobs.py", "gr2.training.heldout"),
     ("gr2/eval/jobs.py", "gr2.training.jobs"),
     ("gr2/eval/jobs.py", "gr2.training.loop"),
     ("gr2/eval/jobs.py", "gr2.training.model"),
@@ -38,7 +40,7 @@ KNOWN_SIDEWAYS = {
     ("gr2/serve/app.py", "gr2.training.data"),
     ("gr2/serve/app.py", "gr2.training.formats"),
     ("gr2/serve/check.py", "gr2.training.data"),
-    ("gr2/serve/check.py", "gr2.training.jobs"),
+    ("gr2/serve/check.py", "gr2.training.heldout"),
     ("gr2/serve/engine.py", "gr2.tokenizer.vocab"),
     ("gr2/serve/engine.py", "gr2.training.generation"),
     ("gr2/serve/engine.py", "gr2.training.loop"),
@@ -59,8 +61,8 @@ KNOWN_SIDEWAYS = {
     ("gr2/training/rejection.py", "gr2.tokenizer.vocab"),
     ("gr2/training/teachers.py", "gr2.tokenizer.vocab"),
     # training's evaluations reuse eval's metrics and intervals; the statistical teacher, its SASRec
-    ("gr2/training/jobs.py", "gr2.eval.diagnostics"),
-    ("gr2/training/jobs.py", "gr2.eval.metrics"),
+    ("gr2/training/heldout.py", "gr2.eval.diagnostics"),
+    ("gr2/training/heldout.py", "gr2.eval.metrics"),
     ("gr2/training/evidence.py", "gr2.eval.baselines"),
 }
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from training_lake import make_training_lake
 
 from gr2.config import load_config
-from gr2.training import bases, jobs
+from gr2.training import bases, heldout, jobs
 
 pytestmark = [pytest.mark.timeout(900),
               pytest.mark.skipif(not bases.is_pulled("smollm2-135m"), reason="smollm2-135m is not pulled here "
@@ -55,9 +55,9 @@ def test_sft_from_the_pretrained_base_in_the_compact_format(spark, tmp_path):
     for name in ("model.layers.20.mlp.up_proj.weight", "model.layers.29.self_attn.q_proj.weight"):
         assert not torch.equal(before[name], after[name]), f"{name} trains"
 
-    free = jobs.evaluate_rerank(cfg, split="valid", max_slates=4, max_new_tokens=96)
+    free = heldout.evaluate_rerank(cfg, split="valid", max_slates=4, max_new_tokens=96)
     assert free["slates"] == 4 and len(free["outputs"]) == 4 and 0 <= free["valid_share"] <= free["json_share"] <= 1
-    held = jobs.evaluate_rerank(cfg, split="valid", max_slates=3, max_new_tokens=96, constrained=True)
+    held = heldout.evaluate_rerank(cfg, split="valid", max_slates=3, max_new_tokens=96, constrained=True)
     assert held["valid_share"] == 1.0 and all(sorted(o) == list(range(4)) for o in held["outputs"])
 
 
@@ -75,7 +75,7 @@ def test_compact_prompts_in_the_chat_template_start_once_and_fit(tmp_path):
     catalog, _ = data.load_catalog(lake)
     tok = lm.load_tokenizer(bases.local_path("smollm2-135m"))
     fmt = RerankFormat(sid="text", cite="slate", style="compact", history=3, title_words=6)
-    (s, _), *_ = jobs.rerank_cases(lake, catalog, "valid", 1, 0, fmt.history)
+    (s, _), *_ = heldout.rerank_cases(lake, catalog, "valid", 1, 0, fmt.history)
     prompt = fmt.prompt(s.history, s.candidates, tok)
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
     assert with_bos(tok, prompt) == prompt

@@ -297,14 +297,14 @@ def test_free_and_constrained_answers_from_one_generation_match_asking_each_alon
     at once (evaluation) must give exactly what two separate passes give."""
     from training_lake import make_training_lake
 
-    from gr2.training import data, jobs
+    from gr2.training import data, heldout
     from gr2.training.generation import answer_rerank, rerank_answers
 
     model, tok, _ = small
     model.eval()
     lake = make_training_lake(tmp_path / "lake")
     catalog, _ = data.load_catalog(lake)
-    cases = jobs.rerank_cases(lake, catalog, "valid", 5, 0, 3)
+    cases = heldout.rerank_cases(lake, catalog, "valid", 5, 0, 3)
     both = rerank_answers(model, tok, cases, 24, ("free", "constrained"), batch_size=2)
     assert both["free"] == answer_rerank(model, tok, cases, 24, constrained=False, batch_size=2)
     assert both["constrained"] == answer_rerank(model, tok, cases, 24, constrained=True, batch_size=2)

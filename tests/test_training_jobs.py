@@ -7,7 +7,7 @@ import pytest
 from training_lake import make_training_lake
 
 from gr2.config import load_config
-from gr2.training import jobs
+from gr2.training import heldout, jobs
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -49,7 +49,7 @@ def test_midtrain_learns_the_item_language_and_beats_popularity(tlake):
     s = jobs.midtrain(cfg)
     first, last = float(s["final"]["first"]["loss"]), float(s["final"]["last"]["loss"])
     assert last < first * 0.5, (first, last)
-    r = jobs.evaluate_next_item(cfg, split="test", max_users=40)
+    r = heldout.evaluate_next_item(cfg, split="test", max_users=40)
     assert r["users"] == 40
     # sequences walk a category in order: the next item is learnable, popularity is nearly blind to it
     assert r["model"]["recall@5"] > r["popularity"]["recall@5"] + 0.2, r
@@ -89,14 +89,14 @@ def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark,
     s = jobs.sft(cfg)
     assert s["examples"]["sft"] >= first["accepted_slates"]
     assert float(s["final"]["last"]["loss"]) < float(s["final"]["first"]["loss"]) / 2, s["final"]
-    free = jobs.evaluate_rerank(cfg, split="valid", max_slates=8, max_new_tokens=400)
+    free = heldout.evaluate_rerank(cfg, split="valid", max_slates=8, max_new_tokens=400)
     assert free["slates"] == 8 and set(free["model"]) == {"R@1", "R@3", "R@5", "NDCG@3", "NDCG@5"}
     # Whether a 1-layer, 48-wide model already writes the JSON shape after seconds of SFT depends on the
     # exact trace text (it did, then did not after a wording change); writing the exact SIDs of all
     # candidates takes a real model's capacity (Beauty figures: docs/training.md). What must hold: every
     # slate is answered and scored, and valid answers are a subset of JSON-shaped ones.
     assert len(free["outputs"]) == 8 and 0 <= free["valid_share"] <= free["json_share"] <= 1
-    held = jobs.evaluate_rerank(cfg, split="valid", max_slates=8, max_new_tokens=400, constrained=True)
+    held = heldout.evaluate_rerank(cfg, split="valid", max_slates=8, max_new_tokens=400, constrained=True)
     assert held["valid_share"] == 1.0, "decoding the ranking among the candidates always gives a permutation"
     assert held["incoming"] == free["incoming"]
 

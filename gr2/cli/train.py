@@ -46,11 +46,11 @@ def train_eval_next(
 
 def _next_item(steps, cfg, users: int, split: str = "test", model: str | None = None) -> dict:
     """The next-item evaluation as one step with a live users-done count (midtrain --evaluate, eval-next)."""
-    from gr2.training import jobs
+    from gr2.training import heldout
 
     with steps.step(f"next-item evaluation on {users or 'all'} {split} users") as live:
-        return jobs.evaluate_next_item(cfg, model, split=split, max_users=users,
-                                       on_progress=lambda i, n: live.update(f"{i}/{n}"))
+        return heldout.evaluate_next_item(cfg, model, split=split, max_users=users,
+                                          on_progress=lambda i, n: live.update(f"{i}/{n}"))
 
 
 @model_app.command("list")
@@ -128,7 +128,7 @@ def train_sft(
     apart), then valid-answer share and R@1/R@5/NDCG@5 on held-out validation slates."""
     cfg = make_config(config, set_, lake)
     from gr2.platform.progress import Steps
-    from gr2.training import jobs
+    from gr2.training import heldout, jobs
 
     steps = Steps(title="gr2 train sft")
     s = jobs.sft(cfg, steps)
@@ -137,7 +137,7 @@ def train_sft(
         for constrained in (False, True):
             label = " (ranking decoded among the candidates)" if constrained else ""
             with steps.step(f"answer {evaluate} validation slates{label}") as live:
-                r = jobs.evaluate_rerank(cfg, max_slates=evaluate, constrained=constrained,
+                r = heldout.evaluate_rerank(cfg, max_slates=evaluate, constrained=constrained,
                                          on_progress=lambda i, n: live.update(f"{i}/{n}"))
             print_rerank(r)
 
@@ -151,7 +151,7 @@ def train_dapo(
     group-normalised advantages, clip-higher, token-level loss, dynamic sampling, overlong shaping)."""
     cfg = make_config(config, set_, lake)
     from gr2.platform.progress import Steps
-    from gr2.training import jobs, rl
+    from gr2.training import heldout, jobs, rl
 
     steps = Steps(title="gr2 train dapo")
     s = rl.run(cfg, steps)
@@ -163,6 +163,6 @@ def train_dapo(
     console.print(f"  model: {s['model_dir']}\n  metrics: {s['run_dir']}/metrics.csv")
     if evaluate:
         with steps.step(f"answer {evaluate} validation slates") as live:
-            r = jobs.evaluate_rerank(cfg, model_dir=jobs.latest_model(cfg, "dapo"), max_slates=evaluate,
+            r = heldout.evaluate_rerank(cfg, model_dir=jobs.latest_model(cfg, "dapo"), max_slates=evaluate,
                                      on_progress=lambda i, n: live.update(f"{i}/{n}"))
         print_rerank(r)

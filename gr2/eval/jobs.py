@@ -91,7 +91,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
     """Every re-ranker on the same `split` slates, with the budget of `cfg.eval`."""
     from deltalake import DeltaTable
 
-    from gr2.training import data, jobs
+    from gr2.training import data, heldout, jobs
     from gr2.training import model as lm
     from gr2.training.formats import RerankFormat
     from gr2.training.loop import use_autocast
@@ -101,8 +101,10 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
     run_id = f"eval-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     with steps.step(f"{split} slates and training sequences"):
         catalog, _ = data.load_catalog(lake)
-        cases = jobs.rerank_cases(lake, catalog, split, cfg.eval.slates, cfg.train.seed, max(10, cfg.train.prompt.history))
-        cases = [(s, labels) for s, labels in cases if sum(labels) == 1]
+        # One positive per slate; gold.slates is read once, and each stage's format renders these rows.
+        slate_rows = [(r, s) for r, s in heldout.rerank_rows(lake, catalog, split, cfg.eval.slates, cfg.train.seed,
+                                                         max(10, cfg.train.prompt.history)) if sum(r["labels"]) == 1]
+        cases = heldout.cases_of(slate_rows, lake, split)
         if not cases:
             raise ValueError(f"no {split} slates with SIDs and one positive; run `gr2 etl build` and `gr2 tokenizer assign`")
         seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["items", "split"])
@@ -131,10 +133,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
         fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))  # as it was trained
         asked = cases
         if stage != "midtrain" and fmt.evidence != "none":  # the same slates, each candidate with its evidence
-            asked = [(s, labels) for s, labels in jobs.rerank_cases(
-                lake, catalog, split, cfg.eval.slates, cfg.train.seed, max(10, cfg.train.prompt.history), fmt)
-                if sum(labels) == 1]
-            assert [s.slate_id for s, _ in asked] == [s.slate_id for s, _ in cases]
+            asked = heldout.cases_of(slate_rows, lake, split, fmt)
         with steps.step(f"{stage} model ({model_dir.parent.name})") as live:
             progress = lambda i, n: live.update(f"{i}/{n}")  # noqa: E731
             if stage == "midtrain":

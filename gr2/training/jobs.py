@@ -1,4 +1,4 @@
-"""Training stages as jobs: mid-training (this module), SFT and the next-item evaluation.
+"""Training stages as jobs: mid-training and SFT (DAPO is rl.py; the held-out checks are heldout.py).
 
 Each job: read the tables it needs with Ray Data, build examples, launch the shared Ray Train +
 DeepSpeed loop, and leave a model folder (`save_pretrained`, safetensors) under
@@ -9,11 +9,8 @@ plus a LATEST pointer per stage.
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
 
 from gr2.config import Config
 from gr2.platform.files import write_text_atomic
@@ -213,87 +210,6 @@ def _last_metrics(run_dir: Path) -> dict:
     return {"first": rows[0], "last": rows[-1]} if rows else {}
 
 
-# -- next-item evaluation (after mid-training) --------------------------------------------------------
-
-
-def next_item_cases(lake: Path, catalog: dict, split: str, history_len: int, max_users: int, seed: int):
-    """(history items, target item) per user: the user's first `split` position and what came before."""
-    from deltalake import DeltaTable
-
-    seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["user_id", "items", "split"])
-    cases = []
-    for items, splits in zip(seqs["items"], seqs["split"]):
-        pos = next((i for i, s in enumerate(splits) if s == split), None)
-        if pos is None or pos == 0 or items[pos] not in catalog:
-            continue
-        hist = [catalog[i] for i in items[:pos] if i in catalog][-history_len:]
-        if hist:
-            cases.append((hist, catalog[items[pos]]))
-    if max_users and len(cases) > max_users:
-        idx = np.random.default_rng(seed).choice(len(cases), max_users, replace=False)
-        cases = [cases[i] for i in sorted(idx)]
-    return cases
-
-
-def popularity_ranking(lake: Path, catalog: dict) -> list[str]:
-    """SIDs of the catalog by training-split popularity, most popular first."""
-    from collections import Counter
-
-    from deltalake import DeltaTable
-
-    seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["items", "split"])
-    counts = Counter(i for items, splits in zip(seqs["items"], seqs["split"]) for i, s in zip(items, splits) if s == "train")
-    return [catalog[i].sid for i, _ in counts.most_common() if i in catalog]
-
-
-def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = "test", max_users: int = 500,
-                       ks: tuple[int, ...] = (5, 10), on_progress=None) -> dict:
-    """Next-item Recall@k / NDCG@k over the full catalog: constrained beam search vs popularity."""
-    from gr2.training.formats import RerankFormat
-    from gr2.training.generation import SidTrie, beam_search_sids
-    from gr2.training.loop import cpu_autocast, use_autocast
-
-    lake = cfg.lake_path
-    model_dir = Path(model_dir or latest_model(cfg, "midtrain"))
-    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
-    catalog, shape = data.load_catalog(lake)
-    model, tok = lm.load(model_dir)
-    model.eval()
-    trie = SidTrie(tok, [c.sid for c in catalog.values()], fmt)
-    cases = next_item_cases(lake, catalog, split, cfg.etl.history_len, max_users, cfg.train.seed)
-    popular = popularity_ranking(lake, catalog)[: max(ks)]
-    beams = max(ks)
-    hits = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
-    pop = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
-    on_cpu = next(model.parameters()).device.type == "cpu" and use_autocast(cfg.train.autocast)
-    for n, (hist, target) in enumerate(cases):
-        prompt = examples.sequential(hist, None, fmt.show_sid).prompt + ("" if fmt.sid == "text" else " ")
-        with cpu_autocast(on_cpu):  # bf16 matmuls where the CPU has the units, as in training
-            ranked = beam_search_sids(model, tok, prompt, trie, beams, shape["levels"])
-        for name, ranking in (("model", ranked), ("pop", popular)):
-            store = hits if name == "model" else pop
-            rank = ranking.index(target.sid) if target.sid in ranking else None
-            for k in ks:
-                store[f"recall@{k}"].append(float(rank is not None and rank < k))
-                store[f"ndcg@{k}"].append(1 / math.log2(rank + 2) if rank is not None and rank < k else 0.0)
-        if on_progress:
-            on_progress(n + 1, len(cases))
-    result = {
-        "model_dir": str(model_dir), "split": split, "users": len(cases), "catalog": len(catalog),
-        "model": {k: float(np.mean(v)) if v else 0.0 for k, v in hits.items()},
-        "popularity": {k: float(np.mean(v)) if v else 0.0 for k, v in pop.items()},
-    }
-    if cases:  # 95% bootstrap intervals over users, and the paired difference model - popularity
-        from gr2.eval.diagnostics import bootstrap_ci, paired_bootstrap_diff
-
-        seed = cfg.train.seed
-        result["intervals"] = {name: {k: list(bootstrap_ci(np.array(v), seed=seed)[1:]) for k, v in store.items()}
-                               for name, store in (("model", hits), ("popularity", pop))}
-        result["difference"] = {k: list(paired_bootstrap_diff(np.array(pop[k]), np.array(hits[k]), seed=seed)) for k in hits}
-    (model_dir.parent / f"next_item_{split}.json").write_text(json.dumps(result, indent=2))
-    return result
-
-
 # -- SFT on teacher traces ---------------------------------------------------------------------------
 
 
@@ -389,51 +305,3 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
                "rows": rows, **out, "frozen_layers": t.freeze_layers, "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
-
-
-def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10, fmt=None):
-    """(SlateForTraces, labels in input order) for slates of `split`, a seeded sample of `max_slates`
-    (the same sample for the same arguments). When the re-rank format `fmt` shows evidence (evidence.py),
-    each candidate carries its note."""
-    from deltalake import DeltaTable
-
-    from gr2.training import traces as tr
-
-    df = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
-        columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
-    df = df[df["split"] == split]
-    if max_slates and len(df) > max_slates:
-        df = df.sample(n=max_slates, random_state=seed)
-    rows = [(r, s) for r in df.to_dict("records") if (s := tr.slate_for_traces(r, catalog, history)) is not None]
-    slates = ev.annotate_rows(ev.for_format(fmt, lake) if fmt is not None else None, rows, split)
-    return [(s, [int(x) for x in r["labels"]]) for (r, _), s in zip(rows, slates)]
-
-
-def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "valid", max_slates: int = 200,
-                    max_new_tokens: int = 768, on_progress=None, constrained: bool = False, batch_size: int = 8) -> dict:
-    """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
-    and R@1/3/5, NDCG@3/5 (an invalid answer keeps the incoming order), next to the incoming order."""
-    from gr2.eval.metrics import slate_metrics
-    from gr2.training.formats import RerankFormat
-    from gr2.training.generation import answer_rerank
-    from gr2.training.loop import use_autocast
-
-    lake = cfg.lake_path
-    model_dir = Path(model_dir or latest_model(cfg, "sft"))
-    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
-    catalog, _ = data.load_catalog(lake)
-    model, tok = lm.load(model_dir)
-    model.eval()
-    cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, fmt.history, fmt)
-             if 1 in labels]
-    orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, on_progress, fmt=fmt,
-                                   batch_size=batch_size, autocast=use_autocast(cfg.train.autocast))
-    before = [labels.index(1) for _, labels in cases]
-    after = [(o if o is not None else list(range(len(labels)))).index(labels.index(1)) for o, (_, labels) in zip(orders, cases)]
-    n = max(1, len(cases))
-    result = {"model_dir": str(model_dir), "split": split, "slates": len(cases), "constrained": constrained,
-              "valid_share": sum(o is not None for o in orders) / n, "json_share": shaped / n,
-              "incoming": slate_metrics(before), "model": slate_metrics(after), "outputs": orders}
-    suffix = "_constrained" if constrained else ""
-    (model_dir.parent / f"rerank_{split}{suffix}.json").write_text(json.dumps(result, indent=2))
-    return result
