@@ -125,3 +125,21 @@ def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark,
                                           "train.dapo.refill_rounds=0"], lake=str(tlake))
     c = rl.run(ccfg)
     assert float(c["last"]["valid_rate"]) == 1.0 and int(c["last"]["step"]) == 1
+
+
+def test_ray_data_reads_the_version_the_manifest_publishes(tmp_path):
+    """A run killed after its commit to a table and before the manifest moved leaves a newer Delta version
+    nobody published: training's Ray Data reads still see the published one, as `Lake.read_pandas` does."""
+    import pandas as pd
+    from deltalake import write_deltalake
+
+    from gr2.platform import manifest
+    from gr2.training import data
+
+    path = data.table_path(tmp_path, "gold.traces")
+    write_deltalake(str(path), pd.DataFrame({"slate_id": ["a", "b"], "accepted": [True, False]}))
+    manifest.commit(tmp_path, manifest.Run("traces"), {"gold.traces": 0})
+    write_deltalake(str(path), pd.DataFrame({"slate_id": ["c"], "accepted": [True]}), mode="append")  # unpublished
+    assert sorted(data.read_table(tmp_path, "gold.traces").to_pandas()["slate_id"]) == ["a", "b"]
+    manifest.commit(tmp_path, manifest.Run("traces"), {"gold.traces": 1})
+    assert sorted(data.read_table(tmp_path, "gold.traces").to_pandas()["slate_id"]) == ["a", "b", "c"]

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from gr2.config import Config
 from gr2.eval import baselines, diagnostics, report, runs
+from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 
 STAGES = ("midtrain", "sft", "dapo")
@@ -89,8 +90,6 @@ def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: i
 def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", stages: tuple[str, ...] = STAGES,
         constrained_too: bool = True) -> dict:
     """Every re-ranker on the same `split` slates, with the budget of `cfg.eval`."""
-    from deltalake import DeltaTable
-
     from gr2.training import data, heldout, jobs
     from gr2.training import model as lm
     from gr2.training.formats import RerankFormat
@@ -107,7 +106,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
         cases = heldout.cases_of(slate_rows, lake, split)
         if not cases:
             raise ValueError(f"no {split} slates with SIDs and one positive; run `gr2 etl build` and `gr2 tokenizer assign`")
-        seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["items", "split"])
+        seqs = Lake(lake).read_pandas("gold.sequences", columns=["items", "split"])
         train = baselines.training_sequences(zip(seqs["items"], seqs["split"]))
         k = len(cases[0][0].candidates)
         input_ranks = [labels.index(1) for _, labels in cases]

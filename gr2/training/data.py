@@ -22,13 +22,16 @@ def table_path(lake: Path, table: str) -> Path:
 
 
 def read_table(lake: Path, table: str):
-    """A Ray Dataset over the current snapshot of a Delta table; a clear error when it is missing."""
+    """A Ray Dataset over a Delta table at the version the lake's manifest publishes (`Lake.read_version`:
+    never half of a run in progress or killed); a clear error when it is missing."""
     import ray.data
+
+    from gr2.platform.lake import Lake
 
     p = table_path(lake, table)
     if not (p / "_delta_log").exists():
         raise FileNotFoundError(missing_table(table, lake))
-    return ray.data.read_delta(str(p))
+    return ray.data.read_delta(str(p), version=Lake(lake).read_version(table))
 
 
 def tokenizer_version(lake: Path, version: str | None = None) -> str:

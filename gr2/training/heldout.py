@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gr2.config import Config
+from gr2.platform.lake import Lake
 from gr2.training import data, examples
 from gr2.training import evidence as ev
 from gr2.training import model as lm
@@ -25,9 +26,7 @@ from gr2.training.jobs import latest_model
 
 def next_item_cases(lake: Path, catalog: dict, split: str, history_len: int, max_users: int, seed: int):
     """(history items, target item) per user: the user's first `split` position and what came before."""
-    from deltalake import DeltaTable
-
-    seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["user_id", "items", "split"])
+    seqs = Lake(lake).read_pandas("gold.sequences", columns=["user_id", "items", "split"])
     cases = []
     for items, splits in zip(seqs["items"], seqs["split"]):
         pos = next((i for i, s in enumerate(splits) if s == split), None)
@@ -46,9 +45,7 @@ def popularity_ranking(lake: Path, catalog: dict) -> list[str]:
     """SIDs of the catalog by training-split popularity, most popular first."""
     from collections import Counter
 
-    from deltalake import DeltaTable
-
-    seqs = DeltaTable(str(data.table_path(lake, "gold.sequences"))).to_pandas(columns=["items", "split"])
+    seqs = Lake(lake).read_pandas("gold.sequences", columns=["items", "split"])
     counts = Counter(i for items, splits in zip(seqs["items"], seqs["split"]) for i, s in zip(items, splits) if s == "train")
     return [catalog[i].sid for i, _ in counts.most_common() if i in catalog]
 
@@ -115,12 +112,9 @@ def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: i
 def rerank_rows(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10) -> list:
     """(gold.slates row, SlateForTraces) pairs of `rerank_cases`, read once: `cases_of` renders them for
     each format (evaluation asks the same slates of models trained with and without evidence)."""
-    from deltalake import DeltaTable
-
     from gr2.training import traces as tr
 
-    df = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
-        columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
+    df = Lake(lake).read_pandas("gold.slates", columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
     df = df[df["split"] == split]
     if max_slates and len(df) > max_slates:
         df = df.sample(n=max_slates, random_state=seed)

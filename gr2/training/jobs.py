@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gr2.config import Config
 from gr2.platform.files import write_text_atomic
+from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.training import data, examples, loop
 from gr2.training import evidence as ev
@@ -231,8 +232,6 @@ def sft_example(prompt: str, response: str, candidate_sids: list[str], reasoning
 
 def sft(cfg: Config, steps: Steps | None = None) -> dict:
     """Stage 2: supervised fine-tuning of the mid-trained model on accepted teacher traces."""
-    from deltalake import DeltaTable
-
     from gr2.platform.ray_cluster import ensure_ray
     from gr2.training import traces as tr
     from gr2.training.formats import RerankFormat
@@ -254,15 +253,14 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
             raise FileNotFoundError(f"train.sft.init={st.init} holds no saved model (config.json); give a run's model/ folder")
         teacher = tr.teacher_name(cfg)
         traces = data.read_table(lake, "gold.traces").filter(lambda r: bool(r["accepted"]) and r["teacher"] == teacher)
-        slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
-            columns=["slate_id", "user_id", "history", "candidates", "target", "split"])
+        slates = Lake(lake).read_pandas("gold.slates", columns=["slate_id", "user_id", "history", "candidates", "target", "split"])
         fmt = RerankFormat.from_config(t.prompt)
         # The student's prompt is rendered here, in its own format and chat template; gold.traces keeps the
         # canonical prompt the teacher saw.
         tok = lm.load_tokenizer(base)
         # Only the slates that have an accepted trace of this teacher need a prompt (rendering all of them
         # through a chat template took most of a minute on Beauty).
-        accepted = DeltaTable(str(data.table_path(lake, "gold.traces"))).to_pandas(columns=["slate_id", "teacher", "accepted"])
+        accepted = Lake(lake).read_pandas("gold.traces", columns=["slate_id", "teacher", "accepted"])
         wanted = set(accepted["slate_id"][accepted["accepted"] & (accepted["teacher"] == teacher)])
         prompts, cands = {}, {}
         rows = slates[(slates["split"] == "train") & slates["slate_id"].isin(wanted)].to_dict("records")
