@@ -52,6 +52,30 @@ def test_slate_gate_refuses_short_slates_and_missing_targets(spark, lake):
     assert not lake.exists(spark, "gold.slates")
 
 
+def test_trace_gate_refuses_an_accepted_invalid_answer_and_a_repeated_attempt(spark, lake):
+    """gold.traces' contract, read by `gr2 traces`' merge gate and by `gr2 quality run`: an accepted trace
+    must be a valid answer (SFT would learn a broken format), and (slate, teacher, attempt) is the key."""
+    from gr2.training.traces import TRACES_SCHEMA
+
+    c = contract("gold.traces")
+
+    def trace(slate, attempt, valid, accepted):
+        return (slate, "u", "teacher-a", attempt, 0.8, "prompt", "answer", None, ["x"], valid, accepted, 0, None)
+
+    good = [trace("s1", 0, True, True), trace("s2", 0, False, False), trace("s2", 1, None, False)]
+    res = lake.publish_merge(spark, spark.createDataFrame(good, TRACES_SCHEMA), "gold.traces", ["slate_id", "teacher", "attempt"],
+                             [qc.rows(3), *c.checks], audit=c.audit)
+    assert res.rows_written == 3
+    bad = [trace("s3", 0, False, True), trace("s4", 0, None, True), trace("s5", 0, True, True), trace("s5", 0, True, True)]
+    with pytest.raises(QualityGateError) as err:
+        lake.publish_merge(spark, spark.createDataFrame(bad, TRACES_SCHEMA), "gold.traces", ["slate_id", "teacher", "attempt"],
+                           c.checks, audit=c.audit)
+    msg = str(err.value)
+    assert "accepted_invalid: 2 row(s) broke it" in msg and "unique on slate_id,teacher,attempt: 2 row(s)" in msg, msg
+    assert lake.version(spark, "gold.traces") == 0
+    assert contract("eval.runs").checks  # eval.runs has one too: both are re-checked by `gr2 quality run`
+
+
 def test_quarantine_keeps_rejects_that_share_a_locator(spark, lake):
     from gr2.etl.schema import QUARANTINE_COLUMNS, QUARANTINE_KEY
 

@@ -18,9 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gr2.eval.report import DIAGNOSTIC_SCALARS, METRIC_KS, as_triple
+from gr2.platform.keys import EVAL_RUN_KEY
 
 TABLE = "eval.runs"
-KEYS = ["run_id", "model", "metric"]
+KEYS = EVAL_RUN_KEY
 SCHEMA = (
     "run_id string, created_at timestamp, model string, dataset string, split string, metric string, "
     "value double, ci_low double, ci_high double, n_slates long"
@@ -81,18 +82,14 @@ def publish(spark, lake_root: str | Path, run: dict):
     """MERGE the run into ``eval.runs`` (new (run_id, model, metric) keys only); returns the
     :class:`gr2.platform.lake.PublishResult` (``skipped`` when the run is already there)."""
     from gr2.platform import quality as qc
+    from gr2.platform.contracts import contract
     from gr2.platform.lake import Lake
 
     rows = to_rows(run)
     if not rows:
         raise ValueError(f"run {run.get('run_id')!r} has no finite metric to publish")
     df = spark.createDataFrame(rows, SCHEMA)
-    checks = [
-        qc.rows(len(rows)),
-        qc.compound_unique(KEYS),
-        qc.not_null("value"),
-    ]
-    return Lake(lake_root).publish_merge(spark, df, TABLE, KEYS, checks)
+    return Lake(lake_root).publish_merge(spark, df, TABLE, KEYS, [qc.rows(len(rows)), *contract(TABLE).checks])
 
 
 def _metric_order(name: str) -> tuple[int, str]:

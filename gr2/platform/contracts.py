@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from gr2.platform import quality as qc
-from gr2.platform.keys import BRONZE_KEY, INTERACTION_KEY, SPLITS
+from gr2.platform.keys import BRONZE_KEY, EVAL_RUN_KEY, INTERACTION_KEY, SPLITS, TRACE_KEY
 from gr2.platform.lake import TABLES, Lake
 
 
@@ -48,6 +48,12 @@ def _codebook_audit(df: DataFrame) -> DataFrame:
                      F.array_min("codes").alias("min_code"), F.array_max("codes").alias("max_code"))
 
 
+def _trace_audit(df: DataFrame) -> DataFrame:
+    # rejection sampling accepts only valid answers: an accepted invalid one would teach SFT a broken format
+    bad = F.coalesce(F.col("accepted") & ~F.coalesce(F.col("valid"), F.lit(False)), F.lit(False))
+    return df.select(*TRACE_KEY, "prompt", bad.alias("accepted_invalid"))
+
+
 def contract(table: str, k: int | None = None) -> Contract:
     """The contract of ``table``; ``k`` (candidates per slate) is needed for gold.slates."""
     if table == "gold.slates":
@@ -63,6 +69,11 @@ def contract(table: str, k: int | None = None) -> Contract:
             qc.compound_unique(["tokenizer_version", "item_id"]), qc.compound_unique(["tokenizer_version", "sid"]),
             qc.not_null("sid"), qc.not_null("codes"), qc.between("min_code", 0, None),
         ], _codebook_audit)
+    if table == "gold.traces":
+        return Contract([
+            *[qc.not_null(c) for c in TRACE_KEY], qc.compound_unique(TRACE_KEY), qc.not_null("prompt"),
+            qc.in_set("accepted_invalid", [False]),
+        ], _trace_audit)
     checks = _plain_checks()
     if table not in checks:
         raise KeyError(f"no contract for table {table!r}; known: {sorted(CONTRACTED)}")
@@ -80,11 +91,12 @@ def _plain_checks() -> dict[str, list]:
         "gold.cooccurrence": [qc.compound_unique(["item_id", "neighbor_id"])],
         "gold.item_embeddings": [qc.compound_unique(["encoder", "item_id"]), qc.not_null("vector")],
         "gold.sid_centroids": [qc.compound_unique(["tokenizer_version", "level", "code"])],
+        "eval.runs": [*[qc.not_null(c) for c in EVAL_RUN_KEY], qc.compound_unique(EVAL_RUN_KEY), qc.not_null("value")],
     }
 
 
 # Every table with a contract, in the lake's order (gr2.platform.lake.TABLES): what `gr2 quality run` checks.
-CONTRACTED = tuple(t for t in TABLES if t in (*_plain_checks(), "gold.slates", "gold.sid_codebook"))
+CONTRACTED = tuple(t for t in TABLES if t in (*_plain_checks(), "gold.slates", "gold.sid_codebook", "gold.traces"))
 # A re-checked table must hold at least one row, but for these: a clean ingest publishes an empty quarantine.
 MAY_BE_EMPTY = ("quarantine",)
 

@@ -10,6 +10,10 @@ import hashlib
 INTERACTION_KEY = ["user_id", "item_id", "ts", "event"]
 # bronze.events: one raw record, located by where it came from.
 BRONZE_KEY = ["source", "kind", "file", "line"]
+# gold.traces: one teacher attempt at one slate.
+TRACE_KEY = ["slate_id", "teacher", "attempt"]
+# eval.runs: one metric of one re-ranker in one evaluation run.
+EVAL_RUN_KEY = ["run_id", "model", "metric"]
 # The splits gold.slates and gold.sequences label rows with.
 SPLITS = ("train", "valid", "test")
 # The command that writes each table: what an error about a missing table tells the user to run.

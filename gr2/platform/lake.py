@@ -212,24 +212,26 @@ class Lake:
         keys: list[str],
         checks: list,
         update_columns: list[str] | None = None,
+        audit=None,
     ) -> PublishResult:
         """Insert rows whose key is new (and update `update_columns` of existing keys when they differ).
 
-        The gate sees the staged batch. Running the same batch again writes nothing: the table's
+        The gate sees the staged batch (through `audit`, as `publish_overwrite`'s, when given). Running the same batch again writes nothing: the table's
         content and version stay as they are. Keys are matched against the latest commit, so rows a
         killed run already committed count as present.
         """
-        res = self._merge(spark, df, table, keys, checks, update_columns)
+        res = self._merge(spark, df, table, keys, checks, update_columns, audit)
         self._published(table, res.version)  # a skipped merge too: it may follow a killed run's commit
         return res
 
-    def _merge(self, spark, df, table: str, keys: list[str], checks: list, update_columns: list[str] | None) -> PublishResult:
+    def _merge(self, spark, df, table: str, keys: list[str], checks: list, update_columns: list[str] | None,
+               audit=None) -> PublishResult:
         from delta.tables import DeltaTable
 
         self.clean_staging(table)
         stage, staged = self._stage(spark, df, table)
         try:
-            quality.gate(staged, table, checks, self.root)
+            quality.gate(audit(staged) if audit else staged, table, checks, self.root)
             self._before_commit(table)
             path = str(self.path(table))
             if not self.exists(spark, table):

@@ -14,7 +14,11 @@ from datetime import datetime, timezone
 
 from gr2.config import Config
 from gr2.platform import quality as qc
-from gr2.platform.keys import fold  # noqa: F401 - the fold of a user, where traces' callers look for it
+from gr2.platform.contracts import contract
+from gr2.platform.keys import (
+    TRACE_KEY,
+    fold,  # noqa: F401 - the fold of a user, where traces' callers look for it
+)
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.training import data
@@ -154,11 +158,9 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
     ]
     with steps.step("gate and publish gold.traces"):
         df = spark.createDataFrame(records, TRACES_SCHEMA)
-        res = lake.publish_merge(
-            spark, df, "gold.traces", ["slate_id", "teacher", "attempt"],
-            [qc.rows(len(records)), qc.compound_unique(["slate_id", "teacher", "attempt"]), qc.not_null("prompt"),
-             qc.not_null("teacher")],
-        ) if records else None
+        c = contract("gold.traces")
+        res = lake.publish_merge(spark, df, "gold.traces", TRACE_KEY, [qc.rows(len(records)), *c.checks],
+                                 audit=c.audit) if records else None
     stats["attempted_slates"] = stats.pop("slates")
     return {"teacher": name, "slates": total, "skipped_without_sid": skipped, "already_accepted": len(done & set(prompts)),
             **stats, "written": res.__dict__ if res else None,
