@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import typer
 from typer.testing import CliRunner
 
 from gr2.pipelines import submit as sub
@@ -247,13 +246,7 @@ def test_config_outside_working_dir_is_staged_and_env_filtered(cluster, tmp_path
 
 
 def test_cli_command(cluster, tmp_path, monkeypatch):
-    app = typer.Typer()
-
-    @app.command()
-    def other():  # a second command, so `submit` stays a sub-command as in gr2.cli
-        pass
-
-    sub.register(app)
+    from gr2.cli import app
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("RAY_AUTH_TOKEN", cluster.token)
     monkeypatch.setenv("RAY_ADDRESS", cluster.address)
@@ -324,13 +317,7 @@ def test_without_token_the_message_says_to_set_it(cluster, tmp_path, monkeypatch
     assert cluster.token not in msg and "not-the-token" not in msg
 
     # The command says the same, with exit code 2.
-    app = typer.Typer()
-
-    @app.command()
-    def other():
-        pass
-
-    sub.register(app)
+    from gr2.cli import app
     r = CliRunner().invoke(app, ["submit", "--address", cluster.address, "--list"])
     assert r.exit_code == 2
     assert "RAY_AUTH_TOKEN" in r.output and cluster.token not in r.output

@@ -8,16 +8,16 @@
     rerank.py     gr2 eval, gr2 serve
     quality.py    gr2 quality report | run
     pipelines.py  gr2 nightly, gr2 demo
+    submit.py     gr2 submit (the job itself: gr2/pipelines/submit.py)
 
 Importing a command module registers its commands on `app`, and `gr2 --help` lists them in that order,
-so the imports below keep theirs. `gr2 submit` comes from gr2/pipelines/submit.py. The console script
+so the imports below keep theirs. The console script
 (`gr2 = "gr2.cli:app"`) and `python -m gr2.cli` (how gr2 submit runs a command as a Ray Job) both run `app`.
 """
 
 from __future__ import annotations
 
 from gr2.cli.core import app, tidy_help
-from gr2.pipelines.submit import register as _register_submit
 
 # The order of registration is the order of `gr2 --help`: keep these imports as they are.
 # isort: off
@@ -26,9 +26,9 @@ from gr2.cli import train  # noqa: F401
 from gr2.cli import rerank  # noqa: F401
 from gr2.cli import quality  # noqa: F401
 from gr2.cli import pipelines  # noqa: F401
+from gr2.cli import submit  # noqa: F401
 # isort: on
 
-_register_submit(app)  # gr2 submit: any command as a Ray Job
 tidy_help(app)
 
 __all__ = ["app"]
