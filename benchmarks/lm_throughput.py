@@ -37,6 +37,15 @@ def matmul_gflops(dtype, n: int, reps: int = 3) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
+def seconds_per_step(step, steps: int) -> float:
+    """Mean seconds of `steps` calls of `step` after one warm-up call."""
+    step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", default="smollm2-135m")
@@ -86,11 +95,7 @@ def main() -> None:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
-            step()  # warm-up
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            dt = (time.perf_counter() - t0) / args.steps
+            dt = seconds_per_step(step, args.steps)
             tps = batch * seq / dt
             gflops = 6 * params * tps / 1e9
             print(f"| {batch} x {seq} | {frozen} | {trainable / 1e6:.1f}M | {'bf16 autocast' if auto else 'fp32'} | {dt:.2f} | {tps:.0f} | {gflops:.0f} | "
@@ -139,11 +144,7 @@ def sft_shape(model, args, precisions) -> None:
                 opt.step()
                 opt.zero_grad(set_to_none=True)
 
-            step()  # warm-up
-            t0 = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            dt = (time.perf_counter() - t0) / args.steps
+            dt = seconds_per_step(step, args.steps)
             print(f"| {rows} x {seq}, loss on the last {answer} | {frozen} | {'bf16 autocast' if auto else 'fp32'} | "
                   f"{'where a loss is read' if narrow else 'every position'} | {dt:.1f} | {rows * seq / dt:.0f} |")
 

@@ -53,16 +53,12 @@ def popularity_ranking(lake: Path, catalog: dict) -> list[str]:
 def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = "test", max_users: int = 500,
                        ks: tuple[int, ...] = (5, 10), on_progress=None) -> dict:
     """Next-item Recall@k / NDCG@k over the full catalog: constrained beam search vs popularity."""
-    from gr2.training.formats import RerankFormat
     from gr2.training.generation import SidTrie, beam_search_sids
     from gr2.training.loop import cpu_autocast, use_autocast
 
     lake = cfg.lake_path
-    model_dir = Path(model_dir or latest_model(cfg, "midtrain"))
-    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
+    model_dir, fmt, model, tok = _stage_model(cfg, model_dir, "midtrain")
     catalog, shape = data.load_catalog(lake)
-    model, tok = lm.load(model_dir)
-    model.eval()
     trie = SidTrie(tok, [c.sid for c in catalog.values()], fmt)
     cases = next_item_cases(lake, catalog, split, cfg.etl.history_len, max_users, cfg.train.seed)
     popular = popularity_ranking(lake, catalog)[: max(ks)]
@@ -99,6 +95,17 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
 
 
 
+def _stage_model(cfg: Config, model_dir: Path | None, stage: str):
+    """(folder, format it was trained in, model in eval mode, tokenizer) of `model_dir`, else the stage's LATEST."""
+    from gr2.training.formats import RerankFormat
+
+    model_dir = Path(model_dir or latest_model(cfg, stage))
+    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
+    model, tok = lm.load(model_dir)
+    model.eval()
+    return model_dir, fmt, model, tok
+
+
 # -- re-ranking on held-out slates ----------------------------------------------------------------------
 
 
@@ -132,16 +139,12 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
     and R@1/3/5, NDCG@3/5 (an invalid answer keeps the incoming order), next to the incoming order."""
     from gr2.eval.metrics import slate_metrics
-    from gr2.training.formats import RerankFormat
     from gr2.training.generation import answer_rerank
     from gr2.training.loop import use_autocast
 
     lake = cfg.lake_path
-    model_dir = Path(model_dir or latest_model(cfg, "sft"))
-    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
+    model_dir, fmt, model, tok = _stage_model(cfg, model_dir, "sft")
     catalog, _ = data.load_catalog(lake)
-    model, tok = lm.load(model_dir)
-    model.eval()
     cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, fmt.history, fmt)
              if 1 in labels]
     orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, on_progress, fmt=fmt,
