@@ -138,7 +138,7 @@ def train_sft(
             label = " (ranking decoded among the candidates)" if constrained else ""
             with steps.step(f"answer {evaluate} validation slates{label}") as live:
                 r = heldout.evaluate_rerank(cfg, max_slates=evaluate, constrained=constrained,
-                                         on_progress=lambda i, n: live.update(f"{i}/{n}"))
+                                            on_progress=lambda i, n: live.update(f"{i}/{n}"))
             print_rerank(r)
 
 
@@ -164,5 +164,5 @@ def train_dapo(
     if evaluate:
         with steps.step(f"answer {evaluate} validation slates") as live:
             r = heldout.evaluate_rerank(cfg, model_dir=jobs.latest_model(cfg, "dapo"), max_slates=evaluate,
-                                     on_progress=lambda i, n: live.update(f"{i}/{n}"))
+                                        on_progress=lambda i, n: live.update(f"{i}/{n}"))
         print_rerank(r)

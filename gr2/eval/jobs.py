@@ -58,9 +58,10 @@ BASELINES = ("incoming order", "SASRec-style")
 
 def sasrec_baseline(cfg: Config) -> tuple[baselines.SASRec, str, bool]:
     """(SASRec-style ranker, where it came from, whether it is fitted already). With `eval.sasrec: reuse`
-    and sequence models in the lake, the all-users model `gr2 traces` fitted: the same architecture on the same training items (every
-    user's, no validation or test item), and the model whose ranks the prompt shows, so an LM row above it
-    has learned more than to copy its evidence. It saves the minutes of fitting another one."""
+    and sequence models in the lake, the all-users model `gr2 traces` fitted: the same architecture on the
+    same training items (every user's, no validation or test item), and the model whose ranks the prompt
+    shows, so an LM row above it has learned more than to copy its evidence. It saves the minutes of
+    fitting another one."""
     from gr2.training import evidence
 
     if cfg.eval.sasrec == "reuse":

@@ -216,8 +216,8 @@ class Lake:
     ) -> PublishResult:
         """Insert rows whose key is new (and update `update_columns` of existing keys when they differ).
 
-        The gate sees the staged batch (through `audit`, as `publish_overwrite`'s, when given). Running the same batch again writes nothing: the table's
-        content and version stay as they are. Keys are matched against the latest commit, so rows a
+        The gate sees the staged batch (through `audit`, as `publish_overwrite`'s, when given). Running
+        the same batch again writes nothing: the table's content and version stay as they are. Keys are matched against the latest commit, so rows a
         killed run already committed count as present.
         """
         res = self._merge(spark, df, table, keys, checks, update_columns, audit)
