@@ -19,7 +19,11 @@ SMALL = [
 
 
 @pytest.fixture(scope="module")
-def tlake(tmp_path_factory):
+def tlake(tmp_path_factory, spark):
+    # `spark` first: the JVM is launched (a fork of this process) before any test here starts Ray. Launched
+    # after ray.init, in the middle of the file, it left this process's GCS client waiting forever on a
+    # call the GCS never received (seen twice: the third test then hung in Ray Data's cluster_resources,
+    # or its TrainController waited for CPUs that were free; gRPC is not fork-safe, ray-project/ray#59661).
     return make_training_lake(tmp_path_factory.mktemp("train") / "lake")
 
 
