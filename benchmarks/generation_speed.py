@@ -31,9 +31,9 @@ def main() -> None:
 
     import torch
 
+    from gr2.platform.precision import cpu_autocast, cpu_has_bf16
     from gr2.training import bases, generation
     from gr2.training import model as lm
-    from gr2.training.loop import cpu_autocast, cpu_has_bf16
 
     torch.set_num_threads(args.threads)
     model, tok = lm.load(bases.pull(args.base))

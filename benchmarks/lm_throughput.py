@@ -62,9 +62,9 @@ def main() -> None:
 
     import torch
 
+    from gr2.platform.precision import cpu_autocast, cpu_has_bf16, use_autocast
     from gr2.training import bases
     from gr2.training import model as lm
-    from gr2.training.loop import cpu_autocast, cpu_has_bf16, use_autocast
 
     torch.set_num_threads(args.threads)
     peak = {False: matmul_gflops(torch.float32, 2048), True: matmul_gflops(torch.bfloat16, 512)}
@@ -118,8 +118,9 @@ def sft_shape(model, args, precisions) -> None:
     """fwd + bwd + AdamW on SFT-shaped rows, the logits of every position against those a loss reads."""
     import torch
 
+    from gr2.platform.precision import cpu_autocast
     from gr2.training import model as lm
-    from gr2.training.loop import cpu_autocast, loss_positions, weighted_lm_loss
+    from gr2.training.loop import loss_positions, weighted_lm_loss
 
     shape, answer = args.sft.split(":")
     rows, seq = (int(x) for x in shape.split("x"))

@@ -34,7 +34,6 @@ KNOWN_SIDEWAYS = {
     ("gr2/eval/jobs.py", "gr2.training.generation"),
     ("gr2/eval/jobs.py", "gr2.training.heldout"),
     ("gr2/eval/jobs.py", "gr2.training.jobs"),
-    ("gr2/eval/jobs.py", "gr2.training.loop"),
     ("gr2/eval/jobs.py", "gr2.training.model"),
     # the service loads a trained model, its prompt format and the SID vocabulary
     ("gr2/serve/app.py", "gr2.training.data"),
@@ -43,13 +42,11 @@ KNOWN_SIDEWAYS = {
     ("gr2/serve/check.py", "gr2.training.heldout"),
     ("gr2/serve/engine.py", "gr2.tokenizer.vocab"),
     ("gr2/serve/engine.py", "gr2.training.generation"),
-    ("gr2/serve/engine.py", "gr2.training.loop"),
     ("gr2/serve/engine.py", "gr2.training.model"),
     ("gr2/serve/engine.py", "gr2.training.prompts"),
     ("gr2/serve/engine.py", "gr2.training.evidence"),
     ("gr2/serve/launch.py", "gr2.training.formats"),
     ("gr2/serve/launch.py", "gr2.training.jobs"),
-    ("gr2/serve/launch.py", "gr2.training.loop"),
     # the tokenizer's quarantine rows use the ETL's quarantine key
     ("gr2/tokenizer/jobs.py", "gr2.etl.schema"),
     # training spells SIDs with the tokenizer's vocabulary

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gr2.tokenizer import vocab
+from gr2.training import engines, loop
 from gr2.training import examples as ex
-from gr2.training import loop
 from gr2.training import model as lm
 from gr2.training.generation import SidTrie, beam_search_sids
 
@@ -188,12 +188,12 @@ def test_loss_on_kept_logits_equals_the_full_loss_with_the_same_gradients(small)
 
 @pytest.mark.parametrize("step, expected", [(0, 0.1), (9, 1.0), (10, 1.0), (55, 0.5), (100, 0.0)])
 def test_cosine_schedule_with_warmup(step, expected):
-    assert math.isclose(loop.cosine_with_warmup(100, 10)(step), expected, abs_tol=1e-9)
+    assert math.isclose(engines.cosine_with_warmup(100, 10)(step), expected, abs_tol=1e-9)
 
 
 @pytest.mark.parametrize("use_gpu, precision, bf16", [(False, "auto", False), (True, "auto", True), (False, "bf16", True)])
 def test_deepspeed_precision_follows_device(use_gpu, precision, bf16):
-    cfg = loop.deepspeed_config(2, precision, 4, 2, 1.0, use_gpu)
+    cfg = engines.deepspeed_config(2, precision, 4, 2, 1.0, use_gpu)
     assert cfg["bf16"]["enabled"] is bf16 and cfg["zero_optimization"]["stage"] == 2
     assert cfg["gradient_accumulation_steps"] == 2 and cfg["gradient_clipping"] == 1.0
 
@@ -227,15 +227,16 @@ def test_loading_a_folder_that_is_not_a_model_says_what_to_do(tmp_path):
     ],
 )
 def test_dapo_group_scoring_uses_the_conditional_reward(answer, conditional, expected):
+    from gr2.config import DapoConfig
     from gr2.training.rl import score_group
 
     sids = [f"<a_{i}><b_0><c_0>" for i in range(4)]
-    cfg = {"alpha": 0.2, "reward": "conditional" if conditional else "naive", "invalid_penalty": -1.0, "overlong_cache": 0,
-           "max_new_tokens": 100}
+    cfg = DapoConfig(alpha=0.2, reward="conditional" if conditional else "naive", invalid_penalty=-1.0, overlong_cache=0,
+                     max_new_tokens=100)
     r, parts = score_group([answer], [20], sids, [0, 0, 1, 0], cfg)
     assert r.tolist() == pytest.approx([expected])
     assert parts[0]["copy"] == float(json.loads(answer)["ranking"] == sids)
-    cfg["overlong_cache"] = 10
+    cfg = cfg.model_copy(update={"overlong_cache": 10})
     r_long, _ = score_group([answer], [95], sids, [0, 0, 1, 0], cfg)
     assert r_long.item() == pytest.approx(expected - 0.5)  # soft overlong punishment halfway into the cache
 
@@ -258,6 +259,7 @@ def test_a_stage_resumes_its_unfinished_run_with_the_same_settings_only(tmp_path
     other, _, resumed = start_run(changed, "sft")
     assert not resumed, "changed settings start a new run"
     assert (tmp_path / "models/sft/IN_PROGRESS").read_text().split()[0] == other
+    (tmp_path / "models/sft" / other).mkdir()  # the run wrote its model
     finish_run(changed, "sft", other)
     assert (tmp_path / "models/sft/LATEST").read_text() == other
     assert not (tmp_path / "models/sft/IN_PROGRESS").exists()
@@ -402,7 +404,7 @@ def test_a_ddp_checkpoint_resumes_from_tensors_only_and_refuses_pickled_code(tmp
     (tmp_path / "t").mkdir()
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "global_steps": 7}, tmp_path / "t" / "ddp.pt")
-    engine = object.__new__(loop.DDPEngine)
+    engine = object.__new__(engines.DDPEngine)
     fresh = torch.nn.Linear(3, 3)
     engine.module, engine.device, engine.grad_accum = fresh, torch.device("cpu"), 1
     engine.optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
@@ -482,3 +484,33 @@ def test_rollout_logprobs_read_only_the_response_logits(small):
         full = torch.log_softmax(model(input_ids=ids, attention_mask=attn).logits[:, start - 1 : -1].float(), -1)
     assert logits.shape[1] == ids.shape[1] - start
     assert torch.allclose(logp, full.gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "stage, overrides, rows, total, accum, opt_steps",
+    [
+        # 100 rows / 1 worker / batch 4 = 25 micro-batches, 2 per optimizer step = 12 steps an epoch, 2 epochs
+        ("sft", ["train.sft.epochs=2", "train.sft.batch_size=4", "train.deepspeed.grad_accum=2"], 100, 24, 2, 1),
+        # max_steps caps the supervised budget ...
+        ("sft", ["train.sft.epochs=2", "train.sft.batch_size=4", "train.sft.max_steps=5"], 100, 5, 1, 1),
+        # ... and is the RL budget whatever the data size; RL steps accumulate nothing, `minibatches` each
+        ("dapo", ["train.dapo.max_steps=7", "train.dapo.minibatches=3", "train.deepspeed.grad_accum=4"], 2, 7, 1, 3),
+    ],
+)
+def test_loop_settings_resolve_the_stage_budget_on_the_driver(tmp_path, stage, overrides, rows, total, accum, opt_steps):
+    import pickle
+
+    from gr2.config import load_config
+    from gr2.training.formats import RerankFormat
+    from gr2.training.loop import LoopSettings
+
+    cfg = load_config(overrides=overrides)
+    s = LoopSettings.resolve(getattr(cfg.train, stage), cfg.train, model_path="m", run_dir=tmp_path, total_rows=rows,
+                             rl=stage == "dapo")
+    assert (s.total_steps, s.grad_accum, s.optimizer_steps_per_step) == (total, accum, opt_steps)
+    assert (s.dapo is cfg.train.dapo) == (stage == "dapo")
+    # what Ray ships to every worker: one picklable object, the policy's format included
+    from dataclasses import replace
+
+    s = replace(s, rerank_format=RerankFormat(sid="text", cite="slate"))
+    assert pickle.loads(pickle.dumps(s)) == s

@@ -91,10 +91,10 @@ def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: i
 def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", stages: tuple[str, ...] = STAGES,
         constrained_too: bool = True) -> dict:
     """Every re-ranker on the same `split` slates, with the budget of `cfg.eval`."""
+    from gr2.platform.precision import use_autocast
     from gr2.training import data, heldout, jobs
     from gr2.training import model as lm
     from gr2.training.formats import RerankFormat
-    from gr2.training.loop import use_autocast
 
     steps = steps or Steps(quiet=True)
     lake = cfg.lake_path

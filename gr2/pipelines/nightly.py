@@ -143,8 +143,9 @@ def _now() -> str:
 
 
 def _latest_tokenizer(cfg: Config) -> str | None:
-    pointer = cfg.lake_path / "models" / "tokenizer" / "LATEST"
-    return pointer.read_text().strip() if pointer.exists() else None
+    from gr2.platform.run_store import RunStore
+
+    return RunStore(cfg.lake_path, "tokenizer").latest()
 
 
 # -- the steps -------------------------------------------------------------------------------------

@@ -184,8 +184,8 @@ class Reranker:
     def answer(self, reqs: list[RerankRequest]) -> list[Outcome]:
         import torch
 
+        from gr2.platform.precision import cpu_autocast
         from gr2.training.generation import HFGenerator, constrained_ranking, first_slot_ranking
-        from gr2.training.loop import cpu_autocast
         from gr2.training.prompts import ranking_positions
 
         out: list[Outcome | None] = [None] * len(reqs)

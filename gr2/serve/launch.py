@@ -17,15 +17,15 @@ APP_NAME = "gr2-reranker"
 
 def model_dir(cfg: Config, stage: str, run: str | None) -> Path:
     """The served model: run `run` of `stage`, else the stage's LATEST run."""
-    from gr2.training.jobs import latest_model, stage_dir
+    from gr2.training.jobs import latest_model, runs
 
     if run is None:
         return latest_model(cfg, stage)
-    path = stage_dir(cfg, stage) / run / "model"
+    store = runs(cfg, stage)
+    path = store.path(run) / "model"
     if not path.is_dir():
-        base = stage_dir(cfg, stage)
-        runs = sorted(p.parent.name for p in base.glob("*/model")) if base.is_dir() else []
-        raise FileNotFoundError(f"no {stage} run {run!r} under {stage_dir(cfg, stage)}; runs there: {runs or 'none'}")
+        done = [r for r in store.runs() if (store.path(r) / "model").is_dir()]
+        raise FileNotFoundError(f"no {stage} run {run!r} under {store.root}; runs there: {done or 'none'}")
     return path
 
 
@@ -50,9 +50,9 @@ def token_path(cfg: Config) -> Path:
 
 
 def settings(cfg: Config, stage: str | None = None, run: str | None = None):
+    from gr2.platform.precision import use_autocast
     from gr2.serve.app import ServeSettings
     from gr2.training.formats import RerankFormat
-    from gr2.training.loop import use_autocast
 
     stage = stage or cfg.serve.stage
     path = model_dir(cfg, stage, run)

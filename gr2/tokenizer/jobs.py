@@ -23,9 +23,9 @@ from gr2.config import Config
 from gr2.etl.schema import QUARANTINE_KEY
 from gr2.platform import quality as qc
 from gr2.platform.contracts import contract
-from gr2.platform.files import write_text_atomic
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
+from gr2.platform.run_store import RunStore
 from gr2.tokenizer import collisions, embeddings, rqvae, spill, vocab
 
 
@@ -44,10 +44,7 @@ def models_dir(cfg: Config) -> Path:
 
 
 def latest_version(cfg: Config) -> str:
-    pointer = models_dir(cfg) / "LATEST"
-    if not pointer.exists():
-        raise FileNotFoundError(f"no tokenizer has been fitted under {models_dir(cfg)}; run `gr2 tokenizer fit` first")
-    return pointer.read_text().strip()
+    return RunStore(cfg.lake_path, "tokenizer", what="fitted tokenizer").require_latest("run `gr2 tokenizer fit` first")
 
 
 # -- embed ---------------------------------------------------------------------------------------
@@ -198,7 +195,7 @@ def fit(spark, cfg: Config, steps: Steps | None = None) -> dict:
             spark, centroids, "gold.sid_centroids", [qc.rows(len(rows)), *contract("gold.sid_centroids").checks],
             partition_by=["tokenizer_version"], replace_where=f"tokenizer_version = '{version}'",
         )
-    write_text_atomic(models_dir(cfg) / "LATEST", version)  # a reader never sees a half-written name
+    RunStore(cfg.lake_path, "tokenizer").publish(version)  # LATEST, atomically, once the version is whole
     history = json.loads((out / "history.json").read_text())
     return {"version": version, "encoder": name, "items": len(x), "model_dir": str(out), "final": history[-1], "first": history[0]}
 

@@ -37,10 +37,9 @@ def read_table(lake: Path, table: str):
 def tokenizer_version(lake: Path, version: str | None = None) -> str:
     if version:
         return version
-    pointer = lake / "models" / "tokenizer" / "LATEST"
-    if not pointer.exists():
-        raise FileNotFoundError(f"no tokenizer under {pointer.parent}; run `gr2 tokenizer fit` and `assign` first")
-    return pointer.read_text().strip()
+    from gr2.platform.run_store import RunStore
+
+    return RunStore(lake, "tokenizer", what="tokenizer").require_latest("run `gr2 tokenizer fit` and `assign` first")
 
 
 def load_catalog(lake: Path, version: str | None = None) -> tuple[dict[str, CatalogItem], dict]:

@@ -24,12 +24,11 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 from gr2.eval.baselines import SASRec, SASRecConfig, training_sequences
-from gr2.platform.files import write_text_atomic
 from gr2.platform.keys import fold
+from gr2.platform.run_store import RunStore
 from gr2.training.prompts import ItemText, sequence_note
 
 STAGE = "sequential"
@@ -156,9 +155,9 @@ def save(ev: SequentialEvidence, lake: Path, fingerprint: dict | None = None) ->
     (what the models were fitted from and with) lets a later run reuse them (`reusable`)."""
     import torch
 
-    run = f"{STAGE}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
-    root = Path(lake) / "models" / STAGE
-    out = root / run
+    store = RunStore(lake, STAGE)
+    run = store.new_id()
+    out = store.path(run)
     out.mkdir(parents=True, exist_ok=True)
     for name, m in [*((f"fold{f}", ev.by_fold[f]) for f in FOLDS), ("all", ev.full)]:
         torch.save({"config": asdict(m.cfg), "vocab": m.vocab, "state": m.model.state_dict(), "history": m.history},
@@ -167,7 +166,7 @@ def save(ev: SequentialEvidence, lake: Path, fingerprint: dict | None = None) ->
         {name: m.history[-1] if m.history else {} for name, m in [("fold0", ev.by_fold[0]), ("fold1", ev.by_fold[1]),
                                                                    ("all", ev.full)]}, indent=2))
     (out / "fingerprint.json").write_text(json.dumps(fingerprint or {}, sort_keys=True))
-    write_text_atomic(root / "LATEST", run)
+    store.publish(run)
     ev.run = run
     return run
 
@@ -178,13 +177,11 @@ def load(lake: Path, run: str | None = None) -> SequentialEvidence:
 
     from gr2.eval.baselines import SASRecNet
 
-    root = Path(lake) / "models" / STAGE
-    pointer = root / "LATEST"
+    store = RunStore(lake, STAGE, what="sequential evidence models")
+    root = store.root
     if run is None:
-        if not pointer.exists():
-            raise FileNotFoundError(f"no sequential evidence models under {root}; train.prompt.evidence=sequential needs "
-                                    "them: run `gr2 traces` (it fits them) first")
-        run = pointer.read_text().strip()
+        run = store.require_latest("train.prompt.evidence=sequential needs these sequence models: run `gr2 traces` "
+                                   "(it fits them) first")
 
     def one(name: str) -> SASRec:
         blob = torch.load(root / run / f"{name}.pt", map_location="cpu", weights_only=True)
@@ -201,10 +198,12 @@ def load(lake: Path, run: str | None = None) -> SequentialEvidence:
 def reusable(lake: Path, fingerprint: dict) -> SequentialEvidence | None:
     """The LATEST models when they were fitted from the same data with the same settings (a rerun of
     `gr2 traces`, or new teacher weights, need not spend minutes refitting them), else None."""
-    root = Path(lake) / "models" / STAGE
+    store = RunStore(lake, STAGE)
+    run = store.latest()
+    if run is None:
+        return None
     try:
-        run = (root / "LATEST").read_text().strip()
-        same = json.loads((root / run / "fingerprint.json").read_text()) == json.loads(json.dumps(fingerprint, sort_keys=True))
+        same = json.loads((store.path(run) / "fingerprint.json").read_text()) == json.loads(json.dumps(fingerprint, sort_keys=True))
     except (OSError, ValueError):
         return None
     return load(lake, run) if same else None

@@ -307,8 +307,8 @@ def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", 
     by construction. Greedy decoding makes that reasoning the free answer's own prefix, so asking for
     both generates once. `autocast` runs the forward passes under bf16 autocast on CPU (train.autocast).
     """
+    from gr2.platform.precision import cpu_autocast
     from gr2.training.formats import RerankFormat
-    from gr2.training.loop import cpu_autocast
     from gr2.training.prompts import ranking_positions
 
     fmt = fmt or RerankFormat()

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from gr2.config import Config
 from gr2.platform.lake import Lake
@@ -24,9 +25,9 @@ from gr2.training import model as lm
 from gr2.training.jobs import latest_model
 
 
-def next_item_cases(lake: Path, catalog: dict, split: str, history_len: int, max_users: int, seed: int):
-    """(history items, target item) per user: the user's first `split` position and what came before."""
-    seqs = Lake(lake).read_pandas("gold.sequences", columns=["user_id", "items", "split"])
+def next_item_cases(seqs: pd.DataFrame, catalog: dict, split: str, history_len: int, max_users: int, seed: int):
+    """(history items, target item) per user of gold.sequences `seqs`: the user's first `split` position
+    and what came before."""
     cases = []
     for items, splits in zip(seqs["items"], seqs["split"]):
         pos = next((i for i, s in enumerate(splits) if s == split), None)
@@ -41,11 +42,10 @@ def next_item_cases(lake: Path, catalog: dict, split: str, history_len: int, max
     return cases
 
 
-def popularity_ranking(lake: Path, catalog: dict) -> list[str]:
-    """SIDs of the catalog by training-split popularity, most popular first."""
+def popularity_ranking(seqs: pd.DataFrame, catalog: dict) -> list[str]:
+    """SIDs of the catalog by training-split popularity in gold.sequences `seqs`, most popular first."""
     from collections import Counter
 
-    seqs = Lake(lake).read_pandas("gold.sequences", columns=["items", "split"])
     counts = Counter(i for items, splits in zip(seqs["items"], seqs["split"]) for i, s in zip(items, splits) if s == "train")
     return [catalog[i].sid for i, _ in counts.most_common() if i in catalog]
 
@@ -53,15 +53,16 @@ def popularity_ranking(lake: Path, catalog: dict) -> list[str]:
 def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = "test", max_users: int = 500,
                        ks: tuple[int, ...] = (5, 10), on_progress=None) -> dict:
     """Next-item Recall@k / NDCG@k over the full catalog: constrained beam search vs popularity."""
+    from gr2.platform.precision import cpu_autocast, use_autocast
     from gr2.training.generation import SidTrie, beam_search_sids
-    from gr2.training.loop import cpu_autocast, use_autocast
 
     lake = cfg.lake_path
     model_dir, fmt, model, tok = _stage_model(cfg, model_dir, "midtrain")
     catalog, shape = data.load_catalog(lake)
     trie = SidTrie(tok, [c.sid for c in catalog.values()], fmt)
-    cases = next_item_cases(lake, catalog, split, cfg.etl.history_len, max_users, cfg.train.seed)
-    popular = popularity_ranking(lake, catalog)[: max(ks)]
+    seqs = Lake(lake).read_pandas("gold.sequences", columns=["items", "split"])  # read once for both
+    cases = next_item_cases(seqs, catalog, split, cfg.etl.history_len, max_users, cfg.train.seed)
+    popular = popularity_ranking(seqs, catalog)[: max(ks)]
     beams = max(ks)
     hits = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
     pop = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
@@ -139,8 +140,8 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
     and R@1/3/5, NDCG@3/5 (an invalid answer keeps the incoming order), next to the incoming order."""
     from gr2.eval.metrics import slate_metrics
+    from gr2.platform.precision import use_autocast
     from gr2.training.generation import answer_rerank
-    from gr2.training.loop import use_autocast
 
     lake = cfg.lake_path
     model_dir, fmt, model, tok = _stage_model(cfg, model_dir, "sft")

@@ -3,37 +3,31 @@
 Each job: read the tables it needs with Ray Data, build examples, launch the shared Ray Train +
 DeepSpeed loop, and leave a model folder (`save_pretrained`, safetensors) under
 `<lake>/models/<stage>/<run>/model` with `metrics.csv`, TensorBoard logs and a summary JSON beside it,
-plus a LATEST pointer per stage.
+plus the stage's LATEST pointer (gr2/platform/run_store.py keeps the runs of every model kind).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 from gr2.config import Config
-from gr2.platform.files import write_text_atomic
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
-from gr2.training import data, examples, loop
+from gr2.platform.run_store import RunStore
+from gr2.training import data, engines, examples, loop
 from gr2.training import evidence as ev
 from gr2.training import model as lm
 
 
-def stage_dir(cfg: Config, stage: str) -> Path:
-    return cfg.lake_path / "models" / stage
+def runs(cfg: Config, stage: str) -> RunStore:
+    """The runs of a training stage (midtrain, sft, dapo) under <lake>/models/<stage>/."""
+    return RunStore(cfg.lake_path, stage, what=f"{stage} model")
 
 
 def latest_model(cfg: Config, stage: str) -> Path:
-    pointer = stage_dir(cfg, stage) / "LATEST"
-    if not pointer.exists():
-        raise FileNotFoundError(f"no {stage} model under {pointer.parent}; run `gr2 train {stage}` first")
-    return stage_dir(cfg, stage) / pointer.read_text().strip() / "model"
-
-
-def _run_id(stage: str) -> str:
-    return f"{stage}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+    store = runs(cfg, stage)
+    return store.path(store.require_latest(f"run `gr2 train {stage}` first")) / "model"
 
 
 def start_run(cfg: Config, stage: str) -> tuple[str, Path, bool]:
@@ -42,25 +36,18 @@ def start_run(cfg: Config, stage: str) -> tuple[str, Path, bool]:
     the same name and storage path from its latest checkpoint, so the same command continues the run."""
     import hashlib
 
-    marker = stage_dir(cfg, stage) / "IN_PROGRESS"
     # The shared training settings and this stage's own: a later stage's budget (say train.dapo.max_steps)
     # edited while SFT runs must not make the same SFT command start over.
     others = {s for s in ("midtrain", "sft", "dapo") if s != stage}
     fingerprint = hashlib.sha256(cfg.train.model_dump_json(exclude=others).encode()).hexdigest()[:16]
-    if marker.exists():
-        run, _, old = marker.read_text().strip().partition(" ")
-        if old == fingerprint and (stage_dir(cfg, stage) / run).exists():
-            return run, stage_dir(cfg, stage) / run, True
-    run = _run_id(stage)
-    stage_dir(cfg, stage).mkdir(parents=True, exist_ok=True)
-    write_text_atomic(marker, f"{run} {fingerprint}")
-    return run, stage_dir(cfg, stage) / run, False
+    store = runs(cfg, stage)
+    run, resumed = store.begin(fingerprint)
+    return run, store.path(run), resumed
 
 
 def finish_run(cfg: Config, stage: str, run: str) -> None:
     """The run is complete: it becomes the stage's LATEST, and no later command resumes it."""
-    write_text_atomic(stage_dir(cfg, stage) / "LATEST", run)
-    (stage_dir(cfg, stage) / "IN_PROGRESS").unlink(missing_ok=True)
+    runs(cfg, stage).publish(run)
 
 
 def catalog_texts(catalog: dict) -> list[str]:
@@ -149,7 +136,7 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
         packed, rows, cut, _ = _pack(mixed, str(run_dir / "init"), row_len, batch_size=512)
     # A cut mid-training example lost the oldest part of its prompt (history items): tolerable, but shown.
     cut_note = f", {cut:,} cut to {row_len} tokens" if cut else ""
-    with steps.step(f"Ray Train + {_engine(t)}: {sum(counts.values()):,} examples in {rows:,} rows{cut_note}") as live:
+    with steps.step(f"Ray Train + {engines.engine_name(t)}: {sum(counts.values()):,} examples in {rows:,} rows{cut_note}") as live:
         out = loop.run(packed, model_path=str(run_dir / "init"), tokenizer_path=str(run_dir / "init"), run_dir=run_dir,
                        name=run, stage_cfg=mt, train_cfg=t, total_rows=rows, on_progress=_live(live))
     fmt.save(run_dir / "model")  # how this model spells SIDs: the next-item evaluation asks it that way
@@ -172,10 +159,6 @@ def _pack(ds, tokenizer_path: str, max_len: int, batch_size: int):
     longest = int(packed.max("longest") or 0) if rows else 0
     # Materialized again: a lazy projection would need a CPU task while the trainer's workers hold them all.
     return packed.drop_columns(["cut", "longest"]).materialize(), rows, cut, longest
-
-
-def _engine(t) -> str:
-    return "torch DDP" if t.engine == "ddp" else f"DeepSpeed ZeRO-{t.deepspeed.zero_stage}"
 
 
 def _live(live):
@@ -294,7 +277,7 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
                 f"{cut:,} of {n_examples:,} SFT examples are longer than the row length of {row_len} tokens "
                 f"(train.sft.max_len, else train.max_len): set train.sft.max_len to at least {longest} (the longest "
                 "prompt + answer), or shorten the prompts (train.prompt.history, train.prompt.title_words, traces.brief)")
-    with steps.step(f"Ray Train + {_engine(t)}: {n_examples:,} traces in {rows:,} rows") as live:
+    with steps.step(f"Ray Train + {engines.engine_name(t)}: {n_examples:,} traces in {rows:,} rows") as live:
         out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
                        stage_cfg=st, train_cfg=t, total_rows=rows, on_progress=_live(live))
     fmt.save(run_dir / "model")  # evaluation and DAPO ask this model in the form it was trained on

@@ -1,8 +1,8 @@
 """The one training loop of every LM stage: Ray Train TorchTrainer workers running DeepSpeed.
 
-The driver hands over a Ray Dataset of packed rows (input_ids, attention_mask, labels, weights) and a
-plain dict of settings; each worker loads the model from a local folder, wraps it with
-`deepspeed.initialize` (ZeRO 0-3, bf16 on GPUs and fp32 on CPUs, gradient accumulation, clipping, a
+The driver hands over a Ray Dataset of packed rows (input_ids, attention_mask, labels, weights) and one
+typed `LoopSettings`, resolved from the config on the driver; each worker loads the model from a local
+folder, wraps it with `deepspeed.initialize` (ZeRO 0-3, bf16 on GPUs and fp32 on CPUs, gradient accumulation, clipping, a
 cosine schedule with warm-up) and reports a Ray Train checkpoint every N optimizer steps (DeepSpeed
 state of every rank + `save_pretrained` safetensors from rank 0). A worker that dies is replaced by
 Ray (FailureConfig) and the new group resumes from the latest checkpoint, skipping the micro-batches
@@ -19,61 +19,17 @@ import shutil
 import signal
 import tempfile
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
+from gr2.config import DapoConfig, StageTrainConfig, TrainConfig
+from gr2.platform.precision import cpu_autocast, use_autocast
+from gr2.training.engines import build_engine, peak_mem_mb
+from gr2.training.formats import RerankFormat
+
 METRIC_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "tokens", "peak_mem_mb", "wall_s"]
-
-
-def cosine_with_warmup(total_steps: int, warmup_steps: int):
-    """lr multiplier: linear warm-up to 1, then cosine decay to 0 at total_steps."""
-    def f(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return f
-
-
-def deepspeed_config(zero_stage: int, precision: str, micro_batch: int, grad_accum: int, grad_clip: float,
-                     use_gpu: bool) -> dict:
-    bf16 = precision == "bf16" or (precision == "auto" and use_gpu)
-    cfg = {
-        "train_micro_batch_size_per_gpu": micro_batch,
-        "gradient_accumulation_steps": grad_accum,
-        "zero_optimization": {"stage": zero_stage},
-        "bf16": {"enabled": bf16},
-        "steps_per_print": 10**9,  # progress is ours; DeepSpeed's own prints would interleave
-        "wall_clock_breakdown": False,
-    }
-    if grad_clip > 0:
-        cfg["gradient_clipping"] = grad_clip
-    if zero_stage == 3:
-        cfg["zero_optimization"]["stage3_gather_16bit_weights_on_model_save"] = True
-    return cfg
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bf16 arithmetic units. Without them torch emulates bf16 matmuls (measured on an
-    AVX2-only EPYC: 0.3 GFLOP/s against 107 in fp32), so autocast would make training 20x slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def use_autocast(setting: str) -> bool:
-    """train.autocast (auto | on | off) resolved for this machine's CPU."""
-    return setting == "on" or (setting == "auto" and cpu_has_bf16())
-
-
-def cpu_autocast(enabled: bool):
-    """bf16 autocast on CPU for the block (matmuls in bf16, weights and optimizer state stay fp32), or nothing."""
-    import contextlib
-
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
 
 
 def loss_positions(labels: torch.Tensor) -> torch.Tensor | None:
@@ -102,7 +58,7 @@ def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.
     return (ce * weights * mask).sum() / mask.sum().clamp(min=1)
 
 
-def _append_metrics(run_dir: Path, row: dict, resumed_from: int | None, fields: list[str] = METRIC_FIELDS) -> None:
+def append_metrics(run_dir: Path, row: dict, resumed_from: int | None, fields: list[str] = METRIC_FIELDS) -> None:
     """Append one row to metrics.csv; on the first write after a restart, first drop the rows logged
     after the checkpoint the run resumed from (every stage's loss curve continues where it stopped)."""
     path = run_dir / "metrics.csv"
@@ -121,20 +77,80 @@ def _append_metrics(run_dir: Path, row: dict, resumed_from: int | None, fields: 
         w.writerow({k: row.get(k) for k in fields})
 
 
+@dataclass(frozen=True)
+class LoopSettings:
+    """All a training worker reads, resolved on the driver: the stage's schedule and the shared engine
+    settings from the config, plus what only the driver knows (the step budget from the data size,
+    whether this CPU has bf16 units, the fault injection asked by the environment). Ray pickles it to
+    every worker, so workers never read the config schema or the driver's environment."""
+
+    model_path: str
+    run_dir: str
+    seed: int
+    use_gpu: bool
+    engine: str  # deepspeed | ddp
+    zero_stage: int
+    precision: str
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    batch_size: int  # rows (SFT) or slates (RL) per micro-batch per worker
+    total_steps: int
+    grad_accum: int
+    grad_clip: float
+    checkpoint_every: int
+    log_every: int
+    micro_batches_per_epoch: int
+    document_masking: bool
+    freeze_layers: int
+    autocast: bool
+    kill_worker_at_step: int = 0  # GR2_KILL_WORKER_AT_STEP: the last worker SIGKILLs itself once there
+    optimizer_steps_per_step: int = 1  # RL: `minibatches` optimizer steps per RL step
+    dapo: DapoConfig | None = None  # the RL stage's own settings, read by its worker
+    rerank_format: RerankFormat | None = None  # the policy's answer format (RL scores answers in it)
+
+    @classmethod
+    def resolve(cls, stage_cfg: StageTrainConfig, train_cfg: TrainConfig, *, model_path: str, run_dir: Path,
+                total_rows: int, rl: bool = False) -> "LoopSettings":
+        """The settings of one stage's run over `total_rows` packed rows (or RL slates)."""
+        world = train_cfg.num_workers
+        micro_per_epoch = max(1, math.ceil(total_rows / world / stage_cfg.batch_size))
+        steps_per_epoch = max(1, micro_per_epoch // train_cfg.deepspeed.grad_accum)
+        total = max(1, int(steps_per_epoch * stage_cfg.epochs))
+        if stage_cfg.max_steps:  # RL counts steps, not passes: its budget is max_steps
+            total = stage_cfg.max_steps if rl else min(total, stage_cfg.max_steps)
+        return cls(
+            model_path=model_path, run_dir=str(run_dir), seed=train_cfg.seed, use_gpu=train_cfg.use_gpu,
+            engine=train_cfg.engine, zero_stage=train_cfg.deepspeed.zero_stage, precision=train_cfg.deepspeed.precision,
+            lr=stage_cfg.lr, weight_decay=stage_cfg.weight_decay, warmup_ratio=stage_cfg.warmup_ratio,
+            batch_size=stage_cfg.batch_size, total_steps=total,
+            # RL: every engine.step is an optimizer step, `minibatches` of them per RL step
+            grad_accum=1 if rl else train_cfg.deepspeed.grad_accum, grad_clip=train_cfg.deepspeed.grad_clip,
+            checkpoint_every=train_cfg.checkpoint_every, log_every=max(1, min(10, total // 20 or 1)),
+            micro_batches_per_epoch=micro_per_epoch, document_masking=train_cfg.document_masking,
+            freeze_layers=train_cfg.freeze_layers,
+            autocast=use_autocast(train_cfg.autocast),  # resolved here: the workers run on this kind of CPU
+            kill_worker_at_step=int(os.environ.get("GR2_KILL_WORKER_AT_STEP", "0")),
+            optimizer_steps_per_step=stage_cfg.minibatches if rl else 1,
+            dapo=stage_cfg if rl else None,
+        )
+
+
 def train_worker(config: dict) -> None:
-    """Runs on every Ray Train worker."""
+    """Runs on every Ray Train worker: `config["settings"]` is the run's LoopSettings."""
     import ray.train
     from transformers import AutoModelForCausalLM
 
+    s: LoopSettings = config["settings"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    run_dir = Path(config["run_dir"])
-    torch.manual_seed(config["seed"])
-    use_gpu = config["use_gpu"] and torch.cuda.is_available()
-    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
+    run_dir = Path(s.run_dir)
+    torch.manual_seed(s.seed)
+    use_gpu = s.use_gpu and torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32)
     model.config.use_cache = False
-    engine, sched = build_engine(model, config, use_gpu)
-    total = config["total_steps"]
+    engine, sched = build_engine(model, s, use_gpu)
+    total = s.total_steps
 
     # A restart without a registered checkpoint starts over: its metrics rows replace the earlier ones.
     consumed, tokens_total, resumed_from = 0, 0, 0
@@ -155,7 +171,7 @@ def train_worker(config: dict) -> None:
 
         tb = SummaryWriter(str(run_dir / "tensorboard"))
     shard = ray.train.get_dataset_shard("train")
-    kill_at = config.get("kill_worker_at_step", 0)  # fault injection for resilience tests
+    kill_at = s.kill_worker_at_step  # fault injection for resilience tests
     micro, t_window, tok_window, loss_window, last_loss = 0, time.perf_counter(), 0, [], None
     t0 = time.perf_counter()
     device = engine.device
@@ -163,7 +179,7 @@ def train_worker(config: dict) -> None:
     # micro-step even when shards differ by a batch, so the collectives stay matched.
     while engine.global_steps < total:
         seen_before = micro
-        for batch in shard.iter_torch_batches(batch_size=config["batch_size"]):
+        for batch in shard.iter_torch_batches(batch_size=s.batch_size):
             micro += 1
             if micro <= consumed:
                 continue  # already trained on before the restart
@@ -178,8 +194,8 @@ def train_worker(config: dict) -> None:
             labels = batch["labels"].to(device)
             keep = loss_positions(labels)
             extra = {} if keep is None else {"logits_to_keep": keep}
-            with cpu_autocast(config.get("autocast", False) and not use_gpu):
-                if config["document_masking"]:  # every packed row carries position_ids (examples.pack)
+            with cpu_autocast(s.autocast and not use_gpu):
+                if s.document_masking:  # every packed row carries position_ids (examples.pack)
                     # Position ids that restart per example and no 2-D mask: transformers then builds a
                     # block-diagonal causal mask, so packed examples never see each other (as at inference).
                     # It only does so without a KV cache.
@@ -193,7 +209,7 @@ def train_worker(config: dict) -> None:
             n_tok = int(attn.sum())
             tok_window += n_tok
             tokens_total += n_tok * world
-            if micro % config["grad_accum"]:
+            if micro % s.grad_accum:
                 continue  # not an optimizer-step boundary yet
             step = engine.global_steps
             if kill_at and step == kill_at and rank == world - 1 and not (run_dir / ".killed").exists():
@@ -202,24 +218,24 @@ def train_worker(config: dict) -> None:
                 time.sleep(5)
                 (run_dir / ".killed").write_text(str(os.getpid()))
                 os.kill(os.getpid(), signal.SIGKILL)  # a real worker death; Ray must replace it
-            if step % config["log_every"] == 0 or step == total:
+            if step % s.log_every == 0 or step == total:
                 dt = time.perf_counter() - t_window
                 row = {
-                    "step": step, "epoch": round(micro / max(1, config["micro_batches_per_epoch"]), 3),
+                    "step": step, "epoch": round(micro / max(1, s.micro_batches_per_epoch), 3),
                     "loss": sum(loss_window) / len(loss_window), "lr": sched.get_last_lr()[0],
                     "tokens_per_s": tok_window / max(dt, 1e-9), "tokens": tokens_total,
-                    "peak_mem_mb": _peak_mem_mb(use_gpu), "wall_s": time.perf_counter() - t0,
+                    "peak_mem_mb": peak_mem_mb(use_gpu), "wall_s": time.perf_counter() - t0,
                 }
                 if rank == 0:
                     for k in ("loss", "lr", "tokens_per_s", "peak_mem_mb"):
                         tb.add_scalar(f"train/{k}", row[k], step)
-                    _append_metrics(run_dir, row, resumed_from)
+                    append_metrics(run_dir, row, resumed_from)
                     resumed_from = None
                     print(json.dumps({"train": row}), flush=True)
                 last_loss = row["loss"]
                 t_window, tok_window, loss_window = time.perf_counter(), 0, []
-            if step % config["checkpoint_every"] == 0 or step >= total:
-                _checkpoint(engine, config, rank, {"step": step, "micro_batches": micro, "tokens": tokens_total},
+            if step % s.checkpoint_every == 0 or step >= total:
+                report_checkpoint(engine, s, rank, {"step": step, "micro_batches": micro, "tokens": tokens_total},
                             {"step": step, "loss": last_loss})
             if step >= total:
                 break
@@ -229,88 +245,13 @@ def train_worker(config: dict) -> None:
         tb.close()
 
 
-def build_engine(model, config: dict, use_gpu: bool):
-    """AdamW + cosine-with-warm-up schedule, wrapped by DeepSpeed (or torch DDP); (engine, scheduler)."""
-    import deepspeed
-
-    from gr2.training.model import freeze_lower_layers
-
-    freeze_lower_layers(model, config.get("freeze_layers", 0))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=config["lr"], weight_decay=config["weight_decay"])
-    total = config["total_steps"] * config.get("optimizer_steps_per_step", 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_with_warmup(total, int(total * config["warmup_ratio"])))
-    if config.get("engine", "deepspeed") == "ddp":  # plain torch DDP, the baseline of the throughput benchmark
-        return DDPEngine(model, opt, sched, config["grad_accum"], config["grad_clip"], use_gpu), sched
-    ds_cfg = deepspeed_config(config["zero_stage"], config["precision"], config["batch_size"], config["grad_accum"],
-                              config["grad_clip"], use_gpu)
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched, config=ds_cfg)
-    return engine, sched
-
-
-class DDPEngine:
-    """The slice of DeepSpeed's engine interface the loop uses, over torch DDP (Ray's prepare_model)."""
-
-    def __init__(self, model, optimizer, scheduler, grad_accum: int, grad_clip: float, use_gpu: bool):
-        import ray.train.torch
-
-        self.model = ray.train.torch.prepare_model(model)
-        self.module = model
-        self.optimizer, self.scheduler = optimizer, scheduler
-        self.grad_accum, self.grad_clip = grad_accum, grad_clip
-        self.device = next(model.parameters()).device
-        self.global_steps, self._micro = 0, 0
-
-    def __call__(self, **kwargs):
-        return self.model(**kwargs)
-
-    def backward(self, loss) -> None:
-        (loss / self.grad_accum).backward()
-
-    def step(self) -> None:
-        self._micro += 1
-        if self._micro % self.grad_accum:
-            return
-        if self.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.global_steps += 1
-
-    def save_checkpoint(self, folder: str, tag: str) -> None:
-        import ray.train
-
-        if ray.train.get_context().get_world_rank() == 0:
-            Path(folder, tag).mkdir(parents=True, exist_ok=True)
-            torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                        "scheduler": self.scheduler.state_dict(), "global_steps": self.global_steps},
-                       Path(folder, tag, "ddp.pt"))
-
-    def load_checkpoint(self, folder: str, tag: str) -> None:
-        state = torch.load(Path(folder, tag, "ddp.pt"), map_location=self.device, weights_only=True)
-        self.module.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.global_steps = state["global_steps"]
-        self._micro = self.global_steps * self.grad_accum
-
-
-def _peak_mem_mb(use_gpu: bool) -> float:
-    if use_gpu:
-        return torch.cuda.max_memory_allocated() / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _checkpoint(engine, config: dict, rank: int, state: dict, metrics: dict) -> None:
+def report_checkpoint(engine, s: LoopSettings, rank: int, state: dict, metrics: dict) -> None:
     import ray.train
 
     with tempfile.TemporaryDirectory() as d:
         engine.save_checkpoint(str(Path(d) / "deepspeed"), tag="ckpt")
         # ZeRO-3 shards the weights: gathering them is a collective every rank must join.
-        sd = engine._zero3_consolidated_16bit_state_dict() if config["zero_stage"] == 3 and config["engine"] == "deepspeed" else None
+        sd = engine._zero3_consolidated_16bit_state_dict() if s.zero_stage == 3 and s.engine == "deepspeed" else None
         if rank == 0:
             (Path(d) / "state.json").write_text(json.dumps(state))
             engine.module.save_pretrained(Path(d) / "model", state_dict=sd, safe_serialization=True)
@@ -348,42 +289,28 @@ class _follow_metrics:
         self.stop.set()
 
 
-def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: str, stage_cfg, train_cfg,
-        total_rows: int, on_progress=None, worker=None, extra_config: dict | None = None,
+def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: str, stage_cfg: StageTrainConfig,
+        train_cfg: TrainConfig, total_rows: int, on_progress=None, worker=None,
+        rerank_format: RerankFormat | None = None,
         progress_fields: tuple[str, str, str] = ("step", "loss", "tokens_per_s")) -> dict:
-    """Launch the TorchTrainer; return where the trained model (save_pretrained folder) is."""
+    """Launch the TorchTrainer; return where the trained model (save_pretrained folder) is. The stage's
+    settings say what kind of run it is: a DapoConfig is RL (steps of rollouts then `minibatches`
+    optimizer steps, run by the RL stage's `worker`), any other a supervised run of `train_worker`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    world = train_cfg.num_workers
-    micro_per_epoch = max(1, math.ceil(total_rows / world / stage_cfg.batch_size))
-    steps_per_epoch = max(1, micro_per_epoch // train_cfg.deepspeed.grad_accum)
-    total = max(1, int(steps_per_epoch * stage_cfg.epochs))
-    if stage_cfg.max_steps:
-        total = min(total, stage_cfg.max_steps) if worker is None else stage_cfg.max_steps
+    rl = isinstance(stage_cfg, DapoConfig)
+    if rl and worker is None:
+        raise TypeError("the RL stage's settings (DapoConfig) need its worker (rl.dapo_worker)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    config = {
-        "model_path": model_path, "run_dir": str(run_dir), "seed": train_cfg.seed, "use_gpu": train_cfg.use_gpu,
-        "lr": stage_cfg.lr, "weight_decay": stage_cfg.weight_decay, "warmup_ratio": stage_cfg.warmup_ratio,
-        "epochs": stage_cfg.epochs, "batch_size": stage_cfg.batch_size, "total_steps": total,
-        "engine": train_cfg.engine, "zero_stage": train_cfg.deepspeed.zero_stage, "precision": train_cfg.deepspeed.precision,
-        "grad_accum": train_cfg.deepspeed.grad_accum, "grad_clip": train_cfg.deepspeed.grad_clip,
-        "checkpoint_every": train_cfg.checkpoint_every, "log_every": max(1, min(10, total // 20 or 1)),
-        "micro_batches_per_epoch": micro_per_epoch, "document_masking": train_cfg.document_masking,
-        "freeze_layers": train_cfg.freeze_layers,
-        "autocast": use_autocast(train_cfg.autocast),  # resolved here: the workers run on this kind of CPU
-        # Fault injection (GR2_KILL_WORKER_AT_STEP=N): the last worker SIGKILLs itself once at step N, to
-        # show that Ray replaces it and training resumes from the latest checkpoint.
-        "kill_worker_at_step": int(os.environ.get("GR2_KILL_WORKER_AT_STEP", "0")),
-        **(extra_config or {}),
-    }
-    if worker is not None:  # RL: every engine.step is an optimizer step, `minibatches` of them per RL step
-        config["grad_accum"] = 1
-        config["optimizer_steps_per_step"] = config.get("minibatches", 1)
+    settings = LoopSettings.resolve(stage_cfg, train_cfg, model_path=model_path, run_dir=run_dir, total_rows=total_rows, rl=rl)
+    if rerank_format is not None:
+        settings = replace(settings, rerank_format=rerank_format)
+    total, world = settings.total_steps, train_cfg.num_workers
     resources = {"CPU": train_cfg.cpus_per_worker}
     trainer = TorchTrainer(
         worker or train_worker,
-        train_loop_config=config,
+        train_loop_config={"settings": settings},
         scaling_config=ScalingConfig(num_workers=world, use_gpu=train_cfg.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=name, storage_path=str(run_dir / "ray"),

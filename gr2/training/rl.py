@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gr2.training import dapo, loop, rewards
+from gr2.config import DapoConfig
+from gr2.platform.precision import cpu_autocast
+from gr2.training import dapo, engines, loop, rewards
 from gr2.training.formats import RerankFormat
 from gr2.training.generation import sample_group, with_bos
 from gr2.training.prompts import ranking_positions
@@ -30,26 +32,23 @@ RL_FIELDS = ["step", "reward", "promotion", "format", "format_counted", "valid_r
              "wall_s"]
 
 
-def _format(cfg: dict) -> RerankFormat:
-    return RerankFormat(**cfg["rerank_format"]) if cfg.get("rerank_format") else RerankFormat()
-
-
-def score_group(texts: list[str], lengths: list[int], sids: list[str], labels: list[int], cfg: dict):
+def score_group(texts: list[str], lengths: list[int], sids: list[str], labels: list[int], cfg: DapoConfig,
+                fmt: RerankFormat | None = None):
     """Rewards [G] of one slate's answers (verifiable reward + soft overlong penalty) and their
-    breakdowns (pure; used by tests and the worker). Answers are read in the policy's format
-    (`cfg["rerank_format"]`, the paper's when absent)."""
-    fmt = _format(cfg)
+    breakdowns (pure; used by tests and the worker). Answers are read in the policy's format `fmt`
+    (the paper's when None)."""
+    fmt = fmt or RerankFormat()
     out, parts = [], []
     for text in texts:
         parsed = fmt.parse(text, sids)
         order = ranking_positions(parsed.ranking, sids) if parsed.ok else None
-        b = rewards.get_reward(cfg["reward"])(order, labels, alpha=cfg["alpha"], invalid_penalty=cfg["invalid_penalty"])
+        b = rewards.get_reward(cfg.reward)(order, labels, alpha=cfg.alpha, invalid_penalty=cfg.invalid_penalty)
         out.append(b.total)
         parts.append({"promotion": b.promotion, "format": b.format, "format_counted": float(b.format_counted),
                       "valid": float(order is not None), "copy": float(order == list(range(len(sids))))})
     r = torch.tensor(out, dtype=torch.float32)
-    if cfg["overlong_cache"] > 0:
-        r = r + dapo.overlong_penalty(torch.tensor(lengths), cfg["max_new_tokens"], cfg["overlong_cache"])
+    if cfg.overlong_cache > 0:
+        r = r + dapo.overlong_penalty(torch.tensor(lengths), cfg.max_new_tokens, cfg.overlong_cache)
     return r, parts
 
 
@@ -63,22 +62,26 @@ def _token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, start: int):
 
 
 def dapo_worker(config: dict) -> None:
+    """Runs on every Ray Train worker: `config["settings"]` is the run's LoopSettings, its `dapo` the
+    stage's DapoConfig."""
     import ray.train
     from transformers import AutoModelForCausalLM
 
+    s: loop.LoopSettings = config["settings"]
+    d = s.dapo
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
-    run_dir = Path(config["run_dir"])
-    torch.manual_seed(config["seed"] + rank)
-    use_gpu = config["use_gpu"] and torch.cuda.is_available()
+    run_dir = Path(s.run_dir)
+    torch.manual_seed(s.seed + rank)
+    use_gpu = s.use_gpu and torch.cuda.is_available()
     from gr2.training.model import load_tokenizer
 
-    tok = load_tokenizer(config["model_path"])
-    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
-    engine, sched = loop.build_engine(model, config, use_gpu)
+    tok = load_tokenizer(s.model_path)
+    model = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32)
+    engine, sched = engines.build_engine(model, s, use_gpu)
     ref = None
-    if config["kl_coef"] > 0:
-        ref = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32).eval()
+    if d.kl_coef > 0:
+        ref = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32).eval()
     start_step = 0
     ckpt = ray.train.get_checkpoint()
     if ckpt:
@@ -87,25 +90,25 @@ def dapo_worker(config: dict) -> None:
             start_step = json.loads((Path(d) / "state.json").read_text())["step"]
     shard = ray.train.get_dataset_shard("train")
     rows = _cycle(shard)
-    G, B, M = config["group_size"], config["batch_size"], config["minibatches"]
+    G, B, M = d.group_size, d.batch_size, d.minibatches
     device = engine.device
     t0 = time.perf_counter()
     resumed_from = start_step  # 0 on a fresh start: a restart without a checkpoint replaces earlier rows
-    for step in range(start_step + 1, config["total_steps"] + 1):
+    for step in range(start_step + 1, s.total_steps + 1):
         module = engine.module
         module.eval()
         groups, tried = [], 0
-        for _ in range(config["refill_rounds"] + 1):  # dynamic sampling: refill dropped groups
+        for _ in range(d.refill_rounds + 1):  # dynamic sampling: refill dropped groups
             for _ in range(B - len(groups)):
                 tried += 1
-                with loop.cpu_autocast(config.get("autocast", False) and not use_gpu):
-                    g = _rollout(module, tok, next(rows), config, G)
+                with cpu_autocast(s.autocast and not use_gpu):
+                    g = _rollout(module, tok, next(rows), s, G)
                 if dapo.keep_group(g["rewards"]):
                     groups.append(g)
             if len(groups) >= B:
                 break
         module.train()
-        stats = _update(engine, ref, groups, config, M, device)
+        stats = _update(engine, ref, groups, s, M, device)
         all_parts = [p for g in groups for p in g["parts"]]
         if rank == 0:
             row = {
@@ -118,11 +121,11 @@ def dapo_worker(config: dict) -> None:
                 "truncated_rate": float(np.mean([t for g in groups for t in g["truncated"]])) if groups else 0.0,
                 "loss": stats.get("loss", 0.0), "lr": sched.get_last_lr()[0], "wall_s": time.perf_counter() - t0,
             }
-            loop._append_metrics(run_dir, row, resumed_from, RL_FIELDS)
+            loop.append_metrics(run_dir, row, resumed_from, RL_FIELDS)
             resumed_from = None
             print(json.dumps({"dapo": row}), flush=True)
-        if step % config["checkpoint_every"] == 0 or step == config["total_steps"]:
-            loop._checkpoint(engine, config, rank, {"step": step, "micro_batches": 0, "tokens": 0}, {"step": step})
+        if step % s.checkpoint_every == 0 or step == s.total_steps:
+            loop.report_checkpoint(engine, s, rank, {"step": step, "micro_batches": 0, "tokens": 0}, {"step": step})
 
 
 def _cycle(shard):
@@ -158,29 +161,29 @@ def hit_cap(generated: list[int], eos_id: int, pad_id: int, max_new_tokens: int)
     return len(generated) >= max_new_tokens and eos_id not in generated and pad_id not in generated
 
 
-def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
+def _constrained_rollout(model, tok, row: dict, s: loop.LoopSettings, G: int) -> dict:
     """G answers whose reasoning is sampled freely up to `"ranking"` and whose ranking is sampled among
     the candidates not yet listed. The answer is then written in the canonical JSON form (the reasoning
     string re-escaped), so every answer is valid and the rewards compare rankings; the policy is trained
     on those canonical tokens."""
     from gr2.training.generation import constrained_ranking
 
-    fmt = _format(config)
+    d, fmt = s.dapo, s.rerank_format or RerankFormat()
     prompt = row["prompt"]
     prompt_ids = tok(with_bos(tok, prompt), add_special_tokens=False, return_tensors="pt")["input_ids"]
-    out = sample_group(model, prompt_ids[0].tolist(), G, config["max_new_tokens"], config["temperature"],
+    out = sample_group(model, prompt_ids[0].tolist(), G, d.max_new_tokens, d.temperature,
                        tok.pad_token_id, tok.eos_token_id, tokenizer=tok, stop_strings=['"ranking"'])
     sids = list(row["sids"])
     texts, truncated, resp_ids, reasoning_lens = [], [], [], []
     for r in out[:, prompt_ids.shape[1]:].tolist():
         text = tok.decode(r, skip_special_tokens=False).split(tok.eos_token)[0].replace(tok.pad_token, "")
         cut = text.find('"ranking"')
-        truncated.append(cut < 0 and hit_cap(r, tok.eos_token_id, tok.pad_token_id, config["max_new_tokens"]))
+        truncated.append(cut < 0 and hit_cap(r, tok.eos_token_id, tok.pad_token_id, d.max_new_tokens))
         reasoning_lens.append(len(tok(text[:cut] if cut >= 0 else text, add_special_tokens=False)["input_ids"]))
         reasoning = free_reasoning(text[:cut] if cut >= 0 else text)
         head = fmt.answer(reasoning, [], sids)[: -len("]}")]  # the answer's JSON up to `"ranking":[`
         with torch.no_grad():
-            ranking = constrained_ranking(model, tok, prompt + head, sids, temperature=config["temperature"], fmt=fmt)
+            ranking = constrained_ranking(model, tok, prompt + head, sids, temperature=d.temperature, fmt=fmt)
         answer = fmt.answer(reasoning, ranking, sids)
         texts.append(answer)
         resp_ids.append(tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
@@ -191,16 +194,17 @@ def _constrained_rollout(model, tok, row: dict, config: dict, G: int) -> dict:
     for i, r in enumerate(resp_ids):
         seqs[i, prompt_ids.shape[1] : prompt_ids.shape[1] + len(r)] = torch.tensor(r)
     # The overlong punishment looks at the free part only: the ranking's length is fixed by K.
-    rewards_, parts = score_group(texts, reasoning_lens, sids, [int(x) for x in row["labels"]], config)
+    rewards_, parts = score_group(texts, reasoning_lens, sids, [int(x) for x in row["labels"]], d, fmt)
     return {"prompt_len": prompt_ids.shape[1], "seqs": seqs, "lengths": lengths, "truncated": truncated,
             "rewards": rewards_, "parts": parts}
 
 
-def _rollout(model, tok, row: dict, config: dict, G: int) -> dict:
-    if config.get("constrained_rollouts"):
-        return _constrained_rollout(model, tok, row, config, G)
+def _rollout(model, tok, row: dict, s: loop.LoopSettings, G: int) -> dict:
+    d = s.dapo
+    if d.constrained_rollouts:
+        return _constrained_rollout(model, tok, row, s, G)
     prompt_ids = tok(with_bos(tok, row["prompt"]), add_special_tokens=False, return_tensors="pt")["input_ids"]
-    out = sample_group(model, prompt_ids[0].tolist(), G, config["max_new_tokens"], config["temperature"],
+    out = sample_group(model, prompt_ids[0].tolist(), G, d.max_new_tokens, d.temperature,
                        tok.pad_token_id, tok.eos_token_id)
     resp = out[:, prompt_ids.shape[1]:]
     lengths, truncated, texts = [], [], []
@@ -209,12 +213,12 @@ def _rollout(model, tok, row: dict, config: dict, G: int) -> dict:
         lengths.append(n)
         truncated.append(tok.eos_token_id not in r)
         texts.append(tok.decode(r[: n - (0 if truncated[-1] else 1)], skip_special_tokens=False))
-    rewards_, parts = score_group(texts, lengths, list(row["sids"]), [int(x) for x in row["labels"]], config)
+    rewards_, parts = score_group(texts, lengths, list(row["sids"]), [int(x) for x in row["labels"]], d, s.rerank_format)
     return {"prompt_len": prompt_ids.shape[1], "seqs": out, "lengths": lengths, "truncated": truncated,
             "rewards": rewards_, "parts": parts}
 
 
-def _update(engine, ref, groups: list[dict], config: dict, M: int, device) -> dict:
+def _update(engine, ref, groups: list[dict], s: loop.LoopSettings, M: int, device) -> dict:
     """M optimizer steps over the kept groups' answers; a zero-loss step when nothing was kept, so every
     worker takes the same number of steps (DeepSpeed's collectives must match)."""
     if not groups:
@@ -231,10 +235,10 @@ def _update(engine, ref, groups: list[dict], config: dict, M: int, device) -> di
         mask = torch.zeros(seqs.shape[0], seqs.shape[1] - start)
         for i, n in enumerate(g["lengths"]):
             mask[i, :n] = 1.0
-        if config["overlong_filter"]:
+        if s.dapo.overlong_filter:
             mask = mask * dapo.overlong_mask(torch.tensor(g["truncated"]))[:, None].float()
         attn = torch.ones_like(seqs)
-        with torch.no_grad(), loop.cpu_autocast(config.get("autocast", False) and device.type == "cpu"):
+        with torch.no_grad(), cpu_autocast(s.autocast and device.type == "cpu"):
             old, _ = _token_logprobs(engine.module, seqs, attn, start)
             refp = _token_logprobs(ref, seqs, attn, start)[0] if ref is not None else None
         batches.append((seqs, attn, start, adv.to(device), mask.to(device), old, refp))
@@ -244,9 +248,9 @@ def _update(engine, ref, groups: list[dict], config: dict, M: int, device) -> di
         total_loss = None
         for i in mb:
             seqs, attn, start, adv, mask, old, refp = batches[i]
-            with loop.cpu_autocast(config.get("autocast", False) and device.type == "cpu"):
+            with cpu_autocast(s.autocast and device.type == "cpu"):
                 new, logits = _token_logprobs(engine, seqs, attn, start)
-            loss, st = dapo.dapo_loss(new, old, adv, mask, config["eps_low"], config["eps_high"], refp, config["kl_coef"])
+            loss, st = dapo.dapo_loss(new, old, adv, mask, s.dapo.eps_low, s.dapo.eps_high, refp, s.dapo.kl_coef)
             st["entropy"] = dapo.token_entropy(logits.detach(), mask)
             st["loss"] = float(loss.detach())
             stats_all.append(st)
@@ -296,13 +300,9 @@ def run(cfg, steps=None) -> dict:
         if not items:
             raise ValueError("no training slates with SIDs for DAPO; run `gr2 etl build` and `gr2 tokenizer assign`")
         ds = ray.data.from_items(items)
-    extra = {k: getattr(d, k) for k in ("group_size", "temperature", "max_new_tokens", "overlong_cache", "overlong_filter",
-                                         "eps_low", "eps_high", "kl_coef", "alpha", "reward", "invalid_penalty", "refill_rounds",
-                                         "minibatches", "constrained_rollouts")}
-    extra["rerank_format"] = json.loads(fmt.to_json())
-    with steps.step(f"DAPO on Ray Train + {jobs._engine(t)}: {d.max_steps} steps x {d.batch_size} slates x {d.group_size} answers") as live:
+    with steps.step(f"DAPO on Ray Train + {engines.engine_name(t)}: {d.max_steps} steps x {d.batch_size} slates x {d.group_size} answers") as live:
         out = loop.run(ds, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run_id, stage_cfg=d,
-                       train_cfg=t, total_rows=len(items), worker=dapo_worker, extra_config=extra,
+                       train_cfg=t, total_rows=len(items), worker=dapo_worker, rerank_format=fmt,
                        on_progress=lambda step, total, reward, _: live.update(f"step {step}/{total}, reward {reward:.3f}"),
                        progress_fields=("step", "reward", "reward"))
     fmt.save(run_dir / "model")

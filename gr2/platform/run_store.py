@@ -1,0 +1,80 @@
+"""One run store for every kind of model the lake keeps: `<lake>/models/<kind>/<run>/`.
+
+Mid-training, SFT, DAPO, the tokenizer's versions and the sequence models behind the prompt's evidence
+all keep their runs the same way, so every reader and writer goes through here:
+
+* `LATEST` names the newest complete run. It is written atomically (a reader never sees half a name)
+  and only once the run's files are all in place, so a reader never loads a half-written model.
+* `IN_PROGRESS` names an unfinished run and a fingerprint of its settings: the same command with the
+  same settings continues that run (training resumes from its last checkpoint), other settings start a
+  new one.
+* Run ids are `<kind>-<UTC time>`, so they sort by start time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gr2.platform.files import write_text_atomic
+
+
+class RunStore:
+    """The runs of one `kind`; `what` names them in messages ("sft model", "tokenizer")."""
+
+    def __init__(self, lake: str | Path, kind: str, what: str | None = None):
+        self.kind, self.what = kind, what or f"{kind} run"
+        self.root = Path(lake) / "models" / kind
+
+    def path(self, run: str) -> Path:
+        return self.root / run
+
+    def runs(self) -> list[str]:
+        """The run folders there, complete or not, oldest first."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+
+    def latest(self) -> str | None:
+        """The newest complete run, or None when none was published."""
+        pointer = self.root / "LATEST"
+        if not pointer.exists():
+            return None
+        return pointer.read_text().strip() or None
+
+    def require_latest(self, how: str) -> str:
+        """The newest complete run; FileNotFoundError naming the folder and `how` to make one when none is."""
+        run = self.latest()
+        if run is None:
+            raise FileNotFoundError(f"no {self.what} under {self.root}; {how}")
+        return run
+
+    def new_id(self, taken: tuple[str, ...] = ()) -> str:
+        """`<kind>-<UTC time>`, with a counter when that id is taken (two runs started in one second)."""
+        base = f"{self.kind}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
+        run, n = base, 1
+        while run in taken or self.path(run).exists():
+            n += 1
+            run = f"{base}-{n}"
+        return run
+
+    def begin(self, fingerprint: str) -> tuple[str, bool]:
+        """(run id, resumed): the unfinished run started with the same `fingerprint` when its folder is
+        still there, else a new run, marked IN_PROGRESS until `publish`."""
+        marker = self.root / "IN_PROGRESS"
+        unfinished = ""
+        if marker.exists():
+            unfinished, _, old = marker.read_text().strip().partition(" ")
+            if unfinished and old == fingerprint and self.path(unfinished).exists():
+                return unfinished, True
+        run = self.new_id(taken=(unfinished,))
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(marker, f"{run} {fingerprint}")
+        return run, False
+
+    def publish(self, run: str) -> None:
+        """`run` is complete: it becomes LATEST, and no later `begin` resumes it."""
+        if not self.path(run).is_dir():
+            raise FileNotFoundError(f"cannot publish {self.what} {run!r}: {self.path(run)} does not exist")
+        write_text_atomic(self.root / "LATEST", run)
+        marker = self.root / "IN_PROGRESS"
+        if marker.exists() and marker.read_text().strip().partition(" ")[0] == run:
+            marker.unlink(missing_ok=True)
