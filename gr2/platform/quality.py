@@ -15,11 +15,22 @@ from pathlib import Path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
-import great_expectations as gx  # noqa: E402
-from great_expectations import expectations as gxe  # noqa: E402
-from great_expectations.data_context.types.base import ProgressBarsConfig  # noqa: E402
 
-logging.getLogger("great_expectations").setLevel(logging.ERROR)
+def _gx():
+    """Great Expectations, imported on first use: importing it takes about 7 s on a slow 2-core VM, and
+    every process that imports the lake (each Ray Data worker that unpickles a training job's function,
+    every CLI command) would pay that even when it never runs a gate."""
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    return gx
+
+
+def _gxe():
+    _gx()
+    from great_expectations import expectations
+
+    return expectations
 
 
 class QualityGateError(RuntimeError):
@@ -53,35 +64,35 @@ class Failure:
 
 # Short constructors keep call sites readable: checks.unique("item_id"), checks.rows(n) ...
 def unique(column: str):
-    return gxe.ExpectColumnValuesToBeUnique(column=column)
+    return _gxe().ExpectColumnValuesToBeUnique(column=column)
 
 
 def not_null(column: str):
-    return gxe.ExpectColumnValuesToNotBeNull(column=column)
+    return _gxe().ExpectColumnValuesToNotBeNull(column=column)
 
 
 def between(column: str, low=None, high=None):
-    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
+    return _gxe().ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high)
 
 
 def in_set(column: str, values):
-    return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(values))
+    return _gxe().ExpectColumnValuesToBeInSet(column=column, value_set=list(values))
 
 
 def rows(count: int):
-    return gxe.ExpectTableRowCountToEqual(value=int(count))
+    return _gxe().ExpectTableRowCountToEqual(value=int(count))
 
 
 def min_rows(count: int):
-    return gxe.ExpectTableRowCountToBeBetween(min_value=int(count))
+    return _gxe().ExpectTableRowCountToBeBetween(min_value=int(count))
 
 
 def compound_unique(columns: list[str]):
-    return gxe.ExpectCompoundColumnsToBeUnique(column_list=list(columns))
+    return _gxe().ExpectCompoundColumnsToBeUnique(column_list=list(columns))
 
 
 def columns_exist(columns: list[str]):
-    return [gxe.ExpectColumnToExist(column=c) for c in columns]
+    return [_gxe().ExpectColumnToExist(column=c) for c in columns]
 
 
 def _describe(config) -> str:
@@ -99,10 +110,12 @@ def docs_dir(lake: Path) -> Path:
 
 def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool = True) -> list[Failure]:
     """Validate `df` as `table` with a GE checkpoint; raise QualityGateError when any expectation fails."""
-    context = gx.get_context(mode="file", project_root_dir=str(context_root(lake)))
+    context = _gx().get_context(mode="file", project_root_dir=str(context_root(lake)))
     bars = context.variables.progress_bars
     if bars is None or (bars.get("globally") if isinstance(bars, dict) else bars.globally):
         # gr2 shows its own per-step progress; GE's per-metric bars would flood the console.
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         context.variables.save()
     source = context.data_sources.add_or_update_spark(name="gr2_lake")
@@ -115,15 +128,15 @@ def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool 
         batch_def = asset.get_batch_definition("staged")
     except (KeyError, LookupError):
         batch_def = asset.add_batch_definition_whole_dataframe("staged")
-    suite = context.suites.add_or_update(gx.ExpectationSuite(name=f"{asset_name}_gate", expectations=[copy.copy(e) for e in expectations]))
+    suite = context.suites.add_or_update(_gx().ExpectationSuite(name=f"{asset_name}_gate", expectations=[copy.copy(e) for e in expectations]))
     validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"{asset_name}_gate", data=batch_def, suite=suite)
+        _gx().ValidationDefinition(name=f"{asset_name}_gate", data=batch_def, suite=suite)
     )
     checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
+        _gx().Checkpoint(
             name=f"{asset_name}_publish",
             validation_definitions=[validation],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+            actions=[_gx().checkpoint.UpdateDataDocsAction(name="data_docs")],
             result_format={"result_format": "SUMMARY"},
         )
     )
@@ -157,7 +170,7 @@ def build_docs(lake: Path) -> Path:
     root = context_root(lake)
     if not (root / "gx").exists():
         raise FileNotFoundError(f"no quality gate has run under {lake} yet; run an ETL or tokenizer command first")
-    context = gx.get_context(mode="file", project_root_dir=str(root))
+    context = _gx().get_context(mode="file", project_root_dir=str(root))
     context.build_data_docs()
     target = Path(lake) / "reports" / "quality"
     shutil.rmtree(target, ignore_errors=True)

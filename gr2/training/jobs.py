@@ -118,7 +118,9 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
         base = prepare_base(cfg, catalog, shape, run_dir / "init")
     with steps.step("mid-training examples from Delta (Ray Data)"):
         show = fmt.show_sid  # SIDs as new tokens or as text, as the re-rank prompts will write them
-        from_sequences = _sequence_examples(lake, catalog, cfg.etl.history_len, show)  # one pipeline, two tasks
+        # One pipeline, two tasks: built once and held in the object store, since the counts, the mixture
+        # and the packing each read it again (each lazy re-read rebuilt every example from gold.sequences).
+        from_sequences = _sequence_examples(lake, catalog, cfg.etl.history_len, show).materialize()
         per_task = {
             "item_alignment": ray.data.from_items(
                 [data.example_row(e) for item in catalog.values() for e in examples.item_alignment(item, show)]
@@ -153,10 +155,12 @@ def _row_len(t, stage) -> int:
 
 def _pack(ds, tokenizer_path: str, max_len: int, batch_size: int):
     """(packed rows without the bookkeeping columns, row count, examples cut to fit max_len, longest example)."""
+    from ray.data.aggregate import Max, Sum
+
     packed = ds.map_batches(data.packer(tokenizer_path, max_len), batch_size=batch_size, batch_format="numpy").materialize()
-    rows = packed.count()
-    cut = int(packed.sum("cut") or 0) if rows else 0
-    longest = int(packed.max("longest") or 0) if rows else 0
+    rows = packed.count()  # known from the materialized blocks' metadata
+    stats = packed.aggregate(Sum("cut"), Max("longest")) if rows else {}  # one pass, not one per statistic
+    cut, longest = int(stats.get("sum(cut)") or 0), int(stats.get("max(longest)") or 0)
     # Materialized again: a lazy projection would need a CPU task while the trainer's workers hold them all.
     return packed.drop_columns(["cut", "longest"]).materialize(), rows, cut, longest
 
@@ -263,6 +267,7 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         exs = traces.flat_map(to_example)
         if st.max_examples:
             exs = exs.limit(st.max_examples)
+        exs = exs.materialize()  # built (and tokenized) once: the count and the packing both read it
         n_examples = exs.count()
         if not n_examples:
             raise ValueError(f"gold.traces holds no accepted traces of teacher {teacher} for training slates; run "
