@@ -314,6 +314,36 @@ def test_free_and_constrained_answers_from_one_generation_match_asking_each_alon
     assert shaped == len(cases) and all(sorted(o) == list(range(4)) for o in orders)
 
 
+def test_an_evaluation_resumes_from_the_answers_a_stopped_one_wrote(small, tmp_path):
+    """`gr2 eval` logs each answer as it is written; a rerun reads the log, asks only the slates that are
+    missing (a torn last line counts as missing) and ends with exactly the answers of one whole pass."""
+    from training_lake import make_training_lake
+
+    from gr2.eval.answers import AnswerLog
+    from gr2.training import data, heldout
+    from gr2.training.generation import rerank_answers
+
+    model, tok, _ = small
+    model.eval()
+    lake = make_training_lake(tmp_path / "lake")
+    catalog, _ = data.load_catalog(lake)
+    cases = heldout.rerank_cases(lake, catalog, "valid", 5, 0, 3)
+    assert len(cases) >= 4
+    whole = rerank_answers(model, tok, cases, 24, batch_size=2)
+    log = AnswerLog(tmp_path / "answers.jsonl")
+    rerank_answers(model, tok, cases[:2], 24, batch_size=2, on_answer=log.append)  # then the process stops
+    with open(log.path, "a") as f:
+        f.write('{"slate_id": "%s", "rec' % cases[2][0].slate_id)  # killed while writing the third
+    assert set(log.load()) == {s.slate_id for s, _ in cases[:2]}
+    asked, progress = [], []
+    resumed = rerank_answers(model, tok, cases, 24, batch_size=2, done=log.load(),
+                             on_answer=lambda slate_id, _: asked.append(slate_id),
+                             on_progress=lambda i, n: progress.append(i))
+    assert resumed == whole
+    assert asked == [s.slate_id for s, _ in cases[2:]]
+    assert progress[0] == 2 and progress[-1] == len(cases)
+
+
 def test_scoring_continuations_on_a_cached_prefix_equals_scoring_whole_sequences(small):
     """Prefix.score (the prompt once, then each continuation on a copy of its KV cache) gives the same
     log-likelihoods as running every prompt + continuation in full."""

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 
 from gr2.config import Config
 from gr2.eval import baselines, diagnostics, report, runs
+from gr2.eval.answers import AnswerLog
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 
@@ -144,8 +145,17 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
 
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
                 modes = ("free", "constrained") if constrained_too else ("free",)
+                autocast = use_autocast(cfg.train.autocast)
+                # Answers already written with these settings (a stopped run) are read, not asked again.
+                log = AnswerLog.for_model(lake, stage, model_dir, {
+                    "split": split, "max_new_tokens": cfg.eval.max_new_tokens, "modes": modes,
+                    "batch": cfg.eval.batch, "autocast": autocast, "format": fmt.to_json()})
+                done = log.load()
+                if done:
+                    live.update(f"{len([1 for s, _ in asked if s.slate_id in done])} answers from {log.path.name}")
                 answers = rerank_answers(model, tok, asked, cfg.eval.max_new_tokens, modes, progress, fmt=fmt,
-                                         batch_size=cfg.eval.batch, autocast=use_autocast(cfg.train.autocast))
+                                         batch_size=cfg.eval.batch, autocast=autocast, done=done,
+                                         on_answer=log.append)
                 for mode in modes:
                     orders, shaped = answers[mode]
                     row = _row(name + (" + constrained ranking" if mode == "constrained" else ""), input_ranks, orders,

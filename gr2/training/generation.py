@@ -298,7 +298,8 @@ def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: boo
 
 
 def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", "constrained"), on_progress=None,
-                   fmt=None, batch_size: int = 8, autocast: bool = False) -> dict:
+                   fmt=None, batch_size: int = 8, autocast: bool = False, done: dict | None = None,
+                   on_answer=None) -> dict:
     """{mode: (orders, shaped)} for mode in `modes`: per slate the output order as indices into the
     candidates (None when the answer is not a valid permutation) and how many answers had the JSON shape.
 
@@ -306,6 +307,10 @@ def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", 
     `"ranking"` and decodes the ranking with `constrained_ranking`, so every answer is a valid permutation
     by construction. Greedy decoding makes that reasoning the free answer's own prefix, so asking for
     both generates once. `autocast` runs the forward passes under bf16 autocast on CPU (train.autocast).
+
+    Resuming: `done` maps a slate id to the record `on_answer(slate_id, record)` was given for it by an
+    earlier call with the same model and settings; those slates are not asked again. A record is
+    {"text", mode: order or None, mode + "_shaped": 0 or 1}, so a long evaluation can span sittings.
     """
     from gr2.platform.precision import cpu_autocast
     from gr2.training.formats import RerankFormat
@@ -313,29 +318,37 @@ def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", 
 
     fmt = fmt or RerankFormat()
     gen = HFGenerator(model, tokenizer, batch_size=batch_size)
-    orders: dict[str, list] = {m: [] for m in modes}
-    shaped = dict.fromkeys(modes, 0)
+    done = dict(done or {})
     # Constrained answers alone need only the reasoning: stop there rather than write a ranking.
     stop = ['"ranking"'] if "free" not in modes else None
     on_cpu = autocast and next(model.parameters()).device.type == "cpu"
-    for i in range(0, len(cases), batch_size):
-        chunk = cases[i : i + batch_size]
+    todo = [c for c in cases if c[0].slate_id not in done]
+    if on_progress and len(todo) < len(cases):
+        on_progress(len(cases) - len(todo), len(cases))
+    for i in range(0, len(todo), batch_size):
+        chunk = todo[i : i + batch_size]
         prompts = [fmt.prompt(s.history, s.candidates, tokenizer) for s, _ in chunk]
         with cpu_autocast(on_cpu):
             texts = gen.generate(prompts, max_new_tokens=max_new_tokens, stop_strings=stop)
         for (s, _), prompt, (text,) in zip(chunk, prompts, texts):
             sids = [c.sid for c in s.candidates]
-            if "free" in orders:
+            record = {"text": text}
+            if "free" in modes:
                 parsed = fmt.parse(text, sids)
-                orders["free"].append(ranking_positions(parsed.ranking, sids) if parsed.ok else None)
-                shaped["free"] += fmt.answer_shape(text, len(sids))
-            if "constrained" in orders:
+                record["free"] = ranking_positions(parsed.ranking, sids) if parsed.ok else None
+                record["free_shaped"] = int(fmt.answer_shape(text, len(sids)))
+            if "constrained" in modes:
                 cut = text.find('"ranking"')
                 head = (text[:cut] if cut >= 0 else text + '","') + '"ranking":['
                 with cpu_autocast(on_cpu):
                     ranking = constrained_ranking(model, tokenizer, prompt + head, sids, fmt=fmt)
-                orders["constrained"].append(ranking_positions(ranking, sids))
-                shaped["constrained"] += 1
+                record["constrained"], record["constrained_shaped"] = ranking_positions(ranking, sids), 1
+            done[s.slate_id] = record
+            if on_answer:
+                on_answer(s.slate_id, record)
         if on_progress:
-            on_progress(min(i + batch_size, len(cases)), len(cases))
+            on_progress(len(cases) - len(todo) + min(i + batch_size, len(todo)), len(cases))
+    records = [done[s.slate_id] for s, _ in cases]
+    orders = {m: [r[m] for r in records] for m in modes}
+    shaped = {m: sum(int(r[m + "_shaped"]) for r in records) for m in modes}
     return {m: (orders[m], shaped[m]) for m in modes}
