@@ -33,8 +33,10 @@ def test_spark_starts_without_its_log4j_banner_unless_verbose(verbose):
     assert res.returncode == 0 and res.stdout.strip() == "3", res.stderr[-2000:]
     if verbose:  # Spark's own default profile, which announces itself (the other lines depend on the host)
         assert "Using Spark's default log4j profile" in res.stderr, res.stderr[-2000:]
+        assert "Using incubator modules" in res.stderr, res.stderr[-2000:]  # the JVM's own line, before any logger
     else:
-        for line in ("Using Spark's default log4j profile", "NativeCodeLoader", "Setting default log level"):
+        for line in ("Using Spark's default log4j profile", "NativeCodeLoader", "Setting default log level",
+                     "Using incubator modules"):
             assert line not in res.stderr, (line, res.stderr[-2000:])
 
 

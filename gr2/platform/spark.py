@@ -128,9 +128,51 @@ def get_spark(cfg: SparkConfig | None = None):
     # Executors must run the same Python as the driver (a venv, not the system python).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    conf = spark_conf(cfg)
+    from gr2.platform.progress import verbose
+
+    if not verbose():
+        _launch_filtered_gateway(cfg, conf)
     builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
-    for key, value in spark_conf(cfg).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+# Lines the JVM writes to its stderr before any logger exists, so log4j2's quiet file cannot stop them.
+# Spark 4's launcher adds `--add-modules=jdk.incubator.vector`, and the JVM announces it on every start.
+JVM_NOISE = (b"WARNING: Using incubator modules",)
+
+
+def _launch_filtered_gateway(cfg: SparkConfig, conf: dict[str, str]) -> None:
+    """Start Spark's JVM as pyspark would, but with its stderr through a pipe that drops `JVM_NOISE` and
+    passes every other line on to this process's stderr (Spark's errors stay visible). The SparkContext
+    that getOrCreate builds next takes this gateway instead of launching its own."""
+    import threading
+
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return
+    spark_conf_ = SparkConf(loadDefaults=False).setMaster(cfg.master).setAppName(cfg.app_name).setAll(list(conf.items()))
+    # The reader runs before the JVM does, so a JVM that dies at start still has its error printed.
+    read_end, write_end = os.pipe()
+
+    def forward():  # for the JVM's life: a full pipe would block the JVM, so it is always drained
+        with os.fdopen(read_end, "rb") as pipe:
+            for line in iter(pipe.readline, b""):
+                if not line.startswith(JVM_NOISE):
+                    try:
+                        os.write(2, line)
+                    except OSError:
+                        pass
+
+    threading.Thread(target=forward, name="gr2-spark-stderr", daemon=True).start()
+    try:
+        gateway = launch_gateway(spark_conf_, popen_kwargs={"stderr": write_end})
+    finally:
+        os.close(write_end)  # the JVM holds its own copy; ours would keep the pipe open after it exits
+    SparkContext._ensure_initialized(gateway=gateway, conf=spark_conf_)
