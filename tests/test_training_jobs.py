@@ -65,7 +65,7 @@ def test_midtrain_learns_the_item_language_and_beats_popularity(tlake):
     assert saved["model"] == r["model"]
 
 
-def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark, tlake):
+def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark, tlake, monkeypatch):
     from gr2.training import traces
 
     cfg = load_config(overrides=SMALL + ["traces.attempts=3", "traces.max_slates=120", "train.max_len=1600",
@@ -111,8 +111,16 @@ def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark,
                                           "train.dapo.overlong_cache=64", "train.dapo.lr=0.0001", "train.checkpoint_every=1",
                                           "train.dapo.refill_rounds=0"],
                        lake=str(tlake))
+    # Its worker dies after step 1's checkpoint: DAPO resumes from it like the other stages (a resumed
+    # run once failed on a shadowed name), and its metrics go on from there, one row a step.
+    monkeypatch.setenv("GR2_KILL_WORKER_AT_STEP", "1")
     d = rl.run(dcfg)
+    monkeypatch.delenv("GR2_KILL_WORKER_AT_STEP")
     assert d["total_steps"] == 2 and int(d["last"]["step"]) == 2
+    run_dir = tlake / "models/dapo" / d["run"]
+    assert (run_dir / ".killed").exists(), "the fault was injected"
+    assert [json.loads(line)["resumed_from_step"] for line in (run_dir / "resumes.jsonl").read_text().splitlines()] == [1]
+    assert [int(r["step"]) for r in csv.DictReader((run_dir / "metrics.csv").open())] == [1, 2]
     for key in ("reward", "promotion", "format", "entropy", "clip_fraction", "kept_group_ratio", "response_len"):
         assert d["last"][key] not in (None, ""), key
     # Free answers of this tiny model often all score the same (all invalid): dynamic sampling then keeps

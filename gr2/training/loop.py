@@ -153,17 +153,8 @@ def train_worker(config: dict) -> None:
     total = s.total_steps
 
     # A restart without a registered checkpoint starts over: its metrics rows replace the earlier ones.
-    consumed, tokens_total, resumed_from = 0, 0, 0
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            engine.load_checkpoint(str(Path(d) / "deepspeed"), tag="ckpt")
-            state = json.loads((Path(d) / "state.json").read_text())
-        consumed, tokens_total, resumed_from = state["micro_batches"], state["tokens"], state["step"]
-        if rank == 0:
-            print(json.dumps({"resumed_from_step": resumed_from}), flush=True)
-            with (run_dir / "resumes.jsonl").open("a") as f:  # the run's own record of each restart
-                f.write(json.dumps({"resumed_from_step": resumed_from, "at": time.time()}) + "\n")
+    state = restore_checkpoint(engine, run_dir, rank)
+    consumed, tokens_total, resumed_from = state["micro_batches"], state["tokens"], state["step"]
 
     tb = None
     if rank == 0:
@@ -171,7 +162,6 @@ def train_worker(config: dict) -> None:
 
         tb = SummaryWriter(str(run_dir / "tensorboard"))
     shard = ray.train.get_dataset_shard("train")
-    kill_at = s.kill_worker_at_step  # fault injection for resilience tests
     micro, t_window, tok_window, loss_window, last_loss = 0, time.perf_counter(), 0, [], None
     t0 = time.perf_counter()
     device = engine.device
@@ -212,12 +202,7 @@ def train_worker(config: dict) -> None:
             if micro % s.grad_accum:
                 continue  # not an optimizer-step boundary yet
             step = engine.global_steps
-            if kill_at and step == kill_at and rank == world - 1 and not (run_dir / ".killed").exists():
-                # Ray registers a reported checkpoint at its next health check (every 2 s): die a little
-                # later, as a real failure would, so the test shows resumption from that checkpoint.
-                time.sleep(5)
-                (run_dir / ".killed").write_text(str(os.getpid()))
-                os.kill(os.getpid(), signal.SIGKILL)  # a real worker death; Ray must replace it
+            die_if_told(s, step, rank == world - 1)
             if step % s.log_every == 0 or step == total:
                 dt = time.perf_counter() - t_window
                 row = {
@@ -243,6 +228,38 @@ def train_worker(config: dict) -> None:
             raise RuntimeError(f"worker {rank} received an empty data shard; use fewer workers or more data")
     if tb:
         tb.close()
+
+
+def die_if_told(s: LoopSettings, step: int, last_rank: bool) -> None:
+    """Fault injection for the resilience tests (GR2_KILL_WORKER_AT_STEP): the last worker kills itself
+    once, after optimizer step `s.kill_worker_at_step`, as a real worker death would."""
+    run_dir = Path(s.run_dir)
+    if not (s.kill_worker_at_step and step == s.kill_worker_at_step and last_rank) or (run_dir / ".killed").exists():
+        return
+    # Ray registers a reported checkpoint at its next health check (every 2 s): die a little later, as a
+    # real failure would, so the test shows resumption from that checkpoint.
+    time.sleep(5)
+    (run_dir / ".killed").write_text(str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)  # a real worker death; Ray must replace it
+
+
+def restore_checkpoint(engine, run_dir: Path, rank: int) -> dict:
+    """The state saved with Ray Train's latest checkpoint of this run ({"step", "micro_batches", "tokens"}),
+    after loading the engine's weights and optimizer from it; all zeros on a fresh start. Rank 0 records
+    each restart in the run's resumes.jsonl."""
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if not ckpt:
+        return {"step": 0, "micro_batches": 0, "tokens": 0}
+    with ckpt.as_directory() as folder:
+        engine.load_checkpoint(str(Path(folder) / "deepspeed"), tag="ckpt")
+        state = json.loads((Path(folder) / "state.json").read_text())
+    if rank == 0:
+        print(json.dumps({"resumed_from_step": state["step"]}), flush=True)
+        with (Path(run_dir) / "resumes.jsonl").open("a") as f:  # the run's own record of each restart
+            f.write(json.dumps({"resumed_from_step": state["step"], "at": time.time()}) + "\n")
+    return state
 
 
 def report_checkpoint(engine, s: LoopSettings, rank: int, state: dict, metrics: dict) -> None:

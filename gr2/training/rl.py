@@ -82,12 +82,8 @@ def dapo_worker(config: dict) -> None:
     ref = None
     if d.kl_coef > 0:
         ref = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32).eval()
-    start_step = 0
-    ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            engine.load_checkpoint(str(Path(d) / "deepspeed"), tag="ckpt")
-            start_step = json.loads((Path(d) / "state.json").read_text())["step"]
+    # (The checkpoint's folder once shadowed `d`, the DapoConfig, here: a resumed run then failed.)
+    start_step = loop.restore_checkpoint(engine, run_dir, rank)["step"]
     shard = ray.train.get_dataset_shard("train")
     rows = _cycle(shard)
     G, B, M = d.group_size, d.batch_size, d.minibatches
@@ -126,6 +122,7 @@ def dapo_worker(config: dict) -> None:
             print(json.dumps({"dapo": row}), flush=True)
         if step % s.checkpoint_every == 0 or step == s.total_steps:
             loop.report_checkpoint(engine, s, rank, {"step": step, "micro_batches": 0, "tokens": 0}, {"step": step})
+        loop.die_if_told(s, step, rank == ctx.get_world_size() - 1)
 
 
 def _cycle(shard):
