@@ -35,12 +35,11 @@ KNOWN_SIDEWAYS = {
     ("gr2/eval/jobs.py", "gr2.training.heldout"),
     ("gr2/eval/jobs.py", "gr2.training.jobs"),
     ("gr2/eval/jobs.py", "gr2.training.model"),
-    # the service loads a trained model, its prompt format and the SID vocabulary
+    # the service loads a trained model and its prompt format
     ("gr2/serve/app.py", "gr2.training.data"),
     ("gr2/serve/app.py", "gr2.training.formats"),
     ("gr2/serve/check.py", "gr2.training.data"),
     ("gr2/serve/check.py", "gr2.training.heldout"),
-    ("gr2/serve/engine.py", "gr2.tokenizer.vocab"),
     ("gr2/serve/engine.py", "gr2.training.generation"),
     ("gr2/serve/engine.py", "gr2.training.model"),
     ("gr2/serve/engine.py", "gr2.training.prompts"),
@@ -49,14 +48,6 @@ KNOWN_SIDEWAYS = {
     ("gr2/serve/launch.py", "gr2.training.jobs"),
     # the tokenizer's quarantine rows use the ETL's quarantine key
     ("gr2/tokenizer/jobs.py", "gr2.etl.schema"),
-    # training spells SIDs with the tokenizer's vocabulary
-    ("gr2/training/examples.py", "gr2.tokenizer.vocab"),
-    ("gr2/training/formats.py", "gr2.tokenizer.vocab"),
-    ("gr2/training/generation.py", "gr2.tokenizer.vocab"),
-    ("gr2/training/model.py", "gr2.tokenizer.vocab"),
-    ("gr2/training/prompts.py", "gr2.tokenizer.vocab"),
-    ("gr2/training/rejection.py", "gr2.tokenizer.vocab"),
-    ("gr2/training/teachers.py", "gr2.tokenizer.vocab"),
     # training's evaluations reuse eval's metrics and intervals; the statistical teacher, its SASRec
     ("gr2/training/heldout.py", "gr2.eval.diagnostics"),
     ("gr2/training/heldout.py", "gr2.eval.metrics"),

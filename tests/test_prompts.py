@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gr2.tokenizer.vocab import SID_BEGIN, SID_END, wrap
+from gr2.platform.sids import SID_BEGIN, SID_END, wrap
 from gr2.training.prompts import (
     SYSTEM_PROMPT,
     ItemText,

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from gr2.tokenizer.vocab import wrap
+from gr2.platform.sids import wrap
 from gr2.training.prompts import ItemText, build_rerank_messages, format_response
 from gr2.training.rejection import (
     Attempt,

@@ -123,18 +123,18 @@ class Catalog:
     """Item id -> the lake's CatalogItem (SID, title, categories), and SID -> item id for SID requests."""
 
     def __init__(self, items: dict):
-        from gr2.tokenizer import vocab
+        from gr2.platform.sids import parse_sid, sid_string
 
         self.items = items
         self.by_sid = {}
         for item_id, it in items.items():
             try:
-                self.by_sid[vocab.sid_string(vocab.parse_sid(it.sid))] = item_id
+                self.by_sid[sid_string(parse_sid(it.sid))] = item_id
             except ValueError:
                 continue
 
     def resolve(self, ids: list[str]) -> tuple[list[str], list[str]]:
-        from gr2.tokenizer import vocab
+        from gr2.platform.sids import parse_sid, sid_string
 
         out, unknown = [], []
         for i in ids:
@@ -142,7 +142,7 @@ class Catalog:
                 out.append(i)
                 continue
             try:
-                hit = self.by_sid.get(vocab.sid_string(vocab.parse_sid(i)))
+                hit = self.by_sid.get(sid_string(parse_sid(i)))
             except ValueError:
                 hit = None
             (out.append(hit) if hit else unknown.append(i))

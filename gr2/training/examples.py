@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gr2.tokenizer import vocab
+from gr2.platform.sids import wrap
 
 TASKS = ("item_alignment", "sequential", "persona", "candidate_listing")
 
@@ -45,7 +45,7 @@ class Example:
 
 
 def _w(sid: str) -> str:
-    return vocab.wrap(sid)
+    return wrap(sid)
 
 
 def item_alignment(item: CatalogItem, show=_w) -> list[Example]:

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from gr2.tokenizer import vocab
+from gr2.platform.sids import level_prefix, parse_sid, sid_string, wrap
 from gr2.training import prompts as p
 
 FORMAT_FILE = "rerank_format.json"
@@ -87,15 +87,15 @@ class RerankFormat:
 
     def show_sid(self, sid: str) -> str:
         """A SID as the model reads it in a prompt."""
-        codes = vocab.parse_sid(sid.strip())
+        codes = parse_sid(sid.strip())
         if self.sid == "text":
             return text_sid(codes)
-        return vocab.wrap(vocab.sid_string(codes))
+        return wrap(sid_string(codes))
 
     def answer_sid(self, sid: str) -> str:
         """A SID as the model writes it inside the answer's "ranking" (unwrapped, as the paper does)."""
-        codes = vocab.parse_sid(sid.strip())
-        return text_sid(codes) if self.sid == "text" else vocab.sid_string(codes)
+        codes = parse_sid(sid.strip())
+        return text_sid(codes) if self.sid == "text" else sid_string(codes)
 
     # -- prompt -------------------------------------------------------------------------------------
 
@@ -171,15 +171,15 @@ class RerankFormat:
         if self.cite == "slate":
             text = _CITED.sub(lambda m: f"[{m.group(1)}]", text)
         if self.sid == "text":
-            text = _CANONICAL_SID.sub(lambda m: text_sid(vocab.parse_sid(m.group(1))), text)
+            text = _CANONICAL_SID.sub(lambda m: text_sid(parse_sid(m.group(1))), text)
         return text
 
     def answer(self, reasoning: str, ranking: Sequence[str], candidate_sids: Sequence[str]) -> str:
         """The target text: compact JSON with the reasoning and the ranking (SIDs or slate numbers)."""
         if self.is_paper:
             return p.format_response(reasoning, ranking)
-        index = {vocab.sid_string(vocab.parse_sid(s)): i for i, s in enumerate(candidate_sids)}
-        canon = [vocab.sid_string(vocab.parse_sid(s)) for s in ranking]
+        index = {sid_string(parse_sid(s)): i for i, s in enumerate(candidate_sids)}
+        canon = [sid_string(parse_sid(s)) for s in ranking]
         if self.cite == "slate":
             entries: list = [index[s] + 1 for s in canon]
         else:
@@ -222,9 +222,9 @@ class RerankFormat:
                 int(entry.strip("[] ")) if isinstance(entry, str) and entry.strip("[] ").isdigit() else None)
             if n is None or not 1 <= n <= len(candidate_sids):
                 return f"slate number {entry!r}" if n is None else f"slate number {n} (of {len(candidate_sids)})"
-            return vocab.sid_string(vocab.parse_sid(candidate_sids[n - 1]))
+            return sid_string(parse_sid(candidate_sids[n - 1]))
         if isinstance(entry, str) and self.sid == "text" and _TEXT_SID.fullmatch(entry.strip()):
-            return vocab.sid_string(parse_text_sid(entry.strip()))
+            return sid_string(parse_text_sid(entry.strip()))
         return entry
 
     def options(self, candidate_sids: Sequence[str]) -> list[str]:
@@ -239,7 +239,7 @@ class RerankFormat:
 
 def text_sid(codes: Sequence[int]) -> str:
     """Codes in the model's existing vocabulary: [12, 200, 7, 31] -> 'a12 b200 c7 d31'."""
-    return " ".join(f"{vocab.level_prefix(i)}{int(c)}" for i, c in enumerate(codes))
+    return " ".join(f"{level_prefix(i)}{int(c)}" for i, c in enumerate(codes))
 
 
 def parse_text_sid(text: str) -> list[int]:
@@ -247,14 +247,14 @@ def parse_text_sid(text: str) -> list[int]:
     parts = text.split(" ")
     codes = []
     for i, part in enumerate(parts):
-        if not re.fullmatch(r"[a-z](?:0|[1-9][0-9]*)", part) or part[0] != vocab.level_prefix(i):
-            raise ValueError(f"malformed text SID {text!r} at {part!r}: expected {vocab.level_prefix(i)}<code>")
+        if not re.fullmatch(r"[a-z](?:0|[1-9][0-9]*)", part) or part[0] != level_prefix(i):
+            raise ValueError(f"malformed text SID {text!r} at {part!r}: expected {level_prefix(i)}<code>")
         codes.append(int(part[1:]))
     return codes
 
 
 def _unique_candidates(candidates) -> None:
-    sids = [vocab.sid_string(vocab.parse_sid(c.sid)) for c in candidates]
+    sids = [sid_string(parse_sid(c.sid)) for c in candidates]
     if len(set(sids)) != len(sids):
         raise ValueError("candidate SIDs must be unique")
     if not candidates:

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from gr2.tokenizer import vocab
+from gr2.platform.sids import SID_BEGIN, SID_END, level_token, parse_sid, sid_string
 
 
 class Generator(Protocol):
@@ -30,8 +30,8 @@ class SidTrie:
 
     def __init__(self, tokenizer, sids: list[str], fmt=None):
         text = fmt is not None and fmt.sid == "text"
-        self.begin = None if text else tokenizer.convert_tokens_to_ids(vocab.SID_BEGIN)
-        self.end = tokenizer.eos_token_id if text else tokenizer.convert_tokens_to_ids(vocab.SID_END)
+        self.begin = None if text else tokenizer.convert_tokens_to_ids(SID_BEGIN)
+        self.end = tokenizer.eos_token_id if text else tokenizer.convert_tokens_to_ids(SID_END)
         self.root: dict = {}
         self.sid_of: dict[tuple[int, ...], str] = {}
         self.longest = 0
@@ -39,7 +39,7 @@ class SidTrie:
             if text:
                 ids = tuple(tokenizer(" " + fmt.show_sid(sid), add_special_tokens=False)["input_ids"]) + (self.end,)
             else:
-                toks = [vocab.level_token(i, c) for i, c in enumerate(vocab.parse_sid(sid))]
+                toks = [level_token(i, c) for i, c in enumerate(parse_sid(sid))]
                 ids = tuple(tokenizer.convert_tokens_to_ids(toks)) + (self.end,)
             node = self.root
             for t in ids:
@@ -187,7 +187,7 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     from gr2.training.formats import RerankFormat
 
     fmt = fmt or RerankFormat()
-    left = list(zip([vocab.sid_string(vocab.parse_sid(s)) for s in candidate_sids], fmt.options(candidate_sids)))
+    left = list(zip([sid_string(parse_sid(s)) for s in candidate_sids], fmt.options(candidate_sids)))
     enc = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     prefix = Prefix(model, enc(with_bos(tokenizer, text)))
     chosen: list[str] = []

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gr2.tokenizer.vocab import SID_BEGIN, SID_END, parse_sid, sid_string, wrap
+from gr2.platform.sids import SID_BEGIN, SID_END, parse_sid, sid_string, wrap
 
 TITLE_MAX_CHARS = 200  # long marketplace titles would crowd out the history; the SID carries identity
 

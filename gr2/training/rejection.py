@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from gr2.tokenizer.vocab import parse_sid, sid_string
+from gr2.platform.sids import parse_sid, sid_string
 from gr2.training.prompts import ItemText, build_rerank_messages, parse_response
 from gr2.training.teachers import SlateContext, Teacher, TeacherRequest
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from gr2.tokenizer.vocab import parse_sid, sid_string
+from gr2.platform.sids import parse_sid, sid_string
 from gr2.training.prompts import ItemText, format_response, sequence_rank
 
 
