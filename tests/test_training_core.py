@@ -45,7 +45,8 @@ def test_alignment_and_sequence_examples_never_use_eval_positions():
 
 
 def test_candidate_listing_copies_the_prompts_list_into_an_answers_ranking():
-    from gr2.training.prompts import ItemText, build_rerank_messages, format_response, parse_response
+    from gr2.rerank.prompt import build_rerank_messages, format_response, parse_response
+    from gr2.rerank.slate import ItemText
 
     cands = ITEMS[:3]
     e = ex.candidate_listing(cands)
@@ -408,7 +409,7 @@ def test_the_mid_trained_row_scores_a_sid_tokenized_as_mid_training_taught_it(sm
     trained `sequential` example: with text SIDs the leading space is part of the SID's first token, and
     a prompt that ended in a space would be a split the model never saw."""
     from gr2.eval.jobs import next_item_ids
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
 
     _, tok, _ = small
     fmt = RerankFormat(sid=sid_format)
@@ -479,7 +480,7 @@ def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would
 def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small):
     """One pass: the candidates sorted by the log-likelihood of being listed first. Its top is the first
     slot that `constrained_ranking` decodes; the rest follows that slot's scores, not later slots'."""
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
     from gr2.training.generation import Prefix, constrained_ranking, first_slot_ranking, with_bos
 
     model, tok, _ = small
@@ -531,7 +532,7 @@ def test_loop_settings_resolve_the_stage_budget_on_the_driver(tmp_path, stage, o
     import pickle
 
     from gr2.config import load_config
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
     from gr2.training.loop import LoopSettings
 
     cfg = load_config(overrides=overrides)

@@ -173,8 +173,8 @@ class Reranker:
         self._lock = threading.Lock()
 
     def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
+        from gr2.rerank.slate import item_text
         from gr2.training import evidence as ev
-        from gr2.training.prompts import item_text
 
         items = self.catalog.items
         hist = [item_text(items[i]) for i in req.history][-self.fmt.history:] if self.fmt.history else []
@@ -185,8 +185,8 @@ class Reranker:
         import torch
 
         from gr2.platform.precision import cpu_autocast
+        from gr2.rerank.permutations import ranking_positions
         from gr2.training.generation import HFGenerator, constrained_ranking, first_slot_ranking
-        from gr2.training.prompts import ranking_positions
 
         out: list[Outcome | None] = [None] * len(reqs)
         with self._lock, torch.inference_mode(), cpu_autocast(self.autocast):

@@ -184,7 +184,7 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     K x the whole prompt). With `first_slot_only` the first slot's log-likelihoods order the whole list
     (`first_slot_ranking`). Returns the canonical SIDs, best first.
     """
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
 
     fmt = fmt or RerankFormat()
     left = list(zip([sid_string(parse_sid(s)) for s in candidate_sids], fmt.options(candidate_sids)))
@@ -290,7 +290,7 @@ class Prefix:
 
 def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: bool = False, on_progress=None, fmt=None,
                   batch_size: int = 8, autocast: bool = False):
-    """Greedy answers to the re-rank prompt for (SlateForTraces, labels) cases, asked in `fmt` (the
+    """Greedy answers to the re-rank prompt for (Slate, labels) cases, asked in `fmt` (the
     format the model was trained on; the paper's by default): (orders, shaped) of `rerank_answers` for the
     free answers, or with `constrained` for the constrained ones."""
     mode = "constrained" if constrained else "free"
@@ -313,8 +313,8 @@ def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", 
     {"text", mode: order or None, mode + "_shaped": 0 or 1}, so a long evaluation can span sittings.
     """
     from gr2.platform.precision import cpu_autocast
-    from gr2.training.formats import RerankFormat
-    from gr2.training.prompts import ranking_positions
+    from gr2.rerank.formats import RerankFormat
+    from gr2.rerank.permutations import ranking_positions
 
     fmt = fmt or RerankFormat()
     gen = HFGenerator(model, tokenizer, batch_size=batch_size)

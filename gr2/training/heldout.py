@@ -98,7 +98,7 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
 
 def _stage_model(cfg: Config, model_dir: Path | None, stage: str):
     """(folder, format it was trained in, model in eval mode, tokenizer) of `model_dir`, else the stage's LATEST."""
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
 
     model_dir = Path(model_dir or latest_model(cfg, stage))
     fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
@@ -111,14 +111,14 @@ def _stage_model(cfg: Config, model_dir: Path | None, stage: str):
 
 
 def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10, fmt=None):
-    """(SlateForTraces, labels in input order) for slates of `split`, a seeded sample of `max_slates`
+    """(Slate, labels in input order) for slates of `split`, a seeded sample of `max_slates`
     (the same sample for the same arguments). When the re-rank format `fmt` shows evidence (evidence.py),
     each candidate carries its note."""
     return cases_of(rerank_rows(lake, catalog, split, max_slates, seed, history), lake, split, fmt)
 
 
 def rerank_rows(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10) -> list:
-    """(gold.slates row, SlateForTraces) pairs of `rerank_cases`, read once: `cases_of` renders them for
+    """(gold.slates row, Slate) pairs of `rerank_cases`, read once: `cases_of` renders them for
     each format (evaluation asks the same slates of models trained with and without evidence)."""
     from gr2.training import traces as tr
 

@@ -1,6 +1,6 @@
 """How a student model sees a slate and writes its answer: the re-rank format, as one typed object.
 
-Teachers, gold.traces and every metric speak the canonical contract of `prompts.py` (the paper's:
+Teachers, gold.traces and every metric speak the canonical contract of `prompt.py` (the paper's:
 SIDs as `<a_12><b_200>...` tokens, rankings as SID lists). A student may be trained on another surface
 form of the same content, chosen by measurement (docs/training.md):
 
@@ -12,8 +12,8 @@ form of the same content, chosen by measurement (docs/training.md):
 - `style`: `paper` is the full GR2 prompt; `compact` keeps its content (role and task, history and
   candidates with SID + title + category, items cited, three reasoning steps, a JSON answer) in a
   fraction of the tokens: short titles, a capped history, one line per item.
-- `evidence`: `sequential` shows a sequence model's rank beside each candidate ("seq #2", evidence.py),
-  compact style only; `none` shows the paper's content alone.
+- `evidence`: `sequential` shows a sequence model's rank beside each candidate ("seq #2",
+  gr2/training/evidence.py), compact style only; `none` shows the paper's content alone.
 - the model's own chat template renders the messages when its tokenizer has one.
 
 A format converts a canonical teacher answer into the student's target text (`answer`), and reads a
@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from gr2.platform.sids import level_prefix, parse_sid, sid_string, wrap
-from gr2.training import prompts as p
+from gr2.rerank import prompt as p
+from gr2.rerank.slate import ItemText
 
 FORMAT_FILE = "rerank_format.json"
 _CANONICAL_SID = re.compile(r"(?:<\|sid_begin\|>)?((?:<[a-z]_(?:0|[1-9][0-9]*)>)+)(?:<\|sid_end\|>)?")
@@ -99,7 +100,7 @@ class RerankFormat:
 
     # -- prompt -------------------------------------------------------------------------------------
 
-    def messages(self, history: Sequence[p.ItemText], candidates: Sequence[p.ItemText]) -> list[dict]:
+    def messages(self, history: Sequence[ItemText], candidates: Sequence[ItemText]) -> list[dict]:
         history = list(history)[-self.history:] if self.history else []
         if self.is_paper:
             return p.build_rerank_messages(history, candidates)
@@ -111,7 +112,7 @@ class RerankFormat:
             text = " ".join(text.split()[: self.title_words]) + "..."
         return text
 
-    def _line(self, item: p.ItemText) -> str:
+    def _line(self, item: ItemText) -> str:
         cat = p._clean(item.category)
         return f"{self.show_sid(item.sid)} {self._title(item.title)}" + (f" ({cat})" if cat else "")
 
@@ -135,7 +136,7 @@ class RerankFormat:
         system = "You are a recommendation re-ranker. You answer with one JSON object and nothing else."
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def _evidence(self, item: p.ItemText) -> str:
+    def _evidence(self, item: ItemText) -> str:
         if self.evidence == "none":
             return ""
         if not item.note:  # a prompt that promises evidence and shows none would teach the model to ignore it
