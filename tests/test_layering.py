@@ -5,7 +5,7 @@ functions count too):
 
 A module may import its own package and the layers below it, never a layer above. gr2.config imports
 nothing of gr2. gr2.rerank is the re-rank task every stage shares (what a slate is, its prompt, the
-answer's contract), so it may import gr2.config and gr2.platform only. Between two
+answer's contract, the metrics), so it may import gr2.config and gr2.platform only. Between two
 different stages an import is "sideways": the ones that exist are listed in KNOWN_SIDEWAYS so that a
 new one fails here, and a listed one that is gone fails too, so the list only shrinks.
 """
@@ -25,8 +25,6 @@ RANKS = {"gr2.config": 0, "gr2.platform": 1, "gr2.rerank": 2, **dict.fromkeys(ST
 # (importing file, imported module) pairs between different stages that exist today. Each ties one
 # stage to another's internals; remove a pair when its import goes (the test says so).
 KNOWN_SIDEWAYS = {
-    # build's summary scores the incoming order on the slates it publishes
-    ("gr2/etl/jobs.py", "gr2.eval.metrics"),
     # the eval job answers slates with the trained models: loading, generation, evidence notes
     ("gr2/eval/jobs.py", "gr2.training.data"),
     ("gr2/eval/jobs.py", "gr2.training.examples"),
@@ -45,9 +43,8 @@ KNOWN_SIDEWAYS = {
     ("gr2/serve/launch.py", "gr2.training.jobs"),
     # the tokenizer's quarantine rows use the ETL's quarantine key
     ("gr2/tokenizer/jobs.py", "gr2.etl.schema"),
-    # training's evaluations reuse eval's metrics and intervals; the statistical teacher, its SASRec
+    # training's evaluations reuse eval's bootstrap intervals; the statistical teacher, its SASRec
     ("gr2/training/heldout.py", "gr2.eval.diagnostics"),
-    ("gr2/training/heldout.py", "gr2.eval.metrics"),
     ("gr2/training/evidence.py", "gr2.eval.baselines"),
 }
 

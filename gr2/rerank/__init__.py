@@ -4,6 +4,7 @@ slate.py        what a slate is: ItemText, Slate, the evidence notes beside a ca
 prompt.py       the paper-format prompt and answer contract: build and render, format and parse an answer
 formats.py      a student's surface form of that contract (RerankFormat): SID spelling, citation, style
 permutations.py an answer as input indices (ranking_positions) and whether it is a whole permutation
+metrics.py      the one definition of Recall@k and NDCG@k for a slate's target position
 
 It stands on gr2.config and gr2.platform only (tests/test_layering.py), so every stage can import it.
 """

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pandas as pd
 
 from gr2.config import Config
 from gr2.platform.lake import Lake
+from gr2.rerank.metrics import hit_at, ndcg_gain_at, slate_metrics
 from gr2.training import data, examples
 from gr2.training import evidence as ev
 from gr2.training import model as lm
@@ -75,8 +75,8 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
             store = hits if name == "model" else pop
             rank = ranking.index(target.sid) if target.sid in ranking else None
             for k in ks:
-                store[f"recall@{k}"].append(float(rank is not None and rank < k))
-                store[f"ndcg@{k}"].append(1 / math.log2(rank + 2) if rank is not None and rank < k else 0.0)
+                store[f"recall@{k}"].append(hit_at(rank, k))
+                store[f"ndcg@{k}"].append(ndcg_gain_at(rank, k))
         if on_progress:
             on_progress(n + 1, len(cases))
     result = {
@@ -139,7 +139,6 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
                     max_new_tokens: int = 768, on_progress=None, constrained: bool = False, batch_size: int = 8) -> dict:
     """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
     and R@1/3/5, NDCG@3/5 (an invalid answer keeps the incoming order), next to the incoming order."""
-    from gr2.eval.metrics import slate_metrics
     from gr2.platform.precision import use_autocast
     from gr2.training.generation import answer_rerank
 
