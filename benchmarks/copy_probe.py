@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gr2.tokenizer.vocab import wrap  # noqa: E402
+from gr2.platform.sids import wrap  # noqa: E402
 from gr2.training import data, examples  # noqa: E402
 from gr2.training import model as lm  # noqa: E402
 from gr2.training import traces as tr  # noqa: E402

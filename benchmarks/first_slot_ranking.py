@@ -22,12 +22,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
-from gr2.eval.metrics import slate_metrics  # noqa: E402
 from gr2.platform.precision import use_autocast  # noqa: E402
+from gr2.rerank.formats import RerankFormat  # noqa: E402
+from gr2.rerank.metrics import slate_metrics  # noqa: E402
 from gr2.serve import engine, launch  # noqa: E402
 from gr2.serve.check import _slates  # noqa: E402
 from gr2.training import data  # noqa: E402
-from gr2.training.formats import RerankFormat  # noqa: E402
 
 METRICS = ("R@1", "R@5", "NDCG@5")
 

@@ -32,10 +32,10 @@ def prompt_stats(cfg, model_dir: Path, n: int) -> dict:
     import numpy as np
     from deltalake import DeltaTable
 
+    from gr2.rerank.formats import RerankFormat
     from gr2.training import data, jobs
     from gr2.training import model as lm
     from gr2.training import traces as tr
-    from gr2.training.formats import RerankFormat
 
     fmt = RerankFormat.of_model(model_dir)
     tok = lm.load_tokenizer(model_dir)

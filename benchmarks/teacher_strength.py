@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
-from gr2.eval.metrics import slate_metrics  # noqa: E402
+from gr2.rerank.metrics import slate_metrics  # noqa: E402
 from gr2.training import data  # noqa: E402
 from gr2.training import evidence as ev  # noqa: E402
 from gr2.training.traces import fit_sequential, fold, make_teachers, slate_for_traces  # noqa: E402

@@ -185,7 +185,7 @@ class ModelConfig(Strict):
 
 
 class PromptConfig(Strict):
-    """How the student model reads a slate and writes its answer (gr2/training/formats.py). Teachers and
+    """How the student model reads a slate and writes its answer (gr2/rerank/formats.py). Teachers and
     gold.traces always use the paper's canonical form; SFT writes its targets in this one and saves it
     beside the model, and evaluation asks each model in the form it was trained on."""
 

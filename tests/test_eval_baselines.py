@@ -14,7 +14,7 @@ from gr2.eval.baselines import (
     rank_slates,
     training_sequences,
 )
-from gr2.eval.metrics import slate_metrics
+from gr2.rerank.metrics import slate_metrics
 
 torch.set_num_threads(1)
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from gr2.eval.diagnostics import target_landing
-from gr2.eval.metrics import slate_metrics
 from gr2.eval.report import differences, metrics_with_ci, write_report
 from gr2.eval.runs import COLUMNS, compare, format_compare, publish, to_rows
+from gr2.rerank.metrics import slate_metrics
 
 K = 5
 

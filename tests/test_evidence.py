@@ -5,9 +5,9 @@ Real SASRec-style models on the small training lake (Delta tables, no Spark)."""
 import pytest
 import torch
 
+from gr2.rerank.formats import RerankFormat
+from gr2.rerank.slate import ItemText
 from gr2.training import evidence as ev
-from gr2.training.formats import RerankFormat
-from gr2.training.prompts import ItemText
 
 torch.set_num_threads(1)
 

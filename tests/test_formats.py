@@ -1,5 +1,5 @@
 """Student re-rank formats: SID spelling, citation by slate number, compact prompts, and the round trip
-teacher answer -> student target -> canonical ranking (gr2/training/formats.py)."""
+teacher answer -> student target -> canonical ranking (gr2/rerank/formats.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from gr2.training.formats import RerankFormat, parse_text_sid, text_sid
-from gr2.training.prompts import ItemText, build_rerank_messages, format_response, render_rerank_prompt
+from gr2.rerank.formats import RerankFormat, parse_text_sid, text_sid
+from gr2.rerank.prompt import build_rerank_messages, format_response, render_rerank_prompt
+from gr2.rerank.slate import ItemText
 
 HISTORY = [ItemText("h1", "<a_1><b_2><c_3><d_4>", "Rose face serum with a very long marketing title indeed", "Serums")]
 CANDS = [

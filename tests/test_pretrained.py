@@ -28,8 +28,8 @@ PRETRAINED = [
 def test_sft_from_the_pretrained_base_in_the_compact_format(spark, tmp_path):
     """With the sequence model's evidence in the prompt (configs/beauty.yaml's form): traces fits and stores
     the models and its teacher weighs them, SFT and evaluation annotate their slates from the stored ones."""
+    from gr2.rerank.formats import RerankFormat
     from gr2.training import traces
-    from gr2.training.formats import RerankFormat
 
     lake = make_training_lake(tmp_path / "lake")
     cfg = load_config(overrides=PRETRAINED + ["traces.max_slates=40", "train.sft.init=base", "train.sft.max_steps=2",
@@ -64,12 +64,12 @@ def test_sft_from_the_pretrained_base_in_the_compact_format(spark, tmp_path):
 def test_compact_prompts_in_the_chat_template_start_once_and_fit(tmp_path):
     """SmolLM2's BOS is its chat start marker: a templated prompt must not get a second one, and the compact
     prompt of a K=4 slate stays short."""
+    from gr2.rerank.formats import RerankFormat
+    from gr2.rerank.prompt import format_response
     from gr2.training import data
     from gr2.training import model as lm
     from gr2.training.examples import tokenize_example
-    from gr2.training.formats import RerankFormat
     from gr2.training.generation import with_bos
-    from gr2.training.prompts import format_response
 
     lake = make_training_lake(tmp_path / "lake")
     catalog, _ = data.load_catalog(lake)

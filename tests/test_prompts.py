@@ -6,16 +6,10 @@ import json
 
 import pytest
 
-from gr2.tokenizer.vocab import SID_BEGIN, SID_END, wrap
-from gr2.training.prompts import (
-    SYSTEM_PROMPT,
-    ItemText,
-    build_rerank_messages,
-    format_response,
-    parse_response,
-    ranking_positions,
-    render_rerank_prompt,
-)
+from gr2.platform.sids import SID_BEGIN, SID_END, wrap
+from gr2.rerank.permutations import ranking_positions
+from gr2.rerank.prompt import SYSTEM_PROMPT, build_rerank_messages, format_response, parse_response, render_rerank_prompt
+from gr2.rerank.slate import ItemText
 
 HISTORY = [
     ItemText("h1", "<a_1><b_2><c_3><d_4>", "Rose face serum", "Serums"),

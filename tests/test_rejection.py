@@ -6,16 +6,10 @@ import dataclasses
 
 import pytest
 
-from gr2.tokenizer.vocab import wrap
-from gr2.training.prompts import ItemText, build_rerank_messages, format_response
-from gr2.training.rejection import (
-    Attempt,
-    SlateForTraces,
-    accept,
-    attempt_seed,
-    rejection_sample,
-    summarize,
-)
+from gr2.platform.sids import wrap
+from gr2.rerank.prompt import build_rerank_messages, format_response
+from gr2.rerank.slate import ItemText, Slate
+from gr2.training.rejection import Attempt, accept, attempt_seed, rejection_sample, summarize
 from gr2.training.teachers import StatisticalTeacher, TeacherRequest
 
 ITEMS = {k: ItemText(k, f"<a_{i}><b_{i}><c_0><d_1>", f"Title {k}", "Cat") for i, k in enumerate("hxyzw")}
@@ -23,8 +17,8 @@ S = {k: v.sid for k, v in ITEMS.items()}
 CANDS = [ITEMS["x"], ITEMS["y"], ITEMS["z"]]
 
 
-def slate(slate_id: str, target: str = "x") -> SlateForTraces:
-    return SlateForTraces(slate_id, [ITEMS["h"]], CANDS, S[target])
+def slate(slate_id: str, target: str = "x") -> Slate:
+    return Slate(slate_id, [ITEMS["h"]], CANDS, S[target])
 
 
 class ScriptedTeacher:
@@ -153,7 +147,7 @@ def test_seeds_are_stable_and_differ_by_attempt():
 @pytest.mark.parametrize(
     "slates, attempts, match",
     [
-        ([SlateForTraces("A", [], CANDS, S["w"])], 1, "not among its candidates"),
+        ([Slate("A", [], CANDS, S["w"])], 1, "not among its candidates"),
         ([slate("A"), slate("A")], 1, "duplicate slate_id"),
         ([slate("A")], 0, "attempts must be >= 1"),
     ],

@@ -11,10 +11,10 @@ import pytest
 from training_lake import make_training_lake
 
 from gr2.config import load_config
+from gr2.rerank.formats import RerankFormat
 from gr2.serve import engine, launch
 from gr2.serve.client import RerankClient, ServiceError
 from gr2.training import model as lm
-from gr2.training.formats import RerankFormat
 
 K = 4
 

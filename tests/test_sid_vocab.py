@@ -2,8 +2,9 @@
 
 import pytest
 
-from gr2.tokenizer import vocab
-from gr2.tokenizer.vocab import (
+from gr2.platform.sids import (
+    DEFAULT_CODES,
+    DEFAULT_LEVELS,
     SID_BEGIN,
     SID_END,
     all_tokens,
@@ -100,7 +101,7 @@ def test_parse_token_rejects(token):
 
 
 def test_all_tokens_defaults_and_errors():
-    assert len(all_tokens()) == vocab.DEFAULT_LEVELS * vocab.DEFAULT_CODES + 2
+    assert len(all_tokens()) == DEFAULT_LEVELS * DEFAULT_CODES + 2
     for bad in [(0, 4), (27, 4), (2, 0)]:
         with pytest.raises(ValueError):
             all_tokens(*bad)

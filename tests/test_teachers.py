@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from gr2.training.prompts import ItemText, build_rerank_messages, parse_response
+from gr2.rerank.prompt import build_rerank_messages, parse_response
+from gr2.rerank.slate import ItemText
 from gr2.training.teachers import (
     ItemMeta,
     OpenAITeacher,

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from gr2.tokenizer import vocab
+from gr2.platform.sids import SID_BEGIN, parse_sid, sid_string, wrap
 from gr2.training import engines, loop
 from gr2.training import examples as ex
 from gr2.training import model as lm
 from gr2.training.generation import SidTrie, beam_search_sids
 
 ITEMS = [
-    ex.CatalogItem(f"i{n}", vocab.sid_string([n % 4, n // 4 % 4, n % 3]), f"Item number {n}", ("Beauty", ["Skin", "Hair"][n % 2]), ["Acme", "Zen"][n % 3 == 0])
+    ex.CatalogItem(f"i{n}", sid_string([n % 4, n // 4 % 4, n % 3]), f"Item number {n}", ("Beauty", ["Skin", "Hair"][n % 2]), ["Acme", "Zen"][n % 3 == 0])
     for n in range(12)
 ]
 
@@ -31,21 +31,22 @@ def small(tmp_path_factory):
 def test_alignment_and_sequence_examples_never_use_eval_positions():
     alignment = ex.item_alignment(ITEMS[0])
     assert [a.task for a in alignment] == ["item_alignment"] * 2
-    assert vocab.wrap(ITEMS[0].sid) in alignment[0].prompt and "Item number 0" in alignment[0].completion
-    assert alignment[1].completion.strip() == vocab.wrap(ITEMS[0].sid)
+    assert wrap(ITEMS[0].sid) in alignment[0].prompt and "Item number 0" in alignment[0].completion
+    assert alignment[1].completion.strip() == wrap(ITEMS[0].sid)
     seq = ITEMS[:6]
     out = ex.sequence_examples(seq, ["train"] * 4 + ["valid", "test"], history_len=2)
     sequential = [e for e in out if e.task == "sequential"]
     assert len(sequential) == 3  # targets: train positions 1..3
     text = " ".join(e.prompt + e.completion for e in out)
-    assert vocab.wrap(seq[4].sid) not in text and vocab.wrap(seq[5].sid) not in text
-    assert sequential[-1].prompt.count(vocab.SID_BEGIN) == 2  # history_len
+    assert wrap(seq[4].sid) not in text and wrap(seq[5].sid) not in text
+    assert sequential[-1].prompt.count(SID_BEGIN) == 2  # history_len
     persona = [e for e in out if e.task == "persona"][0]
     assert "Skin" in persona.completion and "Hair" in persona.completion
 
 
 def test_candidate_listing_copies_the_prompts_list_into_an_answers_ranking():
-    from gr2.training.prompts import ItemText, build_rerank_messages, format_response, parse_response
+    from gr2.rerank.prompt import build_rerank_messages, format_response, parse_response
+    from gr2.rerank.slate import ItemText
 
     cands = ITEMS[:3]
     e = ex.candidate_listing(cands)
@@ -83,7 +84,7 @@ def test_mixture_rejects_unknown_tasks_and_empty_mixtures():
 def test_sid_tokens_are_single_tokens_and_initialised_at_the_mean(small):
     model, tok, info = small
     assert info["added"] == 3 * 4 + 2 and info["vocab_after"] == info["vocab_before"] + 14
-    sid = vocab.wrap(ITEMS[5].sid)
+    sid = wrap(ITEMS[5].sid)
     ids = tok(sid, add_special_tokens=False)["input_ids"]
     assert len(ids) == 5 and tok.decode(ids) == sid
     emb = model.get_input_embeddings().weight.detach()
@@ -95,11 +96,11 @@ def test_sid_tokens_are_single_tokens_and_initialised_at_the_mean(small):
 
 def test_tokenize_and_pack_mask_prompts_and_keep_examples_whole(small):
     _, tok, _ = small
-    e1 = ex.Example("t", "Item " + vocab.wrap(ITEMS[1].sid) + " is:", " Item number 1.")
-    e2 = ex.Example("t", "Why?", "", parts=[(" because", 0.5), (" " + vocab.wrap(ITEMS[2].sid), 1.0)])
+    e1 = ex.Example("t", "Item " + wrap(ITEMS[1].sid) + " is:", " Item number 1.")
+    e2 = ex.Example("t", "Why?", "", parts=[(" because", 0.5), (" " + wrap(ITEMS[2].sid), 1.0)])
     t1, t2 = ex.tokenize_example(tok, e1), ex.tokenize_example(tok, e2)
     assert t1[0][0] == tok.bos_token_id and t1[0][-1] == tok.eos_token_id
-    prompt_len = len(tok("Item " + vocab.wrap(ITEMS[1].sid) + " is:", add_special_tokens=False)["input_ids"])
+    prompt_len = len(tok("Item " + wrap(ITEMS[1].sid) + " is:", add_special_tokens=False)["input_ids"])
     answer_len = len(tok(" Item number 1.", add_special_tokens=False)["input_ids"])
     assert t1[1][: 1 + prompt_len] == [0.0] * (len(t1[0]) - answer_len - 1)
     assert set(t2[1]) == {0.0, 0.5, 1.0}
@@ -125,8 +126,8 @@ def test_packed_examples_do_not_see_each_other_with_restarting_positions(small):
     2-D mask (and no KV cache, which turns the detection off), the model scores the second example
     exactly as it scores that example alone."""
     model, tok, _ = small
-    e1 = ex.Example("t", "Item " + vocab.wrap(ITEMS[1].sid) + " is:", " Item number 1.")
-    e2 = ex.Example("t", "Item " + vocab.wrap(ITEMS[2].sid) + " is:", " Item number 2.")
+    e1 = ex.Example("t", "Item " + wrap(ITEMS[1].sid) + " is:", " Item number 1.")
+    e2 = ex.Example("t", "Item " + wrap(ITEMS[2].sid) + " is:", " Item number 2.")
     t1, t2 = ex.tokenize_example(tok, e1), ex.tokenize_example(tok, e2)
     packed = ex.pack([t1, t2], len(t1[0]) + len(t2[0]) + 3, tok.pad_token_id)
     ids, pos = torch.tensor(packed["input_ids"]), torch.tensor(packed["position_ids"])
@@ -202,7 +203,7 @@ def test_constrained_beam_search_returns_only_catalog_sids(small):
     model, tok, _ = small
     sids = [i.sid for i in ITEMS]
     trie = SidTrie(tok, sids)
-    out = beam_search_sids(model, tok, "A user bought, in order: " + vocab.wrap(sids[0]) + ". Next they buy ", trie, 5, 3)
+    out = beam_search_sids(model, tok, "A user bought, in order: " + wrap(sids[0]) + ". Next they buy ", trie, 5, 3)
     assert 1 <= len(out) <= 5 and len(set(out)) == len(out)
     assert set(out) <= set(sids)  # an untrained model still only produces valid SIDs
 
@@ -352,7 +353,7 @@ def test_scoring_continuations_on_a_cached_prefix_equals_scoring_whole_sequences
     model, tok, _ = small
     model.eval()
     prompt = tok("Item number 3 then Item number 7 then", add_special_tokens=False)["input_ids"]
-    conts = [tok(vocab.wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[:5]] + [[5]]
+    conts = [tok(wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[:5]] + [[5]]
     cached = Prefix(model, prompt).score(conts, tok.pad_token_id)
     full = []
     for c in conts:
@@ -408,7 +409,7 @@ def test_the_mid_trained_row_scores_a_sid_tokenized_as_mid_training_taught_it(sm
     trained `sequential` example: with text SIDs the leading space is part of the SID's first token, and
     a prompt that ended in a space would be a split the model never saw."""
     from gr2.eval.jobs import next_item_ids
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
 
     _, tok, _ = small
     fmt = RerankFormat(sid=sid_format)
@@ -461,8 +462,8 @@ def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would
     model, tok, _ = small
     model.eval()
     prompt = tok("Item number 3 then Item number 7 then", add_special_tokens=False)["input_ids"]
-    conts = [tok(vocab.wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[:4]] + [[5]]
-    nxt = [tok(vocab.wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[4:7]]
+    conts = [tok(wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[:4]] + [[5]]
+    nxt = [tok(wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[4:7]]
     for pick in (0, 4):  # a full-width continuation, and a shorter one with padding after it
         taken, extended = Prefix(model, prompt), Prefix(model, prompt)
         taken.score(conts, tok.pad_token_id)
@@ -479,7 +480,7 @@ def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would
 def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small):
     """One pass: the candidates sorted by the log-likelihood of being listed first. Its top is the first
     slot that `constrained_ranking` decodes; the rest follows that slot's scores, not later slots'."""
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
     from gr2.training.generation import Prefix, constrained_ranking, first_slot_ranking, with_bos
 
     model, tok, _ = small
@@ -488,12 +489,12 @@ def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small
     text = "Item number 3 then Item number 7 then " + '{"ranking":['
     one = first_slot_ranking(model, tok, text, sids)
     full = constrained_ranking(model, tok, text, sids)
-    assert sorted(one) == sorted(full) == sorted(vocab.sid_string(vocab.parse_sid(s)) for s in sids)
+    assert sorted(one) == sorted(full) == sorted(sid_string(parse_sid(s)) for s in sids)
     assert one[0] == full[0]
     fmt = RerankFormat()
     enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     scores = Prefix(model, enc(with_bos(tok, text))).score([enc(o + ",") for o in fmt.options(sids)], tok.pad_token_id)
-    canon = [vocab.sid_string(vocab.parse_sid(s)) for s in sids]
+    canon = [sid_string(parse_sid(s)) for s in sids]
     assert [canon.index(s) for s in one] == sorted(range(5), key=lambda i: (-scores[i], i))
 
 
@@ -531,7 +532,7 @@ def test_loop_settings_resolve_the_stage_budget_on_the_driver(tmp_path, stage, o
     import pickle
 
     from gr2.config import load_config
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
     from gr2.training.loop import LoopSettings
 
     cfg = load_config(overrides=overrides)

@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 from deltalake import write_deltalake
 
-from gr2.tokenizer import vocab
+from gr2.platform.sids import sid_string
 
 CATS = ["Skin", "Hair", "Nails", "Tools"]
 VERSION = "vtest-3x4"
@@ -26,7 +26,7 @@ def make_training_lake(root: Path, users: int = 60, k: int = 4, seed: int = 0) -
     }))
     codes = [[n // 12, n % 12 // 4, n % 4] for n in range(48)]
     write_deltalake(str(root / "gold/sid_codebook"), pa.table({
-        "item_id": items, "codes": pa.array(codes, pa.list_(pa.int32())), "sid": [vocab.sid_string(c) for c in codes],
+        "item_id": items, "codes": pa.array(codes, pa.list_(pa.int32())), "sid": [sid_string(c) for c in codes],
         "tokenizer_version": [VERSION] * 48,
     }), partition_by=["tokenizer_version"])
     tok_dir = root / "models/tokenizer" / VERSION

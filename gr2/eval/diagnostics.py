@@ -17,24 +17,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gr2.eval.metrics import slate_metrics
-
-Order = Sequence[int] | None
-
-
-def _valid(order: Order) -> bool:
-    return order is not None and sorted(order) == list(range(len(order))) and len(order) > 0
+from gr2.rerank.metrics import slate_metrics
+from gr2.rerank.permutations import Order, is_permutation
 
 
 def valid_rate(output_positions: Sequence[Order]) -> float:
     """Share of outputs that are exact permutations (None and malformed count as invalid)."""
     outs = list(output_positions)
-    return sum(_valid(o) for o in outs) / len(outs) if outs else float("nan")
+    return sum(is_permutation(o) for o in outs) / len(outs) if outs else float("nan")
 
 
 def order_copy_rate(output_positions: Sequence[Order]) -> float:
     """Share of VALID outputs equal to the input order 0..K-1 (the naive-reward hack)."""
-    valid = [list(o) for o in output_positions if _valid(o)]
+    valid = [list(o) for o in output_positions if is_permutation(o)]
     return sum(o == list(range(len(o))) for o in valid) / len(valid) if valid else float("nan")
 
 
@@ -43,7 +38,7 @@ def mean_displacement(output_positions: Sequence[Order]) -> float:
     all valid outputs; 0 for a pure copy."""
     total, count = 0, 0
     for o in output_positions:
-        if _valid(o):
+        if is_permutation(o):
             arr = np.asarray(o)
             total += int(np.abs(np.arange(arr.size) - arr).sum())
             count += arr.size
@@ -105,13 +100,13 @@ def paired_bootstrap_diff(
 
 def output_ranks(input_ranks: Sequence[int], output_positions: Sequence[Order]) -> list[int | None]:
     """Target's output position per slate; None where the answer is invalid."""
-    return [list(o).index(i) if _valid(o) else None for i, o in zip(input_ranks, output_positions)]
+    return [list(o).index(i) if is_permutation(o) else None for i, o in zip(input_ranks, output_positions)]
 
 
 def summarize(
     input_ranks: Sequence[int], output_positions: Sequence[Order], invalid_keeps_input: bool = True
 ) -> dict[str, float]:
-    """All behaviour numbers plus :func:`gr2.eval.metrics.slate_metrics` before
+    """All behaviour numbers plus :func:`gr2.rerank.metrics.slate_metrics` before
     (``in_*``) and after (``out_*``) re-ranking. An invalid answer falls back to
     the input order when ``invalid_keeps_input`` (what serving would do), else it
     counts as a miss."""

@@ -44,8 +44,8 @@ def next_item_ids(tok, history, candidate, fmt=None) -> tuple[list[int], list[in
     `examples.tokenize_example` builds it: the prompt and the completion (" " + SID) tokenized apart,
     then end of text. The SID's leading space belongs to its first token (" a12" with text SIDs), and
     the end of text keeps a SID from scoring as the prefix of a longer one (" d3" of " d31")."""
+    from gr2.rerank.formats import RerankFormat
     from gr2.training import examples
-    from gr2.training.formats import RerankFormat
 
     fmt = fmt or RerankFormat()
     ids, weights = examples.tokenize_example(tok, examples.sequential(history, candidate, fmt.show_sid))
@@ -93,9 +93,9 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
         constrained_too: bool = True) -> dict:
     """Every re-ranker on the same `split` slates, with the budget of `cfg.eval`."""
     from gr2.platform.precision import use_autocast
+    from gr2.rerank.formats import RerankFormat
     from gr2.training import data, heldout, jobs
     from gr2.training import model as lm
-    from gr2.training.formats import RerankFormat
 
     steps = steps or Steps(quiet=True)
     lake = cfg.lake_path

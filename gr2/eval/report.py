@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from gr2.eval.diagnostics import bootstrap_ci, paired_bootstrap_diff
+from gr2.rerank.metrics import METRIC_KS, per_slate_values
 
-METRIC_KS = {"R@1": 1, "R@3": 3, "R@5": 5, "NDCG@3": 3, "NDCG@5": 5}
 PLOTTED = ("R@1", "R@5", "NDCG@5")
 DIAGNOSTIC_SCALARS = ("valid_rate", "order_copy_rate", "mean_displacement")
 
@@ -59,18 +59,8 @@ EXPLANATIONS = {
 # -- numbers ---------------------------------------------------------------------------------------
 
 
-def per_slate_values(positions: Sequence[int], metric: str) -> np.ndarray:
-    """Per-slate value of one metric (R@k: 0/1 hit, NDCG@k: 1/log2(pos+2) inside the top k)."""
-    k = METRIC_KS[metric]
-    pos = np.asarray(list(positions), dtype=np.int64)
-    inside = (pos >= 0) & (pos < k)
-    if metric.startswith("R@"):
-        return inside.astype(np.float64)
-    return np.where(inside, 1.0 / np.log2(np.maximum(pos, 0) + 2.0), 0.0)
-
-
 def metrics_with_ci(positions: Sequence[int], n_boot: int = 1000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
-    """``{"R@1": (mean, low, high), ...}`` for every metric of :func:`gr2.eval.metrics.slate_metrics`
+    """``{"R@1": (mean, low, high), ...}`` for every metric of :func:`gr2.rerank.metrics.slate_metrics`
     with a 95% percentile-bootstrap interval over slates (target positions are 0-based, -1 = absent)."""
     pos = list(positions)
     if not pos:

@@ -17,8 +17,9 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gr2.eval.report import DIAGNOSTIC_SCALARS, METRIC_KS, as_triple
+from gr2.eval.report import DIAGNOSTIC_SCALARS, as_triple
 from gr2.platform.keys import EVAL_RUN_KEY
+from gr2.rerank.metrics import METRIC_KS
 
 TABLE = "eval.runs"
 KEYS = EVAL_RUN_KEY

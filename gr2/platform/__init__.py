@@ -1,1 +1,1 @@
-"""What every stage stands on: Spark with Delta, lake tables, quality gates."""
+"""What every stage stands on: Spark with Delta, lake tables, quality gates, the SID vocabulary."""

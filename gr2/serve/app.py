@@ -70,8 +70,8 @@ class RerankDeployment:
 
         import torch
 
+        from gr2.rerank.formats import RerankFormat
         from gr2.training import data
-        from gr2.training.formats import RerankFormat
 
         self.s = settings
         # Ray sets OMP_NUM_THREADS=1 in an actor that asks for no CPUs, and torch follows it: the model

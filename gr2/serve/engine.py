@@ -123,18 +123,18 @@ class Catalog:
     """Item id -> the lake's CatalogItem (SID, title, categories), and SID -> item id for SID requests."""
 
     def __init__(self, items: dict):
-        from gr2.tokenizer import vocab
+        from gr2.platform.sids import parse_sid, sid_string
 
         self.items = items
         self.by_sid = {}
         for item_id, it in items.items():
             try:
-                self.by_sid[vocab.sid_string(vocab.parse_sid(it.sid))] = item_id
+                self.by_sid[sid_string(parse_sid(it.sid))] = item_id
             except ValueError:
                 continue
 
     def resolve(self, ids: list[str]) -> tuple[list[str], list[str]]:
-        from gr2.tokenizer import vocab
+        from gr2.platform.sids import parse_sid, sid_string
 
         out, unknown = [], []
         for i in ids:
@@ -142,7 +142,7 @@ class Catalog:
                 out.append(i)
                 continue
             try:
-                hit = self.by_sid.get(vocab.sid_string(vocab.parse_sid(i)))
+                hit = self.by_sid.get(sid_string(parse_sid(i)))
             except ValueError:
                 hit = None
             (out.append(hit) if hit else unknown.append(i))
@@ -173,8 +173,8 @@ class Reranker:
         self._lock = threading.Lock()
 
     def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
+        from gr2.rerank.slate import item_text
         from gr2.training import evidence as ev
-        from gr2.training.prompts import item_text
 
         items = self.catalog.items
         hist = [item_text(items[i]) for i in req.history][-self.fmt.history:] if self.fmt.history else []
@@ -185,8 +185,8 @@ class Reranker:
         import torch
 
         from gr2.platform.precision import cpu_autocast
+        from gr2.rerank.permutations import ranking_positions
         from gr2.training.generation import HFGenerator, constrained_ranking, first_slot_ranking
-        from gr2.training.prompts import ranking_positions
 
         out: list[Outcome | None] = [None] * len(reqs)
         with self._lock, torch.inference_mode(), cpu_autocast(self.autocast):

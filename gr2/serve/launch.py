@@ -51,8 +51,8 @@ def token_path(cfg: Config) -> Path:
 
 def settings(cfg: Config, stage: str | None = None, run: str | None = None):
     from gr2.platform.precision import use_autocast
+    from gr2.rerank.formats import RerankFormat
     from gr2.serve.app import ServeSettings
-    from gr2.training.formats import RerankFormat
 
     stage = stage or cfg.serve.stage
     path = model_dir(cfg, stage, run)

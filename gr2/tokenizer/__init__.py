@@ -1,1 +1,1 @@
-"""Semantic-ID tokenizer: SID vocabulary, RQ-VAE (torch), de-collision and assignment."""
+"""Semantic-ID tokenizer: RQ-VAE (torch), de-collision and assignment (the SID vocabulary is gr2.platform.sids)."""

@@ -26,7 +26,8 @@ from gr2.platform.contracts import contract
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.platform.run_store import RunStore
-from gr2.tokenizer import collisions, embeddings, rqvae, spill, vocab
+from gr2.platform.sids import sid_string
+from gr2.tokenizer import collisions, embeddings, rqvae, spill
 
 
 def encoder_name(cfg: Config) -> str:
@@ -303,7 +304,7 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
         if stats["overflow"] and cfg.tokenizer.overflow == "fail":
             raise ValueError(f"{stats['overflow']} item(s) sit in prefix groups with more than C={C} items; "
                              "set tokenizer.overflow=extra_level or raise tokenizer.codes")
-    sid_udf = F.udf(lambda c: vocab.sid_string(c), "string")
+    sid_udf = F.udf(lambda c: sid_string(c), "string")
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)
     table = assigned.select(
         "item_id", "codes", "raw_codes", sid_udf("codes").alias("sid"), F.lit(version).alias("tokenizer_version"),

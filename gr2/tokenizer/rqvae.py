@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from gr2.platform.sids import MAX_LEVELS
 from gr2.tokenizer import balanced
 from gr2.tokenizer.metrics import (  # noqa: F401  (re-exported: the metrics used to live here)
     code_metrics,
@@ -33,7 +34,6 @@ from gr2.tokenizer.metrics import (  # noqa: F401  (re-exported: the metrics use
     unique_fraction,
     utilization,
 )
-from gr2.tokenizer.vocab import MAX_LEVELS
 
 
 @dataclass

@@ -29,7 +29,7 @@ from pathlib import Path
 from gr2.eval.baselines import SASRec, SASRecConfig, training_sequences
 from gr2.platform.keys import fold
 from gr2.platform.run_store import RunStore
-from gr2.training.prompts import ItemText, sequence_note
+from gr2.rerank.slate import ItemText, sequence_note
 
 STAGE = "sequential"
 MODES = ("none", "sequential")
@@ -92,7 +92,7 @@ class SequentialEvidence:
 
 
 def annotate(slate, ranks: Sequence[int]):
-    """The slate (a SlateForTraces or anything with `candidates`) with each candidate's evidence note."""
+    """The slate (a Slate or anything with `candidates`) with each candidate's evidence note."""
     cands = [replace(c, note=note(r)) for c, r in zip(slate.candidates, ranks)]
     return replace(slate, candidates=cands)
 

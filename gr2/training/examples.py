@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gr2.tokenizer import vocab
+from gr2.platform.sids import wrap
 
 TASKS = ("item_alignment", "sequential", "persona", "candidate_listing")
 
@@ -45,7 +45,7 @@ class Example:
 
 
 def _w(sid: str) -> str:
-    return vocab.wrap(sid)
+    return wrap(sid)
 
 
 def item_alignment(item: CatalogItem, show=_w) -> list[Example]:
@@ -86,9 +86,9 @@ def persona(history: list[CatalogItem], show=_w) -> Example:
 
 def candidate_listing(candidates: list[CatalogItem]) -> Example:
     """Copy a slate's candidate list into an answer's ranking, both written exactly as the re-rank prompt
-    and answer write them (prompts.py). A small model that never learned to copy writes popular SIDs
+    and answer write them (gr2/rerank/prompt.py). A small model that never learned to copy writes popular SIDs
     where the candidates belong (benchmarks/copy_probe.py measures how fast it learns this)."""
-    from gr2.training.prompts import candidate_listing_line, sid_list_json
+    from gr2.rerank.prompt import candidate_listing_line, sid_list_json
 
     sids = [c.sid for c in candidates]
     return Example("candidate_listing", f"{candidate_listing_line(sids)}\nAs a ranking:", f' {{"ranking":{sid_list_json(sids)}}}')

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from gr2.tokenizer import vocab
+from gr2.platform.sids import SID_BEGIN, SID_END, level_token, parse_sid, sid_string
 
 
 class Generator(Protocol):
@@ -30,8 +30,8 @@ class SidTrie:
 
     def __init__(self, tokenizer, sids: list[str], fmt=None):
         text = fmt is not None and fmt.sid == "text"
-        self.begin = None if text else tokenizer.convert_tokens_to_ids(vocab.SID_BEGIN)
-        self.end = tokenizer.eos_token_id if text else tokenizer.convert_tokens_to_ids(vocab.SID_END)
+        self.begin = None if text else tokenizer.convert_tokens_to_ids(SID_BEGIN)
+        self.end = tokenizer.eos_token_id if text else tokenizer.convert_tokens_to_ids(SID_END)
         self.root: dict = {}
         self.sid_of: dict[tuple[int, ...], str] = {}
         self.longest = 0
@@ -39,7 +39,7 @@ class SidTrie:
             if text:
                 ids = tuple(tokenizer(" " + fmt.show_sid(sid), add_special_tokens=False)["input_ids"]) + (self.end,)
             else:
-                toks = [vocab.level_token(i, c) for i, c in enumerate(vocab.parse_sid(sid))]
+                toks = [level_token(i, c) for i, c in enumerate(parse_sid(sid))]
                 ids = tuple(tokenizer.convert_tokens_to_ids(toks)) + (self.end,)
             node = self.root
             for t in ids:
@@ -184,10 +184,10 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     K x the whole prompt). With `first_slot_only` the first slot's log-likelihoods order the whole list
     (`first_slot_ranking`). Returns the canonical SIDs, best first.
     """
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
 
     fmt = fmt or RerankFormat()
-    left = list(zip([vocab.sid_string(vocab.parse_sid(s)) for s in candidate_sids], fmt.options(candidate_sids)))
+    left = list(zip([sid_string(parse_sid(s)) for s in candidate_sids], fmt.options(candidate_sids)))
     enc = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     prefix = Prefix(model, enc(with_bos(tokenizer, text)))
     chosen: list[str] = []
@@ -290,7 +290,7 @@ class Prefix:
 
 def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: bool = False, on_progress=None, fmt=None,
                   batch_size: int = 8, autocast: bool = False):
-    """Greedy answers to the re-rank prompt for (SlateForTraces, labels) cases, asked in `fmt` (the
+    """Greedy answers to the re-rank prompt for (Slate, labels) cases, asked in `fmt` (the
     format the model was trained on; the paper's by default): (orders, shaped) of `rerank_answers` for the
     free answers, or with `constrained` for the constrained ones."""
     mode = "constrained" if constrained else "free"
@@ -313,8 +313,8 @@ def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", 
     {"text", mode: order or None, mode + "_shaped": 0 or 1}, so a long evaluation can span sittings.
     """
     from gr2.platform.precision import cpu_autocast
-    from gr2.training.formats import RerankFormat
-    from gr2.training.prompts import ranking_positions
+    from gr2.rerank.formats import RerankFormat
+    from gr2.rerank.permutations import ranking_positions
 
     fmt = fmt or RerankFormat()
     gen = HFGenerator(model, tokenizer, batch_size=batch_size)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pandas as pd
 
 from gr2.config import Config
 from gr2.platform.lake import Lake
+from gr2.rerank.metrics import hit_at, ndcg_gain_at, slate_metrics
 from gr2.training import data, examples
 from gr2.training import evidence as ev
 from gr2.training import model as lm
@@ -75,8 +75,8 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
             store = hits if name == "model" else pop
             rank = ranking.index(target.sid) if target.sid in ranking else None
             for k in ks:
-                store[f"recall@{k}"].append(float(rank is not None and rank < k))
-                store[f"ndcg@{k}"].append(1 / math.log2(rank + 2) if rank is not None and rank < k else 0.0)
+                store[f"recall@{k}"].append(hit_at(rank, k))
+                store[f"ndcg@{k}"].append(ndcg_gain_at(rank, k))
         if on_progress:
             on_progress(n + 1, len(cases))
     result = {
@@ -98,7 +98,7 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
 
 def _stage_model(cfg: Config, model_dir: Path | None, stage: str):
     """(folder, format it was trained in, model in eval mode, tokenizer) of `model_dir`, else the stage's LATEST."""
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
 
     model_dir = Path(model_dir or latest_model(cfg, stage))
     fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
@@ -111,14 +111,14 @@ def _stage_model(cfg: Config, model_dir: Path | None, stage: str):
 
 
 def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10, fmt=None):
-    """(SlateForTraces, labels in input order) for slates of `split`, a seeded sample of `max_slates`
+    """(Slate, labels in input order) for slates of `split`, a seeded sample of `max_slates`
     (the same sample for the same arguments). When the re-rank format `fmt` shows evidence (evidence.py),
     each candidate carries its note."""
     return cases_of(rerank_rows(lake, catalog, split, max_slates, seed, history), lake, split, fmt)
 
 
 def rerank_rows(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10) -> list:
-    """(gold.slates row, SlateForTraces) pairs of `rerank_cases`, read once: `cases_of` renders them for
+    """(gold.slates row, Slate) pairs of `rerank_cases`, read once: `cases_of` renders them for
     each format (evaluation asks the same slates of models trained with and without evidence)."""
     from gr2.training import traces as tr
 
@@ -139,7 +139,6 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
                     max_new_tokens: int = 768, on_progress=None, constrained: bool = False, batch_size: int = 8) -> dict:
     """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
     and R@1/3/5, NDCG@3/5 (an invalid answer keeps the incoming order), next to the incoming order."""
-    from gr2.eval.metrics import slate_metrics
     from gr2.platform.precision import use_autocast
     from gr2.training.generation import answer_rerank
 

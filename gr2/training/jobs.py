@@ -54,8 +54,8 @@ def catalog_texts(catalog: dict) -> list[str]:
     """What the small model's BPE tokenizer is trained on: the catalog and the task templates."""
     templates = [e.prompt + e.completion for e in examples.item_alignment(next(iter(catalog.values())))]
     templates += ["A user bought, in order: . Next they buy", "Their interests: mostly ; favourite brands ."]
+    from gr2.rerank.prompt import build_rerank_messages, format_response, render_rerank_prompt
     from gr2.training import traces as tr
-    from gr2.training.prompts import build_rerank_messages, format_response, render_rerank_prompt
 
     sample = [tr.item_text(c) for c in list(catalog.values())[:3]]
     templates.append(render_rerank_prompt(build_rerank_messages(sample[:1], sample[1:]))
@@ -105,7 +105,7 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
     import ray.data
 
     from gr2.platform.ray_cluster import ensure_ray
-    from gr2.training.formats import RerankFormat
+    from gr2.rerank.formats import RerankFormat
 
     steps = steps or Steps(quiet=True)
     t, mt = cfg.train, cfg.train.midtrain
@@ -205,8 +205,8 @@ def sft_example(prompt: str, response: str, candidate_sids: list[str], reasoning
                 fmt=None):
     """A canonical teacher trace as an SFT example in the student's format (`fmt`, the paper's by default):
     its reasoning and ranking parts weighted apart. None when the trace is not a valid permutation."""
-    from gr2.training.formats import RerankFormat
-    from gr2.training.prompts import parse_response
+    from gr2.rerank.formats import RerankFormat
+    from gr2.rerank.prompt import parse_response
 
     fmt = fmt or RerankFormat()
     parsed = parse_response(response, candidate_sids)
@@ -220,8 +220,8 @@ def sft_example(prompt: str, response: str, candidate_sids: list[str], reasoning
 def sft(cfg: Config, steps: Steps | None = None) -> dict:
     """Stage 2: supervised fine-tuning of the mid-trained model on accepted teacher traces."""
     from gr2.platform.ray_cluster import ensure_ray
+    from gr2.rerank.formats import RerankFormat
     from gr2.training import traces as tr
-    from gr2.training.formats import RerankFormat
 
     steps = steps or Steps(quiet=True)
     t, st = cfg.train, cfg.train.sft

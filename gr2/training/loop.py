@@ -26,8 +26,8 @@ import torch
 
 from gr2.config import DapoConfig, StageTrainConfig, TrainConfig
 from gr2.platform.precision import cpu_autocast, use_autocast
+from gr2.rerank.formats import RerankFormat
 from gr2.training.engines import build_engine, peak_mem_mb
-from gr2.training.formats import RerankFormat
 
 METRIC_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "tokens", "peak_mem_mb", "wall_s"]
 

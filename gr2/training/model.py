@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from gr2.tokenizer import vocab
+from gr2.platform.sids import SPECIAL_TOKENS, all_tokens, parse_token
 
 FAMILIES = ("qwen2", "qwen3", "llama")
 PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
@@ -109,7 +109,7 @@ def load_tokenizer(path, trust_remote_code: bool = False):
 
 
 def sid_tokens(levels: int, codes: int) -> list[str]:
-    return vocab.all_tokens(levels, codes)
+    return all_tokens(levels, codes)
 
 
 def add_sid_tokens(model, tokenizer, levels: int, codes: int, init: str = "mean", seed: int = 0) -> dict:
@@ -147,9 +147,9 @@ def add_sid_tokens(model, tokenizer, levels: int, codes: int, init: str = "mean"
 
 
 def _spelling(token: str) -> str:
-    if token in vocab.SPECIAL_TOKENS:
+    if token in SPECIAL_TOKENS:
         return "item"
-    level, code = vocab.parse_token(token)
+    level, code = parse_token(token)
     return f"level {chr(ord('a') + level)} code {code}"
 
 

@@ -16,19 +16,10 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from gr2.tokenizer.vocab import parse_sid, sid_string
-from gr2.training.prompts import ItemText, build_rerank_messages, parse_response
+from gr2.platform.sids import parse_sid, sid_string
+from gr2.rerank.prompt import build_rerank_messages, parse_response
+from gr2.rerank.slate import Slate
 from gr2.training.teachers import SlateContext, Teacher, TeacherRequest
-
-
-@dataclass(frozen=True)
-class SlateForTraces:
-    """A slate to write a trace for. ``target_sid`` (the label) stays with the sampler."""
-
-    slate_id: str
-    history: Sequence[ItemText]
-    candidates: Sequence[ItemText]
-    target_sid: str
 
 
 @dataclass
@@ -80,7 +71,7 @@ def attempt_seed(seed: int, slate_id: str, attempt: int) -> int:
 
 
 def rejection_sample(
-    slates: Sequence[SlateForTraces],
+    slates: Sequence[Slate],
     teacher: Teacher,
     attempts: int,
     temperature: float,
@@ -142,7 +133,7 @@ def rejection_sample(
     return out
 
 
-def _judge(s: SlateForTraces, res: str | Exception, teacher: str, a: int, temperature: float, top_k: int) -> Attempt:
+def _judge(s: Slate, res: str | Exception, teacher: str, a: int, temperature: float, top_k: int) -> Attempt:
     common = dict(slate_id=s.slate_id, teacher=teacher, attempt=a, temperature=temperature)
     if isinstance(res, BaseException):
         return Attempt(**common, response=None, error=f"{type(res).__name__}: {res}", ranking=None, valid=False,

@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from gr2.rerank.permutations import is_permutation
+
 DEFAULT_ALPHA = 0.2
 # The reward of an answer that is not a valid permutation: below every valid answer (promotion > -1, AUC >= 0),
 # so an unsure policy gains nothing by breaking its format. The config's train.dapo.invalid_penalty default
@@ -161,11 +163,6 @@ def total_reward_multi(
     else:
         counted = True
     return RewardBreakdown(auc + (alpha * fmt if counted else 0.0), auc, fmt, counted)
-
-
-def is_permutation(order: Sequence[int] | None, k: int) -> bool:
-    """True when ``order`` holds each of 0..K-1 exactly once."""
-    return order is not None and len(order) == k and sorted(order) == list(range(k))
 
 
 def score_response(

@@ -22,10 +22,10 @@ import torch
 
 from gr2.config import DapoConfig
 from gr2.platform.precision import cpu_autocast
+from gr2.rerank.formats import RerankFormat
+from gr2.rerank.permutations import ranking_positions
 from gr2.training import dapo, engines, loop, rewards
-from gr2.training.formats import RerankFormat
 from gr2.training.generation import sample_group, with_bos
-from gr2.training.prompts import ranking_positions
 
 RL_FIELDS = ["step", "reward", "promotion", "format", "format_counted", "valid_rate", "order_copy_rate",
              "kept_group_ratio", "entropy", "clip_fraction", "kl", "response_len", "truncated_rate", "loss", "lr",

@@ -1,6 +1,6 @@
 """Teachers that write reasoning traces for re-rank slates (the GR2 rejection-sampling stage).
 
-A teacher answers prompts from :mod:`gr2.training.prompts` in its answer format. The interface is a
+A teacher answers prompts from :mod:`gr2.rerank.prompt` in its answer format. The interface is a
 batch (``generate(requests) -> results``) so a remote teacher can run requests concurrently, and a
 failed request is a result (an Exception), not a crash of the whole batch.
 
@@ -27,8 +27,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from gr2.tokenizer.vocab import parse_sid, sid_string
-from gr2.training.prompts import ItemText, format_response, sequence_rank
+from gr2.platform.sids import parse_sid, sid_string
+from gr2.rerank.prompt import format_response
+from gr2.rerank.slate import ItemText, sequence_rank
 
 
 @dataclass(frozen=True)

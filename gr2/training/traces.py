@@ -1,6 +1,6 @@
 """`gr2 traces`: teacher reasoning traces for training slates, by rejection sampling, into gold.traces.
 
-Slates are read from gold.slates (training split) and written as prompts by `prompts.py`; a teacher
+Slates are read from gold.slates (training split) and written as prompts by `gr2/rerank/prompt.py`; a teacher
 answers up to N times per slate without seeing the label; every attempt is stored with whether it was
 accepted. The offline `statistical` teacher is cross-fitted: users are split into two folds by a hash
 and the teacher answering a slate was built from the other fold's training sequences only, so it
@@ -21,10 +21,11 @@ from gr2.platform.keys import (
 )
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
+from gr2.rerank.prompt import build_rerank_messages, render_rerank_prompt
+from gr2.rerank.slate import Slate, item_text
 from gr2.training import data
 from gr2.training import evidence as ev
-from gr2.training.prompts import build_rerank_messages, item_text, render_rerank_prompt
-from gr2.training.rejection import SlateForTraces, rejection_sample, summarize
+from gr2.training.rejection import rejection_sample, summarize
 from gr2.training.teachers import DEFAULT_WEIGHTS, OpenAITeacher, StatisticalTeacher
 
 TRACES_SCHEMA = (
@@ -34,17 +35,17 @@ TRACES_SCHEMA = (
 )
 
 
-def slate_for_traces(row, catalog: dict, history: int) -> SlateForTraces | None:
+def slate_for_traces(row, catalog: dict, history: int) -> Slate | None:
     """A gold.slates row as a slate to prompt with (its most recent `history` items, `train.prompt.history`:
     the teacher reads the same history the student will, so a trace never cites an item the student's
     prompt does not show); None when an item has no SID under the current tokenizer."""
     if row["target"] not in catalog or any(i not in catalog for i in row["candidates"]):
         return None
     hist = [item_text(catalog[i]) for i in row["history"] if i in catalog][-history:] if history else []
-    return SlateForTraces(row["slate_id"], hist, [item_text(catalog[i]) for i in row["candidates"]], catalog[row["target"]].sid)
+    return Slate(row["slate_id"], hist, [item_text(catalog[i]) for i in row["candidates"]], catalog[row["target"]].sid)
 
 
-def prompt_of(s: SlateForTraces, fmt=None, tokenizer=None) -> str:
+def prompt_of(s: Slate, fmt=None, tokenizer=None) -> str:
     """The prompt of a slate: the paper's canonical one (what teachers see), or a student's format."""
     if fmt is None:
         return render_rerank_prompt(build_rerank_messages(s.history, s.candidates))

@@ -1,6 +1,6 @@
 """How a student model sees a slate and writes its answer: the re-rank format, as one typed object.
 
-Teachers, gold.traces and every metric speak the canonical contract of `prompts.py` (the paper's:
+Teachers, gold.traces and every metric speak the canonical contract of `prompt.py` (the paper's:
 SIDs as `<a_12><b_200>...` tokens, rankings as SID lists). A student may be trained on another surface
 form of the same content, chosen by measurement (docs/training.md):
 
@@ -12,8 +12,8 @@ form of the same content, chosen by measurement (docs/training.md):
 - `style`: `paper` is the full GR2 prompt; `compact` keeps its content (role and task, history and
   candidates with SID + title + category, items cited, three reasoning steps, a JSON answer) in a
   fraction of the tokens: short titles, a capped history, one line per item.
-- `evidence`: `sequential` shows a sequence model's rank beside each candidate ("seq #2", evidence.py),
-  compact style only; `none` shows the paper's content alone.
+- `evidence`: `sequential` shows a sequence model's rank beside each candidate ("seq #2",
+  gr2/training/evidence.py), compact style only; `none` shows the paper's content alone.
 - the model's own chat template renders the messages when its tokenizer has one.
 
 A format converts a canonical teacher answer into the student's target text (`answer`), and reads a
@@ -30,8 +30,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from gr2.tokenizer import vocab
-from gr2.training import prompts as p
+from gr2.platform.sids import level_prefix, parse_sid, sid_string, wrap
+from gr2.rerank import prompt as p
+from gr2.rerank.slate import ItemText
 
 FORMAT_FILE = "rerank_format.json"
 _CANONICAL_SID = re.compile(r"(?:<\|sid_begin\|>)?((?:<[a-z]_(?:0|[1-9][0-9]*)>)+)(?:<\|sid_end\|>)?")
@@ -87,19 +88,19 @@ class RerankFormat:
 
     def show_sid(self, sid: str) -> str:
         """A SID as the model reads it in a prompt."""
-        codes = vocab.parse_sid(sid.strip())
+        codes = parse_sid(sid.strip())
         if self.sid == "text":
             return text_sid(codes)
-        return vocab.wrap(vocab.sid_string(codes))
+        return wrap(sid_string(codes))
 
     def answer_sid(self, sid: str) -> str:
         """A SID as the model writes it inside the answer's "ranking" (unwrapped, as the paper does)."""
-        codes = vocab.parse_sid(sid.strip())
-        return text_sid(codes) if self.sid == "text" else vocab.sid_string(codes)
+        codes = parse_sid(sid.strip())
+        return text_sid(codes) if self.sid == "text" else sid_string(codes)
 
     # -- prompt -------------------------------------------------------------------------------------
 
-    def messages(self, history: Sequence[p.ItemText], candidates: Sequence[p.ItemText]) -> list[dict]:
+    def messages(self, history: Sequence[ItemText], candidates: Sequence[ItemText]) -> list[dict]:
         history = list(history)[-self.history:] if self.history else []
         if self.is_paper:
             return p.build_rerank_messages(history, candidates)
@@ -111,7 +112,7 @@ class RerankFormat:
             text = " ".join(text.split()[: self.title_words]) + "..."
         return text
 
-    def _line(self, item: p.ItemText) -> str:
+    def _line(self, item: ItemText) -> str:
         cat = p._clean(item.category)
         return f"{self.show_sid(item.sid)} {self._title(item.title)}" + (f" ({cat})" if cat else "")
 
@@ -135,7 +136,7 @@ class RerankFormat:
         system = "You are a recommendation re-ranker. You answer with one JSON object and nothing else."
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
-    def _evidence(self, item: p.ItemText) -> str:
+    def _evidence(self, item: ItemText) -> str:
         if self.evidence == "none":
             return ""
         if not item.note:  # a prompt that promises evidence and shows none would teach the model to ignore it
@@ -171,15 +172,15 @@ class RerankFormat:
         if self.cite == "slate":
             text = _CITED.sub(lambda m: f"[{m.group(1)}]", text)
         if self.sid == "text":
-            text = _CANONICAL_SID.sub(lambda m: text_sid(vocab.parse_sid(m.group(1))), text)
+            text = _CANONICAL_SID.sub(lambda m: text_sid(parse_sid(m.group(1))), text)
         return text
 
     def answer(self, reasoning: str, ranking: Sequence[str], candidate_sids: Sequence[str]) -> str:
         """The target text: compact JSON with the reasoning and the ranking (SIDs or slate numbers)."""
         if self.is_paper:
             return p.format_response(reasoning, ranking)
-        index = {vocab.sid_string(vocab.parse_sid(s)): i for i, s in enumerate(candidate_sids)}
-        canon = [vocab.sid_string(vocab.parse_sid(s)) for s in ranking]
+        index = {sid_string(parse_sid(s)): i for i, s in enumerate(candidate_sids)}
+        canon = [sid_string(parse_sid(s)) for s in ranking]
         if self.cite == "slate":
             entries: list = [index[s] + 1 for s in canon]
         else:
@@ -222,9 +223,9 @@ class RerankFormat:
                 int(entry.strip("[] ")) if isinstance(entry, str) and entry.strip("[] ").isdigit() else None)
             if n is None or not 1 <= n <= len(candidate_sids):
                 return f"slate number {entry!r}" if n is None else f"slate number {n} (of {len(candidate_sids)})"
-            return vocab.sid_string(vocab.parse_sid(candidate_sids[n - 1]))
+            return sid_string(parse_sid(candidate_sids[n - 1]))
         if isinstance(entry, str) and self.sid == "text" and _TEXT_SID.fullmatch(entry.strip()):
-            return vocab.sid_string(parse_text_sid(entry.strip()))
+            return sid_string(parse_text_sid(entry.strip()))
         return entry
 
     def options(self, candidate_sids: Sequence[str]) -> list[str]:
@@ -239,7 +240,7 @@ class RerankFormat:
 
 def text_sid(codes: Sequence[int]) -> str:
     """Codes in the model's existing vocabulary: [12, 200, 7, 31] -> 'a12 b200 c7 d31'."""
-    return " ".join(f"{vocab.level_prefix(i)}{int(c)}" for i, c in enumerate(codes))
+    return " ".join(f"{level_prefix(i)}{int(c)}" for i, c in enumerate(codes))
 
 
 def parse_text_sid(text: str) -> list[int]:
@@ -247,14 +248,14 @@ def parse_text_sid(text: str) -> list[int]:
     parts = text.split(" ")
     codes = []
     for i, part in enumerate(parts):
-        if not re.fullmatch(r"[a-z](?:0|[1-9][0-9]*)", part) or part[0] != vocab.level_prefix(i):
-            raise ValueError(f"malformed text SID {text!r} at {part!r}: expected {vocab.level_prefix(i)}<code>")
+        if not re.fullmatch(r"[a-z](?:0|[1-9][0-9]*)", part) or part[0] != level_prefix(i):
+            raise ValueError(f"malformed text SID {text!r} at {part!r}: expected {level_prefix(i)}<code>")
         codes.append(int(part[1:]))
     return codes
 
 
 def _unique_candidates(candidates) -> None:
-    sids = [vocab.sid_string(vocab.parse_sid(c.sid)) for c in candidates]
+    sids = [sid_string(parse_sid(c.sid)) for c in candidates]
     if len(set(sids)) != len(sids):
         raise ValueError("candidate SIDs must be unique")
     if not candidates:

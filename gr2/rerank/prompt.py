@@ -17,12 +17,12 @@ string); :func:`parse_response` accepts wrapped SIDs as well.
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gr2.tokenizer.vocab import SID_BEGIN, SID_END, parse_sid, sid_string, wrap
+from gr2.platform.sids import SID_BEGIN, SID_END, parse_sid, sid_string, wrap
+from gr2.rerank.slate import ItemText
 
 TITLE_MAX_CHARS = 200  # long marketplace titles would crowd out the history; the SID carries identity
 
@@ -32,35 +32,6 @@ SYSTEM_PROMPT = (
     "to be the user's next interaction. Items are identified by semantic IDs (SIDs) written between "
     f"{SID_BEGIN} and {SID_END}. You always answer with a single JSON object and nothing else."
 )
-
-
-@dataclass(frozen=True)
-class ItemText:
-    """An item as the prompt shows it. ``category`` is the most specific category, or ""."""
-
-    item_id: str
-    sid: str
-    title: str
-    category: str = ""
-    # Evidence shown beside a candidate when the format asks for it (`train.prompt.evidence`, evidence.py),
-    # e.g. "seq #2"; never part of the canonical prompt the teacher and gold.traces see.
-    note: str = ""
-
-
-def item_text(c) -> ItemText:
-    """A catalog item (anything with item_id, sid, title and category) as the prompt shows it."""
-    return ItemText(c.item_id, c.sid, c.title, c.category)
-
-
-def sequence_note(rank: int) -> str:
-    """A candidate's evidence note from its 0-based place in a sequence model's order: "seq #1" for the first."""
-    return f"seq #{rank + 1}"
-
-
-def sequence_rank(note: str) -> int | None:
-    """The 0-based place a `sequence_note` states, or None when the note states none."""
-    m = re.fullmatch(r"seq #([1-9][0-9]*)", note or "")
-    return int(m.group(1)) - 1 if m else None
 
 
 @dataclass(frozen=True)
@@ -83,14 +54,14 @@ def _clean(text: str, limit: int | None = None) -> str:
     return text
 
 
-def _canonical_sid(sid: str) -> str:
+def canonical_sid(sid: str) -> str:
     """Unwrapped canonical SID; ValueError when ``sid`` is not a SID."""
     return sid_string(parse_sid(sid.strip()))
 
 
 def sid_list_json(sids: Sequence[str]) -> str:
     """SIDs as the answer's "ranking" writes them: a compact JSON list of unwrapped canonical SIDs."""
-    return json.dumps([_canonical_sid(s) for s in sids], separators=(",", ":"))
+    return json.dumps([canonical_sid(s) for s in sids], separators=(",", ":"))
 
 
 def candidate_listing_line(sids: Sequence[str]) -> str:
@@ -99,7 +70,7 @@ def candidate_listing_line(sids: Sequence[str]) -> str:
 
 
 def _item_line(item: ItemText) -> str:
-    parts = [wrap(_canonical_sid(item.sid)), f'title: "{_clean(item.title, TITLE_MAX_CHARS)}"']
+    parts = [wrap(canonical_sid(item.sid)), f'title: "{_clean(item.title, TITLE_MAX_CHARS)}"']
     if _clean(item.category):
         parts.append(f"category: {_clean(item.category)}")
     return " | ".join(parts)
@@ -117,7 +88,7 @@ def build_rerank_messages(
     """
     if not candidates:
         raise ValueError("a re-rank prompt needs at least one candidate")
-    sids = [_canonical_sid(c.sid) for c in candidates]
+    sids = [canonical_sid(c.sid) for c in candidates]
     dupes = sorted(s for s, n in Counter(sids).items() if n > 1)
     if dupes:
         raise ValueError(f"candidate SIDs must be unique, duplicated: {', '.join(dupes)}")
@@ -174,7 +145,7 @@ def render_rerank_prompt(messages: Sequence[dict], add_generation_prompt: bool =
 def format_response(reasoning: str, ranking: Sequence[str]) -> str:
     """The canonical answer: compact JSON, SIDs unwrapped. ValueError on a malformed SID."""
     return json.dumps(
-        {"reasoning": reasoning, "ranking": [_canonical_sid(s) for s in ranking]},
+        {"reasoning": reasoning, "ranking": [canonical_sid(s) for s in ranking]},
         ensure_ascii=False,
         separators=(",", ":"),
     )
@@ -216,7 +187,8 @@ def answer_shape(text: str, k: int) -> bool:
     return isinstance(ranking, list) and len(ranking) == k and all(isinstance(x, str) for x in ranking)
 
 
-def _strip_markers(entry: str) -> str:
+def strip_sid_markers(entry: str) -> str:
+    """An answer's SID entry without the <|sid_begin|>/<|sid_end|> markers it may carry (either or both)."""
     s = entry.strip()
     if s.startswith(SID_BEGIN):
         s = s[len(SID_BEGIN):]
@@ -242,7 +214,7 @@ def parse_response(text: str, candidate_sids: Sequence[str]) -> ParsedResponse:
     "no JSON object ...", "ranking is not a list ..."), joined by "; ".
     ValueError (a caller bug, not an answer problem) on malformed or duplicate candidate SIDs.
     """
-    cands = [_canonical_sid(s) for s in candidate_sids]
+    cands = [canonical_sid(s) for s in candidate_sids]
     if len(set(cands)) != len(cands):
         raise ValueError("candidate SIDs must be unique")
     if not isinstance(text, str):
@@ -264,9 +236,9 @@ def parse_response(text: str, candidate_sids: Sequence[str]) -> ParsedResponse:
         if not isinstance(entry, str):
             problems.append(f"ranking entry {i + 1} is not a string: {entry!r}")
             continue
-        raw = _strip_markers(entry)
+        raw = strip_sid_markers(entry)
         try:
-            sids.append(_canonical_sid(raw))
+            sids.append(canonical_sid(raw))
         except ValueError:
             problems.append(f"malformed SID {entry!r} at ranking entry {i + 1}")
     known = set(cands)
@@ -286,17 +258,3 @@ def parse_response(text: str, candidate_sids: Sequence[str]) -> ParsedResponse:
     if problems:
         return _fail("; ".join(problems), reasoning)
     return ParsedResponse(ok=True, ranking=sids, reasoning=reasoning, error=None)
-
-
-def ranking_positions(ranking: Sequence[str], candidate_sids: Sequence[str]) -> list[int]:
-    """Output order as 0-based indices into the candidates: ``out[j]`` is the input index of the item
-    placed at position j (the convention of :mod:`gr2.training.rewards`). ValueError on a SID that is
-    not a candidate."""
-    index = {_canonical_sid(s): i for i, s in enumerate(candidate_sids)}
-    out = []
-    for s in ranking:
-        key = _canonical_sid(_strip_markers(s))
-        if key not in index:
-            raise ValueError(f"SID {key} is not one of the {len(index)} candidates")
-        out.append(index[key])
-    return out

@@ -1,4 +1,7 @@
-"""The one shared semantic-ID vocabulary: code tokens, SID strings and their strict parser.
+"""The SID vocabulary every stage spells semantic IDs with: code tokens, SID strings and their strict parser.
+
+It stands on nothing of gr2, so the tokenizer that assigns SIDs and the stages that show, parse and serve
+them all import it from here rather than from one another.
 
 L levels of C codes. Level i has the prefix chr(ord('a') + i), so a code token is `<a_12>` and a SID
 is the concatenation of one token per level in level order: `<a_12><b_200><c_7><d_31>`. In prompts
