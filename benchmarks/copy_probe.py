@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.platform.sids import wrap  # noqa: E402
+from gr2.rerank.slate import slate_of_row  # noqa: E402
 from gr2.training import data, examples  # noqa: E402
 from gr2.training import model as lm  # noqa: E402
 from gr2.training import traces as tr  # noqa: E402
@@ -82,7 +83,7 @@ def main() -> None:
     catalog, _ = data.load_catalog(lake)
     cols = ["slate_id", "history", "candidates", "target", "split"]
     slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(columns=cols)
-    slates = [tr.slate_for_traces(r, catalog, 10) for r in slates[slates["split"] == "train"].to_dict("records")]
+    slates = [slate_of_row(r, catalog, 10) for r in slates[slates["split"] == "train"].to_dict("records")]
     slates = [s for s in slates if s is not None]
     rng.shuffle(slates)
     test, train = slates[: args.held_out], slates[args.held_out:]

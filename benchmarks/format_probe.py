@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
 from gr2.platform.progress import Steps, console  # noqa: E402
+from gr2.rerank.slate import slate_of_row  # noqa: E402
 
 
 def prompt_stats(cfg, model_dir: Path, n: int) -> dict:
@@ -35,7 +36,6 @@ def prompt_stats(cfg, model_dir: Path, n: int) -> dict:
     from gr2.rerank.formats import RerankFormat
     from gr2.training import data, jobs
     from gr2.training import model as lm
-    from gr2.training import traces as tr
 
     fmt = RerankFormat.of_model(model_dir)
     tok = lm.load_tokenizer(model_dir)
@@ -47,7 +47,7 @@ def prompt_stats(cfg, model_dir: Path, n: int) -> dict:
         columns=["slate_id", "user_id", "history", "candidates", "target", "split"]).set_index("slate_id")
     p_len, a_len, r_len = [], [], []
     for sid, response in zip(traces["slate_id"], traces["response"]):
-        s = tr.slate_for_traces({"slate_id": sid, **slates.loc[sid].to_dict()}, catalog, fmt.history)
+        s = slate_of_row({"slate_id": sid, **slates.loc[sid].to_dict()}, catalog, fmt.history)
         if s is None:
             continue
         e = jobs.sft_example(fmt.prompt(s.history, s.candidates, tok), response, [c.sid for c in s.candidates], 1, 1, fmt)

@@ -27,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
 from gr2.rerank.metrics import slate_metrics  # noqa: E402
+from gr2.rerank.slate import slate_of_row  # noqa: E402
 from gr2.training import data  # noqa: E402
 from gr2.training import evidence as ev  # noqa: E402
-from gr2.training.traces import fit_sequential, fold, make_teachers, slate_for_traces  # noqa: E402
+from gr2.training.traces import fit_sequential, fold, make_teachers  # noqa: E402
 
 METRICS = ("R@1", "R@5", "NDCG@5")
 
@@ -77,7 +78,7 @@ def main() -> None:
         part = part.sample(n=min(args.slates, len(part)), random_state=cfg.train.seed)
         cases = []
         records = part.to_dict("records")
-        built = [(r, s) for r in records if (s := slate_for_traces(r, catalog, cfg.train.prompt.history)) is not None]
+        built = [(r, s) for r in records if (s := slate_of_row(r, catalog, cfg.train.prompt.history)) is not None]
         # the sequence model's rank as a prompt shows it (evidence.py): training slates from the model of the
         # user's other fold, validation and test slates from the all-users model
         shown = ev.annotate_rows(evidence, built, split)

@@ -130,3 +130,29 @@ def test_ranking_positions():
     assert ranking_positions([C3, wrap(C1), C2], SIDS) == [2, 0, 1]
     with pytest.raises(ValueError, match="not one of the 3 candidates"):
         ranking_positions(["<a_0>"], SIDS)
+
+
+@pytest.mark.parametrize("row, history, expected", [
+    # the most recent `history` items, oldest first; candidates in their incoming order; the target's SID
+    ({"slate_id": "s1", "history": ["a", "b", "c"], "candidates": ["c", "d"], "target": "d"}, 2, (["b", "c"], ["c", "d"], "<d>")),
+    # history items without a SID are left out; history 0 shows none
+    ({"slate_id": "s2", "history": ["a", "zz", "b"], "candidates": ["d", "c"], "target": "c"}, 5, (["a", "b"], ["d", "c"], "<c>")),
+    ({"slate_id": "s3", "history": ["a"], "candidates": ["d", "c"], "target": "c"}, 0, ([], ["d", "c"], "<c>")),
+    # a candidate or the target without a SID: no slate (its answer could not be checked)
+    ({"slate_id": "s4", "history": ["a"], "candidates": ["d", "zz"], "target": "d"}, 5, None),
+    ({"slate_id": "s5", "history": ["a"], "candidates": ["d", "c"], "target": "zz"}, 5, None),
+])
+def test_a_gold_slates_row_becomes_a_slate(row, history, expected):
+    from collections import namedtuple
+
+    from gr2.rerank.slate import slate_of_row
+
+    Item = namedtuple("Item", "item_id sid title category")
+    catalog = {i: Item(i, f"<{i}>", f"title {i}", "cat") for i in "abcd"}
+    s = slate_of_row(row, catalog, history)
+    if expected is None:
+        assert s is None
+        return
+    hist, cands, target = expected
+    assert s.slate_id == row["slate_id"] and s.target_sid == target
+    assert [h.item_id for h in s.history] == hist and [c.item_id for c in s.candidates] == cands

@@ -51,3 +51,14 @@ class Slate:
     history: Sequence[ItemText]
     candidates: Sequence[ItemText]
     target_sid: str
+
+
+def slate_of_row(row, catalog: dict, history: int) -> Slate | None:
+    """A gold.slates row as a slate to prompt with: its most recent `history` items (`train.prompt.history`;
+    the teacher reads the same history the student will, so a trace never cites an item the student's
+    prompt does not show) and its candidates in their incoming order; None when the target or a candidate
+    has no SID under the current tokenizer (`catalog`: item id -> catalog item)."""
+    if row["target"] not in catalog or any(i not in catalog for i in row["candidates"]):
+        return None
+    hist = [item_text(catalog[i]) for i in row["history"] if i in catalog][-history:] if history else []
+    return Slate(row["slate_id"], hist, [item_text(catalog[i]) for i in row["candidates"]], catalog[row["target"]].sid)

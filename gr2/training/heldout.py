@@ -120,13 +120,13 @@ def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: i
 def rerank_rows(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10) -> list:
     """(gold.slates row, Slate) pairs of `rerank_cases`, read once: `cases_of` renders them for
     each format (evaluation asks the same slates of models trained with and without evidence)."""
-    from gr2.training import traces as tr
+    from gr2.rerank.slate import slate_of_row
 
     df = Lake(lake).read_pandas("gold.slates", columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
     df = df[df["split"] == split]
     if max_slates and len(df) > max_slates:
         df = df.sample(n=max_slates, random_state=seed)
-    return [(r, s) for r in df.to_dict("records") if (s := tr.slate_for_traces(r, catalog, history)) is not None]
+    return [(r, s) for r in df.to_dict("records") if (s := slate_of_row(r, catalog, history)) is not None]
 
 
 def cases_of(rows: list, lake: Path, split: str, fmt=None) -> list:

@@ -15,6 +15,7 @@ from gr2.config import Config
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.platform.run_store import RunStore
+from gr2.rerank.slate import item_text, slate_of_row
 from gr2.training import data, engines, examples, loop
 from gr2.training import evidence as ev
 from gr2.training import model as lm
@@ -55,9 +56,8 @@ def catalog_texts(catalog: dict) -> list[str]:
     templates = [e.prompt + e.completion for e in examples.item_alignment(next(iter(catalog.values())))]
     templates += ["A user bought, in order: . Next they buy", "Their interests: mostly ; favourite brands ."]
     from gr2.rerank.prompt import build_rerank_messages, format_response, render_rerank_prompt
-    from gr2.training import traces as tr
 
-    sample = [tr.item_text(c) for c in list(catalog.values())[:3]]
+    sample = [item_text(c) for c in list(catalog.values())[:3]]
     templates.append(render_rerank_prompt(build_rerank_messages(sample[:1], sample[1:]))
                      + format_response("1. The user likes 2. Candidate 3. Decision", [c.sid for c in sample[1:]]))
     return templates * 50 + [f"{i.title}. {' > '.join(i.categories)}. {i.brand}" for i in catalog.values()]
@@ -251,7 +251,7 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         wanted = set(accepted["slate_id"][accepted["accepted"] & (accepted["teacher"] == teacher)])
         prompts, cands = {}, {}
         rows = slates[(slates["split"] == "train") & slates["slate_id"].isin(wanted)].to_dict("records")
-        built = [(r, s) for r in rows if (s := tr.slate_for_traces(r, catalog, fmt.history)) is not None]
+        built = [(r, s) for r in rows if (s := slate_of_row(r, catalog, fmt.history)) is not None]
         # the cross-fitted sequence model's rank beside each candidate, when the format shows it
         for s in ev.annotate_rows(ev.for_format(fmt, lake), built, "train"):
             prompts[s.slate_id] = tr.prompt_of(s, fmt, tok)

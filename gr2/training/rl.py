@@ -24,6 +24,7 @@ from gr2.config import DapoConfig
 from gr2.platform.precision import cpu_autocast
 from gr2.rerank.formats import RerankFormat
 from gr2.rerank.permutations import ranking_positions
+from gr2.rerank.slate import slate_of_row
 from gr2.training import dapo, engines, loop, rewards
 from gr2.training.generation import sample_group, with_bos
 
@@ -290,7 +291,7 @@ def run(cfg, steps=None) -> dict:
         if d.max_examples:
             df = df.head(d.max_examples)
         built = [(r, s) for r in df.to_dict("records")
-                 if (s := tr.slate_for_traces(r, catalog, fmt.history)) is not None and sum(int(x) for x in r["labels"]) >= 1]
+                 if (s := slate_of_row(r, catalog, fmt.history)) is not None and sum(int(x) for x in r["labels"]) >= 1]
         shown = evidence.annotate_rows(evidence.for_format(fmt, lake), built, "train")
         items = [{"slate_id": s.slate_id, "prompt": tr.prompt_of(s, fmt, tok), "sids": [c.sid for c in s.candidates],
                   "labels": [int(x) for x in r["labels"]]} for (r, _), s in zip(built, shown)]

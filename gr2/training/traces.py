@@ -22,7 +22,7 @@ from gr2.platform.keys import (
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.rerank.prompt import build_rerank_messages, render_rerank_prompt
-from gr2.rerank.slate import Slate, item_text
+from gr2.rerank.slate import Slate, slate_of_row
 from gr2.training import data
 from gr2.training import evidence as ev
 from gr2.training.rejection import rejection_sample, summarize
@@ -33,16 +33,6 @@ TRACES_SCHEMA = (
     "response string, error string, ranking array<string>, valid boolean, accepted boolean, target_rank int, "
     "created_at timestamp"
 )
-
-
-def slate_for_traces(row, catalog: dict, history: int) -> Slate | None:
-    """A gold.slates row as a slate to prompt with (its most recent `history` items, `train.prompt.history`:
-    the teacher reads the same history the student will, so a trace never cites an item the student's
-    prompt does not show); None when an item has no SID under the current tokenizer."""
-    if row["target"] not in catalog or any(i not in catalog for i in row["candidates"]):
-        return None
-    hist = [item_text(catalog[i]) for i in row["history"] if i in catalog][-history:] if history else []
-    return Slate(row["slate_id"], hist, [item_text(catalog[i]) for i in row["candidates"]], catalog[row["target"]].sid)
 
 
 def prompt_of(s: Slate, fmt=None, tokenizer=None) -> str:
@@ -132,7 +122,7 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
                     .select("slate_id").distinct().collect()}
     by_fold: dict[int, list] = {0: [], 1: []}
     records = rows.to_dict("records")
-    built = [(r, s) for r in records if (s := slate_for_traces(r, catalog, cfg.train.prompt.history)) is not None]
+    built = [(r, s) for r in records if (s := slate_of_row(r, catalog, cfg.train.prompt.history)) is not None]
     skipped = len(records) - len(built)
     # Each candidate carries the cross-fitted sequence model's rank of the slate's whole stored history: the
     # teacher weighs and cites exactly the "seq #k" the student's prompt will show (evidence.py).
