@@ -105,3 +105,20 @@ def test_all_tokens_defaults_and_errors():
     for bad in [(0, 4), (27, 4), (2, 0)]:
         with pytest.raises(ValueError):
             all_tokens(*bad)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("<a_12><b_200>", "<a_12><b_200>"),
+    ("  <a_12><b_200>\n", "<a_12><b_200>"),  # surrounding whitespace, as a model writes it
+    ("<|sid_begin|><a_12><b_200><|sid_end|>", "<a_12><b_200>"),
+    ("<a_12> <b_200>", ValueError),  # whitespace inside is not a SID
+    ("item 12", ValueError),
+])
+def test_canonical_sid_is_the_one_form_every_comparison_reads(text, expected):
+    from gr2.platform.sids import canonical_sid
+
+    if expected is ValueError:
+        with pytest.raises(ValueError):
+            canonical_sid(text)
+    else:
+        assert canonical_sid(text) == expected

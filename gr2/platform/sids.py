@@ -101,6 +101,12 @@ def parse_sid(text: str, levels: int | None = None, codes: int | None = None) ->
     return out
 
 
+def canonical_sid(sid: str) -> str:
+    """A SID as every comparison reads it: unwrapped, no surrounding whitespace, each code as written by
+    `sid_string` ('<|sid_begin|><a_012>...' and ' <a_12>...' are the same SID); ValueError when it is none."""
+    return sid_string(parse_sid(sid.strip()))
+
+
 def parse_token(token: str) -> tuple[int, int]:
     """One code token -> (level, code): '<b_200>' -> (1, 200). ValueError on anything else."""
     m = _TOKEN.fullmatch(token) if isinstance(token, str) else None

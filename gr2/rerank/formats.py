@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from gr2.platform.sids import level_prefix, parse_sid, sid_string, wrap
+from gr2.platform.sids import canonical_sid, level_prefix, parse_sid, sid_string, wrap
 from gr2.rerank import prompt as p
 from gr2.rerank.slate import ItemText
 
@@ -179,7 +179,7 @@ class RerankFormat:
         """The target text: compact JSON with the reasoning and the ranking (SIDs or slate numbers)."""
         if self.is_paper:
             return p.format_response(reasoning, ranking)
-        index = {sid_string(parse_sid(s)): i for i, s in enumerate(candidate_sids)}
+        index = {canonical_sid(s): i for i, s in enumerate(candidate_sids)}
         canon = [sid_string(parse_sid(s)) for s in ranking]
         if self.cite == "slate":
             entries: list = [index[s] + 1 for s in canon]
@@ -223,7 +223,7 @@ class RerankFormat:
                 int(entry.strip("[] ")) if isinstance(entry, str) and entry.strip("[] ").isdigit() else None)
             if n is None or not 1 <= n <= len(candidate_sids):
                 return f"slate number {entry!r}" if n is None else f"slate number {n} (of {len(candidate_sids)})"
-            return sid_string(parse_sid(candidate_sids[n - 1]))
+            return canonical_sid(candidate_sids[n - 1])
         if isinstance(entry, str) and self.sid == "text" and _TEXT_SID.fullmatch(entry.strip()):
             return sid_string(parse_text_sid(entry.strip()))
         return entry
@@ -255,7 +255,7 @@ def parse_text_sid(text: str) -> list[int]:
 
 
 def _unique_candidates(candidates) -> None:
-    sids = [sid_string(parse_sid(c.sid)) for c in candidates]
+    sids = [canonical_sid(c.sid) for c in candidates]
     if len(set(sids)) != len(sids):
         raise ValueError("candidate SIDs must be unique")
     if not candidates:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gr2.rerank.prompt import canonical_sid, strip_sid_markers
+from gr2.platform.sids import canonical_sid
+from gr2.rerank.prompt import strip_sid_markers
 
 Order = Sequence[int] | None
 

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gr2.platform.sids import SID_BEGIN, SID_END, parse_sid, sid_string, wrap
+from gr2.platform.sids import SID_BEGIN, SID_END, canonical_sid, wrap
 from gr2.rerank.slate import ItemText
 
 TITLE_MAX_CHARS = 200  # long marketplace titles would crowd out the history; the SID carries identity
@@ -52,11 +52,6 @@ def _clean(text: str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         text = text[: limit - 3].rstrip() + "..."
     return text
-
-
-def canonical_sid(sid: str) -> str:
-    """Unwrapped canonical SID; ValueError when ``sid`` is not a SID."""
-    return sid_string(parse_sid(sid.strip()))
 
 
 def sid_list_json(sids: Sequence[str]) -> str:

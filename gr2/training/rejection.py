@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from gr2.platform.sids import parse_sid, sid_string
+from gr2.platform.sids import canonical_sid
 from gr2.rerank.prompt import build_rerank_messages, parse_response
 from gr2.rerank.slate import Slate
 from gr2.training.teachers import SlateContext, Teacher, TeacherRequest
@@ -50,18 +50,14 @@ class RoundProgress:
     pending: int  # slates still without an accepted answer
 
 
-def _sid(s: str) -> str:
-    return sid_string(parse_sid(s.strip()))
-
-
 def accept(ranking: Sequence[str] | None, target_sid: str, top_k: int = 1) -> bool:
     """True when the target is among the first ``top_k`` SIDs of ``ranking`` (wrapped or not)."""
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if not ranking:
         return False
-    target = _sid(target_sid)
-    return any(_sid(s) == target for s in ranking[:top_k])
+    target = canonical_sid(target_sid)
+    return any(canonical_sid(s) == target for s in ranking[:top_k])
 
 
 def attempt_seed(seed: int, slate_id: str, attempt: int) -> int:
@@ -94,8 +90,8 @@ def rejection_sample(
         if s.slate_id in seen:
             raise ValueError(f"duplicate slate_id {s.slate_id!r}")
         seen.add(s.slate_id)
-        cand = [_sid(c.sid) for c in s.candidates]
-        if _sid(s.target_sid) not in cand:
+        cand = [canonical_sid(c.sid) for c in s.candidates]
+        if canonical_sid(s.target_sid) not in cand:
             raise ValueError(f"slate {s.slate_id!r}: target {s.target_sid} is not among its candidates, "
                              "so no answer could ever be accepted")
         if s.slate_id not in done:
@@ -142,7 +138,7 @@ def _judge(s: Slate, res: str | Exception, teacher: str, a: int, temperature: fl
     if not parsed.ok:
         return Attempt(**common, response=res, error=parsed.error, ranking=None, valid=False, accepted=False,
                        target_rank=None)
-    rank = parsed.ranking.index(_sid(s.target_sid)) + 1
+    rank = parsed.ranking.index(canonical_sid(s.target_sid)) + 1
     return Attempt(**common, response=res, error=None, ranking=parsed.ranking, valid=True,
                    accepted=accept(parsed.ranking, s.target_sid, top_k), target_rank=rank)
 

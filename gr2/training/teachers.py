@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from gr2.platform.sids import parse_sid, sid_string
+from gr2.platform.sids import canonical_sid
 from gr2.rerank.prompt import format_response
 from gr2.rerank.slate import ItemText, sequence_rank
 
@@ -341,7 +341,7 @@ class StatisticalTeacher:
             return "little evidence"
         top = max(e.parts, key=e.parts.get)
         if top == "cooc" and e.best_prev is not None:
-            return f"follows {sid_string(parse_sid(e.best_prev.sid))} in {e.best_count} sessions"
+            return f"follows {canonical_sid(e.best_prev.sid)} in {e.best_count} sessions"
         if top == "cat_next":
             return f"P({e.category} next) = {e.cat_next:.2f}"
         if top == "cat_share":
@@ -358,7 +358,7 @@ class StatisticalTeacher:
         """The same three steps in about 60 tokens (the paper's traces are about 130): the user's recent item
         and main categories, the strongest signal of the top candidates, the decision. A student that
         writes this before every answer spends its generation budget on the ranking, not on prose."""
-        sid = lambda it: sid_string(parse_sid(it.sid))  # noqa: E731
+        sid = lambda it: canonical_sid(it.sid)  # noqa: E731
         cite = lambda e: f"[{e.position + 1}] {sid(e.item)}"  # noqa: E731
         if history:
             last = history[-1]
@@ -385,7 +385,7 @@ class StatisticalTeacher:
     def _reasoning(self, history: Sequence[ItemText], evs: list[_Evidence], ranked: list[_Evidence]) -> str:
         if self.brief:
             return self._brief_reasoning(history, ranked)
-        sid = lambda it: sid_string(parse_sid(it.sid))  # noqa: E731 - canonical unwrapped SID
+        sid = lambda it: canonical_sid(it.sid)  # noqa: E731
         # A candidate is cited with its slate number, as the prompt lists it ("[3] <a_..>..."): the
         # number is a unique anchor to copy the SID from, where SIDs alone share prefixes (a student
         # that copies by prefix writes look-alike SIDs that are not in the slate).
