@@ -366,6 +366,9 @@ class EvalConfig(Strict):
         "prompt's evidence comes from, fitted by `gr2 traces` on every user's training items) when there is one, "
         "else train one; `train` always trains a new one within sasrec_seconds")
     sasrec_seconds: float = Field(300.0, gt=0, description="training budget of the SASRec-style baseline when one is trained")
+    constrained: bool = Field(True, description="also read each SFT/DAPO answer with its ranking decoded among the "
+        "candidates (`+ constrained ranking` rows): the same greedy reasoning, so no second generation, but a "
+        "prefill of prompt + reasoning and K-1 scoring steps per slate; false halves a long run's time on CPU")
 
 
 class ServeConfig(Strict):

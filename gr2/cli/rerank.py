@@ -25,13 +25,16 @@ def eval_(
     stage: Annotated[Optional[list[str]], typer.Option(
         "--stage", help="trained stages to evaluate: midtrain, sft, dapo (repeat the option; default: all three)")] = None,
     batch: Annotated[Optional[int], typer.Option(help="slates answered together in one generate call [default: eval.batch]")] = None,
+    constrained: Annotated[Optional[bool], typer.Option(
+        "--constrained/--free-only", help="also decode each answer's ranking among the candidates [default: eval.constrained]")] = None,
     config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
 ):
     """Evaluate every re-ranker on the same slates: incoming order, popularity, SASRec-style, and each
     trained stage (mid-trained by SID likelihood, SFT, DAPO). R@1/3/5 and NDCG@3/5 with bootstrap 95%
     intervals, valid-answer and order-copy rates, position bias; a report (Markdown + HTML) under
     <lake>/reports/eval/ and one row per metric in eval.runs. `--compare A --compare B` diffs two runs."""
-    given = {"slates": slates, "sasrec_seconds": sasrec_seconds, "max_new_tokens": max_new_tokens, "batch": batch}
+    given = {"slates": slates, "sasrec_seconds": sasrec_seconds, "max_new_tokens": max_new_tokens, "batch": batch,
+             "constrained": constrained}
     cfg = make_config(config, list(set_ or []) + [f"eval.{k}={v}" for k, v in given.items() if v is not None], lake)
     from gr2.eval import jobs
     from gr2.platform.progress import Steps

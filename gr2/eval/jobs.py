@@ -89,8 +89,7 @@ def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: i
     return row
 
 
-def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", stages: tuple[str, ...] = STAGES,
-        constrained_too: bool = True) -> dict:
+def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", stages: tuple[str, ...] = STAGES) -> dict:
     """Every re-ranker on the same `split` slates, with the budget of `cfg.eval`."""
     from gr2.platform.precision import use_autocast
     from gr2.rerank.formats import RerankFormat
@@ -144,7 +143,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
                 from gr2.training.generation import rerank_answers
 
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
-                modes = ("free", "constrained") if constrained_too else ("free",)
+                modes = ("free", "constrained") if cfg.eval.constrained else ("free",)
                 autocast = use_autocast(cfg.train.autocast)
                 # Answers already written with these settings (a stopped run) are read, not asked again.
                 log = AnswerLog.for_model(lake, stage, model_dir, {
