@@ -498,6 +498,29 @@ def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small
     assert [canon.index(s) for s in one] == sorted(range(5), key=lambda i: (-scores[i], i))
 
 
+def test_a_constrained_ranking_on_a_forked_prompt_equals_one_on_the_whole_text(small):
+    """DAPO runs a prompt once and forks its KV cache for each answer's ranking: the ranking (greedy, and
+    sampled with the same seed) is the one decoded from prompt + answer run whole, and the fork leaves the
+    prompt's own cache as it was."""
+    from gr2.training.generation import Prefix, constrained_ranking, with_bos
+
+    model, tok, _ = small
+    model.eval()
+    sids = [i.sid for i in ITEMS[:5]]
+    prompt, head = "Item number 3 then Item number 7 then", ' {"ranking":['
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert enc(with_bos(tok, prompt + head)) == enc(with_bos(tok, prompt)) + enc(head), "the same tokens either way"
+    base = Prefix(model, enc(with_bos(tok, prompt)))
+    length, last = base.length, base.last.clone()
+    assert constrained_ranking(model, tok, head, sids, prefix=base.fork()) == constrained_ranking(model, tok, prompt + head, sids)
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        forked = constrained_ranking(model, tok, head, sids, temperature=1.0, prefix=base.fork())
+        torch.manual_seed(seed)
+        assert forked == constrained_ranking(model, tok, prompt + head, sids, temperature=1.0)
+    assert base.length == length and torch.equal(base.last, last)
+
+
 def test_rollout_logprobs_read_only_the_response_logits(small):
     """DAPO's per-token log-probabilities (`rl._token_logprobs`) come from the response's logits alone and
     equal those read off the full forward pass, left padding included."""

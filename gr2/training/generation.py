@@ -168,7 +168,7 @@ def with_bos(tokenizer, text: str) -> str:
 
 
 def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], temperature: float = 0.0,
-                        fmt=None, first_slot_only: bool = False) -> list[str]:
+                        fmt=None, first_slot_only: bool = False, prefix: Prefix | None = None) -> list[str]:
     """Fill the ranking part of an answer so that it is a permutation of exactly the candidates.
 
     `text` is the prompt plus the answer so far, up to and including `"ranking":[`. Slot by slot, the
@@ -183,13 +183,20 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     copy of it, and then the chosen one on the cache itself (about K x |entry| tokens per slot instead of
     K x the whole prompt). With `first_slot_only` the first slot's log-likelihoods order the whole list
     (`first_slot_ranking`). Returns the canonical SIDs, best first.
+
+    `prefix`: the prompt already run (a `Prefix.fork()` of it, which this call extends and uses up); then
+    `text` is only the answer so far. DAPO's G rollouts of one prompt share its prefill this way instead
+    of each running prompt + reasoning from the start (the prompt is most of that text).
     """
     from gr2.rerank.formats import RerankFormat
 
     fmt = fmt or RerankFormat()
     left = list(zip([sid_string(parse_sid(s)) for s in candidate_sids], fmt.options(candidate_sids)))
     enc = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-    prefix = Prefix(model, enc(with_bos(tokenizer, text)))
+    if prefix is None:
+        prefix = Prefix(model, enc(with_bos(tokenizer, text)))
+    else:
+        prefix.extend(enc(text))
     chosen: list[str] = []
     while left:
         if len(left) == 1:
@@ -263,6 +270,15 @@ class Prefix:
                 score += float(rest[torch.arange(len(c) - 1), torch.tensor(c[1:])].sum())
             scores.append(score)
         return scores
+
+    def fork(self) -> Prefix:
+        """An independent copy to extend or score without touching this one (its KV cache is copied)."""
+        import copy
+
+        twin = object.__new__(Prefix)
+        twin.model, twin.length, twin.last = self.model, self.length, self.last
+        twin.cache, twin._conts, twin._scored = copy.deepcopy(self.cache), [], None
+        return twin
 
     def take(self, i: int) -> None:
         """`extend` by the i-th continuation of the last `score` call, reusing the keys and values that

@@ -26,7 +26,7 @@ from gr2.rerank.formats import RerankFormat
 from gr2.rerank.permutations import ranking_positions
 from gr2.rerank.slate import slate_of_row
 from gr2.training import dapo, engines, loop, rewards
-from gr2.training.generation import sample_group, with_bos
+from gr2.training.generation import Prefix, sample_group, with_bos
 
 RL_FIELDS = ["step", "reward", "promotion", "format", "format_counted", "valid_rate", "order_copy_rate",
              "kept_group_ratio", "entropy", "clip_fraction", "kl", "response_len", "truncated_rate", "loss", "lr",
@@ -172,6 +172,8 @@ def _constrained_rollout(model, tok, row: dict, s: loop.LoopSettings, G: int) ->
     out = sample_group(model, prompt_ids[0].tolist(), G, d.max_new_tokens, d.temperature,
                        tok.pad_token_id, tok.eos_token_id, tokenizer=tok, stop_strings=['"ranking"'])
     sids = list(row["sids"])
+    with torch.no_grad():  # the prompt's KV cache, forked for each answer's ranking
+        prompt_prefix = Prefix(model, prompt_ids[0].tolist())
     texts, truncated, resp_ids, reasoning_lens = [], [], [], []
     for r in out[:, prompt_ids.shape[1]:].tolist():
         text = tok.decode(r, skip_special_tokens=False).split(tok.eos_token)[0].replace(tok.pad_token, "")
@@ -181,7 +183,8 @@ def _constrained_rollout(model, tok, row: dict, s: loop.LoopSettings, G: int) ->
         reasoning = free_reasoning(text[:cut] if cut >= 0 else text)
         head = fmt.answer(reasoning, [], sids)[: -len("]}")]  # the answer's JSON up to `"ranking":[`
         with torch.no_grad():
-            ranking = constrained_ranking(model, tok, prompt + head, sids, temperature=d.temperature, fmt=fmt)
+            ranking = constrained_ranking(model, tok, head, sids, temperature=d.temperature, fmt=fmt,
+                                          prefix=prompt_prefix.fork())
         answer = fmt.answer(reasoning, ranking, sids)
         texts.append(answer)
         resp_ids.append(tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id])
