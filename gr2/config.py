@@ -221,6 +221,9 @@ class StageTrainConfig(Strict):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     batch_size: int = Field(8, ge=1, description="sequences per micro-batch per worker")
     max_examples: int = Field(0, ge=0, description="cap on examples per task (0 = all); keeps CPU runs short")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="optimizer steps between this stage's checkpoints; unset = train.checkpoint_every "
+        "(a DAPO step takes minutes on CPU where an SFT step takes seconds, so their cadences differ)")
 
 
 def _row_len_field(why: str):

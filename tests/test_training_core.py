@@ -253,6 +253,11 @@ def test_a_stage_resumes_its_unfinished_run_with_the_same_settings_only(tmp_path
     assert start_run(cfg, "sft") == (run, run_dir, True), "the same command continues the stopped run"
     later_stage = load_config(overrides=["train.dapo.max_steps=3", "train.midtrain.lr=0.1"], lake=str(tmp_path))
     assert start_run(later_stage, "sft") == (run, run_dir, True), "another stage's settings do not restart SFT"
+    cadence = load_config(overrides=["train.checkpoint_every=7", "train.sft.checkpoint_every=3", "train.max_failures=5"],
+                          lake=str(tmp_path))
+    assert start_run(cadence, "sft") == (run, run_dir, True), "how often it checkpoints is not what it trains"
+    stated = load_config(overrides=["train.sft.lr=" + str(cfg.train.sft.lr)], lake=str(tmp_path))
+    assert start_run(stated, "sft") == (run, run_dir, True), "a default written out is the same setting"
     for shared in ("train.max_len=777", "train.prompt.history=3"):
         assert not start_run(load_config(overrides=[shared], lake=str(tmp_path)), "sft")[2], shared
     assert start_run(cfg, "sft")[2] is False  # the marker now names the last new run; cfg's run is not resumed
@@ -568,3 +573,17 @@ def test_loop_settings_resolve_the_stage_budget_on_the_driver(tmp_path, stage, o
 
     s = replace(s, rerank_format=RerankFormat(sid="text", cite="slate"))
     assert pickle.loads(pickle.dumps(s)) == s
+
+
+@pytest.mark.parametrize("overrides, sft_every, dapo_every", [
+    ([], 50, 50),  # train.checkpoint_every for every stage
+    (["train.checkpoint_every=25", "train.dapo.checkpoint_every=2"], 25, 2),  # DAPO's minutes-long steps: its own
+])
+def test_a_stage_may_checkpoint_on_its_own_cadence(tmp_path, overrides, sft_every, dapo_every):
+    from gr2.config import load_config
+    from gr2.training.loop import LoopSettings
+
+    cfg = load_config(overrides=overrides)
+    every = {stage: LoopSettings.resolve(getattr(cfg.train, stage), cfg.train, model_path="m", run_dir=tmp_path,
+                                         total_rows=100, rl=stage == "dapo").checkpoint_every for stage in ("sft", "dapo")}
+    assert every == {"sft": sft_every, "dapo": dapo_every}

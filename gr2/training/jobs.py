@@ -35,15 +35,28 @@ def start_run(cfg: Config, stage: str) -> tuple[str, Path, bool]:
     """(run id, run folder, resumed): the stage's unfinished run when one was started with the same
     training settings (a stopped sitting, a killed driver), else a new run. Ray Train resumes a run of
     the same name and storage path from its latest checkpoint, so the same command continues the run."""
+    store = runs(cfg, stage)
+    run, resumed = store.begin(run_fingerprint(cfg, stage))
+    return run, store.path(run), resumed
+
+
+# Settings that say how a run is carried out, not what it trains: changing one mid-run keeps the run.
+OPERATIONAL = ("checkpoint_every", "max_failures")
+
+
+def run_fingerprint(cfg: Config, stage: str) -> str:
+    """What makes two `gr2 train <stage>` commands the same run: the shared training settings and this
+    stage's own, as far as they differ from the schema's defaults. A later stage's budget (say
+    train.dapo.max_steps) edited while SFT runs, a checkpoint cadence, or a new schema key at its default
+    (a code upgrade between sittings) must not make the same command start over."""
     import hashlib
 
-    # The shared training settings and this stage's own: a later stage's budget (say train.dapo.max_steps)
-    # edited while SFT runs must not make the same SFT command start over.
     others = {s for s in ("midtrain", "sft", "dapo") if s != stage}
-    fingerprint = hashlib.sha256(cfg.train.model_dump_json(exclude=others).encode()).hexdigest()[:16]
-    store = runs(cfg, stage)
-    run, resumed = store.begin(fingerprint)
-    return run, store.path(run), resumed
+    dump = cfg.train.model_dump(mode="json", exclude=others | set(OPERATIONAL), exclude_defaults=True)
+    own = {k: v for k, v in (dump.pop(stage, None) or {}).items() if k not in OPERATIONAL}
+    if own:
+        dump[stage] = own
+    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def finish_run(cfg: Config, stage: str, run: str) -> None:

@@ -126,7 +126,7 @@ class LoopSettings:
             batch_size=stage_cfg.batch_size, total_steps=total,
             # RL: every engine.step is an optimizer step, `minibatches` of them per RL step
             grad_accum=1 if rl else train_cfg.deepspeed.grad_accum, grad_clip=train_cfg.deepspeed.grad_clip,
-            checkpoint_every=train_cfg.checkpoint_every, log_every=max(1, min(10, total // 20 or 1)),
+            checkpoint_every=stage_cfg.checkpoint_every or train_cfg.checkpoint_every, log_every=max(1, min(10, total // 20 or 1)),
             micro_batches_per_epoch=micro_per_epoch, document_masking=train_cfg.document_masking,
             freeze_layers=train_cfg.freeze_layers,
             autocast=use_autocast(train_cfg.autocast),  # resolved here: the workers run on this kind of CPU
