@@ -1,5 +1,6 @@
 """The stage registry (gr2/pipelines/stages.py) and its typed results, without Spark or Ray: names, the
-tables and models each stage reads and writes, the order, and how each result renders."""
+tables and models each stage reads and writes, the order, how each result renders, and how gr2 demo's
+chain sits on the registry."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import io
 import pytest
 from rich.console import Console
 
-from gr2.pipelines import stages
+from gr2.pipelines import demo, stages
 from gr2.pipelines.lm_results import DapoResult, EvalResult, NextItemResult, RerankCheckResult, TracesResult, TrainResult
 from gr2.pipelines.results import BuildResult, EmbedResult, IngestResult, NightLine, SidsResult, StageResult, TokenizerResult
 from gr2.platform.lake import TABLES
@@ -197,3 +198,12 @@ def test_results_without_figures_say_so_instead_of_failing():
     assert _text(empty).splitlines() == ["  model: /lake/models/dapo/d1/model", "  metrics: /lake/models/dapo/d1/metrics.csv"]
     none = TracesResult.of({**TRACES, "accepted_slates": 0, "acceptance_rate": 0.0, "attempts_per_accepted": None})
     assert "nothing accepted; 3,000 attempts" in _text(none)
+
+
+# -- the pipelines on the registry --------------------------------------------------------------------
+
+
+def test_the_demo_runs_every_registered_stage_in_registry_order():
+    ran = [name for _, names, _ in demo.DEMO for name in names]
+    assert ran == [s.name for s in stages.STAGES]
+    assert all(show in ("render", "headline", None) for _, _, show in demo.DEMO)
