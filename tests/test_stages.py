@@ -1,6 +1,6 @@
 """The stage registry (gr2/pipelines/stages.py) and its typed results, without Spark or Ray: names, the
-tables and models each stage reads and writes, the order, how each result renders, and how gr2 demo's
-chain sits on the registry."""
+tables and models each stage reads and writes, the order, how each result renders, and how gr2 nightly's
+steps and gr2 demo's chain sit on the registry."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import io
 import pytest
 from rich.console import Console
 
-from gr2.pipelines import demo, stages
+from gr2.pipelines import demo, nightly, stages
 from gr2.pipelines.lm_results import DapoResult, EvalResult, NextItemResult, RerankCheckResult, TracesResult, TrainResult
 from gr2.pipelines.results import BuildResult, EmbedResult, IngestResult, NightLine, SidsResult, StageResult, TokenizerResult
 from gr2.platform.lake import TABLES
@@ -201,6 +201,20 @@ def test_results_without_figures_say_so_instead_of_failing():
 
 
 # -- the pipelines on the registry --------------------------------------------------------------------
+
+
+def test_nightly_steps_run_registered_stages_and_watch_a_subset_of_their_tables():
+    order = [s.name for s in stages.STAGES]
+    ran = [name for step in nightly.PIPELINE for name in step.stages]
+    assert ran == ["etl.ingest", "etl.build", "tokenizer.embed", "tokenizer.fit", "tokenizer.assign"]
+    assert ran == sorted(ran, key=order.index)
+    for step in nightly.PIPELINE:
+        if not step.stages:  # quality and publish: nightly's own steps
+            assert step.name in ("quality", "publish")
+            continue
+        reads = {t for name in step.stages for t in stages.get(name).reads}
+        writes = {t for name in step.stages for t in stages.get(name).writes}
+        assert set(step.inputs) <= reads and set(step.outputs) <= writes, step.name
 
 
 def test_the_demo_runs_every_registered_stage_in_registry_order():
