@@ -176,6 +176,11 @@ def test_each_result_renders_a_sample_with_its_figures(cls, summary, shown, head
     assert isinstance(night, NightLine) and night.note
 
 
+def test_every_registered_result_class_has_a_sample_above():
+    missing = {s.result for s in stages.STAGES} - {cls for cls, *_ in SAMPLES}
+    assert not missing, f"add a literal summary of {sorted(c.__name__ for c in missing)} to SAMPLES"
+
+
 def test_typed_fields_and_nightly_lines_read_the_summary():
     ingest = IngestResult.of(INGEST)
     assert (ingest.read, ingest.accepted, ingest.rejected, ingest.written) == (1354, 1100, 42, 1218)
