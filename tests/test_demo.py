@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gr2.config import load_config
 from gr2.pipelines import demo as dm
+from gr2.pipelines import stages
 
 
 def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake):
@@ -18,17 +19,20 @@ def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake):
         "eval.slates=8", "eval.sasrec_seconds=2", "eval.max_new_tokens=24",
     ], lake=str(lake.root), base=dm.SMALL_PRESET)
     assert cfg.train.checkpoint_every == 100 and cfg.traces.detail == 1, "the preset sits below the overrides"
-    seen = []
-    out = dm.run(cfg, spark, {k: (lambda s, k=k: seen.append(k)) for k in ("ingest", "build", "train")})
+    out = dm.run(cfg, spark)
     print({name: round(sec) for name, sec in out["stages"]})  # pytest -s: where the test's time goes
     assert [name for name, _ in out["stages"]] == [
         "ETL ingest", "ETL build", "semantic IDs (embed, fit, assign)", "teacher traces (rejection sampling)",
         "mid-training on SID tasks", "SFT on accepted traces", "DAPO with conditional rewards", "evaluation on test slates"]
-    assert seen == ["ingest", "build", "train", "train"]
-    models = {row["model"] for row in out["eval"]["rows"]}
-    assert {"incoming order", "popularity", "SASRec-style", "mid-trained (SID likelihood)", "SFT", "DAPO"} <= models
-    assert out["eval"]["n_slates"] == 8
-    pairs = {(d["model"], d["against"]) for d in out["eval"]["differences"]}
+    results = out["results"]
+    assert list(results) == [s.name for s in stages.STAGES], "every registered stage ran, in order"
+    assert all(isinstance(r, stages.get(name).result) for name, r in results.items())
+    assert results["tokenizer.assign"].version == results["tokenizer.fit"].version
+    assert results["train.sft"].model_dir != results["train.midtrain"].model_dir
+    assert out["eval"] is results["eval"]
+    assert {"incoming order", "popularity", "SASRec-style", "mid-trained (SID likelihood)", "SFT", "DAPO"} <= set(out["eval"].models)
+    assert out["eval"].n_slates == 8
+    pairs = {(d["model"], d["against"]) for d in out["eval"].details["differences"]}
     assert {("SFT", "incoming order"), ("DAPO", "SASRec-style"), ("SASRec-style", "incoming order")} <= pairs
     index = out["index"].read_text()
     assert "eval-" in index and "gold_slates_gate" in index and "dapo" in index

@@ -2,7 +2,6 @@
 
     core.py       the app and its groups, exit codes for whatever a command raises, --verbose, the options
                   every command shares (--config, --set, --lake), --help's reflowing
-    render.py     the summary tables the commands print
     data.py       gr2 etl ingest | build, gr2 tokenizer embed | fit | assign
     train.py      gr2 train midtrain | eval-next | sft | dapo, gr2 model list | pull, gr2 traces
     rerank.py     gr2 eval, gr2 serve
@@ -10,7 +9,8 @@
     pipelines.py  gr2 nightly, gr2 demo
     submit.py     gr2 submit (the job itself: gr2/pipelines/submit.py)
 
-Importing a command module registers its commands on `app`, and `gr2 --help` lists them in that order,
+The stage commands run their stage through the registry (gr2/pipelines/stages.py) and print the typed
+result it returns (`result.render(console)`). Importing a command module registers its commands on `app`, and `gr2 --help` lists them in that order,
 so the imports below keep theirs. The console script
 (`gr2 = "gr2.cli:app"`) and `python -m gr2.cli` (how gr2 submit runs a command as a Ray Job) both run `app`.
 """

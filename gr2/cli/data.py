@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from gr2.cli.core import ConfigOpt, LakeOpt, SetOpt, etl_app, make_config, start_spark, tok_app
-from gr2.cli.render import print_build_summary, print_ingest_summary
 from gr2.platform.progress import console
 
 
@@ -24,52 +23,43 @@ def etl_ingest(
     """Read raw files into bronze, silver (interactions, items) and quarantine, idempotently."""
     extra = ([f"etl.source={source}"] if source else []) + ([f"etl.path={path}"] if path else [])
     cfg = make_config(config, set_, lake, extra)
-    from gr2.etl import jobs
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
 
-    d = date.fromisoformat(day) if day else None
+    d = date.fromisoformat(day) if day else None  # a bad date is refused before Spark starts
     spark = start_spark(cfg)
-    summary = jobs.ingest(spark, cfg, d, Steps(title=f"gr2 etl ingest ({cfg.etl.source})"))
-    print_ingest_summary(summary)
+    stages.run("etl.ingest", cfg, spark, Steps(title=f"gr2 etl ingest ({cfg.etl.source})"), day=d).render(console)
 
 
 @etl_app.command("build")
 def etl_build(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
     """Rebuild gold: user sequences with splits, the co-occurrence pre-ranker and K-candidate slates."""
     cfg = make_config(config, set_, lake)
-    from gr2.etl import jobs
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
 
     spark = start_spark(cfg)
-    summary = jobs.build(spark, cfg, Steps(title="gr2 etl build"))
-    print_build_summary(summary)
+    stages.run("etl.build", cfg, spark, Steps(title="gr2 etl build")).render(console)
 
 
 @tok_app.command("embed")
 def tokenizer_embed(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
     """Embed every item of silver.items into gold.item_embeddings (text encoder on Spark executors)."""
     cfg = make_config(config, set_, lake)
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
-    from gr2.tokenizer import jobs
 
-    s = jobs.embed(start_spark(cfg), cfg, Steps(title="gr2 tokenizer embed"))
-    console.print(f"encoder {s['encoder']} ({s['dim']} dims): items {s['items']:,} = embedded {s['embedded']:,} "
-                  f"+ quarantined {s['quarantined']:,}")
+    stages.run("tokenizer.embed", cfg, start_spark(cfg), Steps(title="gr2 tokenizer embed")).render(console)
 
 
 @tok_app.command("fit")
 def tokenizer_fit(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
     """Train the RQ-VAE (k-means++ init, EMA codebooks) as a Ray Train job; writes a new tokenizer version."""
     cfg = make_config(config, set_, lake)
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
-    from gr2.tokenizer import jobs
 
-    s = jobs.fit(start_spark(cfg), cfg, Steps(title="gr2 tokenizer fit"))
-    f = s["final"]
-    console.print(f"tokenizer {s['version']} on {s['items']:,} items ({s['encoder']}): raw uniqueness "
-                  f"{f['unique_fraction']:.4f}, recon loss {f['eval_recon_loss']:.4f}, "
-                  f"utilization per level {[round(u, 3) for u in f['utilization']]}")
-    console.print(f"  model: {s['model_dir']}")
+    stages.run("tokenizer.fit", cfg, start_spark(cfg), Steps(title="gr2 tokenizer fit")).render(console)
 
 
 @tok_app.command("assign")
@@ -81,12 +71,7 @@ def tokenizer_assign(
 ):
     """Assign SIDs on Spark: encode, random last level per prefix group, GE gate, publish gold.sid_codebook."""
     cfg = make_config(config, set_, lake)
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
-    from gr2.tokenizer import jobs
 
-    s = jobs.assign(start_spark(cfg), cfg, version, Steps(title="gr2 tokenizer assign"))
-    console.print(f"tokenizer {s['version']} ({s['levels']} x {s['codes']}): {s['assigned']:,} items with a SID, "
-                  f"{s['without_sid']:,} without (see quarantine)")
-    console.print(f"  uniqueness: raw codes {s['raw_unique_fraction']:.4f} -> after the random last level "
-                  f"{s['final_unique_fraction']:.4f} ({s['redrawn']:,} re-drawn, {s['extra_level']:,} given an extra level)")
-    console.print(f"  report: {s['report']}")
+    stages.run("tokenizer.assign", cfg, start_spark(cfg), Steps(title="gr2 tokenizer assign"), version=version).render(console)

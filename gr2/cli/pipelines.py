@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from gr2.cli.core import ConfigOpt, LakeOpt, SetOpt, app, make_config, start_spark
-from gr2.cli.render import print_build_summary, print_eval, print_ingest_summary, print_train_summary
 from gr2.platform.progress import console
 
 
@@ -77,10 +76,9 @@ def demo(
     cfg = load_config(config, list(set_ or []) + extra, lake, base=dm.SMALL_PRESET if small else dm.PRESET)
     start = time.perf_counter()
     spark = start_spark(cfg)
-    out = dm.run(cfg, spark, {"ingest": print_ingest_summary, "build": print_build_summary,
-                             "train": print_train_summary})
+    out = dm.run(cfg, spark)
     console.rule("demo finished")
-    print_eval(out["eval"])
+    out["eval"].render(console)
     t = Table(title="wall time per stage", title_justify="left")
     t.add_column("stage")
     t.add_column("seconds", justify="right")

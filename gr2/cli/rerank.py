@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from gr2.cli.core import ConfigOpt, LakeOpt, SetOpt, app, make_config, start_spark
-from gr2.cli.render import print_eval
 from gr2.platform import exits
 from gr2.platform.progress import console
 
@@ -37,6 +36,7 @@ def eval_(
              "constrained": constrained}
     cfg = make_config(config, list(set_ or []) + [f"eval.{k}={v}" for k, v in given.items() if v is not None], lake)
     from gr2.eval import jobs
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
 
     unknown = sorted(set(stage or ()) - set(jobs.STAGES))
@@ -50,9 +50,7 @@ def eval_(
             raise typer.Exit(exits.INPUT)
         console.print(jobs.comparison(spark, cfg, compare[0], compare[1]))
         return
-    r = jobs.run(spark, cfg, Steps(title="gr2 eval"), split=split,
-                 stages=tuple(stage) if stage else jobs.STAGES)
-    print_eval(r)
+    stages.run("eval", cfg, spark, Steps(title="gr2 eval"), split=split, stages=tuple(stage or ())).render(console)
 
 
 @app.command()

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from gr2.cli.core import ConfigOpt, LakeOpt, SetOpt, app, make_config, model_app, start_spark, train_app
-from gr2.cli.render import fmt, print_next_item, print_rerank, print_train_summary
+from gr2.pipelines.results import fmt
 from gr2.platform.progress import console
 
 
@@ -20,14 +20,13 @@ def train_midtrain(
     """Stage 1: add the SID vocabulary to the LM and mid-train it on item alignment, sequential
     preference and persona tasks (Ray Train + DeepSpeed); then next-item Recall/NDCG vs popularity."""
     cfg = make_config(config, set_, lake)
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
-    from gr2.training import jobs
 
     steps = Steps(title="gr2 train midtrain")
-    s = jobs.midtrain(cfg, steps)
-    print_train_summary(s)
+    stages.run("train.midtrain", cfg, steps=steps).render(console)
     if evaluate:
-        print_next_item(_next_item(steps, cfg, evaluate))
+        _next_item(steps, cfg, evaluate).render(console)
 
 
 @train_app.command("eval-next")
@@ -41,16 +40,29 @@ def train_eval_next(
     cfg = make_config(config, set_, lake)
     from gr2.platform.progress import Steps
 
-    print_next_item(_next_item(Steps(title="gr2 train eval-next"), cfg, users, split, model))
+    _next_item(Steps(title="gr2 train eval-next"), cfg, users, split, model).render(console)
 
 
-def _next_item(steps, cfg, users: int, split: str = "test", model: str | None = None) -> dict:
+def _next_item(steps, cfg, users: int, split: str = "test", model: str | None = None):
     """The next-item evaluation as one step with a live users-done count (midtrain --evaluate, eval-next)."""
+    from gr2.pipelines.lm_results import NextItemResult
     from gr2.training import heldout
 
     with steps.step(f"next-item evaluation on {users or 'all'} {split} users") as live:
-        return heldout.evaluate_next_item(cfg, model, split=split, max_users=users,
-                                          on_progress=lambda i, n: live.update(f"{i}/{n}"))
+        return NextItemResult.of(heldout.evaluate_next_item(cfg, model, split=split, max_users=users,
+                                                            on_progress=lambda i, n: live.update(f"{i}/{n}")))
+
+
+def _rerank_check(steps, cfg, title: str, evaluate: int, latest: str | None = None, constrained: bool = False):
+    """`evaluate` validation slates answered by the latest model of stage `latest` (default: SFT's), as one
+    step (sft and dapo --evaluate); a missing model fails inside the step, which says so."""
+    from gr2.pipelines.lm_results import RerankCheckResult
+    from gr2.training import heldout, jobs
+
+    with steps.step(title) as live:
+        model_dir = jobs.latest_model(cfg, latest) if latest else None
+        return RerankCheckResult.of(heldout.evaluate_rerank(cfg, model_dir=model_dir, max_slates=evaluate, constrained=constrained,
+                                                            on_progress=lambda i, n: live.update(f"{i}/{n}")))
 
 
 @model_app.command("list")
@@ -107,16 +119,10 @@ def traces(config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None):
     the environment variable named by traces.endpoint.api_key_env). Slates already accepted are skipped.
     """
     cfg = make_config(config, set_, lake)
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
-    from gr2.training import traces as tr
 
-    s = tr.run(start_spark(cfg), cfg, Steps(title="gr2 traces"))
-    per = s["attempts_per_accepted"]
-    console.print(f"teacher {s['teacher']}: {s['slates']:,} slates ({s['already_accepted']:,} already accepted, "
-                  f"{s['skipped_without_sid']:,} skipped: items without a SID)")
-    console.print(f"  accepted {s['accepted_slates']:,} of {s['attempted_slates']:,} slates asked ({s['acceptance_rate']:.1%}); "
-                  f"{s['attempts_total']:,} attempts, {per:.2f} per accepted slate; valid answers {s['valid_rate']:.1%}, "
-                  f"teacher errors {s['errors']:,}" if per else f"  nothing accepted; {s['attempts_total']:,} attempts")
+    stages.run("traces", cfg, start_spark(cfg), Steps(title="gr2 traces")).render(console)
 
 
 @train_app.command("sft")
@@ -127,19 +133,15 @@ def train_sft(
     """Stage 2: SFT of the mid-trained model on accepted traces (reasoning and ranking tokens weighted
     apart), then valid-answer share and R@1/R@5/NDCG@5 on held-out validation slates."""
     cfg = make_config(config, set_, lake)
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
-    from gr2.training import heldout, jobs
 
     steps = Steps(title="gr2 train sft")
-    s = jobs.sft(cfg, steps)
-    print_train_summary(s)
+    stages.run("train.sft", cfg, steps=steps).render(console)
     if evaluate:
         for constrained in (False, True):
             label = " (ranking decoded among the candidates)" if constrained else ""
-            with steps.step(f"answer {evaluate} validation slates{label}") as live:
-                r = heldout.evaluate_rerank(cfg, max_slates=evaluate, constrained=constrained,
-                                            on_progress=lambda i, n: live.update(f"{i}/{n}"))
-            print_rerank(r)
+            _rerank_check(steps, cfg, f"answer {evaluate} validation slates{label}", evaluate, constrained=constrained).render(console)
 
 
 @train_app.command("dapo")
@@ -150,19 +152,10 @@ def train_dapo(
     """Stage 3: DAPO from the SFT model with the conditional verifiable rewards (G answers per slate,
     group-normalised advantages, clip-higher, token-level loss, dynamic sampling, overlong shaping)."""
     cfg = make_config(config, set_, lake)
+    from gr2.pipelines import stages
     from gr2.platform.progress import Steps
-    from gr2.training import heldout, jobs, rl
 
     steps = Steps(title="gr2 train dapo")
-    s = rl.run(cfg, steps)
-    first, last = s["first"], s["last"]
-    if last:
-        console.print(f"{s['run']}: {s['total_steps']} RL steps on {s['slates']:,} slates; reward {float(first['reward']):.3f} -> "
-                      f"{float(last['reward']):.3f}; valid answers {float(last['valid_rate']):.1%}, order copies "
-                      f"{float(last['order_copy_rate']):.1%}, kept groups {float(last['kept_group_ratio']):.1%}")
-    console.print(f"  model: {s['model_dir']}\n  metrics: {s['run_dir']}/metrics.csv")
+    stages.run("train.dapo", cfg, steps=steps).render(console)
     if evaluate:
-        with steps.step(f"answer {evaluate} validation slates") as live:
-            r = heldout.evaluate_rerank(cfg, model_dir=jobs.latest_model(cfg, "dapo"), max_slates=evaluate,
-                                        on_progress=lambda i, n: live.update(f"{i}/{n}"))
-        print_rerank(r)
+        _rerank_check(steps, cfg, f"answer {evaluate} validation slates", evaluate, latest="dapo").render(console)

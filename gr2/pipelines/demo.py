@@ -1,15 +1,15 @@
 """`gr2 demo`: the whole pipeline, stage by stage, on the built-in synthetic data (or --data).
 
 ETL ingest and build -> semantic IDs (embed, fit, assign) -> teacher traces -> mid-training -> SFT ->
-DAPO -> evaluation -> the reports index. Every stage is the same function its own command runs; the demo
-only chains them and gives them budgets small enough for a 2-core laptop (`PRESET`, which a --config
-file or --set overrides key by key).
+DAPO -> evaluation -> the reports index. Every stage runs through the stage registry
+(gr2/pipelines/stages.py), as its own command does, and prints its own result; the demo only chains
+them and gives them budgets small enough for a 2-core laptop (`PRESET`, which a --config file or --set
+overrides key by key).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 from gr2.platform.progress import Steps, console
 
@@ -50,51 +50,41 @@ SMALL_PRESET: dict = {
 }
 
 
-def run(cfg, spark, print_fns: dict[str, Callable]) -> dict:
-    """Run every stage, the evaluation with `cfg.eval`'s budget; returns {"stages": [(name, seconds)],
-    "eval": eval result, "index": path}."""
-    from gr2.etl import jobs as etl
-    from gr2.eval import jobs as ev
+# The demo's stages, in order: (title, registered stages run under it, what is printed when it ends: the
+# full summary where a reader checks the figures, the headline elsewhere; None: the evaluation, whose
+# table the caller prints last).
+DEMO: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
+    ("ETL ingest", ("etl.ingest",), "render"),
+    ("ETL build", ("etl.build",), "render"),
+    ("semantic IDs (embed, fit, assign)", ("tokenizer.embed", "tokenizer.fit", "tokenizer.assign"), "headline"),
+    ("teacher traces (rejection sampling)", ("traces",), "headline"),
+    ("mid-training on SID tasks", ("train.midtrain",), "render"),
+    ("SFT on accepted traces", ("train.sft",), "render"),
+    ("DAPO with conditional rewards", ("train.dapo",), "headline"),
+    ("evaluation on test slates", ("eval",), None),
+)
+
+
+def run(cfg, spark) -> dict:
+    """Run every stage through the registry (gr2/pipelines/stages.py), the evaluation with `cfg.eval`'s
+    budget, printing each as `DEMO` says. Returns {"stages": [(title, seconds)], "results": {stage name:
+    result}, "eval": the EvalResult, "index": the reports index's path}."""
+    from gr2.pipelines import stages
     from gr2.pipelines.reports import build_index
-    from gr2.tokenizer import jobs as tok
-    from gr2.training import jobs as tr
-    from gr2.training import rl
-    from gr2.training import traces as trc
 
     timings: list[tuple[str, float]] = []
-    total = 8
-
-    def stage(i: int, name: str, fn):
+    results: dict = {}
+    for i, (title, names, show) in enumerate(DEMO, 1):
         t0 = time.perf_counter()
-        out = fn(Steps(title=f"{i}/{total} {name}"))
-        timings.append((name, time.perf_counter() - t0))
-        return out
-
-    s = stage(1, "ETL ingest", lambda st: etl.ingest(spark, cfg, None, st))
-    print_fns["ingest"](s)
-    s = stage(2, "ETL build", lambda st: etl.build(spark, cfg, st))
-    print_fns["build"](s)
-
-    def sids(st):
-        tok.embed(spark, cfg, st)
-        fitted = tok.fit(spark, cfg, st)
-        return tok.assign(spark, cfg, fitted["version"], st)
-
-    a = stage(3, "semantic IDs (embed, fit, assign)", sids)
-    console.print(f"tokenizer {a['version']}: {a['assigned']:,} items; uniqueness raw {a['raw_unique_fraction']:.4f} -> "
-                  f"{a['final_unique_fraction']:.4f} after the random last level")
-    t = stage(4, "teacher traces (rejection sampling)", lambda st: trc.run(spark, cfg, st))
-    console.print(f"teacher {t['teacher']}: accepted {t['accepted_slates']:,} of {t['attempted_slates']:,} slates "
-                  f"({t['acceptance_rate']:.1%})")
-    m = stage(5, "mid-training on SID tasks", lambda st: tr.midtrain(cfg, st))
-    print_fns["train"](m)
-    f = stage(6, "SFT on accepted traces", lambda st: tr.sft(cfg, st))
-    print_fns["train"](f)
-    d = stage(7, "DAPO with conditional rewards", lambda st: rl.run(cfg, st))
-    last = d.get("last") or {}
-    if last:
-        console.print(f"{d['run']}: {d['total_steps']} RL steps; reward {float(d['first']['reward']):.3f} -> {float(last['reward']):.3f}; "
-                      f"valid answers {float(last['valid_rate']):.1%}")
-    r = stage(8, "evaluation on test slates", lambda st: ev.run(spark, cfg, st))
-    index = build_index(cfg.lake_path)
-    return {"stages": timings, "eval": r, "index": index}
+        steps = Steps(title=f"{i}/{len(DEMO)} {title}")
+        for name in names:
+            # assign encodes with the tokenizer just fitted, not whatever LATEST names by then
+            extra = {"version": results["tokenizer.fit"].version} if name == "tokenizer.assign" else {}
+            results[name] = stages.run(name, cfg, spark, steps, **extra)
+        timings.append((title, time.perf_counter() - t0))
+        last = results[names[-1]]
+        if show == "render":
+            last.render(console)
+        elif show == "headline" and last.headline():
+            console.print(last.headline())
+    return {"stages": timings, "results": results, "eval": results["eval"], "index": build_index(cfg.lake_path)}

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 from gr2.config import Config
+from gr2.pipelines import stages
 from gr2.platform import exits
 from gr2.platform.contracts import RecheckFailed, recheck
 from gr2.platform.files import write_json_atomic
@@ -74,10 +75,16 @@ class StepResult:
 
 @dataclass
 class Step:
+    """One step of the night. `inputs` and `outputs` are the tables its lineage record watches: a subset
+    of what its registered `stages` read and write (tests/test_stages.py checks that), chosen for
+    idempotence (e.g. quarantine, which several stages add to, counts as ingest's output only) and kept
+    as they are, so the records earlier nights wrote stay valid."""
+
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     run: Callable[["Night"], StepResult]
+    stages: tuple[str, ...] = ()  # the stages of gr2/pipelines/stages.py it runs; none for quality and publish
 
 
 def for_date(cfg: Config, day: date) -> Config:
@@ -151,48 +158,32 @@ def _latest_tokenizer(cfg: Config) -> str | None:
 # -- the steps -------------------------------------------------------------------------------------
 
 
-def _ingest(n: Night) -> StepResult:
-    from gr2.etl import jobs
+def _line(name: str, result, note_prefix: str = "") -> StepResult:
+    """A registered stage's result as the step's row: its figures, and its summary dict as `details`."""
+    line = result.night()
+    return StepResult(name, read=line.read, written=line.written, rejected=line.rejected, note=note_prefix + line.note,
+                      details=result.details)
 
-    s = jobs.ingest(n.spark, n.cfg, n.day)
-    c = s["counts"]["interactions"]
-    items = s["counts"].get("items", {})
-    wrote = sum(t["rows_written"] for k, t in s["tables"].items() if k.startswith("silver."))
-    other = f"; {c['other_dates']:,} events of other dates left for their night" if c["other_dates"] else ""
-    dups = c.get("duplicates_of_published", 0)
-    other += f"; {dups:,} already published (not written again)" if dups else ""
-    return StepResult("ingest", read=c["read"] + items.get("read", 0), written=wrote,
-                      rejected=c["quarantined"] + items.get("quarantined", 0),
-                      note=f"{c['accepted']:,} events of {n.day}{other}", details=s)
+
+def _ingest(n: Night) -> StepResult:
+    return _line("ingest", stages.run("etl.ingest", n.cfg, n.spark, day=n.day))
 
 
 def _build(n: Night) -> StepResult:
-    from gr2.etl import jobs
-
-    s = jobs.build(n.spark, n.cfg)
-    q = s.get("logged_slates", {}).get("quarantined", 0)
-    return StepResult("build", read=sum(s["examples"].values()), written=s["slates"] + s["users"], rejected=q,
-                      note=f"{s['users']:,} users, {s['slates']:,} slates", details=s)
+    return _line("build", stages.run("etl.build", n.cfg, n.spark))
 
 
 def _embed(n: Night) -> StepResult:
-    from gr2.tokenizer import jobs
-
-    s = jobs.embed(n.spark, n.cfg, only_new=True)
-    return StepResult("embed", read=s["items"], written=s["embedded"], rejected=s["quarantined"],
-                      note=f"{s['embedded']:,} new items embedded ({s['encoder']})", details=s)
+    return _line("embed", stages.run("tokenizer.embed", n.cfg, n.spark, only_new=True))
 
 
 def _sids(n: Night) -> StepResult:
-    from gr2.tokenizer import jobs
-
+    # The tokenizer is fitted once, on the first night; later nights assign SIDs to new items with it.
     note = ""
     if _latest_tokenizer(n.cfg) is None:
-        fitted = jobs.fit(n.spark, n.cfg)
-        note = f"first night: fitted tokenizer {fitted['version']}; "
-    s = jobs.assign(n.spark, n.cfg)
-    return StepResult("sids", read=s["items"], written=s["assigned"], rejected=s["without_sid"],
-                      note=note + f"{s['assigned']:,} SIDs, unique {s['final_unique_fraction']:.4f}", details=s)
+        fitted = stages.run("tokenizer.fit", n.cfg, n.spark)
+        note = f"first night: fitted tokenizer {fitted.version}; "
+    return _line("sids", stages.run("tokenizer.assign", n.cfg, n.spark), note)
 
 
 def _quality(n: Night) -> StepResult:
@@ -219,10 +210,11 @@ def _publish(n: Night) -> StepResult:
 
 
 PIPELINE = (
-    Step("ingest", (), ("bronze.events", "silver.interactions", "silver.items", "quarantine"), _ingest),
-    Step("build", ("silver.interactions", "silver.items"), ("gold.sequences", "gold.slates", "gold.cooccurrence"), _build),
-    Step("embed", ("silver.items",), ("gold.item_embeddings",), _embed),
-    Step("sids", ("gold.item_embeddings",), ("gold.sid_codebook",), _sids),
+    Step("ingest", (), ("bronze.events", "silver.interactions", "silver.items", "quarantine"), _ingest, ("etl.ingest",)),
+    Step("build", ("silver.interactions", "silver.items"), ("gold.sequences", "gold.slates", "gold.cooccurrence"), _build,
+         ("etl.build",)),
+    Step("embed", ("silver.items",), ("gold.item_embeddings",), _embed, ("tokenizer.embed",)),
+    Step("sids", ("gold.item_embeddings",), ("gold.sid_codebook",), _sids, ("tokenizer.fit", "tokenizer.assign")),
     Step("quality", PUBLISHED, (), _quality),
     Step("publish", PUBLISHED, (), _publish),
 )
