@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 
@@ -42,7 +43,8 @@ class AnswerLog:
 
     def append(self, slate_id: str, record: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"slate_id": slate_id, "record": record}) + "\n"
+        # `at`: when the answer was written, so a long run's pace can be read back from its log
+        line = json.dumps({"slate_id": slate_id, "at": round(time.time(), 1), "record": record}) + "\n"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
