@@ -168,3 +168,14 @@ def test_the_reports_index_escapes_what_it_reads_from_the_lake(tmp_path):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "sft-&lt;img src=x onerror=alert(1)&gt;" in page
     cell = page.split("&lt;/script&gt;")[1].split("<")[0]
     assert cell == "&amp;" * (160 - len("<script>alert(1)</script>")), "cut at 160 characters of text, then escaped"
+
+
+@pytest.mark.parametrize("valid, shown", [
+    (1.0, "100%"), (299 / 300, "99.7%"), (0.25, "25%"), (0.0, "0%"), (1 / 1748, "0.1%"),
+])
+def test_a_valid_share_never_rounds_to_all_or_nothing(valid, shown):
+    """299 valid answers of 300 once read "100% (invalid: incoming order kept)"."""
+    from gr2.eval.report import valid_note, valid_percent
+
+    assert valid_percent(valid) == shown
+    assert valid_note({"diagnostics": {"valid_rate": valid}}).startswith(shown)

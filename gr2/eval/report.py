@@ -104,7 +104,16 @@ def valid_note(row: dict) -> str:
     valid = (row.get("diagnostics") or {}).get("valid_rate")
     if valid is None or not _finite(valid):
         return ""
-    return f"{valid:.0%}" if valid >= 1.0 else f"{valid:.0%} (invalid: incoming order kept)"
+    return valid_percent(valid) + ("" if valid >= 1.0 else " (invalid: incoming order kept)")
+
+
+def valid_percent(valid: float) -> str:
+    """A valid share as a percentage that never reads 100% while an answer was invalid (299 of 300 is
+    99.7%, not 100%) nor 0% while one was valid."""
+    text = f"{valid:.0%}"
+    if (text == "100%" and valid < 1.0) or (text == "0%" and valid > 0.0):
+        text = f"{valid:.1%}"
+    return text
 
 
 def _diff_table(run: dict) -> tuple[list[str], list[tuple[str, str, list[str]]]]:

@@ -18,6 +18,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gr2.eval.report import valid_percent
 from gr2.platform import quality
 from gr2.platform.files import write_text_atomic
 
@@ -89,7 +90,7 @@ def _valid_cell(row: dict) -> str:
     if valid >= 1.0:
         return "100%"
     cls = "bad" if valid < 0.5 else "warn"
-    return f'<span class="{cls}">{valid:.0%}</span> (invalid: incoming order kept)'
+    return f'<span class="{cls}">{valid_percent(valid)}</span> (invalid: incoming order kept)'
 
 
 def _float(v) -> float | None:
