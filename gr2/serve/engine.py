@@ -123,13 +123,13 @@ class Catalog:
     """Item id -> the lake's CatalogItem (SID, title, categories), and SID -> item id for SID requests."""
 
     def __init__(self, items: dict):
-        from gr2.platform.sids import parse_sid, sid_string
+        from gr2.platform.sids import canonical_sid
 
         self.items = items
         self.by_sid = {}
         for item_id, it in items.items():
             try:
-                self.by_sid[sid_string(parse_sid(it.sid))] = item_id
+                self.by_sid[canonical_sid(it.sid)] = item_id
             except ValueError:
                 continue
 

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from gr2.platform.sids import SID_BEGIN, SID_END, level_token, parse_sid, sid_string
+from gr2.platform.sids import SID_BEGIN, SID_END, canonical_sid, level_token, parse_sid
 
 
 class Generator(Protocol):
@@ -191,7 +191,7 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     from gr2.rerank.formats import RerankFormat
 
     fmt = fmt or RerankFormat()
-    left = list(zip([sid_string(parse_sid(s)) for s in candidate_sids], fmt.options(candidate_sids)))
+    left = list(zip([canonical_sid(s) for s in candidate_sids], fmt.options(candidate_sids)))
     enc = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     if prefix is None:
         prefix = Prefix(model, enc(with_bos(tokenizer, text)))
