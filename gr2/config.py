@@ -342,9 +342,12 @@ class TracesConfig(Strict):
     accept_top_k: int = Field(1, ge=1, description="accept an attempt when the target is within its top k")
     max_slates: int = Field(2000, ge=0, description="training slates sent to the teacher (0 = all)")
     detail: int = Field(3, ge=1, description="statistical teacher: candidates explained one by one (the top of its ranking)")
-    brief: bool = Field(
-        False, description="statistical teacher: three one-line steps (about 60 tokens) instead of the full explanation "
-        "(a student pays for every reasoning token at training and at generation)")
+    reasoning: Literal["full", "brief", "shown"] = Field(
+        "full", description="statistical teacher's reasoning: `full` cites every figure behind its top candidates; "
+        "`brief` the strongest one, in three one-line steps (about 60 tokens: a student pays for every reasoning "
+        "token at training and at generation); `shown` only what the student's prompt shows, each candidate's "
+        "pre-rank x sequence-model rank, lowest first (needs weights incoming == sequential and the rest 0). "
+        "`brief: true` is read as `reasoning: brief`")
     weights: dict[str, float] = Field(
         default_factory=dict, description="statistical teacher: signal weights over the defaults "
         "(cooc, cat_next, cat_share, brand, popularity, incoming, sequential); see benchmarks/teacher_strength.py"
@@ -356,6 +359,24 @@ class TracesConfig(Strict):
         600.0, gt=0, description="wall-clock cap of each of those fits (an under-trained model ranks near chance: 3 "
         "epochs gave R@1 0.12 on Beauty's test slates, 20 gave 0.28)")
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _brief_is_a_reasoning_style(cls, data):
+        # `brief: true` predates `reasoning`; older configs and overrides keep working
+        if isinstance(data, dict) and "brief" in data:
+            data = dict(data)
+            brief = data.pop("brief")
+            if str(brief).lower() in ("true", "1", "yes") and "reasoning" not in data:
+                data["reasoning"] = "brief"
+        return data
+
+    @model_validator(mode="after")
+    def _shown_is_deterministic(self):
+        if self.reasoning == "shown" and self.temperature > 0:
+            raise ValueError("traces.reasoning 'shown' states the rule its ranking follows, which a sampled ranking "
+                             "would contradict: set traces.temperature: 0 (and traces.attempts: 1)")
+        return self
 
 
 class EvalConfig(Strict):

@@ -41,7 +41,7 @@ def test_demo_runs_every_stage_and_ends_with_the_eval_table(spark, lake):
 def test_the_default_demo_trains_the_pretrained_base_in_a_format_it_can_read():
     cfg = load_config(base=dm.PRESET)
     assert cfg.train.model.base == "smollm2-135m" and cfg.train.prompt.sid_format == "text"
-    assert cfg.train.freeze_layers > 0 and cfg.traces.brief
+    assert cfg.train.freeze_layers > 0 and cfg.traces.reasoning == "brief"
     assert cfg.train.dapo.max_new_tokens - cfg.train.dapo.overlong_cache > 133, "a brief answer is not punished as overlong"
     small = load_config(base=dm.SMALL_PRESET)
     assert small.train.model.base is None and small.train.prompt.sid_format == "tokens"

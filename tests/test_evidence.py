@@ -159,11 +159,66 @@ def test_the_teacher_weighs_and_cites_the_rank_the_prompt_shows():
         calls.append(list(history))
         return [float(n) for n in range(len(candidates))]  # would rank the last candidate first
 
-    teacher = StatisticalTeacher([["i00", "i01", "i02"]], items, weights={"sequential": 1.0}, sequential=scorer, brief=True)
+    teacher = StatisticalTeacher([["i00", "i01", "i02"]], items, weights={"sequential": 1.0}, sequential=scorer, reasoning="brief")
     # another teacher in gold.traces: its own name, and other weights another name again
-    other = StatisticalTeacher([["i00"]], items, weights={"sequential": 2.0}, sequential=scorer, brief=True)
+    other = StatisticalTeacher([["i00"]], items, weights={"sequential": 2.0}, sequential=scorer, reasoning="brief")
     assert teacher.name.startswith("statistical-cooccurrence-brief-seq-w") and other.name != teacher.name
     assert StatisticalTeacher([["i00"]], items, weights={"incoming": 2.0}).name == "statistical-cooccurrence"  # the default
     noted = [it(3, "seq #1"), it(4, "seq #3"), it(5, "seq #2")]
     assert teacher._sequential_ranks([it(0)], noted) == [0, 2, 1] and not calls
     assert teacher._sequential_ranks([it(0)], [it(3), it(4), it(5)]) == [2, 1, 0] and calls == [["i00"]]
+
+
+SHOWN = {"cooc": 0.0, "cat_next": 0.0, "cat_share": 0.0, "brand": 0.0, "popularity": 0.0, "incoming": 2.0,
+         "sequential": 2.0}
+
+
+@pytest.mark.parametrize("seq_notes, order, products", [
+    # pre-rank x seq rank, lowest first; equal products keep the slate's order
+    (("seq #3", "seq #1", "seq #2"), [2, 1, 3], "1x3=3, 2x1=2, 3x2=6"),
+    (("seq #1", "seq #2", "seq #3"), [1, 2, 3], "1x1=1, 2x2=4, 3x3=9"),
+    (("seq #2", "seq #1", "seq #3"), [1, 2, 3], "1x2=2, 2x1=2, 3x3=9"),  # a tie: [1] stays before [2]
+    (("seq #3", "seq #2", "seq #1"), [1, 3, 2], "1x3=3, 2x2=4, 3x1=3"),
+])
+def test_shown_reasoning_states_the_rule_its_ranking_follows(seq_notes, order, products):
+    """The "shown" teacher's trace is a function of the student's prompt alone: each candidate's pre-rank x
+    the seq rank beside it, in slate order, and the ranking sorts those products, so a student can redo the
+    arithmetic instead of imitating counts it never sees (no "follows ... in N sessions")."""
+    from gr2.rerank.prompt import build_rerank_messages, parse_response
+    from gr2.training.teachers import SlateContext, StatisticalTeacher, TeacherRequest
+
+    items = {f"i{n:02d}": {"title": f"Product {n}", "categories": ["Beauty", "Skin"], "sid": it(n).sid} for n in range(6)}
+    teacher = StatisticalTeacher([["i00", "i01", "i03"]] * 5, items, weights=SHOWN, reasoning="shown",
+                                 sequential=lambda h, c: [0.0] * len(c))
+    assert teacher.name.startswith("statistical-cooccurrence-shown-seq-w")
+    cands = [it(n + 1, note) for n, note in enumerate(seq_notes)]
+    slate = SlateContext(history=(it(0),), candidates=tuple(cands))
+    (text,) = teacher.generate([TeacherRequest("s", 0, build_rerank_messages(slate.history, cands), 0.0, 0, slate)])
+    parsed = parse_response(text, [c.sid for c in cands])
+    assert parsed.ok, text
+    assert parsed.ranking == [cands[i - 1].sid for i in order]
+    assert f"2. Pre-rank x seq: {products}." in parsed.reasoning
+    assert f"3. Decision: lowest first, [{order[0]}]" in parsed.reasoning
+    assert "session" not in parsed.reasoning and "interactions" not in parsed.reasoning
+
+
+@pytest.mark.parametrize("weights", [
+    {**SHOWN, "cooc": 1.0},  # a signal the reasoning would not state
+    {**SHOWN, "sequential": 1.0},  # unequal: the log discounts no longer add up to the product's order
+    {**SHOWN, "incoming": 0.0, "sequential": 0.0},
+])
+def test_shown_reasoning_refuses_weights_it_would_misstate(weights):
+    from gr2.training.teachers import StatisticalTeacher
+
+    with pytest.raises(ValueError, match="pre-rank x sequence-model rank"):
+        StatisticalTeacher([["i00"]], {}, weights=weights, reasoning="shown", sequential=lambda h, c: [0.0] * len(c))
+
+
+def test_traces_reasoning_config_reads_brief_and_refuses_a_sampled_shown_ranking():
+    from gr2.config import load_config
+
+    assert load_config(None, ["traces.brief=true"]).traces.reasoning == "brief"
+    assert load_config(None, ["traces.brief=false"]).traces.reasoning == "full"
+    with pytest.raises(ValueError, match="traces.temperature: 0"):
+        load_config(None, ["traces.reasoning=shown", "traces.temperature=0.8"])
+    assert load_config(None, ["traces.reasoning=shown", "traces.temperature=0"]).traces.reasoning == "shown"

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.timeout(900),
 PRETRAINED = [
     "train.model.base=smollm2-135m", "train.prompt.sid_format=text", "train.prompt.cite=slate",
     "train.prompt.style=compact", "train.prompt.history=3", "train.prompt.title_words=6", "train.num_workers=1",
-    "train.cpus_per_worker=2", "train.max_len=768", "train.checkpoint_every=1000", "traces.brief=true",
+    "train.cpus_per_worker=2", "train.max_len=768", "train.checkpoint_every=1000", "traces.reasoning=brief",
 ]
 
 

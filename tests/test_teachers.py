@@ -301,7 +301,7 @@ def test_statistical_teacher_detail_explains_only_the_top_of_its_ranking():
 
 def test_brief_statistical_teacher_writes_three_one_line_steps_under_its_own_name():
     cands = [SID[k] for k in ("p1", "co", "p2", "p3")]
-    teacher = StatisticalTeacher(TRAIN, ITEMS, window=3, detail=1, brief=True)
+    teacher = StatisticalTeacher(TRAIN, ITEMS, window=3, detail=1, reasoning="brief")
     assert teacher.name == "statistical-cooccurrence-brief" and StatisticalTeacher.name == "statistical-cooccurrence"
     (text,) = teacher.generate([request()])
     parsed = parse_response(text, cands)

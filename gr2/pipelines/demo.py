@@ -30,7 +30,7 @@ PRESET: dict = {
         "dapo": {"max_steps": 2, "batch_size": 2, "group_size": 4, "max_new_tokens": 200, "overlong_cache": 32,
                  "lr": 1e-5, "max_examples": 400, "refill_rounds": 0},
     },
-    "traces": {"max_slates": 1500, "attempts": 4, "detail": 2, "brief": True},
+    "traces": {"max_slates": 1500, "attempts": 4, "detail": 2, "reasoning": "brief"},
     "eval": {"slates": 40, "sasrec_seconds": 30, "max_new_tokens": 160},
 }
 # `gr2 demo --small`: the small Qwen3-family model built from scratch (0.66M parameters) in the paper's

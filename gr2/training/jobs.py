@@ -294,7 +294,7 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
             raise ValueError(
                 f"{cut:,} of {n_examples:,} SFT examples are longer than the row length of {row_len} tokens "
                 f"(train.sft.max_len, else train.max_len): set train.sft.max_len to at least {longest} (the longest "
-                "prompt + answer), or shorten the prompts (train.prompt.history, train.prompt.title_words, traces.brief)")
+                "prompt + answer), or shorten the prompts (train.prompt.history, train.prompt.title_words, traces.reasoning)")
     with steps.step(f"Ray Train + {engines.engine_name(t)}: {n_examples:,} traces in {rows:,} rows") as live:
         out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
                        stage_cfg=st, train_cfg=t, total_rows=rows, on_progress=_live(live))

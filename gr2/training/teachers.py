@@ -112,6 +112,28 @@ DEFAULT_WEIGHTS = {"cooc": 1.0, "cat_next": 1.0, "cat_share": 0.5, "brand": 0.5,
 SequentialScorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
 
+# How a statistical teacher explains its ranking: "full" cites every figure behind the top candidates, "brief"
+# the strongest one in three lines, "shown" only what the student's prompt shows (pre-rank and seq rank).
+REASONING_STYLES = ("full", "brief", "shown")
+SHOWN_SIGNALS = ("incoming", "sequential")
+
+
+def _check_shown_weights(weights: Mapping[str, float]) -> None:
+    """"shown" reasoning states the ranking as pre-rank x seq rank, lowest first: that is the teacher's
+    ranking only when those two signals are weighed alike and nothing else is (the log discounts add)."""
+    others = {k: v for k, v in weights.items() if k not in SHOWN_SIGNALS and v}
+    if others or not weights["incoming"] or weights["incoming"] != weights["sequential"]:
+        raise ValueError(
+            "traces.reasoning 'shown' explains the ranking as pre-rank x sequence-model rank, so it needs "
+            "traces.weights.incoming == traces.weights.sequential > 0 and every other weight 0 "
+            f"(got {dict(weights)})")
+
+
+def _shown_product(e: _Evidence) -> int:
+    """Pre-rank x seq rank, 1-based; the pre-rank alone where no sequence model ranked the slate."""
+    return (e.position + 1) * (e.seq_rank + 1 if e.seq_rank >= 0 else 1)
+
+
 def weights_tag(weights: Mapping[str, float]) -> str:
     """"" for the default weights, else "-w" + a short hash of them: traces sampled with other weights are
     another teacher's in gold.traces (a rerun with new weights must not skip slates the old ones accepted)."""
@@ -182,13 +204,16 @@ class StatisticalTeacher:
         weights: Mapping[str, float] | None = None,
         smoothing: float = 1.0,
         detail: int | None = None,
-        brief: bool = False,
         sequential: SequentialScorer | None = None,
+        reasoning: str = "full",
     ):
         if detail is not None and detail < 1:
             raise ValueError(f"detail must be >= 1 or None, got {detail}")
         self.detail = detail  # candidates explained one by one (the top of the ranking); None = all
-        self.brief = brief  # three one-line steps instead of the full explanation
+        self.reasoning = reasoning
+        if self.reasoning not in REASONING_STYLES:
+            raise ValueError(f"reasoning must be one of {REASONING_STYLES}, got {self.reasoning!r}")
+        self.brief = self.reasoning == "brief"  # three one-line steps instead of the full explanation
         if window < 1 or recent < 1:
             raise ValueError(f"window and recent must be >= 1, got window={window}, recent={recent}")
         unknown = set(weights or {}) - set(DEFAULT_WEIGHTS)
@@ -200,7 +225,9 @@ class StatisticalTeacher:
             raise ValueError("weights['sequential'] > 0 needs a sequential scorer (traces.weights.sequential: "
                              "`gr2 traces` fits one on the teacher's training sequences)")
         self.sequential = sequential if self.weights["sequential"] else None
-        self.name = self.name_for(brief, self.weights)
+        if self.reasoning == "shown":
+            _check_shown_weights(self.weights)
+        self.name = self.name_for(self.reasoning, self.weights)
         self._meta = {str(k): _meta(v) for k, v in items.items()}
         self._pop: Counter[str] = Counter()
         self._follow: dict[str, Counter[str]] = defaultdict(Counter)
@@ -223,12 +250,15 @@ class StatisticalTeacher:
         self._cat_out = {c: sum(row.values()) for c, row in self._cat_next.items()}
 
     @classmethod
-    def name_for(cls, brief: bool, weights: Mapping[str, float]) -> str:
-        """The name gold.traces keeps this teacher's traces under: brief traces, a sequential signal (its
-        traces cite a model the others never saw) and other weights each make another teacher, whose
-        traces SFT never mixes with these (and a rerun with new weights samples every slate again)."""
+    def name_for(cls, reasoning: str | bool, weights: Mapping[str, float]) -> str:
+        """The name gold.traces keeps this teacher's traces under: a reasoning style (True = "brief"), a
+        sequential signal (its traces cite a model the others never saw) and other weights each make another
+        teacher, whose traces SFT never mixes with these (and a rerun with new weights samples every slate
+        again)."""
+        style = "brief" if reasoning is True else ("full" if reasoning is False else reasoning)
         full = {**DEFAULT_WEIGHTS, **weights}
-        return cls.name + ("-brief" if brief else "") + ("-seq" if full["sequential"] else "") + weights_tag(full)
+        return cls.name + ("" if style == "full" else f"-{style}") + ("-seq" if full["sequential"] else "") \
+            + weights_tag(full)
 
     def __repr__(self) -> str:
         return (f"StatisticalTeacher(items={len(self._meta)}, window={self.window}, "
@@ -324,6 +354,9 @@ class StatisticalTeacher:
             raise ValueError(f"slate {req.slate_id!r} has no candidates")
         evs = self._evidence(history, candidates)
         scores = np.array([e.score for e in evs])
+        if self.reasoning == "shown":
+            # the exact rule the reasoning states (pre-rank x seq rank, lowest first), free of float ties
+            scores = -np.array([float(_shown_product(e)) for e in evs])
         if req.temperature > 0:
             rng = np.random.default_rng(req.seed)
             keys = scores + req.temperature * rng.gumbel(size=len(evs))
@@ -382,7 +415,26 @@ class StatisticalTeacher:
         step3 = f"3. Decision: {cite(ranked[0])} first, the rest by evidence."
         return "\n".join([step1, step2, step3])
 
+    def _shown_reasoning(self, history: Sequence[ItemText], evs: list[_Evidence], ranked: list[_Evidence]) -> str:
+        """Every step from what the student's prompt shows, nothing else: the history's main categories,
+        each candidate's pre-rank x sequence-model rank in slate order, and the decision. A student can
+        redo this arithmetic from its own prompt, where a figure counted in training data it never sees
+        ("follows X in 10 sessions") can only be imitated (docs/training.md)."""
+        cats = Counter(self._leaf(h.item_id, h.category) for h in history)
+        cats.pop("", None)
+        step1 = ("1. Interests: " + ", ".join(f"{c} {100 * k / len(history):.0f}%" for c, k in cats.most_common(2)) + "."
+                 if cats else "1. Interests: no history; the ranks decide.")
+        # in slate order, so the first factor is the candidate's number: "3x2=6" is candidate [3]
+        step2 = "2. Pre-rank x seq: " + ", ".join(
+            f"{e.position + 1}x{e.seq_rank + 1}={_shown_product(e)}" if e.seq_rank >= 0 else f"{e.position + 1}"
+            for e in evs) + "."
+        first = ranked[0]
+        step3 = f"3. Decision: lowest first, [{first.position + 1}] {canonical_sid(first.item.sid)}."
+        return "\n".join([step1, step2, step3])
+
     def _reasoning(self, history: Sequence[ItemText], evs: list[_Evidence], ranked: list[_Evidence]) -> str:
+        if self.reasoning == "shown":
+            return self._shown_reasoning(history, evs, ranked)
         if self.brief:
             return self._brief_reasoning(history, ranked)
         sid = lambda it: canonical_sid(it.sid)  # noqa: E731
