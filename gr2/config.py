@@ -262,9 +262,12 @@ class DapoConfig(StageTrainConfig):
     eps_high: float = Field(0.28, ge=0, description="clip-higher: upper clip range")
     kl_coef: float = Field(0.0, ge=0, description="KL to the reference (SFT) policy; 0 = off, as in DAPO")
     alpha: float = Field(0.2, ge=0, description="weight of the format reward")
-    reward: Literal["conditional", "naive"] = Field(
-        "conditional", description="the response reward, by name from gr2/training/rewards.py's REWARDS: conditional = "
-        "format bonus only when the target moved up or stayed first (the paper's fix); naive = always (copying pays)")
+    # A name, not a Literal: the names are gr2/training/rewards.py's registry, which this module may not import
+    # (it stands on nothing of gr2); the CLI checks the name against the registry as it loads the config.
+    reward: str = Field(
+        "conditional", description="the response reward, by name from gr2/training/rewards.py's REWARDS (@register_reward): "
+        "conditional = format bonus only when the target moved up or stayed first (the paper's fix); naive = always "
+        "(copying pays)")
     invalid_penalty: float = Field(
         -1.0, le=0, description="reward of an answer that is not a valid permutation; at -1 it is below every valid answer "
         "(promotion > -1, AUC >= 0), so an unsure policy gains nothing by breaking its format (0 would pay an invalid "

@@ -1,8 +1,12 @@
-"""GR2 conditional verifiable rewards: hand-checked rows per rule."""
+"""GR2 conditional verifiable rewards: hand-checked rows per rule, and the registry a trainer reads."""
+
+import inspect
 
 import pytest
 
 from gr2.training.rewards import (
+    DEFAULT_ALPHA,
+    DEFAULT_INVALID_PENALTY,
     REWARDS,
     RewardBreakdown,
     auc_reward,
@@ -11,6 +15,7 @@ from gr2.training.rewards import (
     format_reward,
     get_reward,
     rank_promotion,
+    register_reward,
     score_response,
     total_reward,
     total_reward_multi,
@@ -102,7 +107,6 @@ def test_copying_the_input_pays_alpha_only_under_the_naive_reward():
 
 def test_invalid_penalty_is_configurable_and_defaults_to_the_configs():
     from gr2.config import DapoConfig
-    from gr2.training.rewards import DEFAULT_INVALID_PENALTY
 
     got = total_reward(False, 2, None, k=10, invalid_penalty=-0.5)
     assert got == RewardBreakdown(-0.5, 0.0, 0.0, False)
@@ -175,22 +179,97 @@ def test_score_response(positions, labels, expected):
     assert (got.format, got.format_counted) == (expected.format, expected.format_counted)
 
 
+# -- the registry of response rewards (train.dapo.reward) -------------------------------------------------
+
+COPY, LABELS = [0, 1, 2], [0, 1, 0]  # an order copy of a slate whose one positive is second
+
+
 @pytest.mark.parametrize(
-    "name, call, expected",
+    "name, order, alpha, invalid_penalty, expected_total",
     [
-        ("rank_promotion", lambda f: f(2, 0, 4), 0.5),  # primitive
-        ("auc", lambda f: f([1, 0]), 1.0),  # primitive
-        ("conditional", lambda f: f([0, 1, 2], [0, 1, 0]).total, 0.0),  # gated scorer: copy earns nothing
-        ("naive", lambda f: f([0, 1, 2], [0, 1, 0]).total, 0.2),  # naive scorer: copy earns alpha
+        ("conditional", COPY, ALPHA, -1.0, 0.0),  # gated: a copy earns nothing
+        ("naive", COPY, ALPHA, -1.0, ALPHA),  # naive: a copy earns alpha
+        ("conditional", [1, 0, 2], 0.5, -1.0, 1 / 3 + 0.5),  # moved up: promotion 1/3 plus the given alpha
+        ("naive", [1, 0, 2], 0.5, -1.0, 1 / 3 + 0.5),  # the same under the naive reward
+        ("conditional", None, ALPHA, -0.5, -0.5),  # did not parse: the given penalty
+        ("naive", [0, 0, 1], ALPHA, -0.25, -0.25),  # not a permutation: the given penalty
     ],
 )
-def test_registry_lookup(name, call, expected):
-    assert get_reward(name) is REWARDS[name]
-    assert call(get_reward(name)) == pytest.approx(expected)
+def test_registered_rewards_score_as_score_response(name, order, alpha, invalid_penalty, expected_total):
+    got = get_reward(name)(order, LABELS, alpha=alpha, invalid_penalty=invalid_penalty)
+    assert got.total == pytest.approx(expected_total)
+    conditional = name == "conditional"
+    assert got == score_response(order, LABELS, alpha, conditional=conditional, invalid_penalty=invalid_penalty)
 
 
-def test_unknown_reward_lists_known_names():
+@pytest.mark.parametrize("name", sorted(REWARDS))
+def test_every_registered_reward_has_the_trainers_signature_and_defaults(name):
+    from gr2.config import DapoConfig
+
+    params = inspect.signature(get_reward(name)).parameters
+    assert list(params)[:2] == ["order", "labels"]  # what the trainer passes positionally
+    assert params["alpha"].kind is params["invalid_penalty"].kind is inspect.Parameter.KEYWORD_ONLY
+    # one default each, the config's: the issue found rewards.py at 0.0 while the config said -1.0
+    assert params["invalid_penalty"].default == DapoConfig().invalid_penalty == DEFAULT_INVALID_PENALTY
+    assert params["alpha"].default == DapoConfig().alpha == DEFAULT_ALPHA
+    assert isinstance(get_reward(name)(COPY, LABELS), RewardBreakdown)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["rank_promotion", "format", "conditional_format", "auc", "conditional_auc_format", "total", "total_multi"],
+)
+def test_building_blocks_are_not_response_rewards(name):
+    # they take other arguments (ranks, labels, a validity flag), so a trainer must not find them by name
+    with pytest.raises(ValueError, match="unknown reward"):
+        get_reward(name)
+
+
+@pytest.mark.parametrize("name", ["nope", "", "Conditional", "auc"])
+def test_unknown_reward_lists_known_names(name):
     with pytest.raises(ValueError) as err:
-        get_reward("nope")
-    for name in ("rank_promotion", "conditional", "auc"):
-        assert name in str(err.value)
+        get_reward(name)
+    assert f"known: {', '.join(sorted(REWARDS))}" in str(err.value)
+    assert "conditional" in str(err.value) and "naive" in str(err.value)
+
+
+@pytest.fixture
+def scratch_reward():
+    """Registers a throwaway reward for one test and takes it out again."""
+    name = "test_always_one"
+
+    @register_reward(name)
+    def always_one(order, labels, *, alpha=DEFAULT_ALPHA, invalid_penalty=DEFAULT_INVALID_PENALTY):
+        return RewardBreakdown(1.0, 0.0, 1.0, True)
+
+    yield name, always_one
+    del REWARDS[name]
+
+
+def test_a_registered_reward_is_found_and_a_name_is_taken_once(scratch_reward):
+    name, fn = scratch_reward
+    assert get_reward(name) is fn
+    with pytest.raises(ValueError, match="already registered"):
+        register_reward(name)(fn)
+    with pytest.raises(ValueError, match="already registered"):
+        register_reward("conditional")(fn)
+
+
+@pytest.mark.parametrize(
+    "reward, ok",
+    [
+        ("conditional", True),
+        ("naive", True),
+        ("test_always_one", True),  # registered by the fixture: usable from the config with no other edit
+        ("conditionl", False),  # a typo fails as the config loads, naming the known rewards
+    ],
+)
+def test_the_config_takes_exactly_the_registered_names(scratch_reward, reward, ok):
+    from gr2.cli.core import make_config
+    from gr2.config import ConfigError
+
+    if ok:
+        assert make_config(None, [f"train.dapo.reward={reward}"], None).train.dapo.reward == reward
+    else:
+        with pytest.raises(ConfigError, match=r"train\.dapo\.reward: unknown reward 'conditionl'; known: .*naive"):
+            make_config(None, [f"train.dapo.reward={reward}"], None)

@@ -92,10 +92,25 @@ SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="overri
 LakeOpt = Annotated[Optional[str], typer.Option("--lake", help="lake root folder (default ./lake, or `lake:` in the config)")]
 
 
-def make_config(config, sets, lake, extra: list[str] | None = None):
+def make_config(config, sets, lake, extra: list[str] | None = None, base: dict | None = None):
     from gr2.config import load_config
 
-    return load_config(config, list(sets or []) + list(extra or []), lake)
+    cfg = load_config(config, list(sets or []) + list(extra or []), lake, base=base)
+    check_registered_names(cfg)
+    return cfg
+
+
+def check_registered_names(cfg) -> None:
+    """Keys whose allowed values are a stage's registry rather than a fixed list in the schema (gr2.config
+    imports nothing of gr2, so it cannot list them): checked here, as the config is loaded, so a typo fails
+    now, as every other bad key does, and not hours into a pipeline at the stage that reads it."""
+    from gr2.config import ConfigError
+    from gr2.training import rewards
+
+    if cfg.train.dapo.reward not in rewards.REWARDS:
+        known = ", ".join(sorted(rewards.REWARDS))
+        raise ConfigError(f"invalid configuration:\n  train.dapo.reward: unknown reward {cfg.train.dapo.reward!r}; "
+                          f"known: {known} (gr2/training/rewards.py, @register_reward)")
 
 
 def start_spark(cfg):

@@ -69,11 +69,10 @@ def demo(
     --small: the from-scratch model, minutes); a --config file and --set override them. Ends with the
     evaluation table, the wall time per stage and where the reports are.
     """
-    from gr2.config import load_config
     from gr2.pipelines import demo as dm
 
     extra = [f"etl.path={data}", f"etl.source={source or 'amazon-p5'}"] if data else []
-    cfg = load_config(config, list(set_ or []) + extra, lake, base=dm.SMALL_PRESET if small else dm.PRESET)
+    cfg = make_config(config, set_, lake, extra, base=dm.SMALL_PRESET if small else dm.PRESET)
     start = time.perf_counter()
     spark = start_spark(cfg)
     out = dm.run(cfg, spark)

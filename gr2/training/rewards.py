@@ -15,15 +15,23 @@ of rank promotion, with the same gate against order copies.
 All positions are 0-based. An output order is a list of indices into the input
 candidates: ``order[j]`` is the input index of the candidate placed at output
 position ``j``.
+
+Two kinds of function live here. The building blocks (rank_promotion, format_reward,
+the two format gates, auc_reward, total_reward, total_reward_multi, score_response)
+are plain functions, each with the arguments its rule needs. A trainer calls only a
+*response reward*: one signature (an answer's order and the slate's labels, see
+ResponseReward), looked up by name in REWARDS. To add one, write a function of that
+signature under ``@register_reward("name")``; ``train.dapo.reward: name`` then
+selects it, with no other edit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from typing import Protocol
 
-from gr2.rerank.permutations import is_permutation
+from gr2.rerank.permutations import Order, is_permutation
 
 DEFAULT_ALPHA = 0.2
 # The reward of an answer that is not a valid permutation: below every valid answer (promotion > -1, AUC >= 0),
@@ -195,23 +203,52 @@ def score_response(
     )
 
 
-REWARDS: dict[str, Callable] = {
-    "rank_promotion": rank_promotion,
-    "format": format_reward,
-    "conditional_format": conditional_format_reward,
-    "auc": auc_reward,
-    "conditional_auc_format": conditional_auc_format_reward,
-    "total": total_reward,
-    "total_multi": total_reward_multi,
-    # response scorers for a trainer: GR2's gated reward and the hackable baseline
-    "conditional": partial(score_response, conditional=True),
-    "naive": partial(score_response, conditional=False),
-}
+# -- the trainer-facing rewards: looked up by name (train.dapo.reward), one signature ----------------------
 
 
-def get_reward(name: str) -> Callable:
-    """Look a reward up by name; unknown names list the known ones."""
+class ResponseReward(Protocol):
+    """What a trainer calls on every answer: its output order (None when it did not parse) and the slate's
+    labels in input order, with the format weight and the invalid answer's reward as keywords."""
+
+    def __call__(self, order: Order, labels: Sequence[float], *, alpha: float = DEFAULT_ALPHA,
+                 invalid_penalty: float = DEFAULT_INVALID_PENALTY) -> RewardBreakdown: ...
+
+
+# Filled by @register_reward below (as verl registers its policy losses); the config's train.dapo.reward
+# names one of these, and the CLI checks that it does when it loads the config (gr2.config imports nothing
+# of gr2, so the schema cannot list them itself).
+REWARDS: dict[str, ResponseReward] = {}
+
+
+def register_reward(name: str) -> Callable[[ResponseReward], ResponseReward]:
+    """Decorator: make a response reward usable as ``train.dapo.reward: <name>``. A name is taken once."""
+
+    def add(fn: ResponseReward) -> ResponseReward:
+        if name in REWARDS:
+            raise ValueError(f"reward {name!r} is already registered ({REWARDS[name].__qualname__})")
+        REWARDS[name] = fn
+        return fn
+
+    return add
+
+
+def get_reward(name: str) -> ResponseReward:
+    """The response reward registered under ``name``; an unknown name lists the known ones."""
     try:
         return REWARDS[name]
     except KeyError:
         raise ValueError(f"unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}") from None
+
+
+@register_reward("conditional")
+def conditional_reward(order: Order, labels: Sequence[float], *, alpha: float = DEFAULT_ALPHA,
+                       invalid_penalty: float = DEFAULT_INVALID_PENALTY) -> RewardBreakdown:
+    """GR2's reward: the format bonus counts only with ranking progress, so copying the input pays nothing."""
+    return score_response(order, labels, alpha, conditional=True, invalid_penalty=invalid_penalty)
+
+
+@register_reward("naive")
+def naive_reward(order: Order, labels: Sequence[float], *, alpha: float = DEFAULT_ALPHA,
+                 invalid_penalty: float = DEFAULT_INVALID_PENALTY) -> RewardBreakdown:
+    """The hackable baseline: the format bonus counts for every valid answer, an order copy included."""
+    return score_response(order, labels, alpha, conditional=False, invalid_penalty=invalid_penalty)

@@ -2,9 +2,9 @@
 
 Each worker (Ray Train + DeepSpeed) repeats: take a batch of training slates from its Ray Data shard;
 sample G answers per slate from the current policy (through the `Generator` interface, so a vLLM
-engine can replace Hugging Face `generate`); score each answer with `rewards.score_response` plus the
-soft overlong penalty; drop groups whose rewards all match and refill from the shard (dynamic
-sampling, up to `refill_rounds`); compute group-normalised advantages; then take `minibatches`
+engine can replace Hugging Face `generate`); score each answer with the reward train.dapo.reward names
+(rewards.REWARDS) plus the soft overlong penalty; drop groups whose rewards all match and refill from
+the shard (dynamic sampling, up to `refill_rounds`); compute group-normalised advantages; then take `minibatches`
 optimizer steps on the clip-higher, token-level DAPO loss. Reward components, entropy, clip fraction,
 kept-group ratio and response length go to metrics.csv / TensorBoard; checkpoints and resumption work
 as in the supervised stages.
@@ -280,6 +280,7 @@ def run(cfg, steps=None) -> dict:
 
     steps = steps or Steps(quiet=True)
     t, d = cfg.train, cfg.train.dapo
+    rewards.get_reward(d.reward)  # an unknown name fails now, not in the Ray workers (for callers past the CLI's check)
     lake = cfg.lake_path
     run_id, run_dir, resumed = jobs.start_run(cfg, "dapo")
     with steps.step(f"training slates as prompts{f' (resuming {run_id})' if resumed else ''}"):
