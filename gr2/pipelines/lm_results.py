@@ -57,6 +57,11 @@ def _float(row: dict, key: str) -> float | None:
     return float(row[key]) if row and key in row else None
 
 
+def _int(row: dict, key: str) -> int | None:
+    v = _float(row, key)
+    return None if v is None else int(v)
+
+
 @dataclass(frozen=True)
 class TrainResult(StageResult):
     """`gr2 train midtrain` and `gr2 train sft`: one training run under <lake>/models/<stage>/<run>."""
@@ -69,13 +74,16 @@ class TrainResult(StageResult):
     rows: int  # packed rows trained on
     first_loss: float | None
     last_loss: float | None
+    last_step: int | None  # the last step metrics.csv logged
+    seconds: float | None  # wall time at that step
 
     @classmethod
     def of(cls, s: dict) -> Self:
         final = s.get("final", {})
+        first, last = final.get("first", {}), final.get("last", {})
         return cls(s, run=s["run"], model_dir=s["model_dir"], run_dir=s["run_dir"], metrics_csv=s["metrics_csv"],
-                   total_steps=s["total_steps"], rows=s["rows"], first_loss=_float(final.get("first", {}), "loss"),
-                   last_loss=_float(final.get("last", {}), "loss"))
+                   total_steps=s["total_steps"], rows=s["rows"], first_loss=_float(first, "loss"),
+                   last_loss=_float(last, "loss"), last_step=_int(last, "step"), seconds=_float(last, "wall_s"))
 
     def headline(self) -> str:
         loss = f"; loss {self.first_loss:.3f} -> {self.last_loss:.3f}" if self.first_loss is not None and self.last_loss is not None else ""
@@ -136,20 +144,51 @@ class DapoResult(StageResult):
 
 
 @dataclass(frozen=True)
+class EvalRow:
+    """One re-ranker's row of an evaluation."""
+
+    model: str
+    metrics: dict  # name -> value, or [mean, low, high] with bootstrap intervals
+    valid_rate: float | None  # share of valid answers; None for a row that does not answer (a baseline)
+
+    @classmethod
+    def of(cls, row: dict) -> Self:
+        valid = (row.get("diagnostics") or {}).get("valid_rate")
+        try:
+            valid = float(valid)
+        except (TypeError, ValueError):  # absent, or null in a summary written before a run answered
+            valid = None
+        return cls(model=row["model"], metrics=row.get("metrics", {}), valid_rate=valid)
+
+    def mean(self, name: str):
+        """The metric's value (the mean where it carries an interval); None where the row lacks it."""
+        m = self.metrics.get(name)
+        if isinstance(m, (list, tuple)):
+            return m[0] if m else None
+        return m
+
+
+@dataclass(frozen=True)
 class EvalResult(StageResult):
     """`gr2 eval`: every re-ranker on the same slates, a report and rows in eval.runs."""
 
     run_id: str
+    created_at: str | None
     split: str
     n_slates: int
     k: int
-    models: tuple[str, ...]  # the re-rankers, in the table's order
+    rows: tuple[EvalRow, ...]  # in the table's order
     report: str
 
     @classmethod
     def of(cls, r: dict) -> Self:
-        return cls(r, run_id=r["run_id"], split=r["split"], n_slates=r["n_slates"], k=r["k"],
-                   models=tuple(row["model"] for row in r["rows"]), report=r["report"])
+        return cls(r, run_id=r["run_id"], created_at=r.get("created_at"), split=r["split"], n_slates=r["n_slates"], k=r["k"],
+                   rows=tuple(EvalRow.of(row) for row in r["rows"]), report=r["report"])
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """The re-rankers, in the table's order."""
+        return tuple(row.model for row in self.rows)
 
     def headline(self) -> str:
         return f"{self.run_id}: {len(self.models)} re-rankers on {self.n_slates:,} {self.split} slates (K={self.k}); report {self.report}"

@@ -9,6 +9,10 @@ Gathered from what the jobs already write, nothing is recomputed:
   * training: every mid-training / SFT / DAPO run (models/<stage>/<run>/summary.json);
   * ETL and tokenizer: the per-run reports of ingest, build and SID assignment.
 Links are relative, so the folder can be served by any static web server or opened from disk.
+
+The summaries of evaluations and training runs are the stages' own, read through their typed results
+(gr2/pipelines/lm_results.py), so a renamed key fails there, not here. A summary its result cannot
+read (cut short, or not JSON) is still listed, without figures.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gr2.eval.report import valid_percent
+from gr2.pipelines.lm_results import DapoResult, EvalResult, EvalRow, TrainResult
+from gr2.pipelines.results import StageResult
 from gr2.platform import quality
 from gr2.platform.files import write_text_atomic
 
@@ -29,6 +35,15 @@ def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+
+
+def _result_of(summary, result: type[StageResult], **extra) -> StageResult | None:
+    """A summary read from disk (with `extra` keys) as its typed result; None where it cannot be read as one:
+    an index lists what it finds, so one odd file must not stop it."""
+    try:
+        return result.of({**summary, **extra}) if isinstance(summary, dict) else None
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
@@ -72,19 +87,26 @@ def nightly_runs(lake: Path) -> list[dict]:
 
 
 def eval_runs(lake: Path) -> list[dict]:
+    """Every `gr2 eval` run, newest first: its name, when it ran, its rows (EvalRow) and its report page."""
     out = []
     for f in (lake / "reports" / "eval").glob("*/summary.json"):
         d = _read_json(f)
-        if d:
-            out.append({"run": d.get("run_id", f.parent.name), "created": d.get("created_at", ""), "rows": d.get("rows", []),
-                        "href": f"eval/{f.parent.name}/report.html"})
+        if not d:
+            continue
+        page = f"eval/{f.parent.name}/report.html"
+        # summary.json is written before the job adds the report's path to its result: the page beside it
+        r = _result_of(d, EvalResult, report=str(f.parent / "report.html"))
+        if r is None:
+            out.append({"run": f.parent.name, "created": "", "rows": (), "href": page})
+        else:
+            out.append({"run": r.run_id, "created": r.created_at or "", "rows": r.rows, "href": page})
     return sorted(out, key=lambda r: (r["created"], r["run"]), reverse=True)
 
 
-def _valid_cell(row: dict) -> str:
+def _valid_cell(row: EvalRow) -> str:
     """An LM row's share of valid answers; where some were invalid, say that those slates kept the incoming
     order (an SFT row with 0% valid answers otherwise reads as a model that equals the pre-ranker)."""
-    valid = _float((row.get("diagnostics") or {}).get("valid_rate"))
+    valid = row.valid_rate
     if valid is None:
         return ""
     if valid >= 1.0:
@@ -93,28 +115,25 @@ def _valid_cell(row: dict) -> str:
     return f'<span class="{cls}">{valid_percent(valid)}</span> (invalid: incoming order kept)'
 
 
-def _float(v) -> float | None:
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
+# The trained stages the index lists, each with the typed result its runs' summary.json is read as.
+TRAINED: dict[str, type[StageResult]] = {"midtrain": TrainResult, "sft": TrainResult, "dapo": DapoResult}
 
 
-def _int(v) -> int | None:
-    f = _float(v)
-    return None if f is None else int(f)
+def _training_figures(result: StageResult | None) -> dict:
+    """A run's row figures: a supervised run's (TrainResult) last logged step, first and last loss and wall
+    time. A DAPO run's stay empty, as the index has always shown them: its summary keeps its first and last
+    metrics rows at the top level (DapoResult reads them there), not under `final` as the others do."""
+    if isinstance(result, TrainResult):
+        return {"steps": result.last_step, "loss_first": result.first_loss, "loss_last": result.last_loss,
+                "seconds": result.seconds}
+    return dict.fromkeys(("steps", "loss_first", "loss_last", "seconds"))
 
 
 def training_runs(lake: Path) -> list[dict]:
     out = []
-    for stage in ("midtrain", "sft", "dapo"):
+    for stage, result in TRAINED.items():
         for f in (lake / "models" / stage).glob("*/summary.json"):
-            d = _read_json(f) or {}
-            final = d.get("final") or {}
-            last = final.get("last", {}) if isinstance(final, dict) else {}
-            first = final.get("first", {}) if isinstance(final, dict) else {}
-            out.append({"stage": stage, "run": f.parent.name, "steps": _int(last.get("step")), "loss_first": _float(first.get("loss")),
-                        "loss_last": _float(last.get("loss")), "seconds": _float(last.get("wall_s"))})
+            out.append({"stage": stage, "run": f.parent.name, **_training_figures(_result_of(_read_json(f), result))})
     return sorted(out, key=lambda r: r["run"], reverse=True)
 
 
@@ -130,24 +149,18 @@ def stage_reports(lake: Path) -> list[dict]:
     return sorted(out, key=lambda r: r["name"], reverse=True)
 
 
-def _metric(row: dict, name: str):
-    m = row.get("metrics", {}).get(name)
-    if isinstance(m, (list, tuple)):  # (mean, low, high) with bootstrap intervals
-        return m[0] if m else None
-    return m
-
-
 def history_svg(runs: list[dict], metric: str = "NDCG@5", width: int = 640, height: int = 220) -> str:
-    """A line per model of `metric` across eval runs (oldest left); empty with fewer than 2 runs."""
+    """A line per model of `metric` across eval runs (as `eval_runs` lists them; oldest left); empty with
+    fewer than 2 runs."""
     runs = list(reversed(runs))
     if len(runs) < 2:
         return ""
     series: dict[str, list] = {}
     for i, r in enumerate(runs):
         for row in r["rows"]:
-            v = _metric(row, metric)
+            v = row.mean(metric)
             if isinstance(v, (int, float)):
-                series.setdefault(row.get("model", "?"), []).append((i, float(v)))
+                series.setdefault(row.model, []).append((i, float(v)))
     series = dict(sorted(series.items(), key=lambda kv: -len(kv[1]))[:PLOT_MODELS])
     values = [v for pts in series.values() for _, v in pts]
     if not values:
@@ -210,8 +223,8 @@ def render_index(lake: Path, docs_built: bool) -> str:
     eval_rows = []
     for r in evals:
         for row in r["rows"]:
-            eval_rows.append([_a(r["href"], r["run"]), html.escape(str(row.get("model", ""))),
-                              *[_num(_metric(row, m)) for m in ("R@1", "R@5", "NDCG@5")], _valid_cell(row)])
+            eval_rows.append([_a(r["href"], r["run"]), html.escape(str(row.model)),
+                              *[_num(row.mean(m)) for m in ("R@1", "R@5", "NDCG@5")], _valid_cell(row)])
     train_rows = [[html.escape(t["stage"]), html.escape(t["run"]), _num(t["steps"]), _num(t["loss_first"]), _num(t["loss_last"]),
                    _num(t["seconds"], 0)] for t in trains]
     stage_rows = [[html.escape(s["kind"]), _a(s["href"], s["name"])] for s in stages]

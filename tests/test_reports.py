@@ -1,0 +1,90 @@
+"""The reports index (gr2/pipelines/reports.py) reads the stages' summaries through their typed results,
+without Spark or a browser (tests/test_reports_browser.py renders the page in Chromium)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gr2.pipelines import reports
+from gr2.pipelines.lm_results import EvalRow
+
+FINAL = {"first": {"step": "1", "loss": "5.4321", "wall_s": "2.0"}, "last": {"step": "20", "loss": "2.3456", "wall_s": "123.4"}}
+TRAIN = {"run": "r", "model_dir": "/m", "run_dir": "/r", "metrics_csv": "/r/metrics.csv", "total_steps": 20, "rows": 321}
+DAPO = {"run": "d", "base": "/sft", "slates": 4, "model_dir": "/m", "run_dir": "/r", "metrics_csv": "/r/metrics.csv",
+        "total_steps": 2, "first": {"step": "1", "reward": "0.1", "loss": "0.5", "wall_s": "3"},
+        "last": {"step": "2", "reward": "0.3", "loss": "0.4", "wall_s": "9"}}
+BLANK = {"steps": None, "loss_first": None, "loss_last": None, "seconds": None}
+
+
+def _write(path: Path, summary) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(summary if isinstance(summary, str) else json.dumps(summary))
+
+
+@pytest.mark.parametrize(
+    "stage, summary, figures",
+    [
+        ("midtrain", {**TRAIN, "final": FINAL}, {"steps": 20, "loss_first": 5.4321, "loss_last": 2.3456, "seconds": 123.4}),
+        ("sft", {**TRAIN, "final": FINAL}, {"steps": 20, "loss_first": 5.4321, "loss_last": 2.3456, "seconds": 123.4}),
+        ("sft", {**TRAIN, "final": {}}, BLANK),  # no metrics row logged
+        ("dapo", DAPO, BLANK),  # its first/last rows sit outside `final`: the index has never shown them
+        ("sft", "{cut short", BLANK),  # not JSON: listed, without figures
+        ("midtrain", {"final": FINAL}, BLANK),  # not a training summary: listed, without figures
+    ],
+)
+def test_training_runs_read_typed_results(tmp_path, stage, summary, figures):
+    _write(tmp_path / "models" / stage / "run-1" / "summary.json", summary)
+    assert reports.training_runs(tmp_path) == [{"stage": stage, "run": "run-1", **figures}]
+
+
+def _eval(run_id: str, created: str, valid_rate) -> dict:
+    # shaped as gr2.eval.jobs writes summary.json: before the result gets its "report" key
+    return {"run_id": run_id, "created_at": created, "split": "test", "n_slates": 40, "k": 5,
+            "rows": [{"model": "incoming order", "metrics": {"R@1": [0.4, 0.3, 0.5], "NDCG@5": 0.55}},
+                     {"model": "SFT", "metrics": {"R@1": 0.5, "R@5": []}, "diagnostics": {"valid_rate": valid_rate}}]}
+
+
+def test_eval_runs_are_typed_rows_newest_first(tmp_path):
+    _write(tmp_path / "reports/eval/a/summary.json", _eval("eval-1", "2026-01-01", 0.25))
+    _write(tmp_path / "reports/eval/b/summary.json", _eval("eval-2", "2026-01-02", None))
+    _write(tmp_path / "reports/eval/c/summary.json", "not json")  # skipped
+    _write(tmp_path / "reports/eval/d/summary.json", {})  # skipped
+    _write(tmp_path / "reports/eval/e/summary.json", {"rows": []})  # not an eval summary: listed by its folder
+    runs = reports.eval_runs(tmp_path)
+    assert [(r["run"], r["created"], r["href"]) for r in runs] == [
+        ("eval-2", "2026-01-02", "eval/b/report.html"), ("eval-1", "2026-01-01", "eval/a/report.html"), ("e", "", "eval/e/report.html")]
+    assert [row.model for row in runs[1]["rows"]] == ["incoming order", "SFT"] and runs[2]["rows"] == ()
+    incoming, sft = runs[1]["rows"]
+    assert (incoming.mean("R@1"), incoming.mean("NDCG@5"), incoming.mean("R@5"), incoming.valid_rate) == (0.4, 0.55, None, None)
+    assert (sft.mean("R@1"), sft.mean("R@5"), sft.valid_rate) == (0.5, None, 0.25)
+
+
+@pytest.mark.parametrize(
+    "diagnostics, cell",
+    [
+        (None, ""),  # a baseline: no answers
+        ({"valid_rate": None}, ""),
+        ({"valid_rate": 1.0}, "100%"),
+        ({"valid_rate": "1.0"}, "100%"),  # read back as text
+        ({"valid_rate": 0.25}, '<span class="bad">25%</span> (invalid: incoming order kept)'),
+        ({"valid_rate": 0.9}, '<span class="warn">90%</span> (invalid: incoming order kept)'),
+        ({"valid_rate": 299 / 300}, '<span class="warn">99.7%</span> (invalid: incoming order kept)'),  # never reads 100%
+    ],
+)
+def test_valid_cell(diagnostics, cell):
+    row = {"model": "SFT", "metrics": {}, **({"diagnostics": diagnostics} if diagnostics is not None else {})}
+    assert reports._valid_cell(EvalRow.of(row)) == cell
+
+
+def test_index_shows_the_typed_figures(tmp_path):
+    _write(tmp_path / "models/sft/sft-1/summary.json", {**TRAIN, "final": FINAL})
+    _write(tmp_path / "reports/eval/eval-1/summary.json", _eval("eval-1", "2026-01-01", 0.25))
+    _write(tmp_path / "reports/eval/eval-2/summary.json", _eval("eval-2", "2026-01-02", 1.0))
+    page = reports.render_index(tmp_path, docs_built=False)
+    assert "2 eval runs" in page and "1 training runs" in page
+    assert "<td>sft</td><td>sft-1</td><td>20</td><td>5.4321</td><td>2.3456</td><td>123</td>" in page
+    assert '<td>SFT</td><td>0.5000</td><td></td><td></td><td><span class="bad">25%</span>' in page
+    assert "<polyline" in page  # the NDCG@5 history plot over the two runs
