@@ -78,29 +78,59 @@ def serve(
 
     url = launch.start(cfg, stage, run, address, port=port)
     client = RerankClient(url, token=launch.token(cfg), timeout_s=cfg.serve.max_deadline_ms / 1000 + 30)
-    ready = client.ready()
+    _announce(cfg, url, client.ready())
+    if check:
+        _check_and_stop(cfg, client, url, slates)
+    else:
+        _serve_until_interrupted()
+
+
+def _announce(cfg, url: str, ready: dict) -> None:
+    """What is served where (from the service's /readyz), and how a caller authenticates."""
+    from gr2.serve import launch
+
     console.print(f"serving {ready['model']['stage']} run {ready['model']['run']} at {url} "
                   f"({ready['catalog_items']:,} items, K={ready['k']})")
     if cfg.serve.auth:
         console.print(f"token: {'$' + launch.TOKEN_ENV if os.environ.get(launch.TOKEN_ENV) else launch.token_path(cfg)}")
     else:
         console.print("[yellow]warning:[/] serve.auth is off: anyone who can reach the port can call the model")
-    if not check:
-        console.print("POST /v1/rerank, GET /healthz /readyz /metrics; Ctrl-C stops")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            launch.stop()
-        return
+
+
+def _serve_until_interrupted() -> None:
+    """Keep the service up (it runs in Ray; this process only holds it) until Ctrl-C, then take it down."""
+    from gr2.serve import launch
+
+    console.print("POST /v1/rerank, GET /healthz /readyz /metrics; Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        launch.stop()
+
+
+def _check_and_stop(cfg, client, url: str, slates: int) -> None:
+    """`gr2 serve --check`: real test slates and bad requests through the service, which stops after
+    (whatever happened); prints both tables and exits JOB_FAILED when any check failed."""
+    from gr2.serve import launch
     from gr2.serve.check import run_check
 
     try:
         result = run_check(cfg, client, slates)
     finally:
         launch.stop()
+    _print_check(result, url)
+    if result["failures"]:
+        for f in result["failures"]:
+            console.print(f"[red]failed:[/] {f}")
+        raise typer.Exit(exits.JOB_FAILED)
+    console.print("check passed: every answer a permutation of its slate, every bad request refused with its reason")
+
+
+def _print_check(result: dict, url: str) -> None:
+    """The answers to the test slates, then the bad requests with how the service refused each."""
     t = Table(title=f"{len(result['answers'])} test slates through {url}")
     for col in ("mode", "slate", "valid", "fallback", "target in -> out", "client ms", "server ms"):
         t.add_column(col, justify="right" if "ms" in col or col == "slate" else "left")
@@ -114,8 +144,3 @@ def serve(
     for r in result["refused"]:
         t.add_row(r["request"], str(r["status"]), r["message"][:100])
     console.print(t)
-    if result["failures"]:
-        for f in result["failures"]:
-            console.print(f"[red]failed:[/] {f}")
-        raise typer.Exit(exits.JOB_FAILED)
-    console.print("check passed: every answer a permutation of its slate, every bad request refused with its reason")
