@@ -85,6 +85,10 @@ def test_a_bad_value_anywhere_in_a_command_is_exit_2(tmp_path):
     assert res.exit_code == exits.INPUT and "yesterday" in res.output and "Traceback" not in res.output
     res = _gr2("etl", "build", "--lake", str(tmp_path), "--set", "etl.kk=3")
     assert res.exit_code == exits.INPUT and "etl.kk" in res.output
+    # a reward name is checked against the registry as the config loads, before DAPO starts anything
+    res = _gr2("train", "dapo", "--lake", str(tmp_path), "--set", "train.dapo.reward=conditionl")
+    assert res.exit_code == exits.INPUT and "train.dapo.reward: unknown reward 'conditionl'" in res.output
+    assert "known: conditional, naive" in res.output and "Traceback" not in res.output
 
 
 def test_a_gate_is_exit_3_and_anything_else_exit_4_with_the_traceback(tmp_path, monkeypatch):
