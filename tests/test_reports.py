@@ -32,10 +32,13 @@ def _write(path: Path, summary) -> None:
         ("sft", {**TRAIN, "final": {}}, BLANK),  # no metrics row logged
         ("dapo", DAPO, BLANK),  # its first/last rows sit outside `final`: the index has never shown them
         ("sft", "{cut short", BLANK),  # not JSON: listed, without figures
-        ("midtrain", {"final": FINAL}, BLANK),  # not a training summary: listed, without figures
+        ("midtrain", {"final": FINAL}, {"steps": 20, "loss_first": 5.4321, "loss_last": 2.3456, "seconds": 123.4}),  # only a curve
+        ("sft", {"final": {"first": {"loss": ""}, "last": {"loss": "x", "step": "3", "wall_s": None}}},
+         {**BLANK, "steps": 3}),  # what is not a number stays empty
+        ("midtrain", {**TRAIN, "final": [1]}, BLANK),
     ],
 )
-def test_training_runs_read_typed_results(tmp_path, stage, summary, figures):
+def test_training_runs_read_the_ends_of_each_curve(tmp_path, stage, summary, figures):
     _write(tmp_path / "models" / stage / "run-1" / "summary.json", summary)
     assert reports.training_runs(tmp_path) == [{"stage": stage, "run": "run-1", **figures}]
 

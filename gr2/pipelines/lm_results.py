@@ -57,9 +57,32 @@ def _float(row: dict, key: str) -> float | None:
     return float(row[key]) if row and key in row else None
 
 
-def _int(row: dict, key: str) -> int | None:
-    v = _float(row, key)
-    return None if v is None else int(v)
+def _number(row, key: str) -> float | None:
+    """As `_float`, for a summary read back from disk: None also where the value is not a number."""
+    try:
+        return float(row[key])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class TrainCurve:
+    """The ends of a supervised run's curve: metrics.csv's first and last rows, which its summary keeps
+    under `final` ({} before a row was logged). Read leniently: the reports index reads it from every
+    summary on disk, and an odd one shows empty cells, not an error."""
+
+    first_loss: float | None
+    last_loss: float | None
+    last_step: int | None
+    seconds: float | None  # wall time at the last step
+
+    @classmethod
+    def of(cls, summary: dict) -> Self:
+        final = summary.get("final") if isinstance(summary, dict) else None
+        first, last = (final.get("first") or {}, final.get("last") or {}) if isinstance(final, dict) else ({}, {})
+        step = _number(last, "step")
+        return cls(first_loss=_number(first, "loss"), last_loss=_number(last, "loss"),
+                   last_step=None if step is None else int(step), seconds=_number(last, "wall_s"))
 
 
 @dataclass(frozen=True)
@@ -74,16 +97,12 @@ class TrainResult(StageResult):
     rows: int  # packed rows trained on
     first_loss: float | None
     last_loss: float | None
-    last_step: int | None  # the last step metrics.csv logged
-    seconds: float | None  # wall time at that step
 
     @classmethod
     def of(cls, s: dict) -> Self:
-        final = s.get("final", {})
-        first, last = final.get("first", {}), final.get("last", {})
+        curve = TrainCurve.of(s)
         return cls(s, run=s["run"], model_dir=s["model_dir"], run_dir=s["run_dir"], metrics_csv=s["metrics_csv"],
-                   total_steps=s["total_steps"], rows=s["rows"], first_loss=_float(first, "loss"),
-                   last_loss=_float(last, "loss"), last_step=_int(last, "step"), seconds=_float(last, "wall_s"))
+                   total_steps=s["total_steps"], rows=s["rows"], first_loss=curve.first_loss, last_loss=curve.last_loss)
 
     def headline(self) -> str:
         loss = f"; loss {self.first_loss:.3f} -> {self.last_loss:.3f}" if self.first_loss is not None and self.last_loss is not None else ""

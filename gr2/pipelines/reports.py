@@ -10,9 +10,9 @@ Gathered from what the jobs already write, nothing is recomputed:
   * ETL and tokenizer: the per-run reports of ingest, build and SID assignment.
 Links are relative, so the folder can be served by any static web server or opened from disk.
 
-The summaries of evaluations and training runs are the stages' own, read through their typed results
-(gr2/pipelines/lm_results.py), so a renamed key fails there, not here. A summary its result cannot
-read (cut short, or not JSON) is still listed, without figures.
+The summaries of evaluations and training runs are the stages' own, read through their typed forms in
+gr2/pipelines/lm_results.py (EvalResult, TrainCurve), so a renamed key is fixed there, not here. A summary
+that cannot be read as one (cut short, not JSON) is still listed, without figures.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gr2.eval.report import valid_percent
-from gr2.pipelines.lm_results import DapoResult, EvalResult, EvalRow, TrainResult
+from gr2.pipelines.lm_results import EvalResult, EvalRow, TrainCurve
 from gr2.pipelines.results import StageResult
 from gr2.platform import quality
 from gr2.platform.files import write_text_atomic
@@ -115,25 +115,16 @@ def _valid_cell(row: EvalRow) -> str:
     return f'<span class="{cls}">{valid_percent(valid)}</span> (invalid: incoming order kept)'
 
 
-# The trained stages the index lists, each with the typed result its runs' summary.json is read as.
-TRAINED: dict[str, type[StageResult]] = {"midtrain": TrainResult, "sft": TrainResult, "dapo": DapoResult}
-
-
-def _training_figures(result: StageResult | None) -> dict:
-    """A run's row figures: a supervised run's (TrainResult) last logged step, first and last loss and wall
-    time. A DAPO run's stay empty, as the index has always shown them: its summary keeps its first and last
-    metrics rows at the top level (DapoResult reads them there), not under `final` as the others do."""
-    if isinstance(result, TrainResult):
-        return {"steps": result.last_step, "loss_first": result.first_loss, "loss_last": result.last_loss,
-                "seconds": result.seconds}
-    return dict.fromkeys(("steps", "loss_first", "loss_last", "seconds"))
-
-
 def training_runs(lake: Path) -> list[dict]:
+    """Every mid-training, SFT and DAPO run, newest first, with the ends of its curve (TrainCurve). A DAPO
+    run's cells stay empty, as they always have: its summary keeps its first and last metrics rows at the
+    top level (DapoResult reads them there), not under `final`."""
     out = []
-    for stage, result in TRAINED.items():
+    for stage in ("midtrain", "sft", "dapo"):
         for f in (lake / "models" / stage).glob("*/summary.json"):
-            out.append({"stage": stage, "run": f.parent.name, **_training_figures(_result_of(_read_json(f), result))})
+            c = TrainCurve.of(_read_json(f) or {})
+            out.append({"stage": stage, "run": f.parent.name, "steps": c.last_step, "loss_first": c.first_loss,
+                        "loss_last": c.last_loss, "seconds": c.seconds})
     return sorted(out, key=lambda r: r["run"], reverse=True)
 
 
