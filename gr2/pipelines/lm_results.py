@@ -175,7 +175,7 @@ class EvalRow:
         valid = (row.get("diagnostics") or {}).get("valid_rate")
         try:
             valid = float(valid)
-        except (TypeError, ValueError):  # absent, or null in a summary written before a run answered
+        except (TypeError, ValueError):  # absent (a baseline answers nothing) or not a number
             valid = None
         return cls(model=row["model"], metrics=row.get("metrics", {}), valid_rate=valid)
 
