@@ -29,13 +29,9 @@ from gr2.platform.lake import Lake  # noqa: E402
 from gr2.rerank.slate import sequence_rank, slate_of_row  # noqa: E402
 from gr2.training import data  # noqa: E402
 from gr2.training import evidence as ev  # noqa: E402
+from gr2.training.teachers import shown_order  # noqa: E402
 
 PRODUCT = re.compile(r"\b(\d+)x(\d+)=(\d+)")
-
-
-def shown_rule(seq_ranks: list[int]) -> list[int]:
-    """0-based slate positions, lowest (position + 1) x (seq rank + 1) first, ties by position."""
-    return sorted(range(len(seq_ranks)), key=lambda i: ((i + 1) * (seq_ranks[i] + 1), i))
 
 
 def products_checked(reasoning: str, seq_ranks: list[int]) -> tuple[int, int, int]:
@@ -71,7 +67,7 @@ def main() -> None:
     for s in shown:
         rec = answers[s.slate_id]
         ranks = [sequence_rank(c.note) for c in s.candidates]
-        rule = shown_rule(ranks)
+        rule = shown_order(ranks)
         n += 1
         order = rec.get("free")
         if order is not None:
