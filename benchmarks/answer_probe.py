@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
 from gr2.platform.lake import Lake  # noqa: E402
+from gr2.rerank.metrics import slate_metrics  # noqa: E402
 from gr2.rerank.slate import sequence_rank, slate_of_row  # noqa: E402
 from gr2.training import data  # noqa: E402
 from gr2.training import evidence as ev  # noqa: E402
@@ -62,6 +63,8 @@ def main() -> None:
     built = [(r, s) for r in rows if (s := slate_of_row(r, catalog, cfg.train.prompt.history)) is not None]
     shown = ev.annotate_rows(ev.load(cfg.lake_path), built, "test")
     orders: Counter = Counter()
+    target_at: dict[str, list[int]] = {"incoming order": [], "the shown rule": [], "the answers (incoming where invalid)": []}
+    by_id = {r["slate_id"]: r for r, _ in built}
     n = valid = first_kept = same = same_first = same_top3 = 0
     written = factors = sums = with_products = 0
     for s in shown:
@@ -70,6 +73,10 @@ def main() -> None:
         rule = shown_order(ranks)
         n += 1
         order = rec.get("free")
+        t = [c.item_id for c in s.candidates].index(by_id[s.slate_id]["target"])
+        target_at["incoming order"].append(t)
+        target_at["the shown rule"].append(rule.index(t))
+        target_at["the answers (incoming where invalid)"].append(list(order).index(t) if order is not None else t)
         if order is not None:
             valid += 1
             orders[tuple(order)] += 1
@@ -97,6 +104,10 @@ def main() -> None:
     print(f"| answers that write products | {pct(with_products, n)} |")
     print(f"| products with the prompt's factors | {pct(factors, written)} of {written} |")
     print(f"| products with the right result | {pct(sums, written)} of {written} |")
+    print("\n| order | R@1 | R@5 | NDCG@5 |\n|---|---:|---:|---:|")
+    for name, pos in target_at.items():
+        m = slate_metrics(pos)
+        print(f"| {name} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['NDCG@5']:.3f} |")
 
 
 if __name__ == "__main__":
