@@ -222,3 +222,22 @@ def test_traces_reasoning_config_reads_brief_and_refuses_a_sampled_shown_ranking
     with pytest.raises(ValueError, match="traces.temperature: 0"):
         load_config(None, ["traces.reasoning=shown", "traces.temperature=0.8"])
     assert load_config(None, ["traces.reasoning=shown", "traces.temperature=0"]).traces.reasoning == "shown"
+
+
+def test_the_answer_probe_checks_products_against_the_prompt():
+    """benchmarks/answer_probe.py: the rule it compares answers with is the teacher's, and a written product
+    counts as right only with the prompt's factors and the right result."""
+    import importlib.util
+    from pathlib import Path
+
+    from gr2.training.teachers import shown_order
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "answer_probe.py"
+    spec = importlib.util.spec_from_file_location("answer_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    assert shown_order([2, 0, 1]) == [1, 0, 2] and shown_order([-1, -1]) == [0, 1]
+    seq = [2, 0, 1]  # 0-based seq ranks: the prompt shows seq #3, #1, #2
+    assert probe.products_checked("1. x\n2. Pre-rank x seq: 1x3=3, 2x1=2, 3x2=6.\n3. y", seq) == (3, 3, 3)
+    assert probe.products_checked("2. Pre-rank x seq: 1x3=4, 2x2=4.\n3. 1x1=1", seq) == (2, 1, 1)
+    assert probe.products_checked("no steps", seq) == (0, 0, 0)

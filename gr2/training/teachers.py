@@ -129,8 +129,14 @@ def _check_shown_weights(weights: Mapping[str, float]) -> None:
             f"(got {dict(weights)})")
 
 
+def shown_order(seq_ranks: Sequence[int]) -> list[int]:
+    """The "shown" rule: 0-based slate positions, lowest (position + 1) x (seq rank + 1) first, ties in slate
+    order; a seq rank below 0 (no sequence model) counts as 1, so the pre-rank alone decides."""
+    product = [(i + 1) * (r + 1 if r >= 0 else 1) for i, r in enumerate(seq_ranks)]
+    return sorted(range(len(product)), key=lambda i: (product[i], i))
+
+
 def _shown_product(e: _Evidence) -> int:
-    """Pre-rank x seq rank, 1-based; the pre-rank alone where no sequence model ranked the slate."""
     return (e.position + 1) * (e.seq_rank + 1 if e.seq_rank >= 0 else 1)
 
 
@@ -354,15 +360,14 @@ class StatisticalTeacher:
             raise ValueError(f"slate {req.slate_id!r} has no candidates")
         evs = self._evidence(history, candidates)
         scores = np.array([e.score for e in evs])
-        if self.reasoning == "shown":
-            # the exact rule the reasoning states (pre-rank x seq rank, lowest first), free of float ties
-            scores = -np.array([float(_shown_product(e)) for e in evs])
-        if req.temperature > 0:
-            rng = np.random.default_rng(req.seed)
-            keys = scores + req.temperature * rng.gumbel(size=len(evs))
+        if self.reasoning == "shown":  # the exact rule the reasoning states, in integers (no float ties)
+            order = shown_order([e.seq_rank for e in evs])
         else:
             keys = scores
-        order = sorted(range(len(evs)), key=lambda i: (-keys[i], i))
+            if req.temperature > 0:
+                rng = np.random.default_rng(req.seed)
+                keys = scores + req.temperature * rng.gumbel(size=len(evs))
+            order = sorted(range(len(evs)), key=lambda i: (-keys[i], i))
         ranked = [evs[i] for i in order]
         reasoning = self._reasoning(history, evs, ranked)
         return format_response(reasoning, [e.item.sid for e in ranked])

@@ -1,0 +1,114 @@
+"""What did a student's answers do with their slates? Reads the answers `gr2 eval` logged and prints a table.
+
+    .venv/bin/python benchmarks/answer_probe.py -c configs/beauty.yaml --lake /work/lakes/beauty \
+        --answers /work/lakes/beauty/reports/eval/answers/sft-<run>-<hash>.jsonl
+
+Ranking metrics say how good the orders are; these numbers say whether the orders depend on the slate:
+- how many distinct orders the valid answers hold, and how often the first candidate stays first;
+- agreement with the "shown" rule (pre-rank x the seq rank the prompt shows, lowest first, ties by slate
+  order; `traces.reasoning: shown`): the whole order, its first item, and its top 3 as a set;
+- for reasonings that write the products ("2. Pre-rank x seq: 1x4=4, 2x1=2, ..."): the share of products
+  whose factors are the right pre-rank and seq rank, and whose arithmetic is right.
+Deltalake reads, the lake's all-users sequence model for the ranks; no Spark, no LM. A few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gr2.config import load_config  # noqa: E402
+from gr2.platform.lake import Lake  # noqa: E402
+from gr2.rerank.metrics import slate_metrics  # noqa: E402
+from gr2.rerank.slate import sequence_rank, slate_of_row  # noqa: E402
+from gr2.training import data  # noqa: E402
+from gr2.training import evidence as ev  # noqa: E402
+from gr2.training.teachers import shown_order  # noqa: E402
+
+PRODUCT = re.compile(r"\b(\d+)x(\d+)=(\d+)")
+
+
+def products_checked(reasoning: str, seq_ranks: list[int]) -> tuple[int, int, int]:
+    """(products written, with the right factors, with the right result) in the reasoning's step 2."""
+    step2 = reasoning.split("2.", 1)[1].split("3.", 1)[0] if "2." in reasoning else ""
+    found = PRODUCT.findall(step2)
+    right_factors = right_sums = 0
+    for a, b, c in found:
+        a, b, c = int(a), int(b), int(c)
+        right_sums += a * b == c
+        right_factors += 1 <= a <= len(seq_ranks) and seq_ranks[a - 1] + 1 == b
+    return len(found), right_factors, right_sums
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-c", "--config", default=None)
+    ap.add_argument("--lake", required=True)
+    ap.add_argument("--answers", required=True, help="an answers log of `gr2 eval` (<lake>/reports/eval/answers/*.jsonl)")
+    args = ap.parse_args()
+    cfg = load_config(args.config, [], args.lake)
+    lines = [json.loads(x) for x in Path(args.answers).read_text().splitlines() if x.strip()]
+    answers = {x["slate_id"]: x["record"] for x in lines}
+    catalog, _ = data.load_catalog(cfg.lake_path)
+    slates = Lake(cfg.lake_path).read_pandas("gold.slates", columns=["slate_id", "user_id", "history", "candidates",
+                                                                      "target", "split"])
+    rows = slates[slates["slate_id"].isin(set(answers))].to_dict("records")
+    built = [(r, s) for r in rows if (s := slate_of_row(r, catalog, cfg.train.prompt.history)) is not None]
+    shown = ev.annotate_rows(ev.load(cfg.lake_path), built, "test")
+    orders: Counter = Counter()
+    target_at: dict[str, list[int]] = {"incoming order": [], "the shown rule": [], "the answers (incoming where invalid)": []}
+    by_id = {r["slate_id"]: r for r, _ in built}
+    n = valid = first_kept = same = same_first = same_top3 = 0
+    written = factors = sums = with_products = 0
+    for s in shown:
+        rec = answers[s.slate_id]
+        ranks = [sequence_rank(c.note) for c in s.candidates]
+        rule = shown_order(ranks)
+        n += 1
+        order = rec.get("free")
+        t = [c.item_id for c in s.candidates].index(by_id[s.slate_id]["target"])
+        target_at["incoming order"].append(t)
+        target_at["the shown rule"].append(rule.index(t))
+        target_at["the answers (incoming where invalid)"].append(list(order).index(t) if order is not None else t)
+        if order is not None:
+            valid += 1
+            orders[tuple(order)] += 1
+            first_kept += order[0] == 0
+            same += list(order) == rule
+            same_first += order[0] == rule[0]
+            same_top3 += set(order[:3]) == set(rule[:3])
+        try:
+            reasoning = json.loads(rec["text"]).get("reasoning", "")
+        except (json.JSONDecodeError, AttributeError):
+            reasoning = ""
+        w, f, m = products_checked(str(reasoning), ranks)
+        written, factors, sums, with_products = written + w, factors + f, sums + m, with_products + (w > 0)
+    pct = lambda a, b: f"{100 * a / b:.1f}%" if b else "n/a"  # noqa: E731
+    print(f"### Student answers against the shown rule ({Path(args.answers).name}; {platform.node()})\n")
+    print("| measure | value |\n|---|---:|")
+    print(f"| slates | {n} |\n| valid free answers | {valid} ({pct(valid, n)}) |")
+    print(f"| distinct orders among them | {len(orders)} |")
+    top = orders.most_common(1)[0] if orders else ((), 0)
+    print(f"| the commonest order | {[i + 1 for i in top[0]]} x{top[1]} |")
+    print(f"| first candidate kept first | {pct(first_kept, valid)} |")
+    print(f"| order = the shown rule's | {pct(same, valid)} |")
+    print(f"| first = the rule's first | {pct(same_first, valid)} |")
+    print(f"| top 3 = the rule's top 3 (as a set) | {pct(same_top3, valid)} |")
+    print(f"| answers that write products | {pct(with_products, n)} |")
+    print(f"| products with the prompt's factors | {pct(factors, written)} of {written} |")
+    print(f"| products with the right result | {pct(sums, written)} of {written} |")
+    print("\n| order | R@1 | R@5 | NDCG@5 |\n|---|---:|---:|---:|")
+    for name, pos in target_at.items():
+        m = slate_metrics(pos)
+        print(f"| {name} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['NDCG@5']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
