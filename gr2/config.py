@@ -414,6 +414,14 @@ class ServeConfig(Strict):
         "slots", description="ranking mode: slots = each place decoded among the candidates not yet listed (K-1 passes); "
         "first = all candidates ordered by their likelihood of being listed first (one pass, FIRST-style; faster, "
         "an approximation below the top)")
+    engine: Literal["hf", "ctranslate2"] = Field(
+        "hf", description="what runs the model: hf = Hugging Face on PyTorch (the reference); ctranslate2 = CTranslate2's "
+        "CPU kernels for reasoning and the one-pass ranking decoder (ranking_decoder=slots stays on HF), on a copy "
+        "converted once into <model>/ct2-<compute_type>/")
+    compute_type: Literal["float32", "int8_float32", "int8", "int16"] = Field(
+        "float32", description="with engine=ctranslate2: float32 answers as HF does (up to rounding); int8 / "
+        "int8_float32 (int8 weights) are smaller and faster and may answer differently (benchmarks/serve_engines.py "
+        "counts how often)")
     threads: int = Field(
         0, ge=0, description="torch threads of the replica; 0 = every CPU of its node (Ray would otherwise give an "
         "actor one thread)")

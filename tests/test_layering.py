@@ -40,6 +40,7 @@ KNOWN_SIDEWAYS = {
     ("gr2/serve/engine.py", "gr2.training.generation"),
     ("gr2/serve/engine.py", "gr2.training.model"),
     ("gr2/serve/engine.py", "gr2.training.evidence"),
+    ("gr2/serve/ct2.py", "gr2.training.generation"),
     ("gr2/serve/launch.py", "gr2.training.jobs"),
     # the tokenizer's quarantine rows use the ETL's quarantine key
     ("gr2/tokenizer/jobs.py", "gr2.etl.schema"),

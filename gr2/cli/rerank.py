@@ -61,6 +61,11 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help="HTTP port [default: serve.port]")] = None,
     check: Annotated[bool, typer.Option("--check", help="start, send real test slates and bad requests, print the answers, stop")] = False,
     slates: Annotated[int, typer.Option(help="with --check: test slates sent in each mode")] = 4,
+    engine: Annotated[Optional[str], typer.Option(
+        help="what runs the model: hf (Hugging Face, the reference) or ctranslate2 (CTranslate2 CPU kernels, converted "
+        "once beside the model) [default: serve.engine]")] = None,
+    compute_type: Annotated[Optional[str], typer.Option(
+        help="with --engine ctranslate2: float32 (HF's answers), int8_float32, int8 or int16 [default: serve.compute_type]")] = None,
     config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
 ):
     """Serve a trained re-ranker over HTTP (Ray Serve): POST /v1/rerank with a user's history and the K
@@ -72,7 +77,8 @@ def serve(
     Requests need `Authorization: Bearer <token>` ($GR2_SERVE_TOKEN, else <lake>/_serve/token).
     Also GET /healthz, /readyz and /metrics (Prometheus). docs/serving.md has the API and figures.
     """
-    cfg = make_config(config, set_, lake)
+    given = {"engine": engine, "compute_type": compute_type}
+    cfg = make_config(config, list(set_ or []) + [f"serve.{k}={v}" for k, v in given.items() if v is not None], lake)
     from gr2.serve import launch
     from gr2.serve.client import RerankClient
 
@@ -89,8 +95,9 @@ def _announce(cfg, url: str, ready: dict) -> None:
     """What is served where (from the service's /readyz), and how a caller authenticates."""
     from gr2.serve import launch
 
-    console.print(f"serving {ready['model']['stage']} run {ready['model']['run']} at {url} "
-                  f"({ready['catalog_items']:,} items, K={ready['k']})")
+    m = ready["model"]
+    on = m["engine"] + (f" {m['compute_type']}" if m.get("compute_type") else "")
+    console.print(f"serving {m['stage']} run {m['run']} at {url} on {on} ({ready['catalog_items']:,} items, K={ready['k']})")
     if cfg.serve.auth:
         console.print(f"token: {'$' + launch.TOKEN_ENV if os.environ.get(launch.TOKEN_ENV) else launch.token_path(cfg)}")
     else:

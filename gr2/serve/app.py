@@ -54,6 +54,8 @@ class ServeSettings:
     fmt: dict
     ranking_decoder: str = "slots"
     threads: int = 0
+    engine: str = "hf"
+    compute_type: str = "float32"
 
 
 def _error(status: int, message: str, metrics: Metrics | None = None) -> JSONResponse:
@@ -81,7 +83,8 @@ class RerankDeployment:
         self.catalog = Catalog(items)
         self.engine = Reranker(Path(settings.model_dir), self.catalog, RerankFormat(**settings.fmt),
                                settings.max_new_tokens, settings.autocast, settings.max_batch, settings.ranking_decoder,
-                               lake=Path(settings.lake))
+                               lake=Path(settings.lake), engine=settings.engine, compute_type=settings.compute_type,
+                               threads=settings.threads)
         self.metrics = Metrics()
         self._batched.set_max_batch_size(settings.max_batch)
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
@@ -120,7 +123,8 @@ class RerankDeployment:
 
     def _model(self) -> dict:
         return {"stage": self.s.stage, "run": self.s.run, "format": self.s.fmt.get("style", "paper"),
-                "ranking_decoder": self.s.ranking_decoder}
+                "ranking_decoder": self.s.ranking_decoder, "engine": self.s.engine,
+                "compute_type": self.s.compute_type if self.s.engine == "ctranslate2" else None}
 
     @api.post("/v1/rerank")
     async def rerank(self, request: Request):

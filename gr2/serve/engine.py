@@ -10,7 +10,8 @@ tested and reasoned about on its own.
   (reasoning, then ranking) and parses it; ``ranking`` skips the reasoning and decodes the ranking among
   the candidates (always a valid permutation, the low-latency mode). An answer that is not a valid
   permutation falls back to the incoming order with ``fallback_reason="invalid"``, so a caller always
-  gets a permutation of what it sent.
+  gets a permutation of what it sent. The model runs on Hugging Face (``engine="hf"``, the reference)
+  or on CTranslate2 (``engine="ctranslate2"``, `gr2.serve.ct2`).
 * :class:`Metrics` counts requests, outcomes and latencies and writes them in Prometheus' text format.
 """
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MODES = ("reasoning", "ranking")
+ENGINES = ("hf", "ctranslate2")
 
 
 class RequestError(Exception):
@@ -52,6 +54,7 @@ class Outcome:
     fallback_reason: str | None = None  # None, "invalid", "timeout", "error"
     reasoning: str | None = None
     model_ms: float = 0.0
+    text: str | None = None  # reasoning mode: the model's whole answer as generated (benchmarks compare engines on it)
 
     @property
     def fallback(self) -> bool:
@@ -151,26 +154,47 @@ class Catalog:
 
 class Reranker:
     """One model from the lake answering batches of requests; calls are serialised by a lock (one
-    model, one KV cache)."""
+    model, one KV cache).
+
+    `engine`: ``hf`` runs Hugging Face on PyTorch (the reference); ``ctranslate2`` runs the reasoning
+    mode and the one-pass ranking decoder on CTranslate2 at `compute_type` (gr2.serve.ct2), and keeps
+    HF for the slot-by-slot decoder, which CTranslate2 cannot run without repeating the prompt."""
 
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
-                 ranking_decoder: str = "slots", lake: Path | None = None):
+                 ranking_decoder: str = "slots", lake: Path | None = None, engine: str = "hf",
+                 compute_type: str = "float32", threads: int = 0):
         from gr2.training import evidence as ev
-        from gr2.training import model as lm
 
-        self.model_dir = Path(model_dir)
-        self.model, self.tok = lm.load(self.model_dir)
-        self.model.eval()
-        self.catalog, self.fmt = catalog, fmt
-        self.max_new_tokens, self.autocast, self.batch_size = max_new_tokens, autocast, batch_size
         if ranking_decoder not in ("slots", "first"):
             raise ValueError(f"ranking_decoder must be 'slots' or 'first', got {ranking_decoder!r}")
-        self.ranking_decoder = ranking_decoder
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
         # A model trained with evidence in its prompt is asked with it: the lake's all-users sequence model.
         if fmt.evidence != "none" and lake is None:
             raise ValueError(f"the model's format shows evidence={fmt.evidence!r}; the service needs the lake that holds it")
+        self.model_dir = Path(model_dir)
+        self.catalog, self.fmt = catalog, fmt
+        self.max_new_tokens, self.autocast, self.batch_size = max_new_tokens, autocast, batch_size
+        self.ranking_decoder, self.engine = ranking_decoder, engine
+        self.model, self.tok, self.ct2 = self._load(compute_type, threads)
         self.evidence = ev.for_format(fmt, Path(lake)) if lake is not None else None
         self._lock = threading.Lock()
+
+    def _load(self, compute_type: str, threads: int):
+        """(HF model or None, tokenizer, CT2Generator or None): the HF weights only where HF answers."""
+        from gr2.training import model as lm
+
+        model = ct2 = None
+        if self.engine == "hf" or self.ranking_decoder == "slots":
+            model, tok = lm.load(self.model_dir)
+            model.eval()
+        else:
+            tok = lm.load_tokenizer(self.model_dir)
+        if self.engine == "ctranslate2":
+            from gr2.serve.ct2 import CT2Generator
+
+            ct2 = CT2Generator(self.model_dir, tok, compute_type, threads, self.batch_size)
+        return model, tok, ct2
 
     def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
         from gr2.rerank.slate import item_text
@@ -185,35 +209,52 @@ class Reranker:
         import torch
 
         from gr2.platform.precision import cpu_autocast
-        from gr2.rerank.permutations import ranking_positions
-        from gr2.training.generation import HFGenerator, constrained_ranking, first_slot_ranking
 
         out: list[Outcome | None] = [None] * len(reqs)
-        with self._lock, torch.inference_mode(), cpu_autocast(self.autocast):
+        with self._lock, torch.inference_mode(), cpu_autocast(self.autocast and self.model is not None):
             free = [n for n, r in enumerate(reqs) if r.mode == "reasoning"]
             if free:
-                t0 = time.perf_counter()
-                prompts = [self._prompt(reqs[n]) for n in free]
-                gen = HFGenerator(self.model, self.tok, batch_size=self.batch_size)
-                texts = gen.generate([p for p, _ in prompts], max_new_tokens=self.max_new_tokens)
-                ms = (time.perf_counter() - t0) * 1000
-                for n, (_, sids), (text,) in zip(free, prompts, texts):
-                    parsed = self.fmt.parse(text, sids)
-                    k = len(sids)
-                    o = Outcome(ranking_positions(parsed.ranking, sids), model_ms=ms) if parsed.ok else incoming(k, "invalid")
-                    o.reasoning, o.model_ms = (parsed.reasoning if parsed.ok else text), ms
+                for n, o in zip(free, self._reason([reqs[n] for n in free])):
                     out[n] = o
             for n, r in enumerate(reqs):
-                if r.mode != "ranking":
-                    continue
-                t0 = time.perf_counter()
-                prompt, sids = self._prompt(r)
-                skeleton = self.fmt.answer("", sids, sids)  # an empty reasoning, then the ranking decoded
-                head = skeleton[: skeleton.index('"ranking"')] + '"ranking":['
-                decode = first_slot_ranking if self.ranking_decoder == "first" else constrained_ranking
-                ranking = decode(self.model, self.tok, prompt + head, sids, fmt=self.fmt)
-                out[n] = Outcome(ranking_positions(ranking, sids), model_ms=(time.perf_counter() - t0) * 1000)
+                if r.mode == "ranking":
+                    out[n] = self._rank(r)
         return [o for o in out if o is not None]
+
+    def _reason(self, reqs: list[RerankRequest]) -> list[Outcome]:
+        """The trained answers of a batch, generated together and parsed; all get the batch's time."""
+        from gr2.rerank.permutations import ranking_positions
+        from gr2.training.generation import HFGenerator
+
+        t0 = time.perf_counter()
+        prompts = [self._prompt(r) for r in reqs]
+        gen = self.ct2 if self.ct2 is not None else HFGenerator(self.model, self.tok, batch_size=self.batch_size)
+        texts = gen.generate([p for p, _ in prompts], max_new_tokens=self.max_new_tokens)
+        ms = (time.perf_counter() - t0) * 1000
+        out = []
+        for (_, sids), (text,) in zip(prompts, texts):
+            parsed = self.fmt.parse(text, sids)
+            o = Outcome(ranking_positions(parsed.ranking, sids)) if parsed.ok else incoming(len(sids), "invalid")
+            o.reasoning, o.model_ms, o.text = (parsed.reasoning if parsed.ok else text), ms, text
+            out.append(o)
+        return out
+
+    def _rank(self, req: RerankRequest) -> Outcome:
+        """The ranking decoded among the candidates after an empty reasoning: always a permutation."""
+        from gr2.rerank.permutations import ranking_positions
+        from gr2.training.generation import constrained_ranking, first_slot_ranking
+
+        t0 = time.perf_counter()
+        prompt, sids = self._prompt(req)
+        skeleton = self.fmt.answer("", sids, sids)  # an empty reasoning, then the ranking decoded
+        text = prompt + skeleton[: skeleton.index('"ranking"')] + '"ranking":['
+        if self.ranking_decoder == "slots":
+            ranking = constrained_ranking(self.model, self.tok, text, sids, fmt=self.fmt)
+        elif self.ct2 is not None:
+            ranking = self.ct2.first_slot_ranking(text, sids, self.fmt)
+        else:
+            ranking = first_slot_ranking(self.model, self.tok, text, sids, fmt=self.fmt)
+        return Outcome(ranking_positions(ranking, sids), model_ms=(time.perf_counter() - t0) * 1000)
 
 
 @dataclass

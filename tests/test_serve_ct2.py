@@ -1,0 +1,124 @@
+"""`serve.engine: ctranslate2` against Hugging Face, the reference, in the serving engine itself (no Ray):
+a tiny Llama (grouped KV heads and SmolLM2's rope theta, so the converter's reading of transformers 5's
+config is exercised) saved into a lake the way training saves it, converted once beside the model."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from training_lake import make_training_lake
+
+from gr2.config import ConfigError, load_config
+from gr2.rerank.formats import RerankFormat
+from gr2.serve import engine
+from gr2.training import data
+from gr2.training import model as lm
+
+ct2mod = pytest.importorskip("gr2.serve.ct2")
+K = 4
+
+
+def _tiny_llama(out, texts):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = lm.train_bpe_tokenizer(texts, 400)
+    config = lm.small_config("llama", len(tok), 64, 2, 4, 1024, tok)
+    config.num_key_value_heads = 2
+    config.rope_parameters = {"rope_type": "default", "rope_theta": 100000.0}
+    config.initializer_range = 0.1  # at the default 0.02 a random model repeats one token: nothing to compare
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory):
+    from gr2.serve.check import _slates
+
+    root = make_training_lake(tmp_path_factory.mktemp("ct2") / "lake", k=K)
+    texts = [f"Skin Hair Nails Tools product i{n:02d} a{n} b{n} c{n} ranking reasoning [1] [2] [3] [4]" for n in range(48)]
+    model_dir = _tiny_llama(root / "models" / "sft" / "sft-test" / "model", texts * 4)
+    RerankFormat(sid="text", cite="slate", style="compact", history=3, title_words=4, chat_template=False).save(model_dir)
+    cfg = load_config(overrides=[f"etl.k={K}"], lake=str(root))
+    items, _ = data.load_catalog(root)
+    cases = _slates(cfg, 8)
+    reqs = [engine.RerankRequest(h, c, m, False, 60000) for m in ("ranking", "reasoning") for h, c, _ in cases]
+    return model_dir, engine.Catalog(items), RerankFormat.of_model(model_dir, RerankFormat()), reqs
+
+
+def _engine(lake, **kw):
+    model_dir, catalog, fmt, _ = lake
+    return engine.Reranker(model_dir, catalog, fmt, 24, False, 4, **{"ranking_decoder": "first", **kw})
+
+
+def _answers(rr, reqs):
+    # reasoning requests together (one batched generate, as the service batches them), ranking one by one
+    return rr.answer([r for r in reqs if r.mode == "reasoning"]) + [a for r in reqs if r.mode == "ranking" for a in rr.answer([r])]
+
+
+@pytest.fixture(scope="module")
+def reference(lake):
+    """HF's answers to every request: the reference both compute types are held to."""
+    return _answers(_engine(lake), lake[3])
+
+
+def test_float32_answers_exactly_as_hf_in_both_modes(lake, reference):
+    model_dir, _, _, reqs = lake
+    ct2 = _engine(lake, engine="ctranslate2", compute_type="float32")
+    assert ct2.model is None and ct2.ct2 is not None  # one-pass ranking and reasoning: no HF weights loaded
+    want, got = reference, _answers(ct2, reqs)
+    assert len(got) == len(reqs)
+    for w, g in zip(want, got):
+        assert sorted(g.order) == list(range(K))
+        assert (g.order, g.fallback_reason, g.text, g.reasoning) == (w.order, w.fallback_reason, w.text, w.reasoning)
+    assert len({g.text for g in got if g.text is not None}) > 1, "every answer was the same text: a weak comparison"
+    assert len({tuple(g.order) for g in got}) > 1, "every ranking was the same order: a weak comparison"
+    assert (model_dir / "ct2-float32" / ct2mod.STAMP).is_file()
+    assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".ct2-")]  # no temporary folder left
+
+
+def test_int8_answers_are_permutations_and_the_agreement_is_counted(lake, reference):
+    _, _, _, reqs = lake
+    want, got = reference, _answers(_engine(lake, engine="ctranslate2", compute_type="int8"), reqs)
+    assert all(sorted(g.order) == list(range(K)) for g in got)
+    same = sum((g.order, g.text) == (w.order, w.text) for w, g in zip(want, got))
+    print(f"int8 against HF: {same} of {len(reqs)} answers the same")  # shown with -s; a random tiny model, not a measurement
+
+
+def test_the_slot_by_slot_decoder_stays_on_hf(lake):
+    _, _, _, reqs = lake
+    ranking = [r for r in reqs if r.mode == "ranking"][:3]  # HF slot by slot is the slow part of this file
+    hf, mixed = _engine(lake, ranking_decoder="slots"), _engine(lake, ranking_decoder="slots", engine="ctranslate2")
+    assert mixed.model is not None and mixed.ct2 is not None
+    assert [a.order for a in mixed.answer(ranking)] == [a.order for a in hf.answer(ranking)]
+
+
+def test_the_conversion_is_reused_and_redone_when_the_model_changes(lake, monkeypatch):
+    model_dir = lake[0]
+    out = ct2mod.converted(model_dir, "float32")
+    stamp = (out / ct2mod.STAMP).read_text()
+
+    def refuse(*a, **kw):
+        raise AssertionError("converted again although nothing changed")
+
+    monkeypatch.setattr("ctranslate2.converters.TransformersConverter.convert", refuse)
+    assert ct2mod.converted(model_dir, "float32") == out
+    monkeypatch.undo()
+    st = (model_dir / "config.json").stat()
+    os.utime(model_dir / "config.json", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a re-saved model
+    assert ct2mod.converted(model_dir, "float32") == out and (out / ct2mod.STAMP).read_text() != stamp
+    assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".ct2-")]
+
+
+def test_bad_engine_settings_are_refused_with_the_reason(lake):
+    with pytest.raises(ValueError, match="engine must be one of"):
+        _engine(lake, engine="vllm")
+    with pytest.raises(ValueError, match="compute_type must be one of"):
+        ct2mod.converted(lake[0], "float8")
+    with pytest.raises(ConfigError, match="serve.engine"):
+        load_config(overrides=["serve.engine=onnx"])
+    with pytest.raises(ConfigError, match="serve.compute_type"):
+        load_config(overrides=["serve.compute_type=float16"])
