@@ -116,6 +116,10 @@ SequentialScorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 # the strongest one in three lines, "shown" only what the student's prompt shows (pre-rank and seq rank).
 REASONING_STYLES = ("full", "brief", "shown")
 SHOWN_SIGNALS = ("incoming", "sequential")
+# A style's tag in the teacher's name. "shown2": the decision step lists the sorted products (2026-12-06);
+# traces of the first "shown" form (the decision named only the first candidate) stay another teacher's, so
+# a rerun samples every slate again instead of skipping those the old form accepted.
+_STYLE_TAG = {"full": "", "brief": "-brief", "shown": "-shown2"}
 
 
 def _check_shown_weights(weights: Mapping[str, float]) -> None:
@@ -263,8 +267,7 @@ class StatisticalTeacher:
         again)."""
         style = "brief" if reasoning is True else ("full" if reasoning is False else reasoning)
         full = {**DEFAULT_WEIGHTS, **weights}
-        return cls.name + ("" if style == "full" else f"-{style}") + ("-seq" if full["sequential"] else "") \
-            + weights_tag(full)
+        return cls.name + _STYLE_TAG[style] + ("-seq" if full["sequential"] else "") + weights_tag(full)
 
     def __repr__(self) -> str:
         return (f"StatisticalTeacher(items={len(self._meta)}, window={self.window}, "
@@ -433,8 +436,10 @@ class StatisticalTeacher:
         step2 = "2. Pre-rank x seq: " + ", ".join(
             f"{e.position + 1}x{e.seq_rank + 1}={_shown_product(e)}" if e.seq_rank >= 0 else f"{e.position + 1}"
             for e in evs) + "."
-        first = ranked[0]
-        step3 = f"3. Decision: lowest first, [{first.position + 1}] {canonical_sid(first.item.sid)}."
+        # The sort written out, each candidate with its product: the first SFT student of this style wrote
+        # right products (99% of them) and then copied the slate's order into its ranking (docs/training.md);
+        # here each next entry is the smallest product left in step 2, and the ranking copies step 3.
+        step3 = "3. Decision, lowest first: " + ", ".join(f"[{e.position + 1}] {_shown_product(e)}" for e in ranked) + "."
         return "\n".join([step1, step2, step3])
 
     def _reasoning(self, history: Sequence[ItemText], evs: list[_Evidence], ranked: list[_Evidence]) -> str:
