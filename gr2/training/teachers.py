@@ -136,12 +136,16 @@ def _check_shown_weights(weights: Mapping[str, float]) -> None:
 def shown_order(seq_ranks: Sequence[int]) -> list[int]:
     """The "shown" rule: 0-based slate positions, lowest (position + 1) x (seq rank + 1) first, ties in slate
     order; a seq rank below 0 (no sequence model) counts as 1, so the pre-rank alone decides."""
-    product = [(i + 1) * (r + 1 if r >= 0 else 1) for i, r in enumerate(seq_ranks)]
+    product = [_rank_product(i, r) for i, r in enumerate(seq_ranks)]
     return sorted(range(len(product)), key=lambda i: (product[i], i))
 
 
+def _rank_product(position: int, seq_rank: int) -> int:
+    return (position + 1) * (seq_rank + 1 if seq_rank >= 0 else 1)
+
+
 def _shown_product(e: _Evidence) -> int:
-    return (e.position + 1) * (e.seq_rank + 1 if e.seq_rank >= 0 else 1)
+    return _rank_product(e.position, e.seq_rank)
 
 
 def weights_tag(weights: Mapping[str, float]) -> str:
