@@ -10,7 +10,7 @@ lengths), set against the matmul peak the script measures first (2048^2 fp32, 51
 FLOP/s column still counts 6 x all parameters per token, so it reads as "full-training equivalent".
 --sft ROWSxLEN:ANSWER times the SFT shape instead (4x864:150: 4 rows of 864 tokens, the loss on the last
 150 of each, the Beauty recipe's rows) with the output layer over every position against only where a
-loss is read (`loop.loss_positions`, what the training loop does), at the --freeze values.
+loss is read (`supervised.loss_positions`, what the training loop does), at the --freeze values.
 Generation: HF `generate` with the KV cache, greedy, a prompt of --prompt-len tokens and --new-tokens new
 ones, at batch 1, 8 and 32; generated tokens per second (all sequences of the batch together).
 """
@@ -120,7 +120,7 @@ def sft_shape(model, args, precisions) -> None:
 
     from gr2.platform.precision import cpu_autocast
     from gr2.training import model as lm
-    from gr2.training.loop import loss_positions, weighted_lm_loss
+    from gr2.training.supervised import loss_positions, weighted_lm_loss
 
     shape, answer = args.sft.split(":")
     rows, seq = (int(x) for x in shape.split("x"))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gr2.platform.sids import SID_BEGIN, parse_sid, sid_string, wrap
-from gr2.training import engines, loop
+from gr2.training import engines, supervised
 from gr2.training import examples as ex
 from gr2.training import model as lm
 from gr2.training.generation import SidTrie, beam_search_sids
@@ -144,10 +144,10 @@ def test_weighted_loss_ignores_masked_tokens_and_scales_by_weight():
     torch.manual_seed(0)
     logits = torch.randn(1, 5, 7)
     labels = torch.tensor([[-100, 3, 4, -100, 1]])
-    full = loop.weighted_lm_loss(logits, labels, torch.tensor([[0, 1.0, 1.0, 0, 1.0]]))
+    full = supervised.weighted_lm_loss(logits, labels, torch.tensor([[0, 1.0, 1.0, 0, 1.0]]))
     ce = torch.nn.functional.cross_entropy(logits[0, :-1], labels[0, 1:].clamp(min=0), reduction="none")
     assert math.isclose(full.item(), (ce[0] + ce[1] + ce[3]).item() / 3, rel_tol=1e-5)
-    half = loop.weighted_lm_loss(logits, labels, torch.tensor([[0, 0.5, 0.5, 0, 0.5]]))
+    half = supervised.weighted_lm_loss(logits, labels, torch.tensor([[0, 0.5, 0.5, 0, 0.5]]))
     assert math.isclose(half.item(), full.item() / 2, rel_tol=1e-5)
 
 
@@ -158,7 +158,7 @@ def test_weighted_loss_ignores_masked_tokens_and_scales_by_weight():
     ([[-100, -100, -100]], None),                               # no target: nothing to narrow
 ])
 def test_loss_positions_are_those_some_row_reads(labels, kept):
-    got = loop.loss_positions(torch.tensor(labels))
+    got = supervised.loss_positions(torch.tensor(labels))
     assert (got.tolist() if got is not None else None) == kept
 
 
@@ -175,9 +175,9 @@ def test_loss_on_kept_logits_equals_the_full_loss_with_the_same_gradients(small)
     grads = []
     for narrow in (False, True):
         model.zero_grad()
-        keep = loop.loss_positions(labels) if narrow else None
+        keep = supervised.loss_positions(labels) if narrow else None
         out = model(input_ids=ids, **({"logits_to_keep": keep} if narrow else {}))
-        loss = loop.weighted_lm_loss(out.logits, labels, weights, keep)
+        loss = supervised.weighted_lm_loss(out.logits, labels, weights, keep)
         loss.backward()
         grads.append((loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
         if narrow:

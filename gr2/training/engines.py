@@ -1,6 +1,6 @@
 """What the training loop runs on: the engine (DeepSpeed ZeRO, or plain torch DDP as the benchmark's
 baseline) with its optimizer and schedule, and the CPU precision (bf16 autocast only where the CPU has
-bf16 units, gr2/platform/precision.py). The loop (loop.py) and the RL worker (rl.py) build their engine
+bf16 units, gr2/platform/precision.py). The one worker loop (loop.py) builds every stage's engine
 here."""
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from gr2.rerank.slate import item_text, slate_of_row
 from gr2.training import data, engines, examples, loop
 from gr2.training import evidence as ev
 from gr2.training import model as lm
+from gr2.training.supervised import LmLoss
 
 
 def runs(cfg: Config, stage: str) -> RunStore:
@@ -153,7 +154,7 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
     cut_note = f", {cut:,} cut to {row_len} tokens" if cut else ""
     with steps.step(f"Ray Train + {engines.engine_name(t)}: {sum(counts.values()):,} examples in {rows:,} rows{cut_note}") as live:
         out = loop.run(packed, model_path=str(run_dir / "init"), tokenizer_path=str(run_dir / "init"), run_dir=run_dir,
-                       name=run, stage_cfg=mt, train_cfg=t, total_rows=rows, on_progress=_live(live))
+                       name=run, stage_cfg=mt, train_cfg=t, total_rows=rows, hook=LmLoss(), on_progress=_live(live))
     fmt.save(run_dir / "model")  # how this model spells SIDs: the next-item evaluation asks it that way
     finish_run(cfg, "midtrain", run)
     summary = {"run": run, "base": base, "examples": counts, "available": available, "rows": rows, "cut_examples": cut, **out,
@@ -297,7 +298,7 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
                 "prompt + answer), or shorten the prompts (train.prompt.history, train.prompt.title_words, traces.reasoning)")
     with steps.step(f"Ray Train + {engines.engine_name(t)}: {n_examples:,} traces in {rows:,} rows") as live:
         out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
-                       stage_cfg=st, train_cfg=t, total_rows=rows, on_progress=_live(live))
+                       stage_cfg=st, train_cfg=t, total_rows=rows, hook=LmLoss(), on_progress=_live(live))
     fmt.save(run_dir / "model")  # evaluation and DAPO ask this model in the form it was trained on
     finish_run(cfg, "sft", run)
     summary = {"run": run, "base": {"source": str(base), "parameters": None}, "examples": {"sft": n_examples},

@@ -1,12 +1,16 @@
 """The one training loop of every LM stage: Ray Train TorchTrainer workers running DeepSpeed.
 
-The driver hands over a Ray Dataset of packed rows (input_ids, attention_mask, labels, weights) and one
-typed `LoopSettings`, resolved from the config on the driver; each worker loads the model from a local
-folder, wraps it with `deepspeed.initialize` (ZeRO 0-3, bf16 on GPUs and fp32 on CPUs, gradient accumulation, clipping, a
-cosine schedule with warm-up) and reports a Ray Train checkpoint every N optimizer steps (DeepSpeed
-state of every rank + `save_pretrained` safetensors from rank 0). A worker that dies is replaced by
-Ray (FailureConfig) and the new group resumes from the latest checkpoint, skipping the micro-batches
-it already consumed, so the loss curve continues where it stopped.
+The driver hands over a Ray Dataset (packed rows for the supervised stages, slates for RL), one typed
+`LoopSettings` resolved from the config on the driver, and the stage's hook (`StageHook`). Each worker
+(`worker`) loads the model from a local folder, wraps it with `deepspeed.initialize` (ZeRO 0-3, bf16 on
+GPUs and fp32 on CPUs, gradient accumulation, clipping, a cosine schedule with warm-up), then spends the
+step budget calling the hook for one step at a time: `supervised.LmLoss` (the weighted LM loss over
+`grad_accum` micro-batches: mid-training, SFT) or `rl.DapoStep` (rollouts, then `minibatches` DAPO
+updates). The loop alone writes metrics.csv and TensorBoard, reports a Ray Train checkpoint every N
+steps (DeepSpeed state of every rank + `save_pretrained` safetensors from rank 0) and injects faults.
+A worker that dies is replaced by Ray (FailureConfig) and the new group resumes from the latest
+checkpoint (the supervised hook skips the micro-batches it already consumed), so the metrics continue
+where they stopped.
 """
 
 from __future__ import annotations
@@ -21,44 +25,17 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from gr2.config import DapoConfig, StageTrainConfig, TrainConfig
-from gr2.platform.precision import cpu_autocast, use_autocast
+from gr2.platform.precision import use_autocast
 from gr2.rerank.formats import RerankFormat
-from gr2.training.engines import build_engine, peak_mem_mb
-
-METRIC_FIELDS = ["step", "epoch", "loss", "lr", "tokens_per_s", "tokens", "peak_mem_mb", "wall_s"]
+from gr2.training.engines import build_engine
 
 
-def loss_positions(labels: torch.Tensor) -> torch.Tensor | None:
-    """The positions whose logits some row's loss reads (position p predicts token p + 1), for the
-    model's `logits_to_keep`; None when that is every position. An SFT row's prompt carries no loss, and
-    the output layer over a 49k vocabulary is a sixth of a 135M model's forward FLOPs, so computing it
-    only where the answers are saves that much, and the fp32 logits of the prompt are never written."""
-    keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)
-    return keep if 0 < len(keep) < labels.shape[1] - 1 else None
-
-
-def weighted_lm_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor,
-                     positions: torch.Tensor | None = None) -> torch.Tensor:
-    """Next-token cross-entropy, each target token weighted; normalised by the number of target tokens
-    (so a reasoning weight below 1 lowers the pull of reasoning tokens rather than rescaling the loss).
-    `positions`: the logits are those of these positions only (`loss_positions`), else of every one."""
-    if positions is None:
-        logits, labels, weights = logits[:, :-1], labels[:, 1:], weights[:, 1:]
-    else:
-        labels, weights = labels[:, positions + 1], weights[:, positions + 1]
-    logits, weights = logits.float(), weights.float()
-    mask = labels != -100
-    ce = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]), labels.clamp(min=0).reshape(-1), reduction="none"
-    ).view_as(weights)
-    return (ce * weights * mask).sum() / mask.sum().clamp(min=1)
-
-
-def append_metrics(run_dir: Path, row: dict, resumed_from: int | None, fields: list[str] = METRIC_FIELDS) -> None:
+def append_metrics(run_dir: Path, row: dict, resumed_from: int | None, fields: list[str]) -> None:
     """Append one row to metrics.csv; on the first write after a restart, first drop the rows logged
     after the checkpoint the run resumed from (every stage's loss curve continues where it stopped)."""
     path = run_dir / "metrics.csv"
@@ -126,7 +103,8 @@ class LoopSettings:
             batch_size=stage_cfg.batch_size, total_steps=total,
             # RL: every engine.step is an optimizer step, `minibatches` of them per RL step
             grad_accum=1 if rl else train_cfg.deepspeed.grad_accum, grad_clip=train_cfg.deepspeed.grad_clip,
-            checkpoint_every=stage_cfg.checkpoint_every or train_cfg.checkpoint_every, log_every=max(1, min(10, total // 20 or 1)),
+            checkpoint_every=stage_cfg.checkpoint_every or train_cfg.checkpoint_every,
+            log_every=1 if rl else max(1, min(10, total // 20 or 1)),  # an RL step takes minutes: a row each
             micro_batches_per_epoch=micro_per_epoch, document_masking=train_cfg.document_masking,
             freeze_layers=train_cfg.freeze_layers,
             autocast=use_autocast(train_cfg.autocast),  # resolved here: the workers run on this kind of CPU
@@ -136,96 +114,87 @@ class LoopSettings:
         )
 
 
-def train_worker(config: dict) -> None:
-    """Runs on every Ray Train worker: `config["settings"]` is the run's LoopSettings."""
+class StageHook(Protocol):
+    """What one LM stage adds to the shared worker loop (`worker`). The loop builds the engine, restores
+    the checkpoint, counts the step budget, writes metrics.csv / TensorBoard, reports checkpoints and
+    injects faults; the hook takes one step of the budget and says what to log about it. Hooks:
+    `supervised.LmLoss` (mid-training, SFT) and `rl.DapoStep` (DAPO), passed to `run` by the stage."""
+
+    rl: bool  # the budget counts RL steps (`max_steps`), each `minibatches` optimizer steps
+    fields: list[str]  # metrics.csv columns
+    tag: str  # key of the JSON line printed per metrics row
+    tensorboard: tuple[str, ...]  # row fields also written as TensorBoard scalars
+
+    def seed(self, s: LoopSettings, rank: int) -> int: ...
+
+    def prepare_model(self, model) -> None: ...
+
+    def start(self, w: WorkerRun, shard, state: dict) -> None: ...
+
+    def step(self, w: WorkerRun) -> None: ...
+
+    def row(self, w: WorkerRun, seconds: float) -> dict: ...
+
+    def progress(self) -> dict: ...
+
+
+@dataclass
+class WorkerRun:
+    """One worker's view of the run, handed to its stage's hook."""
+
+    settings: LoopSettings
+    rank: int
+    world: int
+    use_gpu: bool
+    engine: object
+    sched: object
+
+
+def worker(config: dict) -> None:
+    """Runs on every Ray Train worker: `config["settings"]` is the run's LoopSettings, `config["hook"]`
+    the stage's StageHook. Logs a metrics row every `log_every` steps and the last, reports a checkpoint
+    every `checkpoint_every` and the last."""
     import ray.train
     from transformers import AutoModelForCausalLM
 
     s: LoopSettings = config["settings"]
+    hook: StageHook = config["hook"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     run_dir = Path(s.run_dir)
-    torch.manual_seed(s.seed)
+    torch.manual_seed(hook.seed(s, rank))
     use_gpu = s.use_gpu and torch.cuda.is_available()
     model = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32)
-    model.config.use_cache = False
+    hook.prepare_model(model)
     engine, sched = build_engine(model, s, use_gpu)
-    total = s.total_steps
-
+    w = WorkerRun(s, rank, world, use_gpu, engine, sched)
     # A restart without a registered checkpoint starts over: its metrics rows replace the earlier ones.
     state = restore_checkpoint(engine, run_dir, rank)
-    consumed, tokens_total, resumed_from = state["micro_batches"], state["tokens"], state["step"]
-
+    step, resumed_from, last_loss = state["step"], state["step"], None
     tb = None
-    if rank == 0:
+    if rank == 0 and hook.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
         tb = SummaryWriter(str(run_dir / "tensorboard"))
-    shard = ray.train.get_dataset_shard("train")
-    micro, t_window, tok_window, loss_window, last_loss = 0, time.perf_counter(), 0, [], None
-    t0 = time.perf_counter()
-    device = engine.device
-    # Passes over the shard until the step budget is spent: every worker does one micro-batch per
-    # micro-step even when shards differ by a batch, so the collectives stay matched.
-    while engine.global_steps < total:
-        seen_before = micro
-        for batch in shard.iter_torch_batches(batch_size=s.batch_size):
-            micro += 1
-            if micro <= consumed:
-                continue  # already trained on before the restart
-            if engine.global_steps >= total:
-                break
-            # Rows are padded to the stage's row length; a batch whose rows are all shorter is cut to its
-            # longest row (padding only ever trails), so no compute goes to columns of padding.
-            width = int(batch["attention_mask"].sum(1).max())
-            batch = {k: v[:, :width] for k, v in batch.items()}
-            ids = batch["input_ids"].to(device)
-            attn = batch["attention_mask"].to(device)
-            labels = batch["labels"].to(device)
-            keep = loss_positions(labels)
-            extra = {} if keep is None else {"logits_to_keep": keep}
-            with cpu_autocast(s.autocast and not use_gpu):
-                if s.document_masking:  # every packed row carries position_ids (examples.pack)
-                    # Position ids that restart per example and no 2-D mask: transformers then builds a
-                    # block-diagonal causal mask, so packed examples never see each other (as at inference).
-                    # It only does so without a KV cache.
-                    out = engine(input_ids=ids, position_ids=batch["position_ids"].to(device), use_cache=False, **extra)
-                else:
-                    out = engine(input_ids=ids, attention_mask=attn, **extra)
-            loss = weighted_lm_loss(out.logits, labels, batch["weights"].to(device), keep)
-            engine.backward(loss)
-            engine.step()
-            loss_window.append(loss.item())
-            n_tok = int(attn.sum())
-            tok_window += n_tok
-            tokens_total += n_tok * world
-            if micro % s.grad_accum:
-                continue  # not an optimizer-step boundary yet
-            step = engine.global_steps
-            die_if_told(s, step, rank == world - 1)
-            if step % s.log_every == 0 or step == total:
-                dt = time.perf_counter() - t_window
-                row = {
-                    "step": step, "epoch": round(micro / max(1, s.micro_batches_per_epoch), 3),
-                    "loss": sum(loss_window) / len(loss_window), "lr": sched.get_last_lr()[0],
-                    "tokens_per_s": tok_window / max(dt, 1e-9), "tokens": tokens_total,
-                    "peak_mem_mb": peak_mem_mb(use_gpu), "wall_s": time.perf_counter() - t0,
-                }
-                if rank == 0:
-                    for k in ("loss", "lr", "tokens_per_s", "peak_mem_mb"):
-                        tb.add_scalar(f"train/{k}", row[k], step)
-                    append_metrics(run_dir, row, resumed_from)
-                    resumed_from = None
-                    print(json.dumps({"train": row}), flush=True)
-                last_loss = row["loss"]
-                t_window, tok_window, loss_window = time.perf_counter(), 0, []
-            if step % s.checkpoint_every == 0 or step >= total:
-                report_checkpoint(engine, s, rank, {"step": step, "micro_batches": micro, "tokens": tokens_total},
-                            {"step": step, "loss": last_loss})
-            if step >= total:
-                break
-        if micro == seen_before:
-            raise RuntimeError(f"worker {rank} received an empty data shard; use fewer workers or more data")
+    hook.start(w, ray.train.get_dataset_shard("train"), state)
+    t0 = t_window = time.perf_counter()
+    while step < s.total_steps:
+        hook.step(w)
+        step += 1
+        if step % s.log_every == 0 or step == s.total_steps:
+            row = {"step": step, **hook.row(w, time.perf_counter() - t_window), "lr": sched.get_last_lr()[0],
+                   "wall_s": time.perf_counter() - t0}
+            row = {k: row.get(k) for k in hook.fields}  # the columns' order, in the printed line too
+            if rank == 0:
+                for k in hook.tensorboard:
+                    tb.add_scalar(f"train/{k}", row[k], step)
+                append_metrics(run_dir, row, resumed_from, hook.fields)
+                resumed_from = None
+                print(json.dumps({hook.tag: row}), flush=True)
+            last_loss, t_window = row.get("loss"), time.perf_counter()
+        if step % s.checkpoint_every == 0 or step == s.total_steps:
+            report_checkpoint(engine, s, rank, {"step": step, **hook.progress()}, {"step": step, "loss": last_loss})
+        die_if_told(s, step, rank == world - 1)
     if tb:
         tb.close()
 
@@ -306,19 +275,19 @@ class _follow_metrics:
         self.stop.set()
 
 
-def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: str, stage_cfg: StageTrainConfig,
-        train_cfg: TrainConfig, total_rows: int, on_progress=None, worker=None,
+def run(dataset, *, hook: StageHook, model_path: str, tokenizer_path: str, run_dir: Path, name: str,
+        stage_cfg: StageTrainConfig, train_cfg: TrainConfig, total_rows: int, on_progress=None,
         rerank_format: RerankFormat | None = None,
         progress_fields: tuple[str, str, str] = ("step", "loss", "tokens_per_s")) -> dict:
-    """Launch the TorchTrainer; return where the trained model (save_pretrained folder) is. The stage's
-    settings say what kind of run it is: a DapoConfig is RL (steps of rollouts then `minibatches`
-    optimizer steps, run by the RL stage's `worker`), any other a supervised run of `train_worker`."""
+    """Launch the TorchTrainer running `worker` with the stage's `hook`; return where the trained model
+    (save_pretrained folder) is. An RL hook counts steps of rollouts then `minibatches` optimizer steps,
+    and needs the RL stage's settings (DapoConfig)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    rl = isinstance(stage_cfg, DapoConfig)
-    if rl and worker is None:
-        raise TypeError("the RL stage's settings (DapoConfig) need its worker (rl.dapo_worker)")
+    rl = hook.rl
+    if rl != isinstance(stage_cfg, DapoConfig):
+        raise TypeError(f"{type(hook).__name__} does not run a stage configured by {type(stage_cfg).__name__}")
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = LoopSettings.resolve(stage_cfg, train_cfg, model_path=model_path, run_dir=run_dir, total_rows=total_rows, rl=rl)
     if rerank_format is not None:
@@ -326,8 +295,8 @@ def run(dataset, *, model_path: str, tokenizer_path: str, run_dir: Path, name: s
     total, world = settings.total_steps, train_cfg.num_workers
     resources = {"CPU": train_cfg.cpus_per_worker}
     trainer = TorchTrainer(
-        worker or train_worker,
-        train_loop_config={"settings": settings},
+        worker,
+        train_loop_config={"settings": settings, "hook": hook},
         scaling_config=ScalingConfig(num_workers=world, use_gpu=train_cfg.use_gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=name, storage_path=str(run_dir / "ray"),

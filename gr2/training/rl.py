@@ -1,21 +1,20 @@
 """Stage 3: DAPO on the re-ranking task with the paper's conditional verifiable rewards.
 
-Each worker (Ray Train + DeepSpeed) repeats: take a batch of training slates from its Ray Data shard;
+Each worker (Ray Train + DeepSpeed) repeats, once per step: take a batch of training slates from its Ray Data shard;
 sample G answers per slate from the current policy (through the `Generator` interface, so a vLLM
 engine can replace Hugging Face `generate`); score each answer with the reward train.dapo.reward names
 (rewards.REWARDS) plus the soft overlong penalty; drop groups whose rewards all match and refill from
 the shard (dynamic sampling, up to `refill_rounds`); compute group-normalised advantages; then take `minibatches`
 optimizer steps on the clip-higher, token-level DAPO loss. Reward components, entropy, clip fraction,
-kept-group ratio and response length go to metrics.csv / TensorBoard; checkpoints and resumption work
-as in the supervised stages.
+kept-group ratio and response length go to metrics.csv. `DapoStep` is that step, the hook the shared
+worker loop (loop.py) calls: the engine, checkpoints, resumption and metrics rows are the loop's, as for
+the supervised stages.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +26,7 @@ from gr2.rerank.permutations import ranking_positions
 from gr2.rerank.slate import slate_of_row
 from gr2.training import dapo, engines, loop, rewards
 from gr2.training.generation import Prefix, sample_group, with_bos
+from gr2.training.loop import LoopSettings, WorkerRun
 
 RL_FIELDS = ["step", "reward", "promotion", "format", "format_counted", "valid_rate", "order_copy_rate",
              "kept_group_ratio", "entropy", "clip_fraction", "kl", "response_len", "truncated_rate", "loss", "lr",
@@ -62,68 +62,69 @@ def _token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, start: int):
     return logp, logits
 
 
-def dapo_worker(config: dict) -> None:
-    """Runs on every Ray Train worker: `config["settings"]` is the run's LoopSettings, its `dapo` the
-    stage's DapoConfig."""
-    import ray.train
-    from transformers import AutoModelForCausalLM
+class DapoStep:
+    """The StageHook of DAPO (loop.StageHook): one RL step is a batch of kept groups of G sampled answers
+    (dynamic sampling refills dropped groups from the shard), then `minibatches` optimizer steps."""
 
-    s: loop.LoopSettings = config["settings"]
-    d = s.dapo
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
-    run_dir = Path(s.run_dir)
-    torch.manual_seed(s.seed + rank)
-    use_gpu = s.use_gpu and torch.cuda.is_available()
-    from gr2.training.model import load_tokenizer
+    rl = True
+    fields = RL_FIELDS
+    tag = "dapo"
+    tensorboard = ()  # metrics.csv only
 
-    tok = load_tokenizer(s.model_path)
-    model = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32)
-    engine, sched = engines.build_engine(model, s, use_gpu)
-    ref = None
-    if d.kl_coef > 0:
-        ref = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32).eval()
-    # (The checkpoint's folder once shadowed `d`, the DapoConfig, here: a resumed run then failed.)
-    start_step = loop.restore_checkpoint(engine, run_dir, rank)["step"]
-    shard = ray.train.get_dataset_shard("train")
-    rows = _cycle(shard)
-    G, B, M = d.group_size, d.batch_size, d.minibatches
-    device = engine.device
-    t0 = time.perf_counter()
-    resumed_from = start_step  # 0 on a fresh start: a restart without a checkpoint replaces earlier rows
-    for step in range(start_step + 1, s.total_steps + 1):
-        module = engine.module
+    def seed(self, s: LoopSettings, rank: int) -> int:
+        return s.seed + rank  # each rank samples different answers
+
+    def prepare_model(self, model) -> None:
+        pass  # rollouts generate with the KV cache the config enables
+
+    def start(self, w: WorkerRun, shard, state: dict) -> None:
+        from transformers import AutoModelForCausalLM
+
+        from gr2.training.model import load_tokenizer
+
+        s = w.settings
+        self.tok = load_tokenizer(s.model_path)
+        self.ref = None  # the frozen start policy the KL term pulls towards, when there is one
+        if s.dapo.kl_coef > 0:
+            self.ref = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32).eval()
+        self.rows = _cycle(shard)
+        self.groups, self.tried, self.stats = [], 0, {}
+
+    def step(self, w: WorkerRun) -> None:
+        s, d, module = w.settings, w.settings.dapo, w.engine.module
         module.eval()
         groups, tried = [], 0
         for _ in range(d.refill_rounds + 1):  # dynamic sampling: refill dropped groups
-            for _ in range(B - len(groups)):
+            for _ in range(d.batch_size - len(groups)):
                 tried += 1
-                with cpu_autocast(s.autocast and not use_gpu):
-                    g = _rollout(module, tok, next(rows), s, G)
+                with cpu_autocast(s.autocast and not w.use_gpu):
+                    g = _rollout(module, self.tok, next(self.rows), s, d.group_size)
                 if dapo.keep_group(g["rewards"]):
                     groups.append(g)
-            if len(groups) >= B:
+            if len(groups) >= d.batch_size:
                 break
         module.train()
-        stats = _update(engine, ref, groups, s, M, device)
-        all_parts = [p for g in groups for p in g["parts"]]
-        if rank == 0:
-            row = {
-                "step": step, "reward": float(np.mean([float(g["rewards"].mean()) for g in groups])) if groups else 0.0,
-                "promotion": _mean(all_parts, "promotion"), "format": _mean(all_parts, "format"),
-                "format_counted": _mean(all_parts, "format_counted"), "valid_rate": _mean(all_parts, "valid"),
-                "order_copy_rate": _mean(all_parts, "copy"), "kept_group_ratio": len(groups) / max(1, tried),
-                "entropy": stats.get("entropy", 0.0), "clip_fraction": stats.get("clip_fraction", 0.0),
-                "kl": stats.get("kl", 0.0), "response_len": float(np.mean([n for g in groups for n in g["lengths"]])) if groups else 0.0,
-                "truncated_rate": float(np.mean([t for g in groups for t in g["truncated"]])) if groups else 0.0,
-                "loss": stats.get("loss", 0.0), "lr": sched.get_last_lr()[0], "wall_s": time.perf_counter() - t0,
-            }
-            loop.append_metrics(run_dir, row, resumed_from, RL_FIELDS)
-            resumed_from = None
-            print(json.dumps({"dapo": row}), flush=True)
-        if step % s.checkpoint_every == 0 or step == s.total_steps:
-            loop.report_checkpoint(engine, s, rank, {"step": step, "micro_batches": 0, "tokens": 0}, {"step": step})
-        loop.die_if_told(s, step, rank == ctx.get_world_size() - 1)
+        self.stats = _update(w.engine, self.ref, groups, s, d.minibatches, w.engine.device)
+        self.groups, self.tried = groups, tried
+
+    def row(self, w: WorkerRun, seconds: float) -> dict:
+        """The last step's rewards, answers and update statistics."""
+        groups, stats = self.groups, self.stats
+        parts = [p for g in groups for p in g["parts"]]
+        return {
+            "reward": float(np.mean([float(g["rewards"].mean()) for g in groups])) if groups else 0.0,
+            "promotion": _mean(parts, "promotion"), "format": _mean(parts, "format"),
+            "format_counted": _mean(parts, "format_counted"), "valid_rate": _mean(parts, "valid"),
+            "order_copy_rate": _mean(parts, "copy"), "kept_group_ratio": len(groups) / max(1, self.tried),
+            "entropy": stats.get("entropy", 0.0), "clip_fraction": stats.get("clip_fraction", 0.0),
+            "kl": stats.get("kl", 0.0),
+            "response_len": float(np.mean([n for g in groups for n in g["lengths"]])) if groups else 0.0,
+            "truncated_rate": float(np.mean([t for g in groups for t in g["truncated"]])) if groups else 0.0,
+            "loss": stats.get("loss", 0.0),
+        }
+
+    def progress(self) -> dict:
+        return {"micro_batches": 0, "tokens": 0}  # rollouts count no micro-batches; the shard just cycles
 
 
 def _cycle(shard):
@@ -159,7 +160,7 @@ def hit_cap(generated: list[int], eos_id: int, pad_id: int, max_new_tokens: int)
     return len(generated) >= max_new_tokens and eos_id not in generated and pad_id not in generated
 
 
-def _constrained_rollout(model, tok, row: dict, s: loop.LoopSettings, G: int) -> dict:
+def _constrained_rollout(model, tok, row: dict, s: LoopSettings, G: int) -> dict:
     """G answers whose reasoning is sampled freely up to `"ranking"` and whose ranking is sampled among
     the candidates not yet listed. The answer is then written in the canonical JSON form (the reasoning
     string re-escaped), so every answer is valid and the rewards compare rankings; the policy is trained
@@ -200,7 +201,7 @@ def _constrained_rollout(model, tok, row: dict, s: loop.LoopSettings, G: int) ->
             "rewards": rewards_, "parts": parts}
 
 
-def _rollout(model, tok, row: dict, s: loop.LoopSettings, G: int) -> dict:
+def _rollout(model, tok, row: dict, s: LoopSettings, G: int) -> dict:
     d = s.dapo
     if d.constrained_rollouts:
         return _constrained_rollout(model, tok, row, s, G)
@@ -219,7 +220,7 @@ def _rollout(model, tok, row: dict, s: loop.LoopSettings, G: int) -> dict:
             "rewards": rewards_, "parts": parts}
 
 
-def _update(engine, ref, groups: list[dict], s: loop.LoopSettings, M: int, device) -> dict:
+def _update(engine, ref, groups: list[dict], s: LoopSettings, M: int, device) -> dict:
     """M optimizer steps over the kept groups' answers; a zero-loss step when nothing was kept, so every
     worker takes the same number of steps (DeepSpeed's collectives must match)."""
     if not groups:
@@ -304,7 +305,7 @@ def run(cfg, steps=None) -> dict:
         ds = ray.data.from_items(items)
     with steps.step(f"DAPO on Ray Train + {engines.engine_name(t)}: {d.max_steps} steps x {d.batch_size} slates x {d.group_size} answers") as live:
         out = loop.run(ds, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run_id, stage_cfg=d,
-                       train_cfg=t, total_rows=len(items), worker=dapo_worker, rerank_format=fmt,
+                       train_cfg=t, total_rows=len(items), hook=DapoStep(), rerank_format=fmt,
                        on_progress=lambda step, total, reward, _: live.update(f"step {step}/{total}, reward {reward:.3f}"),
                        progress_fields=("step", "reward", "reward"))
     fmt.save(run_dir / "model")
