@@ -25,11 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
+from gr2.models import evidence as ev  # noqa: E402
 from gr2.platform.lake import Lake  # noqa: E402
+from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.metrics import slate_metrics  # noqa: E402
 from gr2.rerank.slate import sequence_rank, slate_of_row  # noqa: E402
-from gr2.training import data  # noqa: E402
-from gr2.training import evidence as ev  # noqa: E402
 from gr2.training.teachers import shown_order  # noqa: E402
 
 PRODUCT = re.compile(r"\b(\d+)x(\d+)=(\d+)")
@@ -56,7 +56,7 @@ def main() -> None:
     cfg = load_config(args.config, [], args.lake)
     lines = [json.loads(x) for x in Path(args.answers).read_text().splitlines() if x.strip()]
     answers = {x["slate_id"]: x["record"] for x in lines}
-    catalog, _ = data.load_catalog(cfg.lake_path)
+    catalog, _ = load_catalog(cfg.lake_path)
     slates = Lake(cfg.lake_path).read_pandas("gold.slates", columns=["slate_id", "user_id", "history", "candidates",
                                                                       "target", "split"])
     rows = slates[slates["slate_id"].isin(set(answers))].to_dict("records")

@@ -31,7 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gr2.models.lm import load_model  # noqa: E402
+from gr2.models.text import Example, tokenize_example  # noqa: E402
 from gr2.platform.sids import wrap  # noqa: E402
+from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.slate import slate_of_row  # noqa: E402
 from gr2.training import data, examples  # noqa: E402
 from gr2.training import model as lm  # noqa: E402
@@ -41,7 +44,7 @@ SID = re.compile(r"(?:<[a-z]_\d+>)+")
 PAIR = re.compile(r"\[(\d+)\] (?:<\|sid_begin\|>)?((?:<[a-z]_\d+>)+)")
 
 
-def lookup_example(slate, rng: random.Random, context: str = "full", wrapped: bool = False) -> examples.Example:
+def lookup_example(slate, rng: random.Random, context: str = "full", wrapped: bool = False) -> Example:
     """A slate's prompt -> its candidates cited as "[k] <sid>" in a random order. `context` "full" is the
     whole re-rank prompt; "candidates" keeps only its candidate lines (the same lookup at short range).
     `wrapped` cites "[k] <|sid_begin|><sid><|sid_end|>", token for token as the prompt's item lines."""
@@ -52,7 +55,7 @@ def lookup_example(slate, rng: random.Random, context: str = "full", wrapped: bo
     prompt = tr.prompt_of(slate)
     if context == "candidates":
         prompt = "Candidates" + prompt.split("\n\nCandidates", 1)[1].split("\nCandidate SIDs in this order")[0] + "\n"
-    return examples.Example("lookup", prompt + "Decision:", f" {cited}.")
+    return Example("lookup", prompt + "Decision:", f" {cited}.")
 
 
 def main() -> None:
@@ -80,14 +83,14 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     lake = Path(args.lake)
-    catalog, _ = data.load_catalog(lake)
+    catalog, _ = load_catalog(lake)
     cols = ["slate_id", "history", "candidates", "target", "split"]
     slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(columns=cols)
     slates = [slate_of_row(r, catalog, 10) for r in slates[slates["split"] == "train"].to_dict("records")]
     slates = [s for s in slates if s is not None]
     rng.shuffle(slates)
     test, train = slates[: args.held_out], slates[args.held_out:]
-    model, tok = lm.load(args.model)
+    model, tok = load_model(args.model)
     if args.fresh:
         from transformers import AutoModelForCausalLM
 
@@ -96,13 +99,13 @@ def main() -> None:
         model = AutoModelForCausalLM.from_config(config)
     params = sum(p.numel() for p in model.parameters())
 
-    def make(slate) -> examples.Example:
+    def make(slate) -> Example:
         if args.task == "lookup":
             return lookup_example(slate, rng, args.context, args.wrapped)
         return examples.candidate_listing([catalog[c.item_id] for c in slate.candidates])
 
     def batch(rows):
-        enc = [examples.tokenize_example(tok, make(r)) for r in rows]
+        enc = [tokenize_example(tok, make(r)) for r in rows]
         width = max(len(ids) for ids, _ in enc)
         x = torch.full((len(enc), width), tok.pad_token_id)
         y = torch.full((len(enc), width), -100)

@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
 from gr2.platform.precision import use_autocast  # noqa: E402
+from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.formats import RerankFormat  # noqa: E402
 from gr2.rerank.metrics import slate_metrics  # noqa: E402
 from gr2.serve import engine, launch  # noqa: E402
 from gr2.serve.check import _slates  # noqa: E402
-from gr2.training import data  # noqa: E402
 
 METRICS = ("R@1", "R@5", "NDCG@5")
 
@@ -45,7 +45,7 @@ def main() -> None:
     stage = args.stage or cfg.serve.stage
     model_dir = launch.model_dir(cfg, stage, args.run)
     fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
-    items, _ = data.load_catalog(cfg.lake_path)
+    items, _ = load_catalog(cfg.lake_path)
     cases = _slates(cfg, args.slates)
     reqs = [engine.RerankRequest(h, c, "ranking", False, 10**9) for h, c, _ in cases]
     targets = [c.index(t) for _, c, t in cases]

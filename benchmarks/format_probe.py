@@ -33,13 +33,14 @@ def prompt_stats(cfg, model_dir: Path, n: int) -> dict:
     import numpy as np
     from deltalake import DeltaTable
 
+    from gr2.models.lm import load_tokenizer
+    from gr2.rerank.catalog import load_catalog  # noqa: E402
     from gr2.rerank.formats import RerankFormat
     from gr2.training import data, jobs
-    from gr2.training import model as lm
 
     fmt = RerankFormat.of_model(model_dir)
-    tok = lm.load_tokenizer(model_dir)
-    catalog, _ = data.load_catalog(cfg.lake_path)
+    tok = load_tokenizer(model_dir)
+    catalog, _ = load_catalog(cfg.lake_path)
     traces = DeltaTable(str(data.table_path(cfg.lake_path, "gold.traces"))).to_pandas(
         columns=["slate_id", "response", "accepted"])
     traces = traces[traces["accepted"]].head(n)
@@ -73,7 +74,8 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-    from gr2.training import heldout, jobs
+    from gr2.eval import heldout
+    from gr2.training import jobs
 
     rows = []
     for variant in args.variants.split(","):

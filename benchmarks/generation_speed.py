@@ -31,12 +31,13 @@ def main() -> None:
 
     import torch
 
+    from gr2.models import generation
+    from gr2.models.lm import load_model
     from gr2.platform.precision import cpu_autocast, cpu_has_bf16
-    from gr2.training import bases, generation
-    from gr2.training import model as lm
+    from gr2.training import bases
 
     torch.set_num_threads(args.threads)
-    model, tok = lm.load(bases.pull(args.base))
+    model, tok = load_model(bases.pull(args.base))
     model.eval()
     vocab = model.config.vocab_size
     n = args.new_tokens

@@ -62,6 +62,7 @@ def main() -> None:
 
     import torch
 
+    from gr2.models.lm import load_model
     from gr2.platform.precision import cpu_autocast, cpu_has_bf16, use_autocast
     from gr2.training import bases
     from gr2.training import model as lm
@@ -71,7 +72,7 @@ def main() -> None:
     print(f"matmul peak here: fp32 {peak[False]:.0f} GFLOP/s, bf16 {peak[True]:.1f} GFLOP/s "
           f"(bf16 units: {'yes' if cpu_has_bf16() else 'no'})")
     precisions = (False, True) if use_autocast(args.bf16) else (False,)
-    model, tok = lm.load(bases.pull(args.base))
+    model, tok = load_model(bases.pull(args.base))
     params = sum(p.numel() for p in model.parameters())
     vocab = model.config.vocab_size
     print(f"{args.base}: {params / 1e6:.1f}M parameters; {platform.processor() or platform.machine()}, "

@@ -26,8 +26,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
-from gr2.eval import diagnostics  # noqa: E402
-from gr2.training import data, heldout, jobs, rewards, rl  # noqa: E402
+from gr2.eval import (
+    diagnostics,  # noqa: E402
+    heldout,  # noqa: E402
+)
+from gr2.models.slates import rerank_cases  # noqa: E402
+from gr2.platform.run_store import latest_model  # noqa: E402
+from gr2.rerank.catalog import load_catalog  # noqa: E402
+from gr2.training import rewards, rl  # noqa: E402
 
 POLICIES = ("copy input order", "random permutation", "oracle (target first)", "target moved down 1", "invalid answer")
 
@@ -81,8 +87,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
     cfg = load_config(args.config, args.set, args.lake)
-    catalog, _ = data.load_catalog(cfg.lake_path)
-    cases = [(s, lab) for s, lab in heldout.rerank_cases(cfg.lake_path, catalog, "test", 0, cfg.train.seed) if sum(lab) == 1]
+    catalog, _ = load_catalog(cfg.lake_path)
+    cases = [(s, lab) for s, lab in rerank_cases(cfg.lake_path, catalog, "test", 0, cfg.train.seed) if sum(lab) == 1]
     alpha = cfg.train.dapo.alpha
     print(f"machine: {platform.node()} ({platform.machine()}, {__import__('os').cpu_count()} CPUs); lake {cfg.lake_path}")
     print(f"\n### Reward landscape: mean reward per fixed policy on {len(cases):,} test slates (alpha {alpha}, "
@@ -94,7 +100,7 @@ def main() -> None:
     print(f"\n(target already first in the input order on {first:.1%} of slates)")
     if args.landscape_only:
         return
-    sft_dir = jobs.latest_model(cfg, "sft")
+    sft_dir = latest_model(cfg, "sft")
     constrained = not args.free
     results = [("SFT (start of both)", evaluate(cfg, sft_dir, args.slates, args.max_new_tokens, constrained), 0.0, None)]
     for name, reward in (("DAPO, naive format reward", "naive"), ("DAPO, conditional format reward", "conditional")):

@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
 from gr2.platform.precision import use_autocast  # noqa: E402
+from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.formats import RerankFormat  # noqa: E402
 from gr2.serve import engine, launch  # noqa: E402
 from gr2.serve.check import _slates  # noqa: E402
-from gr2.training import data  # noqa: E402
 
 
 def run(rr: engine.Reranker, reqs: list[engine.RerankRequest]) -> tuple[list[float], list[engine.Outcome]]:
@@ -76,7 +76,7 @@ def main() -> None:
     stage = args.stage or cfg.serve.stage
     model_dir = launch.model_dir(cfg, stage, args.run)
     fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
-    catalog = engine.Catalog(data.load_catalog(cfg.lake_path)[0])
+    catalog = engine.Catalog(load_catalog(cfg.lake_path)[0])
     cases = _slates(cfg, args.slates)
     threads = cfg.serve.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)  # as the replica does

@@ -26,10 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
+from gr2.models import evidence as ev  # noqa: E402
+from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.metrics import slate_metrics  # noqa: E402
 from gr2.rerank.slate import slate_of_row  # noqa: E402
 from gr2.training import data  # noqa: E402
-from gr2.training import evidence as ev  # noqa: E402
 from gr2.training.traces import fit_sequential, fold, make_teachers  # noqa: E402
 
 METRICS = ("R@1", "R@5", "NDCG@5")
@@ -55,7 +56,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     lake = Path(cfg.lake_path)
-    catalog, _ = data.load_catalog(lake)
+    catalog, _ = load_catalog(lake)
     slates = DeltaTable(str(data.table_path(lake, "gold.slates"))).to_pandas(
         columns=["slate_id", "user_id", "history", "candidates", "target", "split", "origin"])
     slates = slates[slates.origin == "prerank"]

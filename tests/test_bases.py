@@ -19,11 +19,11 @@ needs_base = pytest.mark.skipif(not bases.is_pulled(NAME), reason=f"{NAME} is no
 def test_the_pulled_base_is_a_working_hf_chat_model():
     import torch
 
-    from gr2.training import model as lm
+    from gr2.models.lm import load_model
 
     path = bases.local_path(NAME)
     assert (path / "model.safetensors").exists() and (path / "tokenizer.json").exists()
-    model, tok = lm.load(path)
+    model, tok = load_model(path)
     assert type(model).__name__ == "LlamaForCausalLM"
     assert 134_000_000 < sum(p.numel() for p in model.parameters()) < 135_000_000
     msgs = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]

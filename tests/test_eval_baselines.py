@@ -5,15 +5,8 @@ import random
 import pytest
 import torch
 
-from gr2.eval.baselines import (
-    IncomingOrder,
-    Popularity,
-    SASRec,
-    SASRecConfig,
-    order_by_scores,
-    rank_slates,
-    training_sequences,
-)
+from gr2.eval.baselines import IncomingOrder, Popularity, rank_slates
+from gr2.models.sasrec import SASRec, SASRecConfig, order_by_scores, training_sequences
 from gr2.rerank.metrics import slate_metrics
 
 torch.set_num_threads(1)

@@ -5,9 +5,9 @@ Real SASRec-style models on the small training lake (Delta tables, no Spark)."""
 import pytest
 import torch
 
+from gr2.models import evidence as ev
 from gr2.rerank.formats import RerankFormat
 from gr2.rerank.slate import ItemText
-from gr2.training import evidence as ev
 
 torch.set_num_threads(1)
 
@@ -128,14 +128,15 @@ def test_a_missing_model_says_what_to_run(tmp_path):
 def test_every_stage_renders_the_same_evidence_for_a_slate(fitted, lake):
     """rerank_cases (evaluation, the service check) annotates from the stored models; the notes are the
     all-users model's ranks of each slate's whole stored history, and the prompt shows them."""
-    from gr2.training import data, heldout
+    from gr2.models.slates import rerank_cases
+    from gr2.rerank.catalog import load_catalog
 
     models, _, _ = fitted
     ev.save(models, lake)
-    catalog, _ = data.load_catalog(lake)
+    catalog, _ = load_catalog(lake)
     fmt = RerankFormat(**COMPACT, evidence="sequential")
-    plain = heldout.rerank_cases(lake, catalog, "test", 6, 0, 3)
-    cases = heldout.rerank_cases(lake, catalog, "test", 6, 0, 3, fmt)
+    plain = rerank_cases(lake, catalog, "test", 6, 0, 3)
+    cases = rerank_cases(lake, catalog, "test", 6, 0, 3, fmt)
     assert [s.slate_id for s, _ in cases] == [s.slate_id for s, _ in plain]
     from deltalake import DeltaTable
 

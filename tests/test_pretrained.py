@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 from training_lake import make_training_lake
 
 from gr2.config import load_config
-from gr2.training import bases, heldout, jobs
+from gr2.eval import heldout
+from gr2.models.slates import rerank_cases
+from gr2.training import bases, jobs
 
 pytestmark = [pytest.mark.timeout(900),
               pytest.mark.skipif(not bases.is_pulled("smollm2-135m"), reason="smollm2-135m is not pulled here "
@@ -64,18 +66,18 @@ def test_sft_from_the_pretrained_base_in_the_compact_format(spark, tmp_path):
 def test_compact_prompts_in_the_chat_template_start_once_and_fit(tmp_path):
     """SmolLM2's BOS is its chat start marker: a templated prompt must not get a second one, and the compact
     prompt of a K=4 slate stays short."""
+    from gr2.models.generation import with_bos
+    from gr2.models.lm import load_tokenizer
+    from gr2.models.text import tokenize_example
+    from gr2.rerank.catalog import load_catalog
     from gr2.rerank.formats import RerankFormat
     from gr2.rerank.prompt import format_response
-    from gr2.training import data
-    from gr2.training import model as lm
-    from gr2.training.examples import tokenize_example
-    from gr2.training.generation import with_bos
 
     lake = make_training_lake(tmp_path / "lake")
-    catalog, _ = data.load_catalog(lake)
-    tok = lm.load_tokenizer(bases.local_path("smollm2-135m"))
+    catalog, _ = load_catalog(lake)
+    tok = load_tokenizer(bases.local_path("smollm2-135m"))
     fmt = RerankFormat(sid="text", cite="slate", style="compact", history=3, title_words=6)
-    (s, _), *_ = heldout.rerank_cases(lake, catalog, "valid", 1, 0, fmt.history)
+    (s, _), *_ = rerank_cases(lake, catalog, "valid", 1, 0, fmt.history)
     prompt = fmt.prompt(s.history, s.candidates, tok)
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith("<|im_start|>assistant\n")
     assert with_bos(tok, prompt) == prompt

@@ -137,9 +137,9 @@ def test_requests_need_the_token_and_metrics_count_what_happened(served):
 
 def test_a_sid_names_its_item_and_the_answer_gives_item_ids(served):
     cfg, url, token = served
-    from gr2.training import data
+    from gr2.rerank.catalog import load_catalog
 
-    catalog, _ = data.load_catalog(cfg.lake_path)
+    catalog, _ = load_catalog(cfg.lake_path)
     hist, cands, _ = _slate(cfg)[0]
     a = RerankClient(url, token).rerank([catalog[c].sid for c in cands], hist, mode="ranking")
     assert sorted(a["ranking"]) == sorted(cands)
@@ -155,10 +155,10 @@ def test_parse_request_table(body, status):
 
 def test_the_one_pass_ranking_decoder_answers_permutations_that_agree_on_the_top(served):
     """`serve.ranking_decoder=first` (one pass) against the slot-by-slot decoder, in the engine itself."""
-    from gr2.training import data
+    from gr2.rerank.catalog import load_catalog
 
     cfg, _, _ = served
-    items, _ = data.load_catalog(cfg.lake_path)
+    items, _ = load_catalog(cfg.lake_path)
     model_dir = cfg.lake_path / "models" / "sft" / "sft-test" / "model"
     fmt = RerankFormat.of_model(model_dir, RerankFormat())
     engines = {d: engine.Reranker(model_dir, engine.Catalog(items), fmt, 24, False, 4, ranking_decoder=d) for d in ("slots", "first")}
@@ -176,11 +176,11 @@ def test_a_model_trained_with_evidence_is_asked_with_the_lakes_sequence_model(se
     candidate line carries its rank of the request's whole history; no lake, no engine."""
     from deltalake import DeltaTable
 
-    from gr2.training import data
-    from gr2.training import evidence as ev
+    from gr2.models import evidence as ev
+    from gr2.rerank.catalog import load_catalog
 
     cfg, _, _ = served
-    items, _ = data.load_catalog(cfg.lake_path)
+    items, _ = load_catalog(cfg.lake_path)
     seqs = DeltaTable(str(cfg.lake_path / "gold/sequences")).to_pandas()
     models = ev.fit(zip(seqs["user_id"], seqs["items"], seqs["split"]), epochs=2, seconds=30, seed=0)
     ev.save(models, cfg.lake_path)

@@ -10,9 +10,9 @@ import pytest
 from training_lake import make_training_lake
 
 from gr2.config import ConfigError, load_config
+from gr2.rerank.catalog import load_catalog
 from gr2.rerank.formats import RerankFormat
 from gr2.serve import engine
-from gr2.training import data
 from gr2.training import model as lm
 
 ct2mod = pytest.importorskip("gr2.serve.ct2")
@@ -43,7 +43,7 @@ def lake(tmp_path_factory):
     model_dir = _tiny_llama(root / "models" / "sft" / "sft-test" / "model", texts * 4)
     RerankFormat(sid="text", cite="slate", style="compact", history=3, title_words=4, chat_template=False).save(model_dir)
     cfg = load_config(overrides=[f"etl.k={K}"], lake=str(root))
-    items, _ = data.load_catalog(root)
+    items, _ = load_catalog(root)
     cases = _slates(cfg, 8)
     reqs = [engine.RerankRequest(h, c, m, False, 60000) for m in ("ranking", "reasoning") for h, c, _ in cases]
     return model_dir, engine.Catalog(items), RerankFormat.of_model(model_dir, RerankFormat()), reqs

@@ -365,7 +365,7 @@ def test_make_teachers_fits_a_sequential_model_per_fold_when_weighted():
     """`traces.weights.sequential` > 0: each fold's teacher gets a real SASRec-style model fitted on the
     other fold's training sequences; at 0 no model is fitted."""
     from gr2.config import load_config
-    from gr2.training.examples import CatalogItem
+    from gr2.rerank.catalog import CatalogItem
     from gr2.training.traces import make_teachers
 
     catalog = {k: CatalogItem(k, SID[k], it(k).title, ("Beauty",), "") for k in ITEMS}

@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 import torch
 
+from gr2.models.generation import SidTrie, beam_search_sids
+from gr2.models.lm import load_model
+from gr2.models.text import Example, sequential, tokenize_example
 from gr2.platform.sids import SID_BEGIN, parse_sid, sid_string, wrap
+from gr2.rerank.catalog import CatalogItem, load_catalog
 from gr2.training import engines, supervised
 from gr2.training import examples as ex
 from gr2.training import model as lm
-from gr2.training.generation import SidTrie, beam_search_sids
 
 ITEMS = [
-    ex.CatalogItem(f"i{n}", sid_string([n % 4, n // 4 % 4, n % 3]), f"Item number {n}", ("Beauty", ["Skin", "Hair"][n % 2]), ["Acme", "Zen"][n % 3 == 0])
+    CatalogItem(f"i{n}", sid_string([n % 4, n // 4 % 4, n % 3]), f"Item number {n}", ("Beauty", ["Skin", "Hair"][n % 2]), ["Acme", "Zen"][n % 3 == 0])
     for n in range(12)
 ]
 
@@ -23,7 +26,7 @@ ITEMS = [
 def small(tmp_path_factory):
     path = lm.build_small_model(tmp_path_factory.mktemp("m"), [i.title for i in ITEMS] * 20, vocab_size=300, hidden=32,
                                 layers=1, heads=2, max_positions=256)
-    model, tok = lm.load(path)
+    model, tok = load_model(path)
     info = lm.add_sid_tokens(model, tok, levels=3, codes=4)
     return model, tok, info
 
@@ -96,9 +99,9 @@ def test_sid_tokens_are_single_tokens_and_initialised_at_the_mean(small):
 
 def test_tokenize_and_pack_mask_prompts_and_keep_examples_whole(small):
     _, tok, _ = small
-    e1 = ex.Example("t", "Item " + wrap(ITEMS[1].sid) + " is:", " Item number 1.")
-    e2 = ex.Example("t", "Why?", "", parts=[(" because", 0.5), (" " + wrap(ITEMS[2].sid), 1.0)])
-    t1, t2 = ex.tokenize_example(tok, e1), ex.tokenize_example(tok, e2)
+    e1 = Example("t", "Item " + wrap(ITEMS[1].sid) + " is:", " Item number 1.")
+    e2 = Example("t", "Why?", "", parts=[(" because", 0.5), (" " + wrap(ITEMS[2].sid), 1.0)])
+    t1, t2 = tokenize_example(tok, e1), tokenize_example(tok, e2)
     assert t1[0][0] == tok.bos_token_id and t1[0][-1] == tok.eos_token_id
     prompt_len = len(tok("Item " + wrap(ITEMS[1].sid) + " is:", add_special_tokens=False)["input_ids"])
     answer_len = len(tok(" Item number 1.", add_special_tokens=False)["input_ids"])
@@ -126,9 +129,9 @@ def test_packed_examples_do_not_see_each_other_with_restarting_positions(small):
     2-D mask (and no KV cache, which turns the detection off), the model scores the second example
     exactly as it scores that example alone."""
     model, tok, _ = small
-    e1 = ex.Example("t", "Item " + wrap(ITEMS[1].sid) + " is:", " Item number 1.")
-    e2 = ex.Example("t", "Item " + wrap(ITEMS[2].sid) + " is:", " Item number 2.")
-    t1, t2 = ex.tokenize_example(tok, e1), ex.tokenize_example(tok, e2)
+    e1 = Example("t", "Item " + wrap(ITEMS[1].sid) + " is:", " Item number 1.")
+    e2 = Example("t", "Item " + wrap(ITEMS[2].sid) + " is:", " Item number 2.")
+    t1, t2 = tokenize_example(tok, e1), tokenize_example(tok, e2)
     packed = ex.pack([t1, t2], len(t1[0]) + len(t2[0]) + 3, tok.pad_token_id)
     ids, pos = torch.tensor(packed["input_ids"]), torch.tensor(packed["position_ids"])
     model.eval()
@@ -210,7 +213,7 @@ def test_constrained_beam_search_returns_only_catalog_sids(small):
 
 def test_loading_a_folder_that_is_not_a_model_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="save_pretrained"):
-        lm.load(tmp_path)
+        load_model(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -276,7 +279,7 @@ def test_a_stage_resumes_its_unfinished_run_with_the_same_settings_only(tmp_path
 def test_frozen_lower_layers_get_no_gradient_and_the_rest_still_train(tmp_path, frozen, trained_layers):
     path = lm.build_small_model(tmp_path, [i.title for i in ITEMS] * 20, family="llama", vocab_size=300, hidden=32,
                                 layers=3, heads=2, max_positions=64)
-    model, _ = lm.load(path)
+    model, _ = load_model(path)
     info = lm.freeze_lower_layers(model, frozen)
     assert info["frozen_layers"] == frozen and info["trainable"] <= info["total"]
     ids = torch.randint(0, model.config.vocab_size, (2, 16))
@@ -295,7 +298,7 @@ def test_frozen_lower_layers_get_no_gradient_and_the_rest_still_train(tmp_path, 
 def test_freezing_every_layer_is_refused(tmp_path):
     path = lm.build_small_model(tmp_path, [i.title for i in ITEMS] * 20, family="llama", vocab_size=300, hidden=32,
                                 layers=2, heads=2, max_positions=64)
-    model, _ = lm.load(path)
+    model, _ = load_model(path)
     with pytest.raises(ValueError, match="at most 1"):
         lm.freeze_lower_layers(model, 2)
 
@@ -305,14 +308,14 @@ def test_free_and_constrained_answers_from_one_generation_match_asking_each_alon
     at once (evaluation) must give exactly what two separate passes give."""
     from training_lake import make_training_lake
 
-    from gr2.training import data, heldout
-    from gr2.training.generation import answer_rerank, rerank_answers
+    from gr2.models.generation import answer_rerank, rerank_answers
+    from gr2.models.slates import rerank_cases
 
     model, tok, _ = small
     model.eval()
     lake = make_training_lake(tmp_path / "lake")
-    catalog, _ = data.load_catalog(lake)
-    cases = heldout.rerank_cases(lake, catalog, "valid", 5, 0, 3)
+    catalog, _ = load_catalog(lake)
+    cases = rerank_cases(lake, catalog, "valid", 5, 0, 3)
     both = rerank_answers(model, tok, cases, 24, ("free", "constrained"), batch_size=2)
     assert both["free"] == answer_rerank(model, tok, cases, 24, constrained=False, batch_size=2)
     assert both["constrained"] == answer_rerank(model, tok, cases, 24, constrained=True, batch_size=2)
@@ -326,14 +329,14 @@ def test_an_evaluation_resumes_from_the_answers_a_stopped_one_wrote(small, tmp_p
     from training_lake import make_training_lake
 
     from gr2.eval.answers import AnswerLog
-    from gr2.training import data, heldout
-    from gr2.training.generation import rerank_answers
+    from gr2.models.generation import rerank_answers
+    from gr2.models.slates import rerank_cases
 
     model, tok, _ = small
     model.eval()
     lake = make_training_lake(tmp_path / "lake")
-    catalog, _ = data.load_catalog(lake)
-    cases = heldout.rerank_cases(lake, catalog, "valid", 5, 0, 3)
+    catalog, _ = load_catalog(lake)
+    cases = rerank_cases(lake, catalog, "valid", 5, 0, 3)
     assert len(cases) >= 4
     whole = rerank_answers(model, tok, cases, 24, batch_size=2)
     log = AnswerLog(tmp_path / "answers.jsonl")
@@ -353,7 +356,7 @@ def test_an_evaluation_resumes_from_the_answers_a_stopped_one_wrote(small, tmp_p
 def test_scoring_continuations_on_a_cached_prefix_equals_scoring_whole_sequences(small):
     """Prefix.score (the prompt once, then each continuation on a copy of its KV cache) gives the same
     log-likelihoods as running every prompt + continuation in full."""
-    from gr2.training.generation import Prefix
+    from gr2.models.generation import Prefix
 
     model, tok, _ = small
     model.eval()
@@ -372,7 +375,7 @@ def test_scoring_continuations_on_a_cached_prefix_equals_scoring_whole_sequences
 def test_a_static_kv_cache_decodes_exactly_what_the_dynamic_one_does(small):
     """Evaluation decodes on a static cache (written in place) instead of Hugging Face's default one that
     is copied at every step: the greedy answers, batched with left padding, must not change."""
-    from gr2.training.generation import HFGenerator
+    from gr2.models.generation import HFGenerator
 
     model, tok, _ = small
     model.eval()
@@ -387,7 +390,7 @@ def test_a_static_kv_cache_decodes_exactly_what_the_dynamic_one_does(small):
 def test_a_rollout_group_runs_its_prompt_once_and_samples_what_repeating_it_would(small):
     """`sample_group` prefills the prompt at batch 1 and shares its cache among the G answers. Under the
     same seed it draws exactly the answers of `generate` on G copies of the prompt."""
-    from gr2.training.generation import sample_group
+    from gr2.models.generation import sample_group
 
     model, tok, _ = small
     model.eval()
@@ -420,7 +423,7 @@ def test_the_mid_trained_row_scores_a_sid_tokenized_as_mid_training_taught_it(sm
     fmt = RerankFormat(sid=sid_format)
     history, candidate = ITEMS[:3], ITEMS[4]
     prompt, cont = next_item_ids(tok, history, candidate, fmt)
-    trained, _ = ex.tokenize_example(tok, ex.sequential(history, candidate, fmt.show_sid))
+    trained, _ = tokenize_example(tok, sequential(history, candidate, fmt.show_sid))
     assert prompt + cont == trained and cont[-1] == tok.eos_token_id
     assert prompt == next_item_ids(tok, history, ITEMS[5], fmt)[0], "every candidate shares the prompt"
     assert tok.decode(cont[:-1]) == " " + fmt.show_sid(candidate.sid)
@@ -462,7 +465,7 @@ def test_a_ddp_checkpoint_resumes_from_tensors_only_and_refuses_pickled_code(tmp
 def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would(small):
     """`Prefix.take(i)` adopts the i-th scored continuation's keys and values (its row of the batch,
     padding cut off) instead of running it again; what is scored next must not change."""
-    from gr2.training.generation import Prefix
+    from gr2.models.generation import Prefix
 
     model, tok, _ = small
     model.eval()
@@ -485,8 +488,8 @@ def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would
 def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small):
     """One pass: the candidates sorted by the log-likelihood of being listed first. Its top is the first
     slot that `constrained_ranking` decodes; the rest follows that slot's scores, not later slots'."""
+    from gr2.models.generation import Prefix, constrained_ranking, first_slot_ranking, with_bos
     from gr2.rerank.formats import RerankFormat
-    from gr2.training.generation import Prefix, constrained_ranking, first_slot_ranking, with_bos
 
     model, tok, _ = small
     model.eval()
@@ -507,7 +510,7 @@ def test_a_constrained_ranking_on_a_forked_prompt_equals_one_on_the_whole_text(s
     """DAPO runs a prompt once and forks its KV cache for each answer's ranking: the ranking (greedy, and
     sampled with the same seed) is the one decoded from prompt + answer run whole, and the fork leaves the
     prompt's own cache as it was."""
-    from gr2.training.generation import Prefix, constrained_ranking, with_bos
+    from gr2.models.generation import Prefix, constrained_ranking, with_bos
 
     model, tok, _ = small
     model.eval()

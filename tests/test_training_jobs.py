@@ -7,7 +7,8 @@ import pytest
 from training_lake import make_training_lake
 
 from gr2.config import load_config
-from gr2.training import heldout, jobs
+from gr2.eval import heldout
+from gr2.training import jobs
 
 pytestmark = pytest.mark.timeout(900)
 

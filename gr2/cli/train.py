@@ -45,8 +45,8 @@ def train_eval_next(
 
 def _next_item(steps, cfg, users: int, split: str = "test", model: str | None = None):
     """The next-item evaluation as one step with a live users-done count (midtrain --evaluate, eval-next)."""
+    from gr2.eval import heldout
     from gr2.pipelines.lm_results import NextItemResult
-    from gr2.training import heldout
 
     with steps.step(f"next-item evaluation on {users or 'all'} {split} users") as live:
         return NextItemResult.of(heldout.evaluate_next_item(cfg, model, split=split, max_users=users,
@@ -56,11 +56,12 @@ def _next_item(steps, cfg, users: int, split: str = "test", model: str | None = 
 def _rerank_check(steps, cfg, title: str, evaluate: int, latest: str | None = None, constrained: bool = False):
     """`evaluate` validation slates answered by the latest model of stage `latest` (default: SFT's), as one
     step (sft and dapo --evaluate); a missing model fails inside the step, which says so."""
+    from gr2.eval import heldout
     from gr2.pipelines.lm_results import RerankCheckResult
-    from gr2.training import heldout, jobs
+    from gr2.platform.run_store import latest_model
 
     with steps.step(title) as live:
-        model_dir = jobs.latest_model(cfg, latest) if latest else None
+        model_dir = latest_model(cfg, latest) if latest else None
         return RerankCheckResult.of(heldout.evaluate_rerank(cfg, model_dir=model_dir, max_slates=evaluate, constrained=constrained,
                                                             on_progress=lambda i, n: live.update(f"{i}/{n}")))
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from gr2.config import Config
 from gr2.eval import baselines, diagnostics, report, runs
 from gr2.eval.answers import AnswerLog
+from gr2.models import sasrec
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 
@@ -24,16 +25,16 @@ STAGES = ("midtrain", "sft", "dapo")
 def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None, fmt=None) -> list[list[int]]:
     """Order candidates by log p(SID + end of text | "A user bought, in order: ... Next they buy"): the
     mid-training `sequential` example, tokenized exactly as it was trained (`next_item_ids`)."""
-    from gr2.training import examples
-    from gr2.training.generation import Prefix
+    from gr2.models.generation import Prefix
+    from gr2.rerank.catalog import CatalogItem
 
     orders = []
     for n, (s, _labels) in enumerate(cases):
-        hist = [examples.CatalogItem(h.item_id, h.sid, h.title) for h in s.history][-history_len:]
+        hist = [CatalogItem(h.item_id, h.sid, h.title) for h in s.history][-history_len:]
         pairs = [next_item_ids(tok, hist, c, fmt) for c in s.candidates]
         # The history prompt runs once; each candidate's SID is scored on a copy of its KV cache.
         prefix = Prefix(model, pairs[0][0])
-        orders.append(baselines.order_by_scores(prefix.score([c for _, c in pairs], tok.pad_token_id)))
+        orders.append(sasrec.order_by_scores(prefix.score([c for _, c in pairs], tok.pad_token_id)))
         if on_progress:
             on_progress(n + 1, len(cases))
     return orders
@@ -41,14 +42,14 @@ def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None,
 
 def next_item_ids(tok, history, candidate, fmt=None) -> tuple[list[int], list[int]]:
     """(prompt ids, continuation ids) of the mid-training example "history -> candidate", as
-    `examples.tokenize_example` builds it: the prompt and the completion (" " + SID) tokenized apart,
+    `text.tokenize_example` builds it: the prompt and the completion (" " + SID) tokenized apart,
     then end of text. The SID's leading space belongs to its first token (" a12" with text SIDs), and
     the end of text keeps a SID from scoring as the prefix of a longer one (" d3" of " d31")."""
+    from gr2.models.text import sequential, tokenize_example
     from gr2.rerank.formats import RerankFormat
-    from gr2.training import examples
 
     fmt = fmt or RerankFormat()
-    ids, weights = examples.tokenize_example(tok, examples.sequential(history, candidate, fmt.show_sid))
+    ids, weights = tokenize_example(tok, sequential(history, candidate, fmt.show_sid))
     cut = weights.count(0.0)  # the prompt (with its BOS) is the part that carries no loss
     return ids[:cut], ids[cut:]
 
@@ -57,13 +58,13 @@ def next_item_ids(tok, history, candidate, fmt=None) -> tuple[list[int], list[in
 BASELINES = ("incoming order", "SASRec-style")
 
 
-def sasrec_baseline(cfg: Config) -> tuple[baselines.SASRec, str, bool]:
+def sasrec_baseline(cfg: Config) -> tuple[sasrec.SASRec, str, bool]:
     """(SASRec-style ranker, where it came from, whether it is fitted already). With `eval.sasrec: reuse`
     and sequence models in the lake, the all-users model `gr2 traces` fitted: the same architecture on the
     same training items (every user's, no validation or test item), and the model whose ranks the prompt
     shows, so an LM row above it has learned more than to copy its evidence. It saves the minutes of
     fitting another one."""
-    from gr2.training import evidence
+    from gr2.models import evidence
 
     if cfg.eval.sasrec == "reuse":
         try:
@@ -72,7 +73,7 @@ def sasrec_baseline(cfg: Config) -> tuple[baselines.SASRec, str, bool]:
             pass
         else:
             return ev.full, f"the lake's all-users sequence model, {ev.run}", True
-    model = baselines.SASRec(baselines.SASRecConfig(max_seconds=cfg.eval.sasrec_seconds, seed=cfg.train.seed))
+    model = sasrec.SASRec(sasrec.SASRecConfig(max_seconds=cfg.eval.sasrec_seconds, seed=cfg.train.seed))
     return model, f"trained here, up to {cfg.eval.sasrec_seconds:.0f} s", False
 
 
@@ -91,32 +92,34 @@ def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: i
 
 def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", stages: tuple[str, ...] = STAGES) -> dict:
     """Every re-ranker on the same `split` slates, with the budget of `cfg.eval`."""
+    from gr2.models.lm import load_model
+    from gr2.models.slates import cases_of, rerank_rows
     from gr2.platform.precision import use_autocast
+    from gr2.platform.run_store import latest_model
+    from gr2.rerank.catalog import load_catalog
     from gr2.rerank.formats import RerankFormat
-    from gr2.training import data, heldout, jobs
-    from gr2.training import model as lm
 
     steps = steps or Steps(quiet=True)
     lake = cfg.lake_path
     run_id = f"eval-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"
     with steps.step(f"{split} slates and training sequences"):
-        catalog, _ = data.load_catalog(lake)
+        catalog, _ = load_catalog(lake)
         # One positive per slate; gold.slates is read once, and each stage's format renders these rows.
-        slate_rows = [(r, s) for r, s in heldout.rerank_rows(lake, catalog, split, cfg.eval.slates, cfg.train.seed,
+        slate_rows = [(r, s) for r, s in rerank_rows(lake, catalog, split, cfg.eval.slates, cfg.train.seed,
                                                          max(10, cfg.train.prompt.history)) if sum(r["labels"]) == 1]
-        cases = heldout.cases_of(slate_rows, lake, split)
+        cases = cases_of(slate_rows, lake, split)
         if not cases:
             raise ValueError(f"no {split} slates with SIDs and one positive; run `gr2 etl build` and `gr2 tokenizer assign`")
         seqs = Lake(lake).read_pandas("gold.sequences", columns=["items", "split"])
-        train = baselines.training_sequences(zip(seqs["items"], seqs["split"]))
+        train = sasrec.training_sequences(zip(seqs["items"], seqs["split"]))
         k = len(cases[0][0].candidates)
         input_ranks = [labels.index(1) for _, labels in cases]
         plain = [{"history": [h.item_id for h in s.history], "candidates": [c.item_id for c in s.candidates]} for s, _ in cases]
     rows = []
-    sasrec, sasrec_source, sasrec_fitted = sasrec_baseline(cfg)
+    sasrec_model, sasrec_source, sasrec_fitted = sasrec_baseline(cfg)
     for name, ranker, source, fitted in (("incoming order", baselines.IncomingOrder(), "", False),
                                          ("popularity", baselines.Popularity(), "", False),
-                                         ("SASRec-style", sasrec, sasrec_source, sasrec_fitted)):
+                                         ("SASRec-style", sasrec_model, sasrec_source, sasrec_fitted)):
         with steps.step(f"baseline: {name}" + (f" ({source})" if source else "")):
             if not fitted:
                 ranker.fit(train)
@@ -125,22 +128,22 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
             rows.append(_row(name, input_ranks, orders, k, cfg.train.seed, llm=False))
     for stage in stages:
         try:
-            model_dir = jobs.latest_model(cfg, stage)
+            model_dir = latest_model(cfg, stage)
         except FileNotFoundError:
             continue
-        model, tok = lm.load(model_dir)
+        model, tok = load_model(model_dir)
         model.eval()
         fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))  # as it was trained
         asked = cases
         if stage != "midtrain" and fmt.evidence != "none":  # the same slates, each candidate with its evidence
-            asked = heldout.cases_of(slate_rows, lake, split, fmt)
+            asked = cases_of(slate_rows, lake, split, fmt)
         with steps.step(f"{stage} model ({model_dir.parent.name})") as live:
             progress = lambda i, n: live.update(f"{i}/{n}")  # noqa: E731
             if stage == "midtrain":
                 orders = sid_likelihood_orders(model, tok, cases, cfg.etl.history_len, progress, fmt)
                 row = _row("mid-trained (SID likelihood)", input_ranks, orders, k, cfg.train.seed, llm=False)
             else:
-                from gr2.training.generation import rerank_answers
+                from gr2.models.generation import rerank_answers
 
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
                 modes = ("free", "constrained") if cfg.eval.constrained else ("free",)

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gr2.platform.files import write_text_atomic
+
+if TYPE_CHECKING:
+    from gr2.config import Config
 
 
 class RunStore:
@@ -78,3 +82,14 @@ class RunStore:
         marker = self.root / "IN_PROGRESS"
         if marker.exists() and marker.read_text().strip().partition(" ")[0] == run:
             marker.unlink(missing_ok=True)
+
+
+def model_runs(cfg: Config, stage: str) -> RunStore:
+    """The runs of an LM stage (midtrain, sft, dapo) under <lake>/models/<stage>/."""
+    return RunStore(cfg.lake_path, stage, what=f"{stage} model")
+
+
+def latest_model(cfg: Config, stage: str) -> Path:
+    """The save_pretrained folder of the stage's LATEST run: what eval, serving and the next stage load."""
+    store = model_runs(cfg, stage)
+    return store.path(store.require_latest(f"run `gr2 train {stage}` first")) / "model"

@@ -13,7 +13,7 @@ form of the same content, chosen by measurement (docs/training.md):
   candidates with SID + title + category, items cited, three reasoning steps, a JSON answer) in a
   fraction of the tokens: short titles, a capped history, one line per item.
 - `evidence`: `sequential` shows a sequence model's rank beside each candidate ("seq #2",
-  gr2/training/evidence.py), compact style only; `none` shows the paper's content alone.
+  gr2/models/evidence.py), compact style only; `none` shows the paper's content alone.
 - the model's own chat template renders the messages when its tokenizer has one.
 
 A format converts a canonical teacher answer into the student's target text (`answer`), and reads a
@@ -141,7 +141,7 @@ class RerankFormat:
             return ""
         if not item.note:  # a prompt that promises evidence and shows none would teach the model to ignore it
             raise ValueError(f"re-rank format with evidence={self.evidence!r}: candidate {item.item_id!r} carries no "
-                             "evidence note (annotate slates with gr2.training.evidence first)")
+                             "evidence note (annotate slates with gr2.models.evidence first)")
         return f" | {item.note}"
 
     def _paper_like(self, history, candidates) -> list[dict]:

@@ -72,14 +72,14 @@ class RerankDeployment:
 
         import torch
 
+        from gr2.rerank.catalog import load_catalog
         from gr2.rerank.formats import RerankFormat
-        from gr2.training import data
 
         self.s = settings
         # Ray sets OMP_NUM_THREADS=1 in an actor that asks for no CPUs, and torch follows it: the model
         # would run on one core (measured: ranking mode 6.0 s against 3.7 s on both cores of a 2-core VM).
         torch.set_num_threads(settings.threads or os.cpu_count() or 1)
-        items, _ = data.load_catalog(Path(settings.lake))
+        items, _ = load_catalog(Path(settings.lake))
         self.catalog = Catalog(items)
         self.engine = Reranker(Path(settings.model_dir), self.catalog, RerankFormat(**settings.fmt),
                                settings.max_new_tokens, settings.autocast, settings.max_batch, settings.ranking_decoder,

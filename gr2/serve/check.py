@@ -15,10 +15,11 @@ from gr2.serve.client import RerankClient, ServiceError
 
 def _slates(cfg: Config, n: int) -> list[tuple[list[str], list[str], str]]:
     """(history ids, candidate ids, target id) of `n` seeded test slates."""
-    from gr2.training import data, heldout
+    from gr2.models.slates import rerank_cases
+    from gr2.rerank.catalog import load_catalog
 
-    catalog, _ = data.load_catalog(cfg.lake_path)
-    cases = heldout.rerank_cases(cfg.lake_path, catalog, "test", n, cfg.train.seed, max(10, cfg.train.prompt.history))
+    catalog, _ = load_catalog(cfg.lake_path)
+    cases = rerank_cases(cfg.lake_path, catalog, "test", n, cfg.train.seed, max(10, cfg.train.prompt.history))
     return [([h.item_id for h in s.history], [c.item_id for c in s.candidates], s.candidates[labels.index(1)].item_id)
             for s, labels in cases if sum(labels) == 1]
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gr2.models.generation import with_bos
 from gr2.platform.sids import canonical_sid
-from gr2.training.generation import with_bos
 
 # The CPU compute types whose outputs are float32 (the logits the one-pass ranking reads); which of
 # them this CPU runs is ctranslate2.get_supported_compute_types("cpu").

@@ -163,7 +163,7 @@ class Reranker:
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
                  ranking_decoder: str = "slots", lake: Path | None = None, engine: str = "hf",
                  compute_type: str = "float32", threads: int = 0):
-        from gr2.training import evidence as ev
+        from gr2.models import evidence as ev
 
         if ranking_decoder not in ("slots", "first"):
             raise ValueError(f"ranking_decoder must be 'slots' or 'first', got {ranking_decoder!r}")
@@ -182,14 +182,14 @@ class Reranker:
 
     def _load(self, compute_type: str, threads: int):
         """(HF model or None, tokenizer, CT2Generator or None): the HF weights only where HF answers."""
-        from gr2.training import model as lm
+        from gr2.models.lm import load_model, load_tokenizer
 
         model = ct2 = None
         if self.engine == "hf" or self.ranking_decoder == "slots":
-            model, tok = lm.load(self.model_dir)
+            model, tok = load_model(self.model_dir)
             model.eval()
         else:
-            tok = lm.load_tokenizer(self.model_dir)
+            tok = load_tokenizer(self.model_dir)
         if self.engine == "ctranslate2":
             from gr2.serve.ct2 import CT2Generator
 
@@ -197,8 +197,8 @@ class Reranker:
         return model, tok, ct2
 
     def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
+        from gr2.models import evidence as ev
         from gr2.rerank.slate import item_text
-        from gr2.training import evidence as ev
 
         items = self.catalog.items
         hist = [item_text(items[i]) for i in req.history][-self.fmt.history:] if self.fmt.history else []
@@ -223,8 +223,8 @@ class Reranker:
 
     def _reason(self, reqs: list[RerankRequest]) -> list[Outcome]:
         """The trained answers of a batch, generated together and parsed; all get the batch's time."""
+        from gr2.models.generation import HFGenerator
         from gr2.rerank.permutations import ranking_positions
-        from gr2.training.generation import HFGenerator
 
         t0 = time.perf_counter()
         prompts = [self._prompt(r) for r in reqs]
@@ -241,8 +241,8 @@ class Reranker:
 
     def _rank(self, req: RerankRequest) -> Outcome:
         """The ranking decoded among the candidates after an empty reasoning: always a permutation."""
+        from gr2.models.generation import constrained_ranking, first_slot_ranking
         from gr2.rerank.permutations import ranking_positions
-        from gr2.training.generation import constrained_ranking, first_slot_ranking
 
         t0 = time.perf_counter()
         prompt, sids = self._prompt(req)

@@ -17,11 +17,11 @@ APP_NAME = "gr2-reranker"
 
 def model_dir(cfg: Config, stage: str, run: str | None) -> Path:
     """The served model: run `run` of `stage`, else the stage's LATEST run."""
-    from gr2.training.jobs import latest_model, runs
+    from gr2.platform.run_store import latest_model, model_runs
 
     if run is None:
         return latest_model(cfg, stage)
-    store = runs(cfg, stage)
+    store = model_runs(cfg, stage)
     path = store.path(run) / "model"
     if not path.is_dir():
         done = [r for r in store.runs() if (store.path(r) / "model").is_dir()]

@@ -13,42 +13,16 @@ second weight class: reasoning tokens and ranking tokens are weighted separately
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from gr2.platform.sids import wrap
+from gr2.models.text import Example, history_text, sequential, show_wrapped
+from gr2.rerank.catalog import CatalogItem
 
 TASKS = ("item_alignment", "sequential", "persona", "candidate_listing")
 
 
-@dataclass(frozen=True)
-class CatalogItem:
-    item_id: str
-    sid: str
-    title: str
-    categories: tuple[str, ...] = ()
-    brand: str = ""
-
-    @property
-    def category(self) -> str:
-        return self.categories[-1] if self.categories else ""
-
-
-@dataclass
-class Example:
-    task: str
-    prompt: str
-    completion: str
-    # Optional split of the completion into weighted parts: [(text, weight), ...]; None = one part of weight 1.
-    parts: list[tuple[str, float]] | None = field(default=None)
-
-
-def _w(sid: str) -> str:
-    return wrap(sid)
-
-
-def item_alignment(item: CatalogItem, show=_w) -> list[Example]:
+def item_alignment(item: CatalogItem, show=show_wrapped) -> list[Example]:
     """`show` spells a SID as the model reads it (wrapped SID tokens by default; formats.RerankFormat.show_sid)."""
     cats = " > ".join(item.categories) or "unknown"
     about = f"{item.title}. Categories: {cats}." + (f" Brand: {item.brand}." if item.brand else "")
@@ -56,16 +30,6 @@ def item_alignment(item: CatalogItem, show=_w) -> list[Example]:
         Example("item_alignment", f"Item {show(item.sid)} is:", f" {about}"),
         Example("item_alignment", f"The ID of the item \"{item.title}\" is", f" {show(item.sid)}"),
     ]
-
-
-def history_text(items: list[CatalogItem], show=_w) -> str:
-    return ", ".join(show(i.sid) for i in items)
-
-
-def sequential(history: list[CatalogItem], target: CatalogItem | None, show=_w) -> Example:
-    """History -> next item. `target` None gives the prompt alone (scoring candidates after it)."""
-    return Example("sequential", f"A user bought, in order: {history_text(history, show)}. Next they buy",
-                   f" {show(target.sid)}" if target is not None else "")
 
 
 def persona_text(history: list[CatalogItem], top: int = 3) -> str:
@@ -80,7 +44,7 @@ def persona_text(history: list[CatalogItem], top: int = 3) -> str:
     return ("; ".join(parts) or "no clear preference") + "."
 
 
-def persona(history: list[CatalogItem], show=_w) -> Example:
+def persona(history: list[CatalogItem], show=show_wrapped) -> Example:
     return Example("persona", f"A user bought: {history_text(history, show)}. Their interests:", f" {persona_text(history)}")
 
 
@@ -95,7 +59,7 @@ def candidate_listing(candidates: list[CatalogItem]) -> Example:
 
 
 def sequence_examples(items: list[CatalogItem], splits: list[str], history_len: int, min_history: int = 1,
-                      show=_w) -> list[Example]:
+                      show=show_wrapped) -> list[Example]:
     """Sequential examples from the training positions of one user (every position with enough history)
     plus one persona example over the user's training history. Validation/test items are never targets
     and never appear in a history, so mid-training cannot see the evaluation labels."""
@@ -107,22 +71,6 @@ def sequence_examples(items: list[CatalogItem], splits: list[str], history_len: 
 
 
 # -- tokenisation and packing ------------------------------------------------------------------------
-
-
-def tokenize_example(tokenizer, ex: Example) -> tuple[list[int], list[float]]:
-    """Token ids of bos + prompt + completion + eos and a per-token loss weight (0 on the prompt)."""
-    prompt = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
-    # A chat-templated prompt already starts with the model's start marker (SmolLM2's BOS): no second one.
-    has_bos = tokenizer.bos_token_id is not None and not (tokenizer.bos_token and ex.prompt.startswith(tokenizer.bos_token))
-    ids = ([tokenizer.bos_token_id] if has_bos else []) + prompt
-    weights = [0.0] * len(ids)
-    for text, w in ex.parts or [(ex.completion, 1.0)]:
-        piece = tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids += piece
-        weights += [float(w)] * len(piece)
-    ids.append(tokenizer.eos_token_id)
-    weights.append(weights[-1] if weights else 1.0)  # learning to stop counts like the last part
-    return ids, weights
 
 
 def pack(tokenized: list[tuple[list[int], list[float]]], max_len: int, pad_id: int) -> dict[str, np.ndarray]:

@@ -12,31 +12,24 @@ import json
 from pathlib import Path
 
 from gr2.config import Config
+from gr2.models import evidence as ev
+from gr2.models.lm import load_model, load_tokenizer
+from gr2.models.text import Example
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
-from gr2.platform.run_store import RunStore
+from gr2.platform.run_store import latest_model, model_runs
+from gr2.rerank.catalog import load_catalog
 from gr2.rerank.slate import item_text, slate_of_row
 from gr2.training import data, engines, examples, loop
-from gr2.training import evidence as ev
 from gr2.training import model as lm
 from gr2.training.supervised import LmLoss
-
-
-def runs(cfg: Config, stage: str) -> RunStore:
-    """The runs of a training stage (midtrain, sft, dapo) under <lake>/models/<stage>/."""
-    return RunStore(cfg.lake_path, stage, what=f"{stage} model")
-
-
-def latest_model(cfg: Config, stage: str) -> Path:
-    store = runs(cfg, stage)
-    return store.path(store.require_latest(f"run `gr2 train {stage}` first")) / "model"
 
 
 def start_run(cfg: Config, stage: str) -> tuple[str, Path, bool]:
     """(run id, run folder, resumed): the stage's unfinished run when one was started with the same
     training settings (a stopped sitting, a killed driver), else a new run. Ray Train resumes a run of
     the same name and storage path from its latest checkpoint, so the same command continues the run."""
-    store = runs(cfg, stage)
+    store = model_runs(cfg, stage)
     run, resumed = store.begin(run_fingerprint(cfg, stage))
     return run, store.path(run), resumed
 
@@ -62,7 +55,7 @@ def run_fingerprint(cfg: Config, stage: str) -> str:
 
 def finish_run(cfg: Config, stage: str, run: str) -> None:
     """The run is complete: it becomes the stage's LATEST, and no later command resumes it."""
-    runs(cfg, stage).publish(run)
+    model_runs(cfg, stage).publish(run)
 
 
 def catalog_texts(catalog: dict) -> list[str]:
@@ -97,13 +90,13 @@ def prepare_base(cfg: Config, catalog: dict, shape: dict, out: Path) -> dict:
     m = cfg.train.model
     if m.path or m.base:
         path = base_model_path(cfg)
-        model, tok = lm.load(path, trust_remote_code=m.trust_remote_code)
+        model, tok = load_model(path, trust_remote_code=m.trust_remote_code)
         source = m.path or f"{m.base} (registry base, {path})"
     else:
         built = lm.build_small_model(out.parent / "base", catalog_texts(catalog), family=m.family, vocab_size=m.vocab_size,
                                      hidden=m.hidden, layers=m.layers, heads=m.heads, max_positions=_max_positions(cfg.train),
                                      seed=cfg.train.seed)
-        model, tok = lm.load(built)
+        model, tok = load_model(built)
         source = f"small {m.family} (hidden {m.hidden}, {m.layers} layers), BPE {m.vocab_size} trained on the catalog"
     if cfg.train.prompt.sid_format == "tokens":
         added = lm.add_sid_tokens(model, tok, shape["levels"], shape["codes"], init=m.sid_init, seed=cfg.train.seed)
@@ -128,7 +121,7 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
     fmt = RerankFormat.from_config(t.prompt)
     with steps.step(f"catalog and SID vocabulary{f' (resuming {run})' if resumed else ''}"):
         ensure_ray()
-        catalog, shape = data.load_catalog(lake)
+        catalog, shape = load_catalog(lake)
         base = prepare_base(cfg, catalog, shape, run_dir / "init")
     with steps.step("mid-training examples from Delta (Ray Data)"):
         show = fmt.show_sid  # SIDs as new tokens or as text, as the re-rank prompts will write them
@@ -228,7 +221,7 @@ def sft_example(prompt: str, response: str, candidate_sids: list[str], reasoning
         return None
     answer = fmt.answer(parsed.reasoning or "", parsed.ranking, candidate_sids)
     cut = answer.index(fmt.ranking_marker())
-    return examples.Example("sft", prompt, answer, parts=[(answer[:cut], reasoning_weight), (answer[cut:], ranking_weight)])
+    return Example("sft", prompt, answer, parts=[(answer[:cut], reasoning_weight), (answer[cut:], ranking_weight)])
 
 
 def sft(cfg: Config, steps: Steps | None = None) -> dict:
@@ -243,7 +236,7 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
     run, run_dir, resumed = start_run(cfg, "sft")
     with steps.step(f"accepted traces and slates{f' (resuming {run})' if resumed else ''}"):
         ensure_ray()
-        catalog, shape = data.load_catalog(lake)
+        catalog, shape = load_catalog(lake)
         if st.init == "base":  # straight from the pretrained base (with the SID vocabulary when SIDs are tokens)
             base = run_dir / "init"
             if not (base / "config.json").exists():
@@ -258,7 +251,7 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         fmt = RerankFormat.from_config(t.prompt)
         # The student's prompt is rendered here, in its own format and chat template; gold.traces keeps the
         # canonical prompt the teacher saw.
-        tok = lm.load_tokenizer(base)
+        tok = load_tokenizer(base)
         # Only the slates that have an accepted trace of this teacher need a prompt (rendering all of them
         # through a chat template took most of a minute on Beauty).
         accepted = Lake(lake).read_pandas("gold.traces", columns=["slate_id", "teacher", "accepted"])

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 
 from gr2.config import DapoConfig
+from gr2.models.generation import Prefix, sample_group, with_bos
 from gr2.platform.precision import cpu_autocast
 from gr2.rerank.formats import RerankFormat
 from gr2.rerank.permutations import ranking_positions
 from gr2.rerank.slate import slate_of_row
 from gr2.training import dapo, engines, loop, rewards
-from gr2.training.generation import Prefix, sample_group, with_bos
 from gr2.training.loop import LoopSettings, WorkerRun
 
 RL_FIELDS = ["step", "reward", "promotion", "format", "format_counted", "valid_rate", "order_copy_rate",
@@ -80,7 +80,7 @@ class DapoStep:
     def start(self, w: WorkerRun, shard, state: dict) -> None:
         from transformers import AutoModelForCausalLM
 
-        from gr2.training.model import load_tokenizer
+        from gr2.models.lm import load_tokenizer
 
         s = w.settings
         self.tok = load_tokenizer(s.model_path)
@@ -165,7 +165,7 @@ def _constrained_rollout(model, tok, row: dict, s: LoopSettings, G: int) -> dict
     the candidates not yet listed. The answer is then written in the canonical JSON form (the reasoning
     string re-escaped), so every answer is valid and the rewards compare rankings; the policy is trained
     on those canonical tokens."""
-    from gr2.training.generation import constrained_ranking
+    from gr2.models.generation import constrained_ranking
 
     d, fmt = s.dapo, s.rerank_format or RerankFormat()
     prompt = row["prompt"]
@@ -272,11 +272,14 @@ def run(cfg, steps=None) -> dict:
     """`gr2 train dapo`: DAPO from the latest SFT model on training slates."""
     import ray.data
 
+    from gr2.models import evidence
+    from gr2.models.lm import load_tokenizer
     from gr2.platform.lake import Lake
     from gr2.platform.progress import Steps
     from gr2.platform.ray_cluster import ensure_ray
-    from gr2.training import data, evidence, jobs
-    from gr2.training import model as lm
+    from gr2.platform.run_store import latest_model
+    from gr2.rerank.catalog import load_catalog
+    from gr2.training import jobs
     from gr2.training import traces as tr
 
     steps = steps or Steps(quiet=True)
@@ -286,10 +289,10 @@ def run(cfg, steps=None) -> dict:
     run_id, run_dir, resumed = jobs.start_run(cfg, "dapo")
     with steps.step(f"training slates as prompts{f' (resuming {run_id})' if resumed else ''}"):
         ensure_ray()
-        base = jobs.latest_model(cfg, "sft")
+        base = latest_model(cfg, "sft")
         fmt = RerankFormat.of_model(base, RerankFormat.from_config(t.prompt))  # the policy's own format
-        tok = lm.load_tokenizer(base)
-        catalog, _ = data.load_catalog(lake)
+        tok = load_tokenizer(base)
+        catalog, _ = load_catalog(lake)
         df = Lake(lake).read_pandas(
             "gold.slates", columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
         df = df[df["split"] == "train"].sample(frac=1.0, random_state=t.seed)

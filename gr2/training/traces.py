@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from gr2.config import Config
+from gr2.models import evidence as ev
 from gr2.platform import quality as qc
 from gr2.platform.contracts import contract
 from gr2.platform.keys import (
@@ -21,10 +22,9 @@ from gr2.platform.keys import (
 )
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
+from gr2.rerank.catalog import load_catalog
 from gr2.rerank.prompt import build_rerank_messages, render_rerank_prompt
 from gr2.rerank.slate import Slate, slate_of_row
-from gr2.training import data
-from gr2.training import evidence as ev
 from gr2.training.rejection import rejection_sample, summarize
 from gr2.training.teachers import DEFAULT_WEIGHTS, OpenAITeacher, StatisticalTeacher
 
@@ -92,7 +92,7 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
     lake = Lake(cfg.lake_path)
     tc = cfg.traces
     with steps.step("training slates and catalog"):
-        catalog, _ = data.load_catalog(cfg.lake_path)
+        catalog, _ = load_catalog(cfg.lake_path)
         slates = lake.read(spark, "gold.slates").where(F.col("split") == "train")
         slates = slates.withColumn("_h", F.xxhash64("slate_id", F.lit(cfg.train.seed))).orderBy("_h")
         if tc.max_slates:

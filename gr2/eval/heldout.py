@@ -1,10 +1,7 @@
-"""Held-out checks of a trained stage, and the held-out slates every re-ranker is asked.
+"""Held-out checks of a trained LM stage, run after it trains (gr2 train eval-next, gr2 train sft --evaluate).
 
 * `evaluate_next_item`: the mid-trained model's next item over the full catalog (SID-constrained beam
   search) next to popularity, with bootstrap intervals (`gr2 train eval-next`).
-* `rerank_rows` / `cases_of` / `rerank_cases`: a seeded sample of a split's slates from gold.slates,
-  rendered for a re-rank format (with each candidate's evidence note when the format shows one);
-  evaluation, the service check and the benchmarks ask these.
 * `evaluate_rerank`: an SFT or DAPO model's greedy answers on held-out slates (`gr2 train sft --evaluate`).
 """
 
@@ -17,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from gr2.config import Config
+from gr2.models.lm import load_model
+from gr2.models.slates import rerank_cases
+from gr2.models.text import sequential
 from gr2.platform.lake import Lake
+from gr2.platform.run_store import latest_model
+from gr2.rerank.catalog import load_catalog
 from gr2.rerank.metrics import hit_at, ndcg_gain_at, slate_metrics
-from gr2.training import data, examples
-from gr2.training import evidence as ev
-from gr2.training import model as lm
-from gr2.training.jobs import latest_model
 
 
 def next_item_cases(seqs: pd.DataFrame, catalog: dict, split: str, history_len: int, max_users: int, seed: int):
@@ -53,12 +51,12 @@ def popularity_ranking(seqs: pd.DataFrame, catalog: dict) -> list[str]:
 def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = "test", max_users: int = 500,
                        ks: tuple[int, ...] = (5, 10), on_progress=None) -> dict:
     """Next-item Recall@k / NDCG@k over the full catalog: constrained beam search vs popularity."""
+    from gr2.models.generation import SidTrie, beam_search_sids
     from gr2.platform.precision import cpu_autocast, use_autocast
-    from gr2.training.generation import SidTrie, beam_search_sids
 
     lake = cfg.lake_path
     model_dir, fmt, model, tok = _stage_model(cfg, model_dir, "midtrain")
-    catalog, shape = data.load_catalog(lake)
+    catalog, shape = load_catalog(lake)
     trie = SidTrie(tok, [c.sid for c in catalog.values()], fmt)
     seqs = Lake(lake).read_pandas("gold.sequences", columns=["items", "split"])  # read once for both
     cases = next_item_cases(seqs, catalog, split, cfg.etl.history_len, max_users, cfg.train.seed)
@@ -68,7 +66,7 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
     pop = {f"{m}@{k}": [] for m in ("recall", "ndcg") for k in ks}
     on_cpu = next(model.parameters()).device.type == "cpu" and use_autocast(cfg.train.autocast)
     for n, (hist, target) in enumerate(cases):
-        prompt = examples.sequential(hist, None, fmt.show_sid).prompt + ("" if fmt.sid == "text" else " ")
+        prompt = sequential(hist, None, fmt.show_sid).prompt + ("" if fmt.sid == "text" else " ")
         with cpu_autocast(on_cpu):  # bf16 matmuls where the CPU has the units, as in training
             ranked = beam_search_sids(model, tok, prompt, trie, beams, shape["levels"])
         for name, ranking in (("model", ranked), ("pop", popular)):
@@ -102,49 +100,21 @@ def _stage_model(cfg: Config, model_dir: Path | None, stage: str):
 
     model_dir = Path(model_dir or latest_model(cfg, stage))
     fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
-    model, tok = lm.load(model_dir)
+    model, tok = load_model(model_dir)
     model.eval()
     return model_dir, fmt, model, tok
-
-
-# -- re-ranking on held-out slates ----------------------------------------------------------------------
-
-
-def rerank_cases(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10, fmt=None):
-    """(Slate, labels in input order) for slates of `split`, a seeded sample of `max_slates`
-    (the same sample for the same arguments). When the re-rank format `fmt` shows evidence (evidence.py),
-    each candidate carries its note."""
-    return cases_of(rerank_rows(lake, catalog, split, max_slates, seed, history), lake, split, fmt)
-
-
-def rerank_rows(lake: Path, catalog: dict, split: str, max_slates: int, seed: int, history: int = 10) -> list:
-    """(gold.slates row, Slate) pairs of `rerank_cases`, read once: `cases_of` renders them for
-    each format (evaluation asks the same slates of models trained with and without evidence)."""
-    from gr2.rerank.slate import slate_of_row
-
-    df = Lake(lake).read_pandas("gold.slates", columns=["slate_id", "user_id", "history", "candidates", "target", "labels", "split"])
-    df = df[df["split"] == split]
-    if max_slates and len(df) > max_slates:
-        df = df.sample(n=max_slates, random_state=seed)
-    return [(r, s) for r in df.to_dict("records") if (s := slate_of_row(r, catalog, history)) is not None]
-
-
-def cases_of(rows: list, lake: Path, split: str, fmt=None) -> list:
-    """(slate, labels) of `rerank_rows` pairs, each candidate with the evidence note `fmt` shows, if any."""
-    slates = ev.annotate_rows(ev.for_format(fmt, lake) if fmt is not None else None, rows, split)
-    return [(s, [int(x) for x in r["labels"]]) for (r, _), s in zip(rows, slates)]
 
 
 def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "valid", max_slates: int = 200,
                     max_new_tokens: int = 768, on_progress=None, constrained: bool = False, batch_size: int = 8) -> dict:
     """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
     and R@1/3/5, NDCG@3/5 (an invalid answer keeps the incoming order), next to the incoming order."""
+    from gr2.models.generation import answer_rerank
     from gr2.platform.precision import use_autocast
-    from gr2.training.generation import answer_rerank
 
     lake = cfg.lake_path
     model_dir, fmt, model, tok = _stage_model(cfg, model_dir, "sft")
-    catalog, _ = data.load_catalog(lake)
+    catalog, _ = load_catalog(lake)
     cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, fmt.history, fmt)
              if 1 in labels]
     orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, on_progress, fmt=fmt,

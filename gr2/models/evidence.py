@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from gr2.eval.baselines import SASRec, SASRecConfig, training_sequences
+from gr2.models.sasrec import SASRec, SASRecConfig, training_sequences
 from gr2.platform.keys import fold
 from gr2.platform.run_store import RunStore
 from gr2.rerank.slate import ItemText, sequence_note
@@ -175,7 +175,7 @@ def load(lake: Path, run: str | None = None) -> SequentialEvidence:
     """The LATEST (or the named) sequential models of the lake; FileNotFoundError says what to run."""
     import torch
 
-    from gr2.eval.baselines import SASRecNet
+    from gr2.models.sasrec import SASRecNet
 
     store = RunStore(lake, STAGE, what="sequential evidence models")
     root = store.root
