@@ -45,7 +45,7 @@ def main() -> None:
                     help="weights of the teacher's incoming-order signal to compare")
     ap.add_argument("--sequential", type=float, nargs="*", default=[],
                     help="weights of the teacher's sequential-model signal to compare, each with every --incoming "
-                         "weight (fits the SASRec-style models of gr2/training/evidence.py: one per user fold and one "
+                         "weight (fits the SASRec-style models of gr2/models/evidence.py: one per user fold and one "
                          "on all users, within traces.sequential_epochs / traces.sequential_seconds)")
     ap.add_argument("--refit", action="store_true", help="fit new sequential models even where the lake has some")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")

@@ -203,7 +203,7 @@ class PromptConfig(Strict):
     evidence: Literal["none", "sequential"] = Field(
         "none", description="compact style: evidence beside each candidate. sequential: a SASRec-style model's rank "
         "('seq #2'; cross-fitted for training slates, fitted by `gr2 traces`), which a small student cannot learn from "
-        "titles and SIDs (gr2/training/evidence.py); none: the paper's prompt content")
+        "titles and SIDs (gr2/models/evidence.py); none: the paper's prompt content")
 
 
 class DeepSpeedConfig(Strict):

@@ -1,4 +1,4 @@
-"""Training stages as jobs: mid-training and SFT (DAPO is rl.py; the held-out checks are heldout.py).
+"""Training stages as jobs: mid-training and SFT (DAPO is rl.py; the held-out checks are gr2/eval/heldout.py).
 
 Each job: read the tables it needs with Ray Data, build examples, launch the shared Ray Train +
 DeepSpeed loop, and leave a model folder (`save_pretrained`, safetensors) under
