@@ -590,3 +590,18 @@ def test_a_stage_may_checkpoint_on_its_own_cadence(tmp_path, overrides, sft_ever
     every = {stage: LoopSettings.resolve(getattr(cfg.train, stage), cfg.train, model_path="m", run_dir=tmp_path,
                                          total_rows=100, rl=stage == "dapo").checkpoint_every for stage in ("sft", "dapo")}
     assert every == {"sft": sft_every, "dapo": dapo_every}
+
+
+def test_the_stage_hook_is_chosen_explicitly_and_must_match_the_stage(tmp_path):
+    """Each stage passes its hook to loop.run; a supervised hook on DAPO's settings (or the reverse) is
+    refused before any Ray worker starts."""
+    from gr2.config import load_config
+    from gr2.training import loop, rl
+
+    cfg = load_config()
+    common = dict(model_path="m", tokenizer_path="m", run_dir=tmp_path, name="x", train_cfg=cfg.train, total_rows=4)
+    with pytest.raises(TypeError, match="LmLoss does not run a stage configured by DapoConfig"):
+        loop.run(None, hook=supervised.LmLoss(), stage_cfg=cfg.train.dapo, **common)
+    with pytest.raises(TypeError, match="DapoStep does not run"):
+        loop.run(None, hook=rl.DapoStep(), stage_cfg=cfg.train.sft, **common)
+    assert supervised.LmLoss.fields[0] == rl.DapoStep.fields[0] == "step", "the loop writes the step column"
