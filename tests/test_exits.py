@@ -128,6 +128,31 @@ def test_nightly_records_the_same_code_and_runs_no_step_after_the_failure(tmp_pa
     assert type(raised).__name__ in s["steps"][0]["error"]
 
 
+def test_gr2_nightly_prints_each_night_and_exits_with_its_code(tmp_path, monkeypatch):
+    """The CLI reads run_night's summary through NightRun (gr2/pipelines/run_results.py): its step table,
+    --json's dict as it was, and the night's exit code; a backfill stops at the first failed date."""
+    import json
+
+    from gr2.cli import pipelines as cli
+    from gr2.pipelines import nightly as nl
+
+    def night(spark, cfg, day, force=False):
+        failed = day == date(2026, 1, 2)
+        return {"date": str(day), "exit_code": exits.FAILED if failed else exits.OK, "seconds": 3.0, "finished_at": "t",
+                "lake": str(tmp_path), "report": f"/r/{day}.json",
+                "steps": [{"name": "ingest", "status": "failed" if failed else "ok", "seconds": 2.0, "read": 1234,
+                           "written": None, "rejected": None, "note": "n", "error": "RuntimeError: x" if failed else None,
+                           "details": {}}]}
+
+    monkeypatch.setattr(cli, "start_spark", lambda cfg: None)
+    monkeypatch.setattr(nl, "run_night", night)
+    res = _gr2("nightly", "--from", "2026-01-01", "--to", "2026-01-03", "--json", "--lake", str(tmp_path))
+    assert res.exit_code == exits.FAILED, res.output
+    assert "nightly 2026-01-01: exit 0 in 3s" in res.output and "1,234" in res.output and "summary: /r/2026-01-01.json" in res.output
+    assert "RuntimeError: x" in res.output and "stopped at 2026-01-02" in res.output and "2026-01-03" not in res.output
+    assert json.loads(next(line for line in res.output.splitlines() if line.startswith('{"date": "2026-01-01"')))["steps"][0]["read"] == 1234
+
+
 @pytest.mark.parametrize("table, command", [
     ("silver.items", "`gr2 etl ingest`"), ("gold.slates", "`gr2 etl build`"),
     ("gold.sid_codebook", "`gr2 tokenizer assign`"), ("gold.item_embeddings", "`gr2 tokenizer embed`"),

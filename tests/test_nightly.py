@@ -128,7 +128,7 @@ def test_nightly_resumes_is_idempotent_and_assigns_new_items(spark, lake, tmp_pa
     assert f"quality gate refused silver.items (version {published + 1}): 1 check(s) failed" in out
     assert "expect_column_values_to_be_unique on item_id: 2 row(s) broke it" in out
     assert f"readers still see version {published}" in out and "Traceback" not in res.output
-    assert [v["success"] for v in validations(lake.root) if v["suite"] == "silver_items_recheck_gate"] == [False]
+    assert [v.success for v in validations(lake.root) if v.suite == "silver_items_recheck_gate"] == [False]
     assert lake.read(spark, "silver.items").where(F.col("item_id").startswith("late-")).count() == 3
 
 

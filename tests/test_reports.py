@@ -91,3 +91,59 @@ def test_index_shows_the_typed_figures(tmp_path):
     assert "<td>sft</td><td>sft-1</td><td>20</td><td>5.4321</td><td>2.3456</td><td>123</td>" in page
     assert '<td>SFT</td><td>0.5000</td><td></td><td></td><td><span class="bad">25%</span>' in page
     assert "<polyline" in page  # the NDCG@5 history plot over the two runs
+
+
+NIGHT = {"date": "2026-01-02", "exit_code": 4, "seconds": 12.0, "finished_at": "2026-01-03T02:00:00Z", "lake": "/lake",
+         "steps": [{"name": "ingest", "status": "ok", "seconds": 1.0, "read": 10, "written": 9, "rejected": 1, "note": "n",
+                    "error": None, "details": {}},
+                   {"name": "build", "status": "failed", "error": "RuntimeError: boom"}]}  # a key left out takes its default
+
+
+def test_nightly_runs_are_typed_newest_first_one_per_run_and_odd_files_left_out(tmp_path):
+    from gr2.pipelines.run_results import NightRun, StepResult
+
+    nightly = tmp_path / "reports/nightly"
+    _write(nightly / "runs/2026-01-02_20260103T020000Z.json", NIGHT)
+    _write(nightly / "2026-01-02.json", NIGHT)  # the date's latest file: the same run, listed once
+    _write(nightly / "2026-01-01.json", {**NIGHT, "date": "2026-01-01", "exit_code": 0, "finished_at": "2026-01-02T02:00:00Z"})
+    _write(nightly / "cut.json", "{cut short")
+    _write(nightly / "nodate.json", {"exit_code": 0})
+    runs = reports.nightly_runs(tmp_path)
+    assert [(r.date, r.href) for r in runs] == [("2026-01-02", "nightly/runs/2026-01-02_20260103T020000Z.json"),
+                                                ("2026-01-01", "nightly/2026-01-01.json")]
+    run = runs[0]
+    assert isinstance(run, NightRun) and run.details == NIGHT and run.exit_code == 4 and run.report is None
+    assert run.steps[1] == StepResult("build", status="failed", error="RuntimeError: boom")
+    assert run.ran() == ["ingest"] and run.failure() == "RuntimeError: boom" and runs[1].failure() == "RuntimeError: boom"
+    page = reports.render_index(tmp_path, docs_built=False)
+    assert ('<td><a href="nightly/runs/2026-01-02_20260103T020000Z.json">2026-01-02</a></td><td><span class="bad">4</span></td>'
+            "<td>12s</td><td>ingest</td><td>RuntimeError: boom</td><td>2026-01-03T02:00:00Z</td>") in page
+
+
+def test_night_run_renders_the_step_table_gr2_nightly_prints():
+    from rich.console import Console
+
+    from gr2.pipelines.run_results import NightRun
+
+    console = Console(record=True, width=200)
+    NightRun.of({**NIGHT, "report": "/lake/reports/nightly/2026-01-02.json"}).render(console)
+    out = console.export_text()
+    assert "nightly 2026-01-02: exit 4 in 12s" in out and "summary: /lake/reports/nightly/2026-01-02.json" in out
+    assert "ingest" in out and "RuntimeError: boom" in out and "failed" in out
+
+
+def test_validations_are_typed_newest_first_with_their_data_docs_page(tmp_path):
+    from gr2.platform import quality
+
+    store = quality.context_root(tmp_path) / "gx" / "uncommitted" / "validations"
+    _write(store / "silver_items_gate/run/20260101/a.json",
+           {"suite_name": "silver_items_gate", "success": False, "meta": {"validation_time": "2026-01-02T10:00:00Z"},
+            "statistics": {"successful_expectations": 2, "evaluated_expectations": 3}})
+    _write(store / "gold_slates_gate/run/20260101/b.json", {"success": True, "meta": {"validation_time": "2026-01-01T10:00:00Z"}})
+    _write(store / "empty_gate/run/20260101/c.json", {})  # nothing to list
+    vals = reports.validations(tmp_path)
+    assert [(v.suite, v.success, v.passed, v.checks) for v in vals] == [("silver_items_gate", False, 2, 3),
+                                                                         ("gold_slates_gate", True, None, None)]
+    assert vals[0].href == "quality/validations/silver_items_gate/run/20260101/a.html"
+    page = reports.render_index(tmp_path, docs_built=True)
+    assert "2 quality validations (1 failed)" in page and "<td>2/3</td>" in page and "<td>None/None</td>" in page

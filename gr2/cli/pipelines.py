@@ -34,6 +34,7 @@ def nightly(
     import json as _json
 
     from gr2.pipelines import nightly as nl
+    from gr2.pipelines.run_results import NightRun
 
     cfg = make_config(config, set_, lake)
     days = nl.dates(day, start, end)
@@ -41,10 +42,11 @@ def nightly(
     code = 0
     for d in days:
         s = nl.run_night(spark, cfg, d, force=force)
-        nl.print_summary(s)
+        run = NightRun.of(s)
+        run.render(console)
         if json_out:
             typer.echo(_json.dumps(s, default=str))
-        code = s["exit_code"]
+        code = run.exit_code
         if code:
             console.print(f"[red]stopped at {d}[/]: exit {code}" + (f"; dates after it not run: {len(days) - days.index(d) - 1}" if d != days[-1] else ""))
             break

@@ -36,13 +36,14 @@ import json
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
 from gr2.config import Config
 from gr2.pipelines import stages
+from gr2.pipelines.run_results import StepResult
 from gr2.platform import exits
 from gr2.platform.contracts import RecheckFailed, recheck
 from gr2.platform.files import write_json_atomic
@@ -58,19 +59,6 @@ FAIL_ENV = "GR2_NIGHTLY_FAIL_AT"  # fault injection for tests and drills: the na
 
 class InjectedFailure(RuntimeError):
     pass
-
-
-@dataclass
-class StepResult:
-    name: str
-    status: str = "pending"  # ok | up-to-date | failed | not-run
-    seconds: float = 0.0
-    read: int | None = None
-    written: int | None = None
-    rejected: int | None = None
-    note: str = ""
-    error: str | None = None
-    details: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -281,18 +269,3 @@ def dates(day: str | None, start: str | None, end: str | None) -> list[date]:
     if day:
         return [date.fromisoformat(day)]
     return [datetime.now(timezone.utc).date() - timedelta(days=1)]
-
-
-def print_summary(s: dict) -> None:
-    from rich.table import Table
-
-    t = Table(title=f"nightly {s['date']}: exit {s['exit_code']} in {s['seconds']:.0f}s", title_justify="left")
-    for col in ("step", "status", "s", "read", "written", "rejected", "note"):
-        t.add_column(col, justify="right" if col in ("s", "read", "written", "rejected") else "left")
-    colors = {"ok": "green", "up-to-date": "dim", "failed": "red", "not-run": "dim"}
-    for r in s["steps"]:
-        fmt = lambda v: "" if v is None else f"{v:,}"  # noqa: E731
-        t.add_row(r["name"], f"[{colors.get(r['status'], 'white')}]{r['status']}[/]", f"{r['seconds']:.0f}" if r["seconds"] else "",
-                  fmt(r["read"]), fmt(r["written"]), fmt(r["rejected"]), r["error"] or r["note"])
-    console.print(t)
-    console.print(f"  summary: {s['report']}")

@@ -11,8 +11,10 @@ Gathered from what the jobs already write, nothing is recomputed:
 Links are relative, so the folder can be served by any static web server or opened from disk.
 
 The summaries of evaluations and training runs are the stages' own, read through their typed forms in
-gr2/pipelines/lm_results.py (EvalResult, TrainCurve), so a renamed key is fixed there, not here. A summary
-that cannot be read as one (cut short, not JSON) is still listed, without figures.
+gr2/pipelines/lm_results.py (EvalResult, TrainCurve); nightly runs and GE validations are read through
+gr2/pipelines/run_results.py (NightRun, Validation). So a renamed key is fixed there, not here. An eval
+summary that cannot be read as one (cut short, not JSON) is still listed, without figures; such a nightly
+file is left out (it has no date to list it under).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import html
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from gr2.eval.report import valid_percent
 from gr2.pipelines.lm_results import EvalResult, EvalRow, TrainCurve
-from gr2.pipelines.results import StageResult
+from gr2.pipelines.run_results import NightRun, Validation
 from gr2.platform import quality
 from gr2.platform.files import write_text_atomic
 
+T = TypeVar("T")
 PLOT_MODELS = 6  # lines in the eval history plot (the models seen in most runs)
 
 
@@ -38,51 +42,42 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _result_of(summary, result: type[StageResult], **extra) -> StageResult | None:
-    """A summary read from disk (with `extra` keys) as its typed result; None where it cannot be read as one:
-    an index lists what it finds, so one odd file must not stop it."""
+def _typed(of: Callable[..., T], summary, *args, **kwargs) -> T | None:
+    """A summary read from disk as its typed result (`of`: the result class's reader); None where it cannot be
+    read as one: an index lists what it finds, so one odd file must not stop it."""
     try:
-        return result.of({**summary, **extra}) if isinstance(summary, dict) else None
+        return of(summary, *args, **kwargs) if isinstance(summary, dict) else None
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
-def validations(lake: Path) -> list[dict]:
+def validations(lake: Path) -> list[Validation]:
     """Every GE validation result under the lake's context, newest first, with its Data Docs page."""
     store = quality.context_root(lake) / "gx" / "uncommitted" / "validations"
     out = []
     for f in store.glob("*/*/*/*.json"):
-        d = _read_json(f)
-        if not d:
-            continue
         rel = f.relative_to(store).with_suffix(".html")
-        stats = d.get("statistics", {})
-        out.append({
-            "suite": d.get("suite_name") or f.parts[-4],
-            "time": (d.get("meta") or {}).get("validation_time") or "",
-            "success": bool(d.get("success")),
-            "passed": stats.get("successful_expectations"),
-            "checks": stats.get("evaluated_expectations"),
-            "href": f"quality/validations/{rel.as_posix()}",
-        })
-    return sorted(out, key=lambda r: r["time"], reverse=True)
+        v = _typed(Validation.of, _read_json(f) or None, suite=f.parts[-4], href=f"quality/validations/{rel.as_posix()}")
+        if v is not None:
+            out.append(v)
+    return sorted(out, key=lambda v: v.time, reverse=True)
 
 
-def nightly_runs(lake: Path) -> list[dict]:
+def nightly_runs(lake: Path) -> list[NightRun]:
     """Every nightly run (reports/nightly/runs/), newest first; a date's latest file stands in for runs
-    written before run history was kept."""
+    written before run history was kept. A file that cannot be read as a run is left out."""
     folder = lake / "reports" / "nightly"
     out = []
     for f in list(folder.glob("runs/*.json")) + list(folder.glob("*.json")):
-        d = _read_json(f)
-        if d:
-            out.append({**d, "href": f.relative_to(lake / "reports").as_posix()})
+        run = _typed(NightRun.of, _read_json(f), href=f.relative_to(lake / "reports").as_posix())
+        if run is not None:
+            out.append(run)
     seen, unique = set(), []
-    for d in sorted(out, key=lambda d: (d.get("finished_at", ""), d["href"].count("/")), reverse=True):
-        key = (d.get("date"), d.get("finished_at"))
+    for run in sorted(out, key=lambda r: (r.finished_at, r.href.count("/")), reverse=True):
+        key = (run.date, run.finished_at)
         if key not in seen:
             seen.add(key)
-            unique.append(d)
+            unique.append(run)
     return unique
 
 
@@ -95,7 +90,7 @@ def eval_runs(lake: Path) -> list[dict]:
             continue
         page = f"eval/{f.parent.name}/report.html"
         # summary.json is written before the job adds the report's path to its result: the page beside it
-        r = _result_of(d, EvalResult, report=str(f.parent / "report.html"))
+        r = _typed(lambda s: EvalResult.of({**s, "report": str(f.parent / "report.html")}), d)
         if r is None:
             out.append({"run": f.parent.name, "created": "", "rows": (), "href": page})
         else:
@@ -198,19 +193,15 @@ def _num(v, digits: int = 4) -> str:
 
 def render_index(lake: Path, docs_built: bool) -> str:
     vals, nights, evals, trains, stages = validations(lake), nightly_runs(lake), eval_runs(lake), training_runs(lake), stage_reports(lake)
-    failed = sum(not v["success"] for v in vals)
-    quality_rows = [[html.escape(v["time"][:19].replace("T", " ")), html.escape(v["suite"]),
-                     '<span class="ok">passed</span>' if v["success"] else '<span class="bad">FAILED</span>',
-                     f'{v["passed"]}/{v["checks"]}', _a(v["href"], "Data Docs") if docs_built else ""] for v in vals]
+    failed = sum(not v.success for v in vals)
+    quality_rows = [[html.escape(v.time[:19].replace("T", " ")), html.escape(v.suite),
+                     '<span class="ok">passed</span>' if v.success else '<span class="bad">FAILED</span>',
+                     f"{v.passed}/{v.checks}", _a(v.href, "Data Docs") if docs_built else ""] for v in vals]
     night_rows = []
     for n in nights:
-        status = {s["name"]: s["status"] for s in n.get("steps", [])}
-        ran = ", ".join(k for k, v in status.items() if v == "ok") or "none"
-        bad = next((s for s in n.get("steps", []) if s["status"] == "failed"), None)
-        code = '<span class="ok">0</span>' if n["exit_code"] == 0 else f'<span class="bad">{html.escape(str(n["exit_code"]))}</span>'
-        night_rows.append([_a(n["href"], str(n["date"])), code,
-                           f'{n.get("seconds", 0):.0f}s', html.escape(ran), html.escape(((bad or {}).get("error") or "")[:160]),
-                           html.escape(n.get("finished_at", ""))])
+        code = '<span class="ok">0</span>' if n.exit_code == 0 else f'<span class="bad">{html.escape(str(n.exit_code))}</span>'
+        night_rows.append([_a(n.href, n.date), code, f"{n.seconds:.0f}s", html.escape(", ".join(n.ran()) or "none"),
+                           html.escape(n.failure()[:160]), html.escape(n.finished_at)])
     eval_rows = []
     for r in evals:
         for row in r["rows"]:

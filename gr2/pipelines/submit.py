@@ -27,6 +27,11 @@ never printed.
 Exit codes of a waited job: SUCCEEDED 0, FAILED 1, STOPPED 130.
 """
 
+# Why one module of about 400 lines: its three sections (the connection and its token, what travels, the
+# job's life) are each small, and they are one client: the CLI (gr2/cli/submit.py), the exit-code map
+# (gr2.platform.exits names gr2.pipelines.submit.SubmitError) and tests/test_ray_cluster_submit.py (down to
+# _excluded and _stage) reach it as one module. A split would only add re-exports for them.
+
 from __future__ import annotations
 
 import asyncio

@@ -14,6 +14,11 @@ loss = recon MSE + commitment * sum_l ||r_l - sg(e_l)||^2 (+ sum_l ||sg(r_l) - e
 This module is pure torch/numpy and single-process; distributed training wraps `train_rqvae`'s pieces.
 """
 
+# Why one module of about 400 lines: the model, its k-means++ codebook init, its inference helpers and its
+# training loop are one algorithm around the same codebook internals (RQVAE._assign, the EMA update, the
+# balanced prices), and benchmarks reach all of them as `rqvae.<name>`. Cut at "model | fitting", each half
+# would need the other's privates; the metrics, which did not, already moved out (metrics.py).
+
 from __future__ import annotations
 
 import math
