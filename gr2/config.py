@@ -240,7 +240,7 @@ class MidtrainConfig(StageTrainConfig):
 
 
 class SftConfig(StageTrainConfig):
-    max_len: int | None = _row_len_field("every prompt + answer must fit: SFT refuses to cut one")
+    max_len: int | None = _row_len_field("SFT never cuts an example: up to 1% that do not fit are left out and counted, more is refused")
     init: str | None = Field(
         None, description="model folder to start from instead of the latest mid-trained model (e.g. an earlier SFT "
         "run's model/, to continue it with a fresh schedule), or `base`: the pretrained base itself, no mid-training")

@@ -605,3 +605,16 @@ def test_the_stage_hook_is_chosen_explicitly_and_must_match_the_stage(tmp_path):
     with pytest.raises(TypeError, match="DapoStep does not run"):
         loop.run(None, hook=rl.DapoStep(), stage_cfg=cfg.train.sft, **common)
     assert supervised.LmLoss.fields[0] == rl.DapoStep.fields[0] == "step", "the loop writes the step column"
+
+
+@pytest.mark.parametrize(
+    ("too_long", "examples", "refused"),
+    [(0, 1834, False), (5, 1834, False), (18, 1834, False), (19, 1834, True), (1, 10, True), (120, 120, True)],
+)
+def test_sft_leaves_out_a_few_examples_longer_than_a_row_and_refuses_more(too_long, examples, refused):
+    from gr2.training.jobs import too_long_refusal
+
+    why = too_long_refusal(too_long, examples, row_len=1024, longest=1036)
+    assert (why is not None) == refused
+    if refused:  # says how many, the row length, and what to set it to
+        assert f"{too_long:,} of {examples:,}" in why and "1024 tokens" in why and "at least 1036" in why

@@ -14,7 +14,7 @@ from pathlib import Path
 from gr2.config import Config
 from gr2.models import evidence as ev
 from gr2.models.lm import load_model, load_tokenizer
-from gr2.models.text import Example
+from gr2.models.text import Example, tokenize_example
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.platform.run_store import latest_model, model_runs
@@ -156,6 +156,20 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
     return summary
 
 
+# The share of SFT examples that may be longer than a row and left out (beyond it the run is refused).
+MAX_LEFT_OUT_SHARE = 0.01
+
+
+def too_long_refusal(too_long: int, examples: int, row_len: int, longest: int) -> str | None:
+    """Why SFT refuses to run when more than MAX_LEFT_OUT_SHARE of its examples are longer than a row
+    (None: it runs, leaving those out)."""
+    if too_long <= MAX_LEFT_OUT_SHARE * examples:
+        return None
+    return (f"{too_long:,} of {examples:,} SFT examples are longer than the row length of {row_len} tokens "
+            f"(train.sft.max_len, else train.max_len): set train.sft.max_len to at least {longest} (the longest "
+            "prompt + answer), or shorten the prompts (train.prompt.history, train.prompt.title_words, traces.reasoning)")
+
+
 def _row_len(t, stage) -> int:
     return stage.max_len or t.max_len
 
@@ -269,7 +283,8 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
                 return []
             e = sft_example(prompts[row["slate_id"]], row["response"], cands[row["slate_id"]], st.reasoning_weight,
                             st.ranking_weight, fmt)
-            return [data.example_row(e)] if e else []
+            # its length in tokens as packed, so the few longer than a row can be left out before packing
+            return [{**data.example_row(e), "length": len(tokenize_example(tok, e)[0])}] if e else []
 
         exs = traces.flat_map(to_example)
         if st.max_examples:
@@ -280,21 +295,26 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
             raise ValueError(f"gold.traces holds no accepted traces of teacher {teacher} for training slates; run "
                              "`gr2 traces` with the same traces.* settings first")
         row_len = _row_len(t, st)
-        packed, rows, cut, longest = _pack(exs.random_shuffle(seed=t.seed), str(base), row_len, batch_size=256)
-        if cut:
-            # A cut SFT example loses its history or candidates but keeps the answer that cites them: the
-            # model would learn to write SIDs it was never shown, and never sees prompts as long as it
-            # will be asked at inference. Refuse rather than train on that.
-            raise ValueError(
-                f"{cut:,} of {n_examples:,} SFT examples are longer than the row length of {row_len} tokens "
-                f"(train.sft.max_len, else train.max_len): set train.sft.max_len to at least {longest} (the longest "
-                "prompt + answer), or shorten the prompts (train.prompt.history, train.prompt.title_words, traces.reasoning)")
-    with steps.step(f"Ray Train + {engines.engine_name(t)}: {n_examples:,} traces in {rows:,} rows") as live:
+        # A cut SFT example would lose its history or candidates but keep the answer that cites them: the
+        # model would learn to write SIDs it was never shown. So an example longer than a row is never cut:
+        # a few (a long title, another data set's longer category names) are left out and counted, and
+        # more than that is refused, since the row length is then wrong for these prompts.
+        too_long = exs.filter(lambda r: r["length"] > row_len).count()
+        if refusal := too_long_refusal(too_long, n_examples, row_len, longest=int(exs.max("length"))):
+            raise ValueError(refusal)
+        if too_long:
+            exs = exs.filter(lambda r: r["length"] <= row_len).materialize()
+            n_examples -= too_long
+        packed, rows, cut, _ = _pack(exs.drop_columns(["length"]).random_shuffle(seed=t.seed), str(base), row_len,
+                                     batch_size=256)
+        assert not cut, "examples longer than a row were left out above"
+    left_out = f", {too_long:,} longer than {row_len} tokens left out" if too_long else ""
+    with steps.step(f"Ray Train + {engines.engine_name(t)}: {n_examples:,} traces in {rows:,} rows{left_out}") as live:
         out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
                        stage_cfg=st, train_cfg=t, total_rows=rows, hook=LmLoss(), on_progress=_live(live))
     fmt.save(run_dir / "model")  # evaluation and DAPO ask this model in the form it was trained on
     finish_run(cfg, "sft", run)
     summary = {"run": run, "base": {"source": str(base), "parameters": None}, "examples": {"sft": n_examples},
-               "rows": rows, **out, "frozen_layers": t.freeze_layers, "final": _last_metrics(run_dir)}
+               "left_out_too_long": too_long, "rows": rows, **out, "frozen_layers": t.freeze_layers, "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
