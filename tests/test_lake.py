@@ -77,7 +77,8 @@ def test_trace_gate_refuses_an_accepted_invalid_answer_and_a_repeated_attempt(sp
 
 
 def test_quarantine_keeps_rejects_that_share_a_locator(spark, lake):
-    from gr2.etl.schema import QUARANTINE_COLUMNS, QUARANTINE_KEY
+    from gr2.etl.schema import QUARANTINE_COLUMNS
+    from gr2.platform.keys import QUARANTINE_KEY
 
     # two logged slates rejected at build: same file, line 0 and reason, different raw text
     rows = [("events", "slate", "gold.slates", 0, raw, "slate without the clicked item", "build", None) for raw in ("s2", "s3")]

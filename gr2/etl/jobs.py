@@ -13,11 +13,11 @@ from pyspark.sql import functions as F
 
 from gr2.config import Config
 from gr2.etl import gold, prerank, transforms
-from gr2.etl.schema import IMPRESSION_EVENT, ITEM_UPDATABLE, QUARANTINE_KEY
+from gr2.etl.schema import IMPRESSION_EVENT, ITEM_UPDATABLE
 from gr2.etl.sources import get_reader
 from gr2.platform import quality as qc
 from gr2.platform.contracts import contract
-from gr2.platform.keys import BRONZE_KEY, INTERACTION_KEY, SPLITS
+from gr2.platform.keys import BRONZE_KEY, INTERACTION_KEY, QUARANTINE_KEY, SPLITS
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.rerank.metrics import slate_metrics

@@ -53,9 +53,7 @@ ITEM_UPDATABLE = ["title", "categories", "brand", "text"]
 # bronze.events and quarantine keep the raw record and where it came from.
 BRONZE_COLUMNS = ["source", "kind", "file", "line", "raw", "ingest_date"]  # key: gr2.platform.keys.BRONZE_KEY
 QUARANTINE_COLUMNS = ["source", "kind", "file", "line", "raw", "reason", "stage", "ingest_date"]
-# raw is part of the key: one line can hold several rejected records (P5 tokens), and build-stage
-# rejects (logged slates, embeddings) share file and line 0, told apart only by their raw text.
-QUARANTINE_KEY = ["source", "kind", "file", "line", "raw", "reason"]
+# key: gr2.platform.keys.QUARANTINE_KEY (the ETL and the tokenizer both quarantine)
 
 # Event names that mean "the user engaged with the item": they go into gold.sequences and are a logged
 # slate's clicks (gold.is_positive). Impressions do not, nor does any other name (kept in silver, unused

@@ -10,6 +10,9 @@ import hashlib
 INTERACTION_KEY = ["user_id", "item_id", "ts", "event"]
 # bronze.events: one raw record, located by where it came from.
 BRONZE_KEY = ["source", "kind", "file", "line"]
+# quarantine: one rejected record. raw is part of the key: one line can hold several rejected records (P5
+# tokens), and build-stage rejects (logged slates, embeddings) share file and line 0, told apart only by raw.
+QUARANTINE_KEY = ["source", "kind", "file", "line", "raw", "reason"]
 # gold.traces: one teacher attempt at one slate.
 TRACE_KEY = ["slate_id", "teacher", "attempt"]
 # eval.runs: one metric of one re-ranker in one evaluation run.

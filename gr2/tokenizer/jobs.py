@@ -20,9 +20,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from gr2.config import Config
-from gr2.etl.schema import QUARANTINE_KEY
 from gr2.platform import quality as qc
 from gr2.platform.contracts import contract
+from gr2.platform.keys import QUARANTINE_KEY
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
 from gr2.platform.run_store import RunStore
