@@ -242,3 +242,33 @@ def test_the_answer_probe_checks_products_against_the_prompt():
     assert probe.products_checked("1. x\n2. Pre-rank x seq: 1x3=3, 2x1=2, 3x2=6.\n3. y", seq) == (3, 3, 3)
     assert probe.products_checked("2. Pre-rank x seq: 1x3=4, 2x2=4.\n3. 1x1=1", seq) == (2, 1, 1)
     assert probe.products_checked("no steps", seq) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("rule", "seq_ranks", "expected"),
+    [
+        # seq ranks are 0-based: candidate [3] (position 2) is the sequence model's #1
+        ("lift1", [3, 1, 0, 2], [2, 0, 1, 3]),
+        ("lift2", [3, 1, 0, 2], [2, 1, 0, 3]),
+        ("partition2", [3, 1, 0, 2], [1, 2, 0, 3]),  # seq #1-#2 in slate order, then the rest
+        ("partition3", [3, 1, 0, 2], [1, 2, 3, 0]),
+        ("keep_first_lift2", [3, 1, 0, 2], [0, 2, 1, 3]),
+        ("interleave", [3, 1, 0, 2], [0, 2, 1, 3]),
+    ],
+)
+def test_the_shown_rules_benchmark_orders(rule, seq_ranks, expected):
+    """benchmarks/shown_rules.py: each rule is a permutation of the slate, built as its docstring says."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "shown_rules.py"
+    spec = importlib.util.spec_from_file_location("shown_rules", path)
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    fn = {"lift1": lambda r: rules.lift(r, 1), "lift2": lambda r: rules.lift(r, 2),
+          "partition2": lambda r: rules.seq_first_in_slate_order(r, 2),
+          "partition3": lambda r: rules.seq_first_in_slate_order(r, 3),
+          "keep_first_lift2": lambda r: rules.keep_first_then_lift(r, 2), "interleave": rules.interleave}[rule]
+    assert fn(seq_ranks) == expected
+    for name, r in rules.RULES.items():  # every registered rule is a permutation
+        assert sorted(r(seq_ranks)) == list(range(len(seq_ranks))), name
