@@ -345,12 +345,16 @@ class TracesConfig(Strict):
     accept_top_k: int = Field(1, ge=1, description="accept an attempt when the target is within its top k")
     max_slates: int = Field(2000, ge=0, description="training slates sent to the teacher (0 = all)")
     detail: int = Field(3, ge=1, description="statistical teacher: candidates explained one by one (the top of its ranking)")
-    reasoning: Literal["full", "brief", "shown"] = Field(
+    reasoning: Literal["full", "brief", "shown", "partition"] = Field(
         "full", description="statistical teacher's reasoning: `full` cites every figure behind its top candidates; "
         "`brief` the strongest one, in three one-line steps (about 60 tokens: a student pays for every reasoning "
         "token at training and at generation); `shown` only what the student's prompt shows, each candidate's "
-        "pre-rank x sequence-model rank, lowest first (needs weights incoming == sequential and the rest 0). "
+        "pre-rank x sequence-model rank, lowest first (needs weights incoming == sequential and the rest 0); "
+        "`partition` the candidates with seq #1..#partition_top first, then the rest, each in slate order (no sort: "
+        "benchmarks/shown_rules.py; needs weights.sequential > 0 and the rest but incoming 0). "
         "`brief: true` is read as `reasoning: brief`")
+    partition_top: int = Field(3, ge=1, description="`partition` reasoning: the sequence model's ranks lifted first "
+                               "(seq #1..#N)")
     weights: dict[str, float] = Field(
         default_factory=dict, description="statistical teacher: signal weights over the defaults "
         "(cooc, cat_next, cat_share, brand, popularity, incoming, sequential); see benchmarks/teacher_strength.py"
@@ -376,8 +380,8 @@ class TracesConfig(Strict):
 
     @model_validator(mode="after")
     def _shown_is_deterministic(self):
-        if self.reasoning == "shown" and self.temperature > 0:
-            raise ValueError("traces.reasoning 'shown' states the rule its ranking follows, which a sampled ranking "
+        if self.reasoning in ("shown", "partition") and self.temperature > 0:
+            raise ValueError(f"traces.reasoning '{self.reasoning}' states the rule its ranking follows, which a sampled ranking "
                              "would contradict: set traces.temperature: 0 (and traces.attempts: 1)")
         return self
 

@@ -272,3 +272,45 @@ def test_the_shown_rules_benchmark_orders(rule, seq_ranks, expected):
     assert fn(seq_ranks) == expected
     for name, r in rules.RULES.items():  # every registered rule is a permutation
         assert sorted(r(seq_ranks)) == list(range(len(seq_ranks))), name
+
+
+@pytest.mark.parametrize("seq_notes, top, order, picks", [
+    # the candidates with seq #1..#top first, then the rest, each group in slate order
+    (("seq #4", "seq #2", "seq #3", "seq #1"), 2, [2, 4, 1, 3], "[2] seq #2, [4] seq #1"),
+    (("seq #4", "seq #2", "seq #3", "seq #1"), 3, [2, 3, 4, 1], "[2] seq #2, [3] seq #3, [4] seq #1"),
+    (("seq #1", "seq #2", "seq #3", "seq #4"), 2, [1, 2, 3, 4], "[1] seq #1, [2] seq #2"),  # already in order
+])
+def test_partition_reasoning_lifts_the_sequence_models_top_picks_in_slate_order(seq_notes, top, order, picks):
+    """The "partition" teacher's trace has no sort in it: one pass over the slate picks the candidates the
+    sequence model ranks in its top `top`, and the decision copies them, then the rest (benchmarks/shown_rules.py
+    measures what that rule is worth)."""
+    from gr2.rerank.prompt import build_rerank_messages, parse_response
+    from gr2.training.teachers import SlateContext, StatisticalTeacher, TeacherRequest, partition_order
+
+    items = {f"i{n:02d}": {"title": f"Product {n}", "categories": ["Beauty", "Skin"], "sid": it(n).sid} for n in range(6)}
+    teacher = StatisticalTeacher([["i00", "i01", "i03"]] * 5, items, weights=SHOWN, reasoning="partition",
+                                 partition_top=top, sequential=lambda h, c: [0.0] * len(c))
+    assert teacher.name.startswith(f"statistical-cooccurrence-part{top}-seq-w")
+    cands = [it(n + 1, note) for n, note in enumerate(seq_notes)]
+    slate = SlateContext(history=(it(0),), candidates=tuple(cands))
+    (text,) = teacher.generate([TeacherRequest("s", 0, build_rerank_messages(slate.history, cands), 0.0, 0, slate)])
+    parsed = parse_response(text, [c.sid for c in cands])
+    assert parsed.ok, text
+    assert parsed.ranking == [cands[i - 1].sid for i in order]
+    assert f"2. Seq #1-#{top}, in slate order: {picks}." in parsed.reasoning
+    assert parsed.reasoning.endswith("3. Decision, those first, then the rest in slate order: "
+                                     + ", ".join(f"[{i}]" for i in order) + ".")
+    assert partition_order([-1, -1, 0], 2) == [2, 0, 1]  # no model: never lifted
+
+
+def test_partition_reasoning_refuses_other_signals_and_a_sampled_ranking():
+    from gr2.config import load_config
+    from gr2.training.teachers import StatisticalTeacher
+
+    with pytest.raises(ValueError, match="sequence model's top picks"):
+        StatisticalTeacher([["i00"]], {}, weights={**SHOWN, "cooc": 1.0}, reasoning="partition",
+                           sequential=lambda h, c: [0.0] * len(c))
+    with pytest.raises(ValueError, match="traces.temperature: 0"):
+        load_config(None, ["traces.reasoning=partition", "traces.temperature=0.8"])
+    cfg = load_config(None, ["traces.reasoning=partition", "traces.temperature=0", "traces.partition_top=4"])
+    assert cfg.traces.partition_top == 4

@@ -46,7 +46,7 @@ def teacher_name(cfg: Config) -> str:
     """The name gold.traces stores for the configured teacher (SFT trains on that teacher's traces)."""
     if cfg.traces.teacher == "openai":
         return f"openai:{cfg.traces.endpoint.model}"
-    return StatisticalTeacher.name_for(cfg.traces.reasoning, cfg.traces.weights)
+    return StatisticalTeacher.name_for(cfg.traces.reasoning, cfg.traces.weights, cfg.traces.partition_top)
 
 
 def needs_sequential(cfg: Config) -> bool:
@@ -81,7 +81,7 @@ def make_teachers(cfg: Config, sequences, catalog: dict, evidence: ev.Sequential
             for uid, items, splits in sequences if fold(uid) != f
         ]
         out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail, weights=cfg.traces.weights, reasoning=cfg.traces.reasoning,
-                                    sequential=evidence.scorer(f) if sequential else None)
+                                    partition_top=cfg.traces.partition_top, sequential=evidence.scorer(f) if sequential else None)
     return out
 
 

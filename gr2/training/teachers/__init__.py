@@ -13,14 +13,14 @@ Where each part lives:
 
     base.py         the interface: TeacherRequest (with its SlateContext), Teacher, TeacherError
     statistical.py  StatisticalTeacher: its statistics, scores, sampling and names (weights, styles)
-    reasoning.py    the statistical teacher's reasoning text in its three styles (full, brief, shown)
+    reasoning.py    the statistical teacher's reasoning text in its four styles (full, brief, shown, partition)
     remote.py       OpenAITeacher: the HTTP client, its retries and key handling
 
 The names below are the package's API; import them from here.
 """
 
 from gr2.training.teachers.base import SlateContext, Teacher, TeacherError, TeacherRequest
-from gr2.training.teachers.reasoning import CandidateEvidence, shown_order
+from gr2.training.teachers.reasoning import CandidateEvidence, partition_order, shown_order
 from gr2.training.teachers.remote import PLACEHOLDER_KEY, OpenAITeacher
 from gr2.training.teachers.statistical import (
     DEFAULT_WEIGHTS,
@@ -35,5 +35,5 @@ from gr2.training.teachers.statistical import (
 __all__ = [
     "DEFAULT_WEIGHTS", "PLACEHOLDER_KEY", "REASONING_STYLES", "SHOWN_SIGNALS", "CandidateEvidence", "ItemMeta",
     "OpenAITeacher", "SequentialScorer", "SlateContext", "StatisticalTeacher", "Teacher", "TeacherError",
-    "TeacherRequest", "shown_order", "weights_tag",
+    "TeacherRequest", "partition_order", "shown_order", "weights_tag",
 ]

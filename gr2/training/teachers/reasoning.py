@@ -1,9 +1,10 @@
 """The statistical teacher's reasoning text: three numbered steps (the user's interests, the candidates'
-figures, the decision) in one of three styles.
+figures, the decision) in one of four styles.
 
 * "full": every figure behind the candidates explained (all of them, or the top ``detail``);
 * "brief": the strongest figure of the top candidates, about 60 tokens;
-* "shown": only what the student's prompt shows (pre-rank x sequence-model rank), so a student can redo it.
+* "shown": only what the student's prompt shows (pre-rank x sequence-model rank), so a student can redo it;
+* "partition": the sequence model's top picks first, then the rest, each in slate order: no sort at all.
 
 The texts are training data: SFT students copy them, and gold.traces keeps them under the teacher's name.
 Any change to a string here changes what a rerun writes, so it needs a new teacher name (_STYLE_TAG in
@@ -50,6 +51,14 @@ def shown_order(seq_ranks: Sequence[int]) -> list[int]:
     order; a seq rank below 0 (no sequence model) counts as 1, so the pre-rank alone decides."""
     product = [_rank_product(i, r) for i, r in enumerate(seq_ranks)]
     return sorted(range(len(product)), key=lambda i: (product[i], i))
+
+
+def partition_order(seq_ranks: Sequence[int], top: int) -> list[int]:
+    """The "partition" rule: 0-based slate positions, the candidates with seq #1..#top first, then the rest,
+    each group in slate order. No sort: a filter and two copies, what a small student does reliably (it
+    learned to copy and look up, not to sort: docs/training.md). A seq rank below 0 is never lifted."""
+    lifted = [p for p, r in enumerate(seq_ranks) if 0 <= r < top]
+    return lifted + [p for p in range(len(seq_ranks)) if p not in lifted]
 
 
 def _rank_product(position: int, seq_rank: int) -> int:
@@ -101,10 +110,13 @@ def main_evidence(e: CandidateEvidence) -> str:
 
 
 def write_reasoning(style: str, history: Sequence[ItemText], evs: list[CandidateEvidence],
-                    ranked: list[CandidateEvidence], leaf: LeafOf, brand: BrandOf, detail: int | None) -> str:
+                    ranked: list[CandidateEvidence], leaf: LeafOf, brand: BrandOf, detail: int | None,
+                    partition_top: int = 3) -> str:
     """The reasoning of one answer: ``evs`` in slate order, ``ranked`` in the answer's order."""
     if style == "shown":
         return shown_reasoning(history, evs, ranked, leaf)
+    if style == "partition":
+        return partition_reasoning(history, evs, ranked, leaf, partition_top)
     if style == "brief":
         return brief_reasoning(history, ranked, leaf, detail)
     return full_reasoning(history, evs, ranked, leaf, brand, detail)
@@ -135,6 +147,25 @@ def brief_reasoning(history: Sequence[ItemText], ranked: list[CandidateEvidence]
     step2 = "2. " + " ".join(f"{_cite(e)}: {facts(e)}" for e in top)
     step3 = f"3. Decision: {_cite(ranked[0])} first, the rest by evidence."
     return "\n".join([step1, step2, step3])
+
+
+def _interests(history: Sequence[ItemText], leaf: LeafOf) -> str:
+    cats = Counter(leaf(h.item_id, h.category) for h in history)
+    cats.pop("", None)
+    return ("1. Interests: " + ", ".join(f"{c} {100 * k / len(history):.0f}%" for c, k in cats.most_common(2)) + "."
+            if cats else "1. Interests: no history; the ranks decide.")
+
+
+def partition_reasoning(history: Sequence[ItemText], evs: list[CandidateEvidence], ranked: list[CandidateEvidence],
+                        leaf: LeafOf, top: int) -> str:
+    """The "partition" rule in the student's own steps: the candidates the sequence model ranks in its top
+    `top`, found by one pass over the slate in its order (step 2), then the decision, which copies step 2
+    and then the slate without them (step 3). Every step is a lookup or a copy of what the prompt shows."""
+    picks = [e for e in evs if 0 <= e.seq_rank < top]
+    step2 = f"2. Seq #1-#{top}, in slate order: " + (
+        ", ".join(f"[{e.position + 1}] seq #{e.seq_rank + 1}" for e in picks) if picks else "none") + "."
+    step3 = "3. Decision, those first, then the rest in slate order: " + ", ".join(f"[{e.position + 1}]" for e in ranked) + "."
+    return "\n".join([_interests(history, leaf), step2, step3])
 
 
 def shown_reasoning(history: Sequence[ItemText], evs: list[CandidateEvidence], ranked: list[CandidateEvidence],

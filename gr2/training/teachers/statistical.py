@@ -21,7 +21,7 @@ import numpy as np
 from gr2.rerank.prompt import format_response
 from gr2.rerank.slate import ItemText, sequence_rank
 from gr2.training.teachers.base import TeacherRequest
-from gr2.training.teachers.reasoning import CandidateEvidence, shown_order, write_reasoning
+from gr2.training.teachers.reasoning import CandidateEvidence, partition_order, shown_order, write_reasoning
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,13 @@ SequentialScorer = Callable[[Sequence[str], Sequence[str]], Sequence[float]]
 
 # How a statistical teacher explains its ranking: "full" cites every figure behind the top candidates, "brief"
 # the strongest one in three lines, "shown" only what the student's prompt shows (pre-rank and seq rank).
-REASONING_STYLES = ("full", "brief", "shown")
+# "partition" the sequence model's top picks first, then the rest, each in slate order (no sort in it).
+REASONING_STYLES = ("full", "brief", "shown", "partition")
 SHOWN_SIGNALS = ("incoming", "sequential")
 # A style's tag in the teacher's name. "shown2": the decision step lists the sorted products (2026-12-06);
 # traces of the first "shown" form (the decision named only the first candidate) stay another teacher's, so
 # a rerun samples every slate again instead of skipping those the old form accepted.
-_STYLE_TAG = {"full": "", "brief": "-brief", "shown": "-shown2"}
+_STYLE_TAG = {"full": "", "brief": "-brief", "shown": "-shown2", "partition": "-part"}
 
 
 def _check_shown_weights(weights: Mapping[str, float]) -> None:
@@ -78,6 +79,16 @@ def _check_shown_weights(weights: Mapping[str, float]) -> None:
             "traces.reasoning 'shown' explains the ranking as pre-rank x sequence-model rank, so it needs "
             "traces.weights.incoming == traces.weights.sequential > 0 and every other weight 0 "
             f"(got {dict(weights)})")
+
+
+def _check_partition_weights(weights: Mapping[str, float]) -> None:
+    """"partition" reasoning reads only the sequence model's ranks and the slate's order: it needs the
+    sequence model (weights.sequential > 0) and nothing else weighed, so the teacher's name says what it is."""
+    others = {k: v for k, v in weights.items() if k not in SHOWN_SIGNALS and v}
+    if others or not weights["sequential"]:
+        raise ValueError(
+            "traces.reasoning 'partition' ranks by the sequence model's top picks and the slate's order only, so it "
+            f"needs traces.weights.sequential > 0 and every weight but incoming 0 (got {dict(weights)})")
 
 
 def weights_tag(weights: Mapping[str, float]) -> str:
@@ -124,6 +135,7 @@ class StatisticalTeacher:
         detail: int | None = None,
         sequential: SequentialScorer | None = None,
         reasoning: str = "full",
+        partition_top: int = 3,
     ):
         if detail is not None and detail < 1:
             raise ValueError(f"detail must be >= 1 or None, got {detail}")
@@ -145,7 +157,12 @@ class StatisticalTeacher:
         self.sequential = sequential if self.weights["sequential"] else None
         if self.reasoning == "shown":
             _check_shown_weights(self.weights)
-        self.name = self.name_for(self.reasoning, self.weights)
+        if self.reasoning == "partition":
+            _check_partition_weights(self.weights)
+        if partition_top < 1:
+            raise ValueError(f"partition_top must be >= 1, got {partition_top}")
+        self.partition_top = partition_top
+        self.name = self.name_for(self.reasoning, self.weights, partition_top)
         self._meta = {str(k): _meta(v) for k, v in items.items()}
         self._pop: Counter[str] = Counter()
         self._follow: dict[str, Counter[str]] = defaultdict(Counter)
@@ -168,14 +185,15 @@ class StatisticalTeacher:
         self._cat_out = {c: sum(row.values()) for c, row in self._cat_next.items()}
 
     @classmethod
-    def name_for(cls, reasoning: str | bool, weights: Mapping[str, float]) -> str:
+    def name_for(cls, reasoning: str | bool, weights: Mapping[str, float], partition_top: int = 3) -> str:
         """The name gold.traces keeps this teacher's traces under: a reasoning style (True = "brief"), a
         sequential signal (its traces cite a model the others never saw) and other weights each make another
         teacher, whose traces SFT never mixes with these (and a rerun with new weights samples every slate
         again)."""
         style = "brief" if reasoning is True else ("full" if reasoning is False else reasoning)
         full = {**DEFAULT_WEIGHTS, **weights}
-        return cls.name + _STYLE_TAG[style] + ("-seq" if full["sequential"] else "") + weights_tag(full)
+        tag = _STYLE_TAG[style] + (str(partition_top) if style == "partition" else "")
+        return cls.name + tag + ("-seq" if full["sequential"] else "") + weights_tag(full)
 
     def __repr__(self) -> str:
         return (f"StatisticalTeacher(items={len(self._meta)}, window={self.window}, "
@@ -273,6 +291,8 @@ class StatisticalTeacher:
         scores = np.array([e.score for e in evs])
         if self.reasoning == "shown":  # the exact rule the reasoning states, in integers (no float ties)
             order = shown_order([e.seq_rank for e in evs])
+        elif self.reasoning == "partition":
+            order = partition_order([e.seq_rank for e in evs], self.partition_top)
         else:
             keys = scores
             if req.temperature > 0:
@@ -285,4 +305,5 @@ class StatisticalTeacher:
 
     def _reasoning(self, history: Sequence[ItemText], evs: list[CandidateEvidence],
                    ranked: list[CandidateEvidence]) -> str:
-        return write_reasoning(self.reasoning, history, evs, ranked, self._leaf, self._brand, self.detail)
+        return write_reasoning(self.reasoning, history, evs, ranked, self._leaf, self._brand, self.detail,
+                               self.partition_top)
