@@ -5,8 +5,9 @@
 
 Ranking metrics say how good the orders are; these numbers say whether the orders depend on the slate:
 - how many distinct orders the valid answers hold, and how often the first candidate stays first;
-- agreement with the "shown" rule (pre-rank x the seq rank the prompt shows, lowest first, ties by slate
-  order; `traces.reasoning: shown`): the whole order, its first item, and its top 3 as a set;
+- agreement with the rule the traces taught (`--rule`): "shown" (pre-rank x the seq rank the prompt shows,
+  lowest first, ties by slate order) or "partition" (seq #1..#N first, then the rest, each in slate order;
+  `--partition-top N`): the whole order, its first item, and its top 3 as a set;
 - for reasonings that write the products ("2. Pre-rank x seq: 1x4=4, 2x1=2, ..."): the share of products
   whose factors are the right pre-rank and seq rank, and whose arithmetic is right.
 Deltalake reads, the lake's all-users sequence model for the ranks; no Spark, no LM. A few seconds.
@@ -30,7 +31,7 @@ from gr2.platform.lake import Lake  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.metrics import slate_metrics  # noqa: E402
 from gr2.rerank.slate import sequence_rank, slate_of_row  # noqa: E402
-from gr2.training.teachers import shown_order  # noqa: E402
+from gr2.training.teachers import partition_order, shown_order  # noqa: E402
 
 PRODUCT = re.compile(r"\b(\d+)x(\d+)=(\d+)")
 
@@ -52,8 +53,12 @@ def main() -> None:
     ap.add_argument("-c", "--config", default=None)
     ap.add_argument("--lake", required=True)
     ap.add_argument("--answers", required=True, help="an answers log of `gr2 eval` (<lake>/reports/eval/answers/*.jsonl)")
+    ap.add_argument("--rule", choices=("shown", "partition"), default="shown", help="the rule the traces taught")
+    ap.add_argument("--partition-top", type=int, default=3, help="N of the partition rule (traces.partition_top)")
     args = ap.parse_args()
     cfg = load_config(args.config, [], args.lake)
+    rule_of = shown_order if args.rule == "shown" else (lambda r: partition_order(r, args.partition_top))
+    rule_name = f"the {args.rule} rule"
     lines = [json.loads(x) for x in Path(args.answers).read_text().splitlines() if x.strip()]
     answers = {x["slate_id"]: x["record"] for x in lines}
     catalog, _ = load_catalog(cfg.lake_path)
@@ -63,19 +68,19 @@ def main() -> None:
     built = [(r, s) for r in rows if (s := slate_of_row(r, catalog, cfg.train.prompt.history)) is not None]
     shown = ev.annotate_rows(ev.load(cfg.lake_path), built, "test")
     orders: Counter = Counter()
-    target_at: dict[str, list[int]] = {"incoming order": [], "the shown rule": [], "the answers (incoming where invalid)": []}
+    target_at: dict[str, list[int]] = {"incoming order": [], rule_name: [], "the answers (incoming where invalid)": []}
     by_id = {r["slate_id"]: r for r, _ in built}
     n = valid = first_kept = same = same_first = same_top3 = 0
     written = factors = sums = with_products = 0
     for s in shown:
         rec = answers[s.slate_id]
         ranks = [sequence_rank(c.note) for c in s.candidates]
-        rule = shown_order(ranks)
+        rule = rule_of(ranks)
         n += 1
         order = rec.get("free")
         t = [c.item_id for c in s.candidates].index(by_id[s.slate_id]["target"])
         target_at["incoming order"].append(t)
-        target_at["the shown rule"].append(rule.index(t))
+        target_at[rule_name].append(rule.index(t))
         target_at["the answers (incoming where invalid)"].append(list(order).index(t) if order is not None else t)
         if order is not None:
             valid += 1
@@ -91,14 +96,14 @@ def main() -> None:
         w, f, m = products_checked(str(reasoning), ranks)
         written, factors, sums, with_products = written + w, factors + f, sums + m, with_products + (w > 0)
     pct = lambda a, b: f"{100 * a / b:.1f}%" if b else "n/a"  # noqa: E731
-    print(f"### Student answers against the shown rule ({Path(args.answers).name}; {platform.node()})\n")
+    print(f"### Student answers against {rule_name} ({Path(args.answers).name}; {platform.node()})\n")
     print("| measure | value |\n|---|---:|")
     print(f"| slates | {n} |\n| valid free answers | {valid} ({pct(valid, n)}) |")
     print(f"| distinct orders among them | {len(orders)} |")
     top = orders.most_common(1)[0] if orders else ((), 0)
     print(f"| the commonest order | {[i + 1 for i in top[0]]} x{top[1]} |")
     print(f"| first candidate kept first | {pct(first_kept, valid)} |")
-    print(f"| order = the shown rule's | {pct(same, valid)} |")
+    print(f"| order = {rule_name}'s | {pct(same, valid)} |")
     print(f"| first = the rule's first | {pct(same_first, valid)} |")
     print(f"| top 3 = the rule's top 3 (as a set) | {pct(same_top3, valid)} |")
     print(f"| answers that write products | {pct(with_products, n)} |")
