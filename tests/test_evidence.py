@@ -174,6 +174,23 @@ SHOWN = {"cooc": 0.0, "cat_next": 0.0, "cat_share": 0.0, "brand": 0.0, "populari
          "sequential": 2.0}
 
 
+def _rule_teacher_answer(reasoning: str, seq_notes, **kw):
+    """A rule teacher ("shown", "partition") answering one slate whose candidates carry `seq_notes`:
+    (teacher, candidates, the parsed answer, checked valid)."""
+    from gr2.rerank.prompt import build_rerank_messages, parse_response
+    from gr2.training.teachers import SlateContext, StatisticalTeacher, TeacherRequest
+
+    items = {f"i{n:02d}": {"title": f"Product {n}", "categories": ["Beauty", "Skin"], "sid": it(n).sid} for n in range(6)}
+    teacher = StatisticalTeacher([["i00", "i01", "i03"]] * 5, items, weights=SHOWN, reasoning=reasoning,
+                                 sequential=lambda h, c: [0.0] * len(c), **kw)
+    cands = [it(n + 1, note) for n, note in enumerate(seq_notes)]
+    slate = SlateContext(history=(it(0),), candidates=tuple(cands))
+    (text,) = teacher.generate([TeacherRequest("s", 0, build_rerank_messages(slate.history, cands), 0.0, 0, slate)])
+    parsed = parse_response(text, [c.sid for c in cands])
+    assert parsed.ok, text
+    return teacher, cands, parsed
+
+
 @pytest.mark.parametrize("seq_notes, order, products, decision", [
     # pre-rank x seq rank, lowest first; equal products keep the slate's order
     (("seq #3", "seq #1", "seq #2"), [2, 1, 3], "1x3=3, 2x1=2, 3x2=6", "[2] 2, [1] 3, [3] 6"),
@@ -185,18 +202,8 @@ def test_shown_reasoning_states_the_rule_its_ranking_follows(seq_notes, order, p
     """The "shown" teacher's trace is a function of the student's prompt alone: each candidate's pre-rank x
     the seq rank beside it, in slate order, and the ranking sorts those products, so a student can redo the
     arithmetic instead of imitating counts it never sees (no "follows ... in N sessions")."""
-    from gr2.rerank.prompt import build_rerank_messages, parse_response
-    from gr2.training.teachers import SlateContext, StatisticalTeacher, TeacherRequest
-
-    items = {f"i{n:02d}": {"title": f"Product {n}", "categories": ["Beauty", "Skin"], "sid": it(n).sid} for n in range(6)}
-    teacher = StatisticalTeacher([["i00", "i01", "i03"]] * 5, items, weights=SHOWN, reasoning="shown",
-                                 sequential=lambda h, c: [0.0] * len(c))
+    teacher, cands, parsed = _rule_teacher_answer("shown", seq_notes)
     assert teacher.name.startswith("statistical-cooccurrence-shown2-seq-w")
-    cands = [it(n + 1, note) for n, note in enumerate(seq_notes)]
-    slate = SlateContext(history=(it(0),), candidates=tuple(cands))
-    (text,) = teacher.generate([TeacherRequest("s", 0, build_rerank_messages(slate.history, cands), 0.0, 0, slate)])
-    parsed = parse_response(text, [c.sid for c in cands])
-    assert parsed.ok, text
     assert parsed.ranking == [cands[i - 1].sid for i in order]
     assert f"2. Pre-rank x seq: {products}." in parsed.reasoning
     assert parsed.reasoning.endswith(f"3. Decision, lowest first: {decision}.")  # the sort, written out
@@ -284,18 +291,10 @@ def test_partition_reasoning_lifts_the_sequence_models_top_picks_in_slate_order(
     """The "partition" teacher's trace has no sort in it: one pass over the slate picks the candidates the
     sequence model ranks in its top `top`, and the decision copies them, then the rest (benchmarks/shown_rules.py
     measures what that rule is worth)."""
-    from gr2.rerank.prompt import build_rerank_messages, parse_response
-    from gr2.training.teachers import SlateContext, StatisticalTeacher, TeacherRequest, partition_order
+    from gr2.training.teachers import partition_order
 
-    items = {f"i{n:02d}": {"title": f"Product {n}", "categories": ["Beauty", "Skin"], "sid": it(n).sid} for n in range(6)}
-    teacher = StatisticalTeacher([["i00", "i01", "i03"]] * 5, items, weights=SHOWN, reasoning="partition",
-                                 partition_top=top, sequential=lambda h, c: [0.0] * len(c))
+    teacher, cands, parsed = _rule_teacher_answer("partition", seq_notes, partition_top=top)
     assert teacher.name.startswith(f"statistical-cooccurrence-part{top}-seq-w")
-    cands = [it(n + 1, note) for n, note in enumerate(seq_notes)]
-    slate = SlateContext(history=(it(0),), candidates=tuple(cands))
-    (text,) = teacher.generate([TeacherRequest("s", 0, build_rerank_messages(slate.history, cands), 0.0, 0, slate)])
-    parsed = parse_response(text, [c.sid for c in cands])
-    assert parsed.ok, text
     assert parsed.ranking == [cands[i - 1].sid for i in order]
     assert f"2. Seq #1-#{top}, in slate order: {picks}." in parsed.reasoning
     assert parsed.reasoning.endswith("3. Decision, those first, then the rest in slate order: "
