@@ -29,7 +29,7 @@ from gr2.platform.lake import Lake  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.metrics import slate_metrics  # noqa: E402
 from gr2.rerank.slate import sequence_rank, slate_of_row  # noqa: E402
-from gr2.training.teachers import shown_order  # noqa: E402
+from gr2.training.teachers import partition_order, shown_order  # noqa: E402
 
 
 def lift(seq_ranks: list[int], k: int) -> list[int]:
@@ -42,12 +42,6 @@ def lift(seq_ranks: list[int], k: int) -> list[int]:
 def lift_within(seq_ranks: list[int], k: int, m: int) -> list[int]:
     """Like lift, but only the slate's first m candidates may be lifted (the pre-ranker's top stays near the top)."""
     top = [p for r in range(len(seq_ranks)) for p, s in enumerate(seq_ranks) if s == r and p < m][:k]
-    return top + [p for p in range(len(seq_ranks)) if p not in top]
-
-
-def seq_first_in_slate_order(seq_ranks: list[int], k: int) -> list[int]:
-    """The candidates with seq #1..#k first, in slate order (a filter pass: "seq #k or better?"), then the rest."""
-    top = [p for p, s in enumerate(seq_ranks) if s < k]
     return top + [p for p in range(len(seq_ranks)) if p not in top]
 
 
@@ -76,9 +70,9 @@ RULES = {
     "seq #1 first, then the slate": lambda r: lift(r, 1),
     "seq #1, #2 first, then the slate": lambda r: lift(r, 2),
     "seq #1, #2, #3 first, then the slate": lambda r: lift(r, 3),
-    "seq #1-#2 first in slate order, then the slate": lambda r: seq_first_in_slate_order(r, 2),
-    "seq #1-#3 first in slate order, then the slate": lambda r: seq_first_in_slate_order(r, 3),
-    "seq #1-#4 first in slate order, then the slate": lambda r: seq_first_in_slate_order(r, 4),
+    "seq #1-#2 first in slate order, then the slate": lambda r: partition_order(r, 2),
+    "seq #1-#3 first in slate order, then the slate": lambda r: partition_order(r, 3),
+    "seq #1-#4 first in slate order, then the slate": lambda r: partition_order(r, 4),
     "slate #1, then seq #1, #2, then the slate": lambda r: keep_first_then_lift(r, 2),
     "slate #1, then seq #1, #2, #3, then the slate": lambda r: keep_first_then_lift(r, 3),
     "best seq among the slate's top 5 first, then the slate": lambda r: lift_within(r, 1, 5),

@@ -273,8 +273,8 @@ def test_the_shown_rules_benchmark_orders(rule, seq_ranks, expected):
     rules = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rules)
     fn = {"lift1": lambda r: rules.lift(r, 1), "lift2": lambda r: rules.lift(r, 2),
-          "partition2": lambda r: rules.seq_first_in_slate_order(r, 2),
-          "partition3": lambda r: rules.seq_first_in_slate_order(r, 3),
+          "partition2": lambda r: rules.partition_order(r, 2),
+          "partition3": lambda r: rules.partition_order(r, 3),
           "keep_first_lift2": lambda r: rules.keep_first_then_lift(r, 2), "interleave": rules.interleave}[rule]
     assert fn(seq_ranks) == expected
     for name, r in rules.RULES.items():  # every registered rule is a permutation

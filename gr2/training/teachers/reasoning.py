@@ -174,10 +174,7 @@ def shown_reasoning(history: Sequence[ItemText], evs: list[CandidateEvidence], r
     each candidate's pre-rank x sequence-model rank in slate order, and the decision. A student can
     redo this arithmetic from its own prompt, where a figure counted in training data it never sees
     ("follows X in 10 sessions") can only be imitated (docs/training.md)."""
-    cats = Counter(leaf(h.item_id, h.category) for h in history)
-    cats.pop("", None)
-    step1 = ("1. Interests: " + ", ".join(f"{c} {100 * k / len(history):.0f}%" for c, k in cats.most_common(2)) + "."
-             if cats else "1. Interests: no history; the ranks decide.")
+    step1 = _interests(history, leaf)
     # in slate order, so the first factor is the candidate's number: "3x2=6" is candidate [3]
     step2 = "2. Pre-rank x seq: " + ", ".join(
         f"{e.position + 1}x{e.seq_rank + 1}={_shown_product(e)}" if e.seq_rank >= 0 else f"{e.position + 1}"
