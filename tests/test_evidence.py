@@ -283,9 +283,9 @@ def test_the_shown_rules_benchmark_orders(rule, seq_ranks, expected):
 
 @pytest.mark.parametrize("seq_notes, top, order, picks", [
     # the candidates with seq #1..#top first, then the rest, each group in slate order
-    (("seq #4", "seq #2", "seq #3", "seq #1"), 2, [2, 4, 1, 3], "[2] seq #2, [4] seq #1"),
-    (("seq #4", "seq #2", "seq #3", "seq #1"), 3, [2, 3, 4, 1], "[2] seq #2, [3] seq #3, [4] seq #1"),
-    (("seq #1", "seq #2", "seq #3", "seq #4"), 2, [1, 2, 3, 4], "[1] seq #1, [2] seq #2"),  # already in order
+    (("seq #4", "seq #2", "seq #3", "seq #1"), 2, [2, 4, 1, 3], "[1] 4 out, [2] 2 in, [3] 3 out, [4] 1 in"),
+    (("seq #4", "seq #2", "seq #3", "seq #1"), 3, [2, 3, 4, 1], "[1] 4 out, [2] 2 in, [3] 3 in, [4] 1 in"),
+    (("seq #1", "seq #2", "seq #3", "seq #4"), 2, [1, 2, 3, 4], "[1] 1 in, [2] 2 in, [3] 3 out, [4] 4 out"),
 ])
 def test_partition_reasoning_lifts_the_sequence_models_top_picks_in_slate_order(seq_notes, top, order, picks):
     """The "partition" teacher's trace has no sort in it: one pass over the slate picks the candidates the
@@ -294,10 +294,10 @@ def test_partition_reasoning_lifts_the_sequence_models_top_picks_in_slate_order(
     from gr2.training.teachers import partition_order
 
     teacher, cands, parsed = _rule_teacher_answer("partition", seq_notes, partition_top=top)
-    assert teacher.name.startswith(f"statistical-cooccurrence-part{top}-seq-w")
+    assert teacher.name.startswith(f"statistical-cooccurrence-partflag{top}-seq-w")
     assert parsed.ranking == [cands[i - 1].sid for i in order]
-    assert f"2. Seq #1-#{top}, in slate order: {picks}." in parsed.reasoning
-    assert parsed.reasoning.endswith("3. Decision, those first, then the rest in slate order: "
+    assert f"2. Seq #1-#{top} in, the rest out: {picks}." in parsed.reasoning
+    assert parsed.reasoning.endswith("3. Decision, in first, then out: "
                                      + ", ".join(f"[{i}]" for i in order) + ".")
     assert partition_order([-1, -1, 0], 2) == [2, 0, 1]  # no model: never lifted
 

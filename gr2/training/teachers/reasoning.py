@@ -158,13 +158,18 @@ def _interests(history: Sequence[ItemText], leaf: LeafOf) -> str:
 
 def partition_reasoning(history: Sequence[ItemText], evs: list[CandidateEvidence], ranked: list[CandidateEvidence],
                         leaf: LeafOf, top: int) -> str:
-    """The "partition" rule in the student's own steps: the candidates the sequence model ranks in its top
-    `top`, found by one pass over the slate in its order (step 2), then the decision, which copies step 2
-    and then the slate without them (step 3). Every step is a lookup or a copy of what the prompt shows."""
-    picks = [e for e in evs if 0 <= e.seq_rank < top]
-    step2 = f"2. Seq #1-#{top}, in slate order: " + (
-        ", ".join(f"[{e.position + 1}] seq #{e.seq_rank + 1}" for e in picks) if picks else "none") + "."
-    step3 = "3. Decision, those first, then the rest in slate order: " + ", ".join(f"[{e.position + 1}]" for e in ranked) + "."
+    """The "partition" rule in the student's own steps, each a copy or a local test: step 2 goes down the
+    slate and writes each candidate's seq rank with "in" (seq #1..#top) or "out" beside it; step 3 copies
+    the "in" entries of step 2, then the "out" ones. The first wording ("Seq #1-#3, in slate order: [5] seq #1,
+    ...") asked for a filter over the prompt's long candidate lines in one step, and a 60-step student wrote
+    [1], [2], [3] whatever their ranks (docs/training.md); here the test sits next to the number it reads."""
+    def flag(e: CandidateEvidence) -> str:
+        if e.seq_rank < 0:
+            return f"[{e.position + 1}] - out"
+        return f"[{e.position + 1}] {e.seq_rank + 1} {'in' if e.seq_rank < top else 'out'}"
+
+    step2 = f"2. Seq #1-#{top} in, the rest out: " + ", ".join(flag(e) for e in evs) + "."
+    step3 = "3. Decision, in first, then out: " + ", ".join(f"[{e.position + 1}]" for e in ranked) + "."
     return "\n".join([_interests(history, leaf), step2, step3])
 
 
