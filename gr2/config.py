@@ -400,6 +400,13 @@ class EvalConfig(Strict):
     constrained: bool = Field(True, description="also read each SFT/DAPO answer with its ranking decoded among the "
         "candidates (`+ constrained ranking` rows): the same greedy reasoning, so no second generation, but a "
         "prefill of prompt + reasoning and K-1 scoring steps per slate; false halves a long run's time on CPU")
+    engine: Literal["hf", "ctranslate2"] = Field(
+        "hf", description="what writes the SFT/DAPO models' greedy answers: hf = Hugging Face generate (the reference); "
+        "ctranslate2 = CTranslate2's CPU kernels on a copy converted once into <model>/ct2-<compute_type>/ (the "
+        "constrained rankings stay on HF; benchmarks/eval_engines.py measures both on the same slates)")
+    compute_type: Literal["float32", "int8_float32", "int8", "int16"] = Field(
+        "float32", description="with engine=ctranslate2: float32 answers as HF does (up to rounding); the int8 types "
+        "are faster and may answer differently")
 
 
 class ServeConfig(Strict):

@@ -15,7 +15,7 @@ from gr2.rerank.formats import RerankFormat
 from gr2.serve import engine
 from gr2.training import model as lm
 
-ct2mod = pytest.importorskip("gr2.serve.ct2")
+ct2mod = pytest.importorskip("gr2.models.ct2")
 K = 4
 
 
@@ -122,3 +122,27 @@ def test_bad_engine_settings_are_refused_with_the_reason(lake):
         load_config(overrides=["serve.engine=onnx"])
     with pytest.raises(ConfigError, match="serve.compute_type"):
         load_config(overrides=["serve.compute_type=float16"])
+
+
+def test_evaluation_answers_written_by_ct2_are_hfs(lake):
+    """`eval.engine: ctranslate2`: `rerank_answers` with a CT2Generator writes the same free answers, and so
+    the same orders, as Hugging Face generate on the same model (float32, greedy)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gr2.models.generation import rerank_answers
+    from gr2.models.slates import rerank_cases
+
+    model_dir, _, fmt, _ = lake
+    root = model_dir.parents[3]
+    catalog, _ = load_catalog(root)
+    cases = rerank_cases(root, catalog, "test", 6, 0, 3)
+    model, tok = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    hf = rerank_answers(model, tok, cases, 24, ("free",), fmt=fmt, batch_size=3, on_answer=None)
+    records = {}
+    gen = ct2mod.CT2Generator(model_dir, tok, "float32", batch_size=3)
+    ct2 = rerank_answers(model, tok, cases, 24, ("free",), fmt=fmt, batch_size=3, generator=gen,
+                         on_answer=lambda sid, r: records.__setitem__(sid, r))
+    assert ct2 == hf and len(records) == len(cases)
+    assert len({r["text"] for r in records.values()}) > 1, "every answer was the same text: a weak comparison"
+    with pytest.raises(ConfigError, match="eval.engine"):
+        load_config(overrides=["eval.engine=vllm"])

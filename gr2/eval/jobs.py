@@ -149,15 +149,22 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
                 modes = ("free", "constrained") if cfg.eval.constrained else ("free",)
                 autocast = use_autocast(cfg.train.autocast)
                 # Answers already written with these settings (a stopped run) are read, not asked again.
+                engine = {} if cfg.eval.engine == "hf" else {"engine": cfg.eval.engine, "compute_type": cfg.eval.compute_type}
                 log = AnswerLog.for_model(lake, stage, model_dir, {
                     "split": split, "max_new_tokens": cfg.eval.max_new_tokens, "modes": modes,
-                    "batch": cfg.eval.batch, "autocast": autocast, "format": fmt.to_json()})
+                    "batch": cfg.eval.batch, "autocast": autocast, "format": fmt.to_json(), **engine})
                 done = log.load()
                 if done:
                     live.update(f"{len([1 for s, _ in asked if s.slate_id in done])} answers from {log.path.name}")
+                generator = None
+                if cfg.eval.engine == "ctranslate2":
+                    from gr2.models.ct2 import CT2Generator
+
+                    live.update(f"CTranslate2 {cfg.eval.compute_type} copy of the model")
+                    generator = CT2Generator(model_dir, tok, cfg.eval.compute_type, batch_size=cfg.eval.batch)
                 answers = rerank_answers(model, tok, asked, cfg.eval.max_new_tokens, modes, progress, fmt=fmt,
                                          batch_size=cfg.eval.batch, autocast=autocast, done=done,
-                                         on_answer=log.append)
+                                         on_answer=log.append, generator=generator)
                 for mode in modes:
                     orders, shaped = answers[mode]
                     row = _row(name + (" + constrained ranking" if mode == "constrained" else ""), input_ranks, orders,
@@ -174,6 +181,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
     models = [name for name in positions if name not in ("incoming order", "popularity")]
     result = {"run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(), "dataset": str(lake),
               "split": split, "n_slates": len(cases), "k": k, "rows": rows, "sasrec_source": sasrec_source,
+              "engine": cfg.eval.engine + (f" {cfg.eval.compute_type}" if cfg.eval.engine != "hf" else ""),
               "differences": report.differences(positions, models, against, seed=cfg.train.seed)}
     with steps.step("report and eval.runs"):
         out = lake / "reports" / "eval" / run_id

@@ -315,7 +315,7 @@ def answer_rerank(model, tokenizer, cases, max_new_tokens: int, constrained: boo
 
 def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", "constrained"), on_progress=None,
                    fmt=None, batch_size: int = 8, autocast: bool = False, done: dict | None = None,
-                   on_answer=None) -> dict:
+                   on_answer=None, generator=None) -> dict:
     """{mode: (orders, shaped)} for mode in `modes`: per slate the output order as indices into the
     candidates (None when the answer is not a valid permutation) and how many answers had the JSON shape.
 
@@ -327,16 +327,19 @@ def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", 
     Resuming: `done` maps a slate id to the record `on_answer(slate_id, record)` was given for it by an
     earlier call with the same model and settings; those slates are not asked again. A record is
     {"text", mode: order or None, mode + "_shaped": 0 or 1}, so a long evaluation can span sittings.
+
+    `generator` writes the greedy answers in place of Hugging Face generate on `model` (an object with
+    HFGenerator's `generate`, e.g. gr2.models.ct2.CT2Generator); the constrained rankings always run on `model`.
     """
     from gr2.platform.precision import cpu_autocast
     from gr2.rerank.formats import RerankFormat
     from gr2.rerank.permutations import ranking_positions
 
     fmt = fmt or RerankFormat()
-    gen = HFGenerator(model, tokenizer, batch_size=batch_size)
+    gen = generator or HFGenerator(model, tokenizer, batch_size=batch_size)
     done = dict(done or {})
     # Constrained answers alone need only the reasoning: stop there rather than write a ranking.
-    stop = ['"ranking"'] if "free" not in modes else None
+    stop = ['"ranking"'] if "free" not in modes and generator is None else None  # CT2 has no stop strings
     on_cpu = autocast and next(model.parameters()).device.type == "cpu"
     todo = [c for c in cases if c[0].slate_id not in done]
     if on_progress and len(todo) < len(cases):

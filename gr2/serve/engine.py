@@ -11,7 +11,7 @@ tested and reasoned about on its own.
   the candidates (always a valid permutation, the low-latency mode). An answer that is not a valid
   permutation falls back to the incoming order with ``fallback_reason="invalid"``, so a caller always
   gets a permutation of what it sent. The model runs on Hugging Face (``engine="hf"``, the reference)
-  or on CTranslate2 (``engine="ctranslate2"``, `gr2.serve.ct2`).
+  or on CTranslate2 (``engine="ctranslate2"``, `gr2.models.ct2`).
 * :class:`Metrics` counts requests, outcomes and latencies and writes them in Prometheus' text format.
 """
 
@@ -157,7 +157,7 @@ class Reranker:
     model, one KV cache).
 
     `engine`: ``hf`` runs Hugging Face on PyTorch (the reference); ``ctranslate2`` runs the reasoning
-    mode and the one-pass ranking decoder on CTranslate2 at `compute_type` (gr2.serve.ct2), and keeps
+    mode and the one-pass ranking decoder on CTranslate2 at `compute_type` (gr2.models.ct2), and keeps
     HF for the slot-by-slot decoder, which CTranslate2 cannot run without repeating the prompt."""
 
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
@@ -191,7 +191,7 @@ class Reranker:
         else:
             tok = load_tokenizer(self.model_dir)
         if self.engine == "ctranslate2":
-            from gr2.serve.ct2 import CT2Generator
+            from gr2.models.ct2 import CT2Generator
 
             ct2 = CT2Generator(self.model_dir, tok, compute_type, threads, self.batch_size)
         return model, tok, ct2
