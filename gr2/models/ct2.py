@@ -1,4 +1,5 @@
-"""CTranslate2 as the service's generation engine (`serve.engine: ctranslate2`), beside Hugging Face.
+"""CTranslate2 as a generation engine beside Hugging Face: the service's (`serve.engine: ctranslate2`) and evaluation's
+free answers (`eval.engine: ctranslate2`).
 
 Why: on a CPU the service's time is the model's forward passes, and HF runs them through eager
 PyTorch. CTranslate2 runs the same Llama weights on its own fused CPU kernels, in float32 (the same

@@ -1,5 +1,5 @@
 """Headless Chromium for checking that generated reports render: the DOM after scripts ran, and a
-screenshot. Used by the tests and by `gr2 quality report --check`; needs a `chromium` binary."""
+screenshot. Used by the tests of the HTML reports; needs a `chromium` binary."""
 
 from __future__ import annotations
 

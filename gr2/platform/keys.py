@@ -1,7 +1,8 @@
 """Names the table contracts and the jobs that write the tables must agree on: natural keys and splits.
 
-They sit here, at the bottom, because both the publish gates (gr2.platform.contracts) and the ETL
-(gr2.etl) read them, and the platform may not import a stage: one definition, imported by both.
+They sit here, at the bottom, because the stages that write the tables (the ETL, the tokenizer's
+quarantine) and the platform's publish checks must agree on them, and the platform may not import a
+stage: one definition, imported by all.
 """
 
 import hashlib

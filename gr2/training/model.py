@@ -1,5 +1,5 @@
-"""Causal LMs for GR2: load any Hugging Face model from a local folder, build a small one for demos and
-tests, and teach a model the semantic-ID vocabulary.
+"""Causal LMs for GR2 as training makes them: build a small one for demos and tests, and teach a model
+the semantic-ID vocabulary (loading any saved Hugging Face folder is gr2.models.lm).
 
 Nothing here downloads: a model is a local directory (`save_pretrained` layout). The small model is
 of the Qwen2/Qwen3/Llama family, built from a config, with a byte-level BPE tokenizer trained on the
