@@ -9,7 +9,10 @@ Ranking metrics say how good the orders are; these numbers say whether the order
   lowest first, ties by slate order) or "partition" (seq #1..#N first, then the rest, each in slate order;
   `--partition-top N`): the whole order, its first item, and its top 3 as a set;
 - for reasonings that write the products ("2. Pre-rank x seq: 1x4=4, 2x1=2, ..."): the share of products
-  whose factors are the right pre-rank and seq rank, and whose arithmetic is right.
+  whose factors are the right pre-rank and seq rank, and whose arithmetic is right;
+- for reasonings that flag the candidates ("2. Seq #1-#4 in, the rest out: [1] 3 in, [2] 7 out, ..."): the
+  share of flags with the prompt's seq rank, the share whose in/out agrees with the rank written, and how
+  often the order is the one the answer's own flags give (its "in" candidates, then its "out" ones).
 Deltalake reads, the lake's all-users sequence model for the ranks; no Spark, no LM. A few seconds.
 """
 
@@ -34,6 +37,25 @@ from gr2.rerank.slate import sequence_rank, slate_of_row  # noqa: E402
 from gr2.training.teachers import partition_order, shown_order  # noqa: E402
 
 PRODUCT = re.compile(r"\b(\d+)x(\d+)=(\d+)")
+FLAG = re.compile(r"\[(\d+)\] (\d+|-) (in|out)\b")
+
+
+def flags_checked(reasoning: str, seq_ranks: list[int], top: int) -> tuple[int, int, int, list[int] | None]:
+    """(flags written, with the prompt's seq rank, whose in/out fits the rank written, the order the flags give:
+    0-based "in" positions then "out" ones, each as written; None when the flags do not cover the slate once)."""
+    step2 = reasoning.split("2.", 1)[1].split("3.", 1)[0] if "2." in reasoning else ""
+    found = FLAG.findall(step2)
+    right_rank = right_flag = 0
+    for j, r, f in found:
+        j = int(j)
+        rank = int(r) if r != "-" else -1
+        right_rank += 1 <= j <= len(seq_ranks) and (seq_ranks[j - 1] + 1 if seq_ranks[j - 1] >= 0 else -1) == rank
+        right_flag += (f == "in") == (1 <= rank <= top)
+    picks = [int(j) - 1 for j, _, _ in found]
+    if sorted(picks) != list(range(len(seq_ranks))):
+        return len(found), right_rank, right_flag, None
+    order = [int(j) - 1 for j, _, f in found if f == "in"] + [int(j) - 1 for j, _, f in found if f == "out"]
+    return len(found), right_rank, right_flag, order
 
 
 def products_checked(reasoning: str, seq_ranks: list[int]) -> tuple[int, int, int]:
@@ -72,6 +94,7 @@ def main() -> None:
     by_id = {r["slate_id"]: r for r, _ in built}
     n = valid = first_kept = same = same_first = same_top3 = 0
     written = factors = sums = with_products = 0
+    flags = flag_ranks = flag_fits = with_flags = follows_flags = 0
     for s in shown:
         rec = answers[s.slate_id]
         ranks = [sequence_rank(c.note) for c in s.candidates]
@@ -95,6 +118,11 @@ def main() -> None:
             reasoning = ""
         w, f, m = products_checked(str(reasoning), ranks)
         written, factors, sums, with_products = written + w, factors + f, sums + m, with_products + (w > 0)
+        fw, fr, ff, own = flags_checked(str(reasoning), ranks, args.partition_top)
+        flags, flag_ranks, flag_fits = flags + fw, flag_ranks + fr, flag_fits + ff
+        if own is not None:
+            with_flags += 1
+            follows_flags += order is not None and list(order) == own
     pct = lambda a, b: f"{100 * a / b:.1f}%" if b else "n/a"  # noqa: E731
     print(f"### Student answers against {rule_name} ({Path(args.answers).name}; {platform.node()})\n")
     print("| measure | value |\n|---|---:|")
@@ -109,6 +137,11 @@ def main() -> None:
     print(f"| answers that write products | {pct(with_products, n)} |")
     print(f"| products with the prompt's factors | {pct(factors, written)} of {written} |")
     print(f"| products with the right result | {pct(sums, written)} of {written} |")
+    if flags:
+        print(f"| flags with the prompt's seq rank | {pct(flag_ranks, flags)} of {flags} |")
+        print(f"| flags whose in/out fits the rank written | {pct(flag_fits, flags)} |")
+        print(f"| answers whose flags cover the slate once | {pct(with_flags, n)} |")
+        print(f"| order = the answer's own flags' order | {pct(follows_flags, with_flags)} |")
     print("\n| order | R@1 | R@5 | NDCG@5 |\n|---|---:|---:|---:|")
     for name, pos in target_at.items():
         m = slate_metrics(pos)

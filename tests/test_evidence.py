@@ -2,6 +2,8 @@
 (cross-fitted for training slates), storage in the lake, and the prompt every stage renders from it.
 Real SASRec-style models on the small training lake (Delta tables, no Spark)."""
 
+import re
+
 import pytest
 import torch
 
@@ -283,9 +285,12 @@ def test_the_shown_rules_benchmark_orders(rule, seq_ranks, expected):
 
 @pytest.mark.parametrize("seq_notes, top, order, picks", [
     # the candidates with seq #1..#top first, then the rest, each group in slate order
-    (("seq #4", "seq #2", "seq #3", "seq #1"), 2, [2, 4, 1, 3], "[1] 4 out, [2] 2 in, [3] 3 out, [4] 1 in"),
-    (("seq #4", "seq #2", "seq #3", "seq #1"), 3, [2, 3, 4, 1], "[1] 4 out, [2] 2 in, [3] 3 in, [4] 1 in"),
-    (("seq #1", "seq #2", "seq #3", "seq #4"), 2, [1, 2, 3, 4], "[1] 1 in, [2] 2 in, [3] 3 out, [4] 4 out"),
+    (("seq #4", "seq #2", "seq #3", "seq #1"), 2, [2, 4, 1, 3],
+     "[1] 4 out #1 [1], [2] 2 in #1 [2], [3] 3 out #2 [3], [4] 1 in #2 [4]"),
+    (("seq #4", "seq #2", "seq #3", "seq #1"), 3, [2, 3, 4, 1],
+     "[1] 4 out #1 [1], [2] 2 in #1 [2], [3] 3 in #2 [3], [4] 1 in #3 [4]"),
+    (("seq #1", "seq #2", "seq #3", "seq #4"), 2, [1, 2, 3, 4],
+     "[1] 1 in #1 [1], [2] 2 in #2 [2], [3] 3 out #1 [3], [4] 4 out #2 [4]"),  # already in order
 ])
 def test_partition_reasoning_lifts_the_sequence_models_top_picks_in_slate_order(seq_notes, top, order, picks):
     """The "partition" teacher's trace has no sort in it: one pass over the slate picks the candidates the
@@ -294,11 +299,12 @@ def test_partition_reasoning_lifts_the_sequence_models_top_picks_in_slate_order(
     from gr2.training.teachers import partition_order
 
     teacher, cands, parsed = _rule_teacher_answer("partition", seq_notes, partition_top=top)
-    assert teacher.name.startswith(f"statistical-cooccurrence-partflag{top}-seq-w")
+    assert teacher.name.startswith(f"statistical-cooccurrence-partkey{top}-seq-w")
     assert parsed.ranking == [cands[i - 1].sid for i in order]
     assert f"2. Seq #1-#{top} in, the rest out: {picks}." in parsed.reasoning
+    keys = dict(re.findall(r"\[(\d+)\] \S+ ((?:in|out) #\d+)", picks))
     assert parsed.reasoning.endswith("3. Decision, in first, then out: "
-                                     + ", ".join(f"[{i}]" for i in order) + ".")
+                                     + ", ".join(f"{keys[str(i)]} [{i}]" for i in order) + ".")
     assert partition_order([-1, -1, 0], 2) == [2, 0, 1]  # no model: never lifted
 
 

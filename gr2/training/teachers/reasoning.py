@@ -158,18 +158,26 @@ def _interests(history: Sequence[ItemText], leaf: LeafOf) -> str:
 
 def partition_reasoning(history: Sequence[ItemText], evs: list[CandidateEvidence], ranked: list[CandidateEvidence],
                         leaf: LeafOf, top: int) -> str:
-    """The "partition" rule in the student's own steps, each a copy or a local test: step 2 goes down the
-    slate and writes each candidate's seq rank with "in" (seq #1..#top) or "out" beside it; step 3 copies
-    the "in" entries of step 2, then the "out" ones. The first wording ("Seq #1-#3, in slate order: [5] seq #1,
-    ...") asked for a filter over the prompt's long candidate lines in one step, and a 60-step student wrote
-    [1], [2], [3] whatever their ranks (docs/training.md); here the test sits next to the number it reads."""
-    def flag(e: CandidateEvidence) -> str:
-        if e.seq_rank < 0:
-            return f"[{e.position + 1}] - out"
-        return f"[{e.position + 1}] {e.seq_rank + 1} {'in' if e.seq_rank < top else 'out'}"
+    """The "partition" rule in the student's own steps, each a copy, a local test or a keyed look-up, never
+    a search: step 2 goes down the slate and writes each candidate's seq rank, "in" (seq #1..#top) or "out",
+    that group's running count, and the candidate again ("[8] 4 in #3 [8]"); step 3 looks each entry up by
+    its key ("in #3" -> [8]): the first "in" ones, then the "out" ones.
 
-    step2 = f"2. Seq #1-#{top} in, the rest out: " + ", ".join(flag(e) for e in evs) + "."
-    step3 = "3. Decision, in first, then out: " + ", ".join(f"[{e.position + 1}]" for e in ranked) + "."
+    Why this shape (docs/training.md): students of the earlier wordings wrote 99% of the per-candidate flags
+    right and then copied the slate's order, because picking "the next candidate flagged in" is a search
+    over the list. Looking a value up by the key just before it, as the prompt's "[j] ... seq #r" lines
+    already are, is what they did reliably."""
+    counts = {"in": 0, "out": 0}
+    entries, keys = [], {}
+    for e in evs:
+        group = "in" if 0 <= e.seq_rank < top else "out"
+        counts[group] += 1
+        key = f"{group} #{counts[group]}"
+        keys[id(e)] = key
+        rank = str(e.seq_rank + 1) if e.seq_rank >= 0 else "-"
+        entries.append(f"[{e.position + 1}] {rank} {key} [{e.position + 1}]")
+    step2 = f"2. Seq #1-#{top} in, the rest out: " + ", ".join(entries) + "."
+    step3 = "3. Decision, in first, then out: " + ", ".join(f"{keys[id(e)]} [{e.position + 1}]" for e in ranked) + "."
     return "\n".join([_interests(history, leaf), step2, step3])
 
 

@@ -67,9 +67,10 @@ SHOWN_SIGNALS = ("incoming", "sequential")
 # A style's tag in the teacher's name. "shown2": the decision step lists the sorted products (2026-12-06);
 # traces of the first "shown" form (the decision named only the first candidate) stay another teacher's, so
 # a rerun samples every slate again instead of skipping those the old form accepted.
-# "partflag": the partition rule written as per-candidate in/out flags (2026-12-06; the first "-part" wording
-# picked the lifted candidates straight from the prompt).
-_STYLE_TAG = {"full": "", "brief": "-brief", "shown": "-shown2", "partition": "-partflag"}
+# "partkey": the partition rule with keyed steps ("[8] 4 in #3 [8]", then "in #3 [8]"), 2026-12-06. Earlier
+# wordings: "-part" picked the lifted candidates straight from the prompt, "-partflag" flagged each candidate
+# in/out and then listed the "in" ones (a search its students did not learn; docs/training.md).
+_STYLE_TAG = {"full": "", "brief": "-brief", "shown": "-shown2", "partition": "-partkey"}
 
 
 def _check_shown_weights(weights: Mapping[str, float]) -> None:
