@@ -386,6 +386,12 @@ class TracesConfig(Strict):
         return self
 
 
+# What runs a trained model's forward passes at evaluation and serving time, and CTranslate2's CPU compute
+# types whose outputs are float32 (gr2.models.ct2.COMPUTE_TYPES).
+Engine = Literal["hf", "ctranslate2"]
+ComputeType = Literal["float32", "int8_float32", "int8", "int16"]
+
+
 class EvalConfig(Strict):
     """`gr2 eval` (and the demo's last stage): the budget of one evaluation run."""
 
@@ -400,11 +406,11 @@ class EvalConfig(Strict):
     constrained: bool = Field(True, description="also read each SFT/DAPO answer with its ranking decoded among the "
         "candidates (`+ constrained ranking` rows): the same greedy reasoning, so no second generation, but a "
         "prefill of prompt + reasoning and K-1 scoring steps per slate; false halves a long run's time on CPU")
-    engine: Literal["hf", "ctranslate2"] = Field(
+    engine: Engine = Field(
         "hf", description="what writes the SFT/DAPO models' greedy answers: hf = Hugging Face generate (the reference); "
         "ctranslate2 = CTranslate2's CPU kernels on a copy converted once into <model>/ct2-<compute_type>/ (the "
         "constrained rankings stay on HF; benchmarks/eval_engines.py measures both on the same slates)")
-    compute_type: Literal["float32", "int8_float32", "int8", "int16"] = Field(
+    compute_type: ComputeType = Field(
         "float32", description="with engine=ctranslate2: float32 answers as HF does (up to rounding); the int8 types "
         "are faster and may answer differently")
 
@@ -425,11 +431,11 @@ class ServeConfig(Strict):
         "slots", description="ranking mode: slots = each place decoded among the candidates not yet listed (K-1 passes); "
         "first = all candidates ordered by their likelihood of being listed first (one pass, FIRST-style; faster, "
         "an approximation below the top)")
-    engine: Literal["hf", "ctranslate2"] = Field(
+    engine: Engine = Field(
         "hf", description="what runs the model: hf = Hugging Face on PyTorch (the reference); ctranslate2 = CTranslate2's "
         "CPU kernels for reasoning and the one-pass ranking decoder (ranking_decoder=slots stays on HF), on a copy "
         "converted once into <model>/ct2-<compute_type>/")
-    compute_type: Literal["float32", "int8_float32", "int8", "int16"] = Field(
+    compute_type: ComputeType = Field(
         "float32", description="with engine=ctranslate2: float32 answers as HF does (up to rounding); int8 / "
         "int8_float32 (int8 weights) are smaller and faster and may answer differently (benchmarks/serve_engines.py "
         "counts how often)")
