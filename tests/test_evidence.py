@@ -252,6 +252,13 @@ def test_the_answer_probe_checks_products_against_the_prompt():
     assert probe.products_checked("2. Pre-rank x seq: 1x3=4, 2x2=4.\n3. 1x1=1", seq) == (2, 1, 1)
     assert probe.products_checked("no steps", seq) == (0, 0, 0)
 
+    # flags: a keyed partition teacher's own reasoning is all right and its order is the flags' order
+    teacher, cands, parsed = _rule_teacher_answer("partition", ("seq #4", "seq #2", "seq #3", "seq #1"), partition_top=2)
+    assert probe.flags_checked(parsed.reasoning, [3, 1, 2, 0], 2) == (4, 4, 4, [1, 3, 0, 2])
+    # a misread rank counts against the rank, not the flag (which fits the rank written); a candidate missed: no order
+    assert probe.flags_checked("2. x: [1] 2 out #1 [1], [2] 2 in #1 [2].\n3. y", [3, 1], 1) == (2, 1, 1, [1, 0])
+    assert probe.flags_checked("2. x: [1] 4 out #1 [1].\n3. y", [3, 1], 2)[3] is None
+
 
 @pytest.mark.parametrize(
     ("rule", "seq_ranks", "expected"),
