@@ -19,16 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
+from gr2.eval.diagnostics import paired_bootstrap_diff  # noqa: E402
 from gr2.models import evidence as ev  # noqa: E402
-from gr2.platform.lake import Lake  # noqa: E402
+from gr2.models.slates import rerank_rows  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
-from gr2.rerank.metrics import slate_metrics  # noqa: E402
-from gr2.rerank.slate import sequence_rank, slate_of_row  # noqa: E402
+from gr2.rerank.metrics import per_slate_values, slate_metrics  # noqa: E402
+from gr2.rerank.slate import sequence_rank  # noqa: E402
 from gr2.training.teachers import partition_order, shown_order  # noqa: E402
 
 
@@ -81,10 +80,6 @@ RULES = {
 }
 
 
-def ndcg5(pos: np.ndarray) -> np.ndarray:
-    return np.where(pos < 5, 1.0 / np.log2(pos + 2.0), 0.0)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-c", "--config", default=None)
@@ -95,10 +90,7 @@ def main() -> None:
     t0 = time.perf_counter()
     cfg = load_config(args.config, [], args.lake)
     catalog, _ = load_catalog(cfg.lake_path)
-    slates = Lake(cfg.lake_path).read_pandas("gold.slates", columns=["slate_id", "user_id", "history", "candidates",
-                                                                      "target", "split"])
-    rows = slates[slates["split"] == args.split].to_dict("records")
-    built = [(r, s) for r in rows if (s := slate_of_row(r, catalog, cfg.train.prompt.history)) is not None]
+    built = rerank_rows(cfg.lake_path, catalog, args.split, 0, cfg.train.seed, cfg.train.prompt.history)  # every slate
     by_id = {r["slate_id"]: r for r, _ in built}
     at: dict[str, list[int]] = {name: [] for name in RULES}
     for s in ev.annotate_rows(ev.load(cfg.lake_path), built, args.split):
@@ -107,17 +99,14 @@ def main() -> None:
         for name, rule in RULES.items():
             at[name].append(rule(ranks).index(t))
     n = len(at["incoming order (copy the slate)"])
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, n, size=(args.boot, n))
-    base = ndcg5(np.array(at["incoming order (copy the slate)"]))
+    base = per_slate_values(at["incoming order (copy the slate)"], "NDCG@5")
     print(f"### Rules over the prompt's pre-rank and seq rank ({args.split}, {n:,} slates; {platform.node()}, "
           f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - t0:.0f} s)\n")
     print("| rule | R@1 | R@5 | NDCG@5 | NDCG@5 - incoming [95% CI] |\n|---|---:|---:|---:|---:|")
     for name, pos in at.items():
         m = slate_metrics(pos)
-        d = ndcg5(np.array(pos)) - base
-        lo, hi = np.percentile(d[idx].mean(1), [2.5, 97.5])
-        print(f"| {name} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['NDCG@5']:.3f} | {d.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+        d, lo, hi = paired_bootstrap_diff(base, per_slate_values(pos, "NDCG@5"), n_boot=args.boot, seed=0)
+        print(f"| {name} | {m['R@1']:.3f} | {m['R@5']:.3f} | {m['NDCG@5']:.3f} | {d:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
 
 
 if __name__ == "__main__":
