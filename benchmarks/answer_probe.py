@@ -40,11 +40,15 @@ PRODUCT = re.compile(r"\b(\d+)x(\d+)=(\d+)")
 FLAG = re.compile(r"\[(\d+)\] (\d+|-) (in|out)\b")
 
 
+def step2(reasoning: str) -> str:
+    """The text of a reasoning's step 2 (between "2." and "3."), where the per-candidate figures are."""
+    return reasoning.split("2.", 1)[1].split("3.", 1)[0] if "2." in reasoning else ""
+
+
 def flags_checked(reasoning: str, seq_ranks: list[int], top: int) -> tuple[int, int, int, list[int] | None]:
     """(flags written, with the prompt's seq rank, whose in/out fits the rank written, the order the flags give:
     0-based "in" positions then "out" ones, each as written; None when the flags do not cover the slate once)."""
-    step2 = reasoning.split("2.", 1)[1].split("3.", 1)[0] if "2." in reasoning else ""
-    found = FLAG.findall(step2)
+    found = FLAG.findall(step2(reasoning))
     right_rank = right_flag = 0
     for j, r, f in found:
         j = int(j)
@@ -60,8 +64,7 @@ def flags_checked(reasoning: str, seq_ranks: list[int], top: int) -> tuple[int, 
 
 def products_checked(reasoning: str, seq_ranks: list[int]) -> tuple[int, int, int]:
     """(products written, with the right factors, with the right result) in the reasoning's step 2."""
-    step2 = reasoning.split("2.", 1)[1].split("3.", 1)[0] if "2." in reasoning else ""
-    found = PRODUCT.findall(step2)
+    found = PRODUCT.findall(step2(reasoning))
     right_factors = right_sums = 0
     for a, b, c in found:
         a, b, c = int(a), int(b), int(c)

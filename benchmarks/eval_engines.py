@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gr2.config import load_config  # noqa: E402
 from gr2.models.generation import rerank_answers  # noqa: E402
 from gr2.models.lm import load_model  # noqa: E402
-from gr2.models.slates import cases_of, rerank_rows  # noqa: E402
+from gr2.models.slates import rerank_cases  # noqa: E402
 from gr2.platform.precision import use_autocast  # noqa: E402
 from gr2.platform.run_store import latest_model  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
@@ -51,9 +51,8 @@ def main() -> None:
     model.eval()
     fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
     catalog, _ = load_catalog(cfg.lake_path)
-    rows = [(r, s) for r, s in rerank_rows(cfg.lake_path, catalog, "test", args.slates, cfg.train.seed,
-                                           max(10, fmt.history)) if sum(r["labels"]) == 1]
-    cases = cases_of(rows, cfg.lake_path, "test", fmt if fmt.evidence != "none" else None)
+    cases = [(s, labels) for s, labels in rerank_cases(cfg.lake_path, catalog, "test", args.slates, cfg.train.seed,
+                                                       max(10, cfg.train.prompt.history), fmt) if sum(labels) == 1]
     autocast = use_autocast(cfg.train.autocast)
     batch, budget = cfg.eval.batch, cfg.eval.max_new_tokens
     print(f"{len(cases)} test slates of {cfg.lake_path}, {args.stage} model {model_dir.parent.name}, batch {batch}, "

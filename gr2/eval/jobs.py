@@ -115,6 +115,8 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
         k = len(cases[0][0].candidates)
         input_ranks = [labels.index(1) for _, labels in cases]
         plain = [{"history": [h.item_id for h in s.history], "candidates": [c.item_id for c in s.candidates]} for s, _ in cases]
+    # What writes the answers beyond HF: part of the answer log's key (HF's key stays as it was) and of the summary.
+    engine_settings = {} if cfg.eval.engine == "hf" else {"engine": cfg.eval.engine, "compute_type": cfg.eval.compute_type}
     rows = []
     sasrec_model, sasrec_source, sasrec_fitted = sasrec_baseline(cfg)
     for name, ranker, source, fitted in (("incoming order", baselines.IncomingOrder(), "", False),
@@ -149,10 +151,9 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
                 modes = ("free", "constrained") if cfg.eval.constrained else ("free",)
                 autocast = use_autocast(cfg.train.autocast)
                 # Answers already written with these settings (a stopped run) are read, not asked again.
-                engine = {} if cfg.eval.engine == "hf" else {"engine": cfg.eval.engine, "compute_type": cfg.eval.compute_type}
                 log = AnswerLog.for_model(lake, stage, model_dir, {
                     "split": split, "max_new_tokens": cfg.eval.max_new_tokens, "modes": modes,
-                    "batch": cfg.eval.batch, "autocast": autocast, "format": fmt.to_json(), **engine})
+                    "batch": cfg.eval.batch, "autocast": autocast, "format": fmt.to_json(), **engine_settings})
                 done = log.load()
                 if done:
                     live.update(f"{len([1 for s, _ in asked if s.slate_id in done])} answers from {log.path.name}")
@@ -181,7 +182,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
     models = [name for name in positions if name not in ("incoming order", "popularity")]
     result = {"run_id": run_id, "created_at": datetime.now(timezone.utc).isoformat(), "dataset": str(lake),
               "split": split, "n_slates": len(cases), "k": k, "rows": rows, "sasrec_source": sasrec_source,
-              "engine": cfg.eval.engine + (f" {cfg.eval.compute_type}" if cfg.eval.engine != "hf" else ""),
+              "engine": " ".join(engine_settings.values()) or "hf",
               "differences": report.differences(positions, models, against, seed=cfg.train.seed)}
     with steps.step("report and eval.runs"):
         out = lake / "reports" / "eval" / run_id
