@@ -1,15 +1,18 @@
-"""The service's engines on the same requests: Hugging Face (the reference) against CTranslate2 per compute type.
+"""The service's engines on the same requests: Hugging Face (the reference) against CTranslate2 and llama.cpp
+per compute type.
 
-    .venv/bin/python benchmarks/serve_engines.py --lake /work/lakes/demo --stage sft --slates 20
+    .venv/bin/python benchmarks/serve_engines.py --lake /work/lakes/demo --stage sft --slates 20 \
+        --engines hf ctranslate2:float32 ctranslate2:int8 llamacpp:float32 llamacpp:bfloat16 llamacpp:int8
 
 Runs the serving engine itself (gr2.serve.engine.Reranker, no HTTP) with the one-pass ranking decoder
-(`serve.ranking_decoder=first`, the one CTranslate2 runs) on seeded test slates of the lake: first HF,
-then CTranslate2 at each `--compute-types`, one request at a time in each mode, after one warm-up
+(`serve.ranking_decoder=first`, the one the other engines run) on seeded test slates of the lake: HF
+first, then each of `--engines` (ENGINE:COMPUTE_TYPE), one request at a time in each mode, after one warm-up
 request per mode. Prints a Markdown table: ms per request (median, p95), generated tokens/s in
 reasoning mode (the answer's tokens, re-encoded, over the request's time), and how often each engine
 answers as HF does (ranking: the whole order and the first item; reasoning: the generated text and the
 order the service returns). Loading time is printed apart (it includes the one-time conversion into
-<model>/ct2-<compute_type>/ when that folder is not there yet).
+<model>/ct2-<compute_type>/ or gguf-<compute_type>/ when that folder is not there yet). llama.cpp needs
+`pip install 'gr2[llamacpp]'`.
 """
 
 from __future__ import annotations
@@ -26,11 +29,25 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
+from gr2.models.engines import NAMES  # noqa: E402
 from gr2.platform.precision import use_autocast  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.formats import RerankFormat  # noqa: E402
 from gr2.serve import engine, launch  # noqa: E402
 from gr2.serve.check import _slates  # noqa: E402
+
+
+def versions() -> str:
+    """torch and whichever other engines are installed, for the table's header."""
+    import importlib.metadata as md
+
+    out = []
+    for dist in ("torch", "ctranslate2", "llama-cpp-python"):
+        try:
+            out.append(f"{dist} {md.version(dist)}")
+        except md.PackageNotFoundError:
+            pass
+    return ", ".join(out)
 
 
 def run(rr: engine.Reranker, reqs: list[engine.RerankRequest]) -> tuple[list[float], list[engine.Outcome]]:
@@ -66,10 +83,10 @@ def main() -> None:
     ap.add_argument("--run", default=None, help="a run id of the stage [default: its LATEST]")
     ap.add_argument("--slates", type=int, default=20)
     ap.add_argument("--modes", nargs="+", default=["ranking", "reasoning"], choices=engine.MODES)
-    ap.add_argument("--compute-types", nargs="+", default=["float32", "int8"], help="CTranslate2 compute types to run")
+    ap.add_argument("--engines", nargs="+", default=["hf", "ctranslate2:float32", "ctranslate2:int8"],
+                    help="ENGINE[:COMPUTE_TYPE] to run after HF (hf, ctranslate2, llamacpp; compute type default float32)")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
-    import ctranslate2
     import torch
 
     cfg = load_config(args.config, args.set, args.lake)
@@ -83,10 +100,13 @@ def main() -> None:
     common = dict(max_new_tokens=cfg.serve.max_new_tokens, autocast=use_autocast(cfg.train.autocast), batch_size=1,
                   ranking_decoder="first", lake=cfg.lake_path, threads=threads)
     print(f"{len(cases)} test slates of {cfg.lake_path}, {stage} model {model_dir.parent.name}, {threads} threads, "
-          f"max_new_tokens {cfg.serve.max_new_tokens}, torch {torch.__version__}, ctranslate2 {ctranslate2.__version__}")
+          f"max_new_tokens {cfg.serve.max_new_tokens}, {versions()}")
 
-    engines = [("HF", {"engine": "hf"})] + [(f"CTranslate2 {c}", {"engine": "ctranslate2", "compute_type": c})
-                                            for c in args.compute_types]
+    engines = [("HF", {"engine": "hf"})]
+    for spec in args.engines:
+        name, _, compute_type = spec.partition(":")
+        if name != "hf":
+            engines.append((f"{NAMES[name]} {compute_type or 'float32'}", {"engine": name, "compute_type": compute_type or "float32"}))
     ref: dict = {}
     lines = []
     for name, kw in engines:

@@ -386,10 +386,12 @@ class TracesConfig(Strict):
         return self
 
 
-# What runs a trained model's forward passes at evaluation and serving time, and CTranslate2's CPU compute
-# types whose outputs are float32 (gr2.models.ct2.COMPUTE_TYPES).
-Engine = Literal["hf", "ctranslate2"]
-ComputeType = Literal["float32", "int8_float32", "int8", "int16"]
+# What runs a trained model's forward passes at evaluation and serving time (gr2.models.engines), and the
+# weights' type on the non-HF engines: CTranslate2's CPU compute types whose outputs are float32
+# (gr2.models.ct2.COMPUTE_TYPES) and llama.cpp's float32, bfloat16 and int8 (Q8_0) GGUF weights
+# (gr2.models.llamacpp.WEIGHT_TYPES).
+Engine = Literal["hf", "ctranslate2", "llamacpp"]
+ComputeType = Literal["float32", "bfloat16", "int8_float32", "int8", "int16"]
 
 
 class EvalConfig(Strict):
@@ -408,11 +410,13 @@ class EvalConfig(Strict):
         "prefill of prompt + reasoning and K-1 scoring steps per slate; false halves a long run's time on CPU")
     engine: Engine = Field(
         "hf", description="what writes the SFT/DAPO models' greedy answers: hf = Hugging Face generate (the reference); "
-        "ctranslate2 = CTranslate2's CPU kernels on a copy converted once into <model>/ct2-<compute_type>/ (the "
-        "constrained rankings stay on HF; benchmarks/eval_engines.py measures both on the same slates)")
+        "ctranslate2 = CTranslate2's CPU kernels on a copy converted once into <model>/ct2-<compute_type>/; "
+        "llamacpp = llama.cpp (pip install 'gr2[llamacpp]') on a GGUF copy exported once into "
+        "<model>/gguf-<compute_type>/ (the constrained rankings stay on HF; benchmarks/eval_engines.py measures "
+        "them on the same slates)")
     compute_type: ComputeType = Field(
-        "float32", description="with engine=ctranslate2: float32 answers as HF does (up to rounding); the int8 types "
-        "are faster and may answer differently")
+        "float32", description="with engine=ctranslate2 or llamacpp: float32 answers as HF does (up to rounding); "
+        "the int8 types (llama.cpp: int8 = Q8_0) and llama.cpp's bfloat16 are faster and may answer differently")
 
 
 class ServeConfig(Strict):
@@ -433,12 +437,13 @@ class ServeConfig(Strict):
         "an approximation below the top)")
     engine: Engine = Field(
         "hf", description="what runs the model: hf = Hugging Face on PyTorch (the reference); ctranslate2 = CTranslate2's "
-        "CPU kernels for reasoning and the one-pass ranking decoder (ranking_decoder=slots stays on HF), on a copy "
-        "converted once into <model>/ct2-<compute_type>/")
+        "CPU kernels, on a copy converted once into <model>/ct2-<compute_type>/; llamacpp = llama.cpp (pip install "
+        "'gr2[llamacpp]'), on a GGUF copy exported once into <model>/gguf-<compute_type>/. Both run reasoning and "
+        "the one-pass ranking decoder; ranking_decoder=slots stays on HF")
     compute_type: ComputeType = Field(
-        "float32", description="with engine=ctranslate2: float32 answers as HF does (up to rounding); int8 / "
-        "int8_float32 (int8 weights) are smaller and faster and may answer differently (benchmarks/serve_engines.py "
-        "counts how often)")
+        "float32", description="with engine=ctranslate2 or llamacpp: float32 answers as HF does (up to rounding); "
+        "int8 / int8_float32 (int8 weights; llama.cpp: int8 = Q8_0) and llama.cpp's bfloat16 are smaller and faster "
+        "and may answer differently (benchmarks/serve_engines.py counts how often)")
     threads: int = Field(
         0, ge=0, description="torch threads of the replica; 0 = every CPU of its node (Ray would otherwise give an "
         "actor one thread)")

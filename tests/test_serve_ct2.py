@@ -1,52 +1,25 @@
 """`serve.engine: ctranslate2` against Hugging Face, the reference, in the serving engine itself (no Ray):
-a tiny Llama (grouped KV heads and SmolLM2's rope theta, so the converter's reading of transformers 5's
-config is exercised) saved into a lake the way training saves it, converted once beside the model."""
+a tiny Llama saved into a lake the way training saves it (training_lake.tiny_llama_serving_lake),
+converted once beside the model."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
-from training_lake import make_training_lake
+from training_lake import tiny_llama_serving_lake
 
 from gr2.config import ConfigError, load_config
 from gr2.rerank.catalog import load_catalog
-from gr2.rerank.formats import RerankFormat
 from gr2.serve import engine
-from gr2.training import model as lm
 
 ct2mod = pytest.importorskip("gr2.models.ct2")
 K = 4
 
 
-def _tiny_llama(out, texts):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    tok = lm.train_bpe_tokenizer(texts, 400)
-    config = lm.small_config("llama", len(tok), 64, 2, 4, 1024, tok)
-    config.num_key_value_heads = 2
-    config.rope_parameters = {"rope_type": "default", "rope_theta": 100000.0}
-    config.initializer_range = 0.1  # at the default 0.02 a random model repeats one token: nothing to compare
-    torch.manual_seed(0)
-    AutoModelForCausalLM.from_config(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
-    from gr2.serve.check import _slates
-
-    root = make_training_lake(tmp_path_factory.mktemp("ct2") / "lake", k=K)
-    texts = [f"Skin Hair Nails Tools product i{n:02d} a{n} b{n} c{n} ranking reasoning [1] [2] [3] [4]" for n in range(48)]
-    model_dir = _tiny_llama(root / "models" / "sft" / "sft-test" / "model", texts * 4)
-    RerankFormat(sid="text", cite="slate", style="compact", history=3, title_words=4, chat_template=False).save(model_dir)
-    cfg = load_config(overrides=[f"etl.k={K}"], lake=str(root))
-    items, _ = load_catalog(root)
-    cases = _slates(cfg, 8)
-    reqs = [engine.RerankRequest(h, c, m, False, 60000) for m in ("ranking", "reasoning") for h, c, _ in cases]
-    return model_dir, engine.Catalog(items), RerankFormat.of_model(model_dir, RerankFormat()), reqs
+    return tiny_llama_serving_lake(tmp_path_factory.mktemp("ct2") / "lake", K)
 
 
 def _engine(lake, **kw):
@@ -68,7 +41,7 @@ def reference(lake):
 def test_float32_answers_exactly_as_hf_in_both_modes(lake, reference):
     model_dir, _, _, reqs = lake
     ct2 = _engine(lake, engine="ctranslate2", compute_type="float32")
-    assert ct2.model is None and ct2.ct2 is not None  # one-pass ranking and reasoning: no HF weights loaded
+    assert ct2.model is None and ct2.fast is not None  # one-pass ranking and reasoning: no HF weights loaded
     want, got = reference, _answers(ct2, reqs)
     assert len(got) == len(reqs)
     for w, g in zip(want, got):
@@ -92,7 +65,7 @@ def test_the_slot_by_slot_decoder_stays_on_hf(lake):
     _, _, _, reqs = lake
     ranking = [r for r in reqs if r.mode == "ranking"][:3]  # HF slot by slot is the slow part of this file
     hf, mixed = _engine(lake, ranking_decoder="slots"), _engine(lake, ranking_decoder="slots", engine="ctranslate2")
-    assert mixed.model is not None and mixed.ct2 is not None
+    assert mixed.model is not None and mixed.fast is not None
     assert [a.order for a in mixed.answer(ranking)] == [a.order for a in hf.answer(ranking)]
 
 

@@ -52,3 +52,36 @@ def make_training_lake(root: Path, users: int = 60, k: int = 4, seed: int = 0) -
     write_deltalake(str(root / "gold/sequences"), pd.DataFrame(seqs))
     write_deltalake(str(root / "gold/slates"), pd.DataFrame(slates))
     return root
+
+
+def tiny_llama_serving_lake(root: Path, k: int = 4):
+    """A training lake with a tiny random Llama saved as SFT's model (grouped KV heads and SmolLM2's rope
+    theta, so converters read transformers 5's config as they would the real base) in the compact slate
+    format, and re-rank requests of both modes on its test slates: (model dir, Catalog, format, requests).
+    The engines' tests hold other runtimes to Hugging Face's answers on it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gr2.config import load_config
+    from gr2.rerank.catalog import load_catalog
+    from gr2.rerank.formats import RerankFormat
+    from gr2.serve import engine
+    from gr2.serve.check import _slates
+    from gr2.training import model as lm
+
+    root = make_training_lake(root, k=k)
+    texts = [f"Skin Hair Nails Tools product i{n:02d} a{n} b{n} c{n} ranking reasoning [1] [2] [3] [4]" for n in range(48)]
+    model_dir = root / "models" / "sft" / "sft-test" / "model"
+    tok = lm.train_bpe_tokenizer(texts * 4, 400)
+    config = lm.small_config("llama", len(tok), 64, 2, 4, 1024, tok)
+    config.num_key_value_heads = 2
+    config.rope_parameters = {"rope_type": "default", "rope_theta": 100000.0}
+    config.initializer_range = 0.1  # at the default 0.02 a random model repeats one token: nothing to compare
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    RerankFormat(sid="text", cite="slate", style="compact", history=3, title_words=4, chat_template=False).save(model_dir)
+    cfg = load_config(overrides=[f"etl.k={k}"], lake=str(root))
+    items, _ = load_catalog(root)
+    reqs = [engine.RerankRequest(h, c, m, False, 60000) for m in ("ranking", "reasoning") for h, c, _ in _slates(cfg, 8)]
+    return model_dir, engine.Catalog(items), RerankFormat.of_model(model_dir, RerankFormat()), reqs

@@ -145,6 +145,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
                 orders = sid_likelihood_orders(model, tok, cases, cfg.etl.history_len, progress, fmt)
                 row = _row("mid-trained (SID likelihood)", input_ranks, orders, k, cfg.train.seed, llm=False)
             else:
+                from gr2.models.engines import NAMES, load_generator
                 from gr2.models.generation import rerank_answers
 
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
@@ -157,12 +158,9 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
                 done = log.load()
                 if done:
                     live.update(f"{len([1 for s, _ in asked if s.slate_id in done])} answers from {log.path.name}")
-                generator = None
-                if cfg.eval.engine == "ctranslate2":
-                    from gr2.models.ct2 import CT2Generator
-
-                    live.update(f"CTranslate2 {cfg.eval.compute_type} copy of the model")
-                    generator = CT2Generator(model_dir, tok, cfg.eval.compute_type, batch_size=cfg.eval.batch)
+                if cfg.eval.engine != "hf":
+                    live.update(f"{NAMES[cfg.eval.engine]} {cfg.eval.compute_type} copy of the model")
+                generator = load_generator(cfg.eval.engine, model_dir, tok, cfg.eval.compute_type, batch_size=cfg.eval.batch)
                 answers = rerank_answers(model, tok, asked, cfg.eval.max_new_tokens, modes, progress, fmt=fmt,
                                          batch_size=cfg.eval.batch, autocast=autocast, done=done,
                                          on_answer=log.append, generator=generator)

@@ -7,9 +7,9 @@ answers as HF, up to rounding) or with int8 weights (`serve.compute_type`; faste
 HF stays the default and the reference: `benchmarks/serve_engines.py` measures both on the same
 requests and counts how often the answers agree.
 
-* :func:`converted` converts the lake's HF folder once into ``<model_dir>/ct2-<compute_type>/`` (a
-  temporary folder renamed into place, so a crashed or concurrent conversion never leaves a half
-  model there) and reuses it while the source files and the ctranslate2 version are unchanged.
+* :func:`converted` converts the lake's HF folder once into ``<model_dir>/ct2-<compute_type>/``
+  (`converted.convert_once`: renamed into place when whole) and reuses it while the source files and
+  the ctranslate2 version are unchanged.
 * :class:`CT2Generator` answers like `generation.HFGenerator.generate` (greedy) for the reasoning
   mode, and :meth:`CT2Generator.first_slot_ranking` like `generation.first_slot_ranking` for the
   one-pass ranking mode.
@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from gr2.models.converted import convert_once
 from gr2.models.generation import with_bos
 from gr2.platform.sids import canonical_sid
 
@@ -47,60 +46,23 @@ def _import():
     return ctranslate2
 
 
-def _source(model_dir: Path) -> dict:
-    """Name -> [size, mtime_ns] of the model folder's own files: a re-saved model converts again."""
-    return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(model_dir.iterdir()) if p.is_file()}
-
-
-def _stamp(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / STAMP).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def converted(model_dir: Path, compute_type: str) -> Path:
     """The CTranslate2 model of `model_dir` at `compute_type`, converted now if it is missing or stale.
     Offline: the converter reads the local folder with transformers."""
     ct2 = _import()
     if compute_type not in COMPUTE_TYPES:
         raise ValueError(f"serve.compute_type must be one of {list(COMPUTE_TYPES)}, got {compute_type!r}")
-    model_dir = Path(model_dir)
-    out = model_dir / f"ct2-{compute_type}"
-    want = {"ctranslate2": ct2.__version__, "compute_type": compute_type, "source": _source(model_dir)}
-    if _stamp(out) == want:
-        return out
-    from ctranslate2.converters import TransformersConverter
 
-    from gr2.platform.progress import quiet_third_party
+    def convert(tmp: Path) -> None:
+        from ctranslate2.converters import TransformersConverter
 
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".ct2-{compute_type}.", dir=model_dir))
-    except OSError as e:
-        raise OSError(f"cannot write the CTranslate2 conversion beside the model in {model_dir}: {e}") from e
-    try:
+        from gr2.platform.progress import quiet_third_party
+
         with quiet_third_party():
             TransformersConverter(str(model_dir)).convert(str(tmp), quantization=compute_type, force=True)
-        (tmp / STAMP).write_text(json.dumps(want, indent=1))
-        _swap(tmp, out, want)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
-
-def _swap(tmp: Path, out: Path, want: dict) -> None:
-    """Rename `tmp` to `out`. A rename onto a folder that is not empty fails: then either another
-    process finished the same conversion first (keep its), or `out` is stale (move it aside, then in)."""
-    try:
-        os.rename(tmp, out)
-        return
-    except OSError:
-        if _stamp(out) == want:
-            return
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    os.rename(out, old)
-    os.rename(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    return convert_once(Path(model_dir), f"ct2-{compute_type}", {"ctranslate2": ct2.__version__, "compute_type": compute_type},
+                        convert, stamp=STAMP)
 
 
 class CT2Generator:

@@ -10,8 +10,8 @@ tested and reasoned about on its own.
   (reasoning, then ranking) and parses it; ``ranking`` skips the reasoning and decodes the ranking among
   the candidates (always a valid permutation, the low-latency mode). An answer that is not a valid
   permutation falls back to the incoming order with ``fallback_reason="invalid"``, so a caller always
-  gets a permutation of what it sent. The model runs on Hugging Face (``engine="hf"``, the reference)
-  or on CTranslate2 (``engine="ctranslate2"``, `gr2.models.ct2`).
+  gets a permutation of what it sent. The model runs on Hugging Face (``engine="hf"``, the reference),
+  CTranslate2 (``"ctranslate2"``) or llama.cpp (``"llamacpp"``): `gr2.models.engines`.
 * :class:`Metrics` counts requests, outcomes and latencies and writes them in Prometheus' text format.
 """
 
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 MODES = ("reasoning", "ranking")
-ENGINES = ("hf", "ctranslate2")
 
 
 class RequestError(Exception):
@@ -156,9 +155,9 @@ class Reranker:
     """One model from the lake answering batches of requests; calls are serialised by a lock (one
     model, one KV cache).
 
-    `engine`: ``hf`` runs Hugging Face on PyTorch (the reference); ``ctranslate2`` runs the reasoning
-    mode and the one-pass ranking decoder on CTranslate2 at `compute_type` (gr2.models.ct2), and keeps
-    HF for the slot-by-slot decoder, which CTranslate2 cannot run without repeating the prompt."""
+    `engine`: ``hf`` runs Hugging Face on PyTorch (the reference); ``ctranslate2`` and ``llamacpp`` run
+    the reasoning mode and the one-pass ranking decoder at `compute_type` (gr2.models.engines), and
+    HF keeps the slot-by-slot decoder, which neither runs without repeating the prompt."""
 
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
                  ranking_decoder: str = "slots", lake: Path | None = None, engine: str = "hf",
@@ -167,6 +166,8 @@ class Reranker:
 
         if ranking_decoder not in ("slots", "first"):
             raise ValueError(f"ranking_decoder must be 'slots' or 'first', got {ranking_decoder!r}")
+        from gr2.models.engines import ENGINES
+
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
         # A model trained with evidence in its prompt is asked with it: the lake's all-users sequence model.
@@ -176,25 +177,23 @@ class Reranker:
         self.catalog, self.fmt = catalog, fmt
         self.max_new_tokens, self.autocast, self.batch_size = max_new_tokens, autocast, batch_size
         self.ranking_decoder, self.engine = ranking_decoder, engine
-        self.model, self.tok, self.ct2 = self._load(compute_type, threads)
+        self.model, self.tok, self.fast = self._load(compute_type, threads)
         self.evidence = ev.for_format(fmt, Path(lake)) if lake is not None else None
         self._lock = threading.Lock()
 
     def _load(self, compute_type: str, threads: int):
-        """(HF model or None, tokenizer, CT2Generator or None): the HF weights only where HF answers."""
+        """(HF model or None, tokenizer, the other engine's generator or None): the HF weights only where
+        HF answers."""
+        from gr2.models.engines import load_generator
         from gr2.models.lm import load_model, load_tokenizer
 
-        model = ct2 = None
+        model = None
         if self.engine == "hf" or self.ranking_decoder == "slots":
             model, tok = load_model(self.model_dir)
             model.eval()
         else:
             tok = load_tokenizer(self.model_dir)
-        if self.engine == "ctranslate2":
-            from gr2.models.ct2 import CT2Generator
-
-            ct2 = CT2Generator(self.model_dir, tok, compute_type, threads, self.batch_size)
-        return model, tok, ct2
+        return model, tok, load_generator(self.engine, self.model_dir, tok, compute_type, threads, self.batch_size)
 
     def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
         from gr2.models import evidence as ev
@@ -228,7 +227,7 @@ class Reranker:
 
         t0 = time.perf_counter()
         prompts = [self._prompt(r) for r in reqs]
-        gen = self.ct2 if self.ct2 is not None else HFGenerator(self.model, self.tok, batch_size=self.batch_size)
+        gen = self.fast if self.fast is not None else HFGenerator(self.model, self.tok, batch_size=self.batch_size)
         texts = gen.generate([p for p, _ in prompts], max_new_tokens=self.max_new_tokens)
         ms = (time.perf_counter() - t0) * 1000
         out = []
@@ -250,8 +249,8 @@ class Reranker:
         text = prompt + skeleton[: skeleton.index('"ranking"')] + '"ranking":['
         if self.ranking_decoder == "slots":
             ranking = constrained_ranking(self.model, self.tok, text, sids, fmt=self.fmt)
-        elif self.ct2 is not None:
-            ranking = self.ct2.first_slot_ranking(text, sids, self.fmt)
+        elif self.fast is not None:
+            ranking = self.fast.first_slot_ranking(text, sids, self.fmt)
         else:
             ranking = first_slot_ranking(self.model, self.tok, text, sids, fmt=self.fmt)
         return Outcome(ranking_positions(ranking, sids), model_ms=(time.perf_counter() - t0) * 1000)

@@ -1,0 +1,254 @@
+"""llama.cpp as a generation engine beside Hugging Face (`serve.engine` / `eval.engine: llamacpp`).
+
+Why: one request at a time on a CPU, HF's eager PyTorch spends most of each generated token in Python
+and per-operator overhead (SmolLM2-135M: 13-17 tokens/s on 2 cores); llama.cpp runs the whole forward
+pass in its own C++ kernels, with the weights at float32, bfloat16 or 8 bits (Q8_0). It needs the
+`llama-cpp-python` package (`pip install gr2[llamacpp]`; it compiles llama.cpp from source, a few
+minutes), which the rest of gr2 does not.
+
+* :func:`export_gguf` writes a lake's Llama-family HF folder as a GGUF file: the tokenizer (every token,
+  its type, the merges, special ids and chat template) and the weights, with q/k rows re-ordered for
+  llama.cpp's rotary layout (the inverse of what transformers does when it reads a GGUF).
+  :func:`converted` makes that file once beside the model (`converted.convert_once`).
+* :class:`LlamaCppGenerator` answers like `generation.HFGenerator.generate` (greedy) and like
+  `generation.first_slot_ranking`. Token ids come from the model's own HF tokenizer, so prompts are
+  exactly HF's and llama.cpp's own tokenizer is never asked. A prompt that shares its start with the
+  previous one (the chat template, the instructions) reuses that part of the KV cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gr2.models.converted import convert_once
+from gr2.models.generation import with_bos
+from gr2.platform.sids import canonical_sid
+
+# compute type (the one serve/eval setting every engine reads) -> GGUF weight type of 2-D tensors
+WEIGHT_TYPES = {"float32": "F32", "bfloat16": "BF16", "int8": "Q8_0"}
+STAMP = "gr2-gguf.json"
+FILE = "model.gguf"
+
+
+def _import():
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise ImportError("engine=llamacpp needs the llama-cpp-python package: pip install 'gr2[llamacpp]' "
+                          "(it builds llama.cpp from source with cmake and a C++ compiler, a few minutes)") from e
+    return llama_cpp
+
+
+def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """HF's rotary layout (halves) -> llama.cpp's (pairs), for q (n_head) and k (n_kv_head) rows."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _vocab(model_dir: Path, n_vocab: int):
+    """(tokens, token types) by id, as llama.cpp's byte-level BPE ("gpt2") vocabulary reads them."""
+    import gguf
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    by_id = {i: t for t, i in tok.get_vocab().items()}
+    added = tok.get_added_vocab()
+    decoder = tok.added_tokens_decoder
+    tokens, types = [], []
+    for i in range(n_vocab):
+        t = by_id.get(i)
+        if t is None:  # the embedding has rows past the tokenizer (resized for alignment)
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+        elif t in added:
+            special = decoder[i].special if i in decoder else False
+            tokens.append(t)
+            types.append(gguf.TokenType.CONTROL if special else gguf.TokenType.USER_DEFINED)
+        else:
+            tokens.append(t)
+            types.append(gguf.TokenType.NORMAL)
+    return tokens, types
+
+
+def export_gguf(model_dir: Path, out: Path, weight_type: str = "F32") -> Path:
+    """Write the Llama-family HF model in `model_dir` as GGUF at `out` (2-D weights at `weight_type`:
+    F32, BF16 or Q8_0; norms stay F32)."""
+    import gguf
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    model_dir = Path(model_dir)
+    cfg = AutoConfig.from_pretrained(model_dir)
+    if cfg.model_type != "llama":
+        raise ValueError(f"engine=llamacpp exports Llama-family models; {model_dir} is {cfg.model_type!r}")
+    qtype = gguf.GGMLQuantizationType[weight_type]
+    n_head, n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_head
+    rope = (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta") or getattr(cfg, "rope_theta", 10000.0)
+    state = {}
+    for f in sorted(model_dir.glob("*.safetensors")):
+        state.update(load_file(f))
+    if not state:
+        raise FileNotFoundError(f"no *.safetensors weights in {model_dir}")
+    n_vocab = state["model.embed_tokens.weight"].shape[0]
+
+    w = gguf.GGUFWriter(str(out), "llama")
+    w.add_name(model_dir.parent.name or "gr2")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_rope_freq_base(float(rope))
+    w.add_layer_norm_rms_eps(float(cfg.rms_norm_eps))
+    w.add_rope_dimension_count(head_dim)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_vocab_size(n_vocab)
+    w.add_file_type({"F32": gguf.LlamaFileType.ALL_F32, "BF16": gguf.LlamaFileType.MOSTLY_BF16,
+                     "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[weight_type])
+    tokens, types = _vocab(model_dir, n_vocab)
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=n_vocab).add_to_gguf(w, quiet=True)
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, cfg.num_hidden_layers)
+    for name, t in state.items():
+        if name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue  # llama.cpp reads the output projection from token_embd when output.weight is absent
+        new = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if new is None:
+            raise ValueError(f"{model_dir}: no GGUF name for the tensor {name!r}")
+        a = t.to(torch.float32).numpy()
+        if name.endswith("q_proj.weight"):
+            a = _permute(a, n_head)
+        elif name.endswith("k_proj.weight"):
+            a = _permute(a, n_kv)
+        want = qtype if a.ndim > 1 else gguf.GGMLQuantizationType.F32
+        try:
+            data = gguf.quants.quantize(a, want)
+        except gguf.QuantError:  # a row length the block type cannot hold
+            want, data = gguf.GGMLQuantizationType.F32, a
+        w.add_tensor(new, data, raw_dtype=want)  # a quantized array's byte shape: the writer derives the element shape
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+def converted(model_dir: Path, compute_type: str) -> Path:
+    """The GGUF file of `model_dir` at `compute_type`, exported now if it is missing or stale."""
+    llama_cpp = _import()
+    if compute_type not in WEIGHT_TYPES:
+        raise ValueError(f"engine=llamacpp runs compute types {list(WEIGHT_TYPES)}, not {compute_type!r}")
+    weight_type = WEIGHT_TYPES[compute_type]
+    folder = convert_once(Path(model_dir), f"gguf-{compute_type}",
+                          {"llama_cpp": llama_cpp.__version__, "weight_type": weight_type},
+                          lambda tmp: export_gguf(model_dir, tmp / FILE, weight_type), stamp=STAMP)
+    return folder / FILE
+
+
+class LlamaCppGenerator:
+    """Greedy generation and one-pass ranking on llama.cpp, one prompt at a time (its Python API runs
+    one sequence); `batch_size` is accepted for the Generator interface and unused."""
+
+    def __init__(self, model_dir: Path, tokenizer, compute_type: str = "float32", threads: int = 0, batch_size: int = 1,
+                 n_ctx: int = 4096):
+        llama_cpp = _import()
+        path = converted(Path(model_dir), compute_type)
+        n = threads or os.cpu_count() or 1  # explicitly: Ray gives an actor OMP_NUM_THREADS=1
+        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=n, n_threads_batch=n,
+                                   logits_all=False, verbose=False, seed=0)
+        if self.llm.n_vocab() < len(tokenizer):
+            raise ValueError(f"{path} has {self.llm.n_vocab()} tokens, the tokenizer {len(tokenizer)}: delete "
+                             f"{path.parent} to export again")
+        self.tok, self.compute_type, self.n_ctx = tokenizer, compute_type, n_ctx
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def _check_room(self, n: int) -> None:
+        if n > self.n_ctx:
+            raise ValueError(f"a prompt and its answer of {n} tokens exceed llama.cpp's context of {self.n_ctx}")
+
+    def generate(self, prompts: list[str], max_new_tokens: int, temperature: float = 0.0, num_return_sequences: int = 1,
+                 seed: int = 0, stop_strings: list[str] | None = None) -> list[list[str]]:
+        """One greedy answer per prompt, as `HFGenerator.generate` writes it (text up to the EOS)."""
+        if temperature > 0 or num_return_sequences != 1 or stop_strings:
+            raise NotImplementedError("LlamaCppGenerator answers greedily, one answer per prompt, without stop strings")
+        eos, out = self.tok.eos_token_id, []
+        for p in prompts:
+            ids = self._ids(with_bos(self.tok, p))
+            self._check_room(len(ids) + max_new_tokens)
+            new: list[int] = []
+            # reset=True keeps the KV cache of the longest start this prompt shares with the last one
+            for t in self.llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
+                if t == eos:
+                    break
+                new.append(t)
+                if len(new) >= max_new_tokens:
+                    break
+            text = self.tok.decode(new, skip_special_tokens=False)
+            out.append([text.replace(self.tok.pad_token, "") if self.tok.pad_token else text])
+        return out
+
+    def first_slot_ranking(self, text: str, candidate_sids: list[str], fmt) -> list[str]:
+        """`generation.first_slot_ranking` on this model: the candidates ordered by the log-likelihood of
+        each one's entry (and the "," after it) in the ranking's first slot; ties keep the incoming order."""
+        sids = [canonical_sid(s) for s in candidate_sids]
+        conts = [self._ids(opt + ",") for opt in fmt.options(candidate_sids)]
+        scores = self.score_continuations(self._ids(with_bos(self.tok, text)), conts)
+        return [sids[i] for i in sorted(range(len(sids)), key=lambda i: (-scores[i], i))]
+
+    def score_continuations(self, prefix: list[int], conts: list[list[int]]) -> list[float]:
+        """log p(continuation | prefix) of each continuation (token id lists, none empty). The prefix runs
+        once; each continuation then extends it a token at a time (the KV cache rolled back to the
+        prefix in between), and a step two continuations share is run once."""
+        llm = self.llm
+        self._check_room(len(prefix) + max(map(len, conts)))
+        shared = _common(list(llm.input_ids[: llm.n_tokens]), prefix)
+        llm.n_tokens = min(shared, len(prefix) - 1)  # at least the last token runs: its logits start every score
+        llm.eval(prefix[llm.n_tokens:])
+        logp = {(): self._last_log_softmax()}
+        fed: list[int] = []  # the tokens after the prefix the KV cache holds now
+        for c in conts:
+            for j in range(1, len(c)):
+                key = tuple(c[:j])
+                if key in logp:
+                    continue
+                keep = _common(fed, c[: j - 1])
+                llm.n_tokens = len(prefix) + keep
+                llm.eval(c[keep:j])
+                fed = list(c[:j])
+                logp[key] = self._last_log_softmax()
+        return [float(sum(logp[tuple(c[:j])][c[j]] for j in range(len(c)))) for c in conts]
+
+
+    def _last_log_softmax(self) -> np.ndarray:
+        """Log-probabilities after the last token evaluated (without logits_all, `Llama.scores` is not
+        filled: llama.cpp holds only the last position's logits, read here)."""
+        import llama_cpp
+
+        n = self.llm.n_vocab()
+        return _log_softmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(n,)))
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _log_softmax(logits) -> np.ndarray:
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max()
+    return x - np.log(np.exp(x).sum())
