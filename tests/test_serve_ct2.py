@@ -119,3 +119,13 @@ def test_evaluation_answers_written_by_ct2_are_hfs(lake):
     assert len({r["text"] for r in records.values()}) > 1, "every answer was the same text: a weak comparison"
     with pytest.raises(ConfigError, match="eval.engine"):
         load_config(overrides=["eval.engine=vllm"])
+
+
+def test_an_engine_whose_package_is_missing_is_refused_before_anything_starts(monkeypatch):
+    from gr2.models import engines
+
+    engines.check_installed("hf", "serve.engine")
+    engines.check_installed("ctranslate2", "eval.engine")  # installed with gr2
+    monkeypatch.setitem(engines.PACKAGES, "llamacpp", ("gr2_no_such_package", "pip install 'gr2[llamacpp]'"))
+    with pytest.raises(ConfigError, match=r"serve.engine=llamacpp needs the gr2_no_such_package package: pip install"):
+        engines.check_installed("llamacpp", "serve.engine")

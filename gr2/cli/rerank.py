@@ -62,10 +62,12 @@ def serve(
     check: Annotated[bool, typer.Option("--check", help="start, send real test slates and bad requests, print the answers, stop")] = False,
     slates: Annotated[int, typer.Option(help="with --check: test slates sent in each mode")] = 4,
     engine: Annotated[Optional[str], typer.Option(
-        help="what runs the model: hf (Hugging Face, the reference) or ctranslate2 (CTranslate2 CPU kernels, converted "
-        "once beside the model) [default: serve.engine]")] = None,
+        help="what runs the model: hf (Hugging Face, the reference), ctranslate2 (CTranslate2 CPU kernels) or llamacpp "
+        "(llama.cpp, pip install 'gr2[llamacpp]'), the last two on a copy converted once beside the model "
+        "[default: serve.engine]")] = None,
     compute_type: Annotated[Optional[str], typer.Option(
-        help="with --engine ctranslate2: float32 (HF's answers), int8_float32, int8 or int16 [default: serve.compute_type]")] = None,
+        help="with --engine ctranslate2: float32 (HF's answers), int8_float32, int8 or int16; with llamacpp: float32, "
+        "bfloat16 or int8 (Q8_0) [default: serve.compute_type]")] = None,
     config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
 ):
     """Serve a trained re-ranker over HTTP (Ray Serve): POST /v1/rerank with a user's history and the K

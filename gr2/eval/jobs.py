@@ -92,6 +92,7 @@ def _row(name: str, input_ranks: list[int], orders: list[list[int] | None], k: i
 
 def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", stages: tuple[str, ...] = STAGES) -> dict:
     """Every re-ranker on the same `split` slates, with the budget of `cfg.eval`."""
+    from gr2.models.engines import check_installed
     from gr2.models.lm import load_model
     from gr2.models.slates import cases_of, rerank_rows
     from gr2.platform.precision import use_autocast
@@ -99,6 +100,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
     from gr2.rerank.catalog import load_catalog
     from gr2.rerank.formats import RerankFormat
 
+    check_installed(cfg.eval.engine, "eval.engine")  # before minutes of baselines, not after
     steps = steps or Steps(quiet=True)
     lake = cfg.lake_path
     run_id = f"eval-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}"

@@ -13,6 +13,19 @@ from pathlib import Path
 
 ENGINES = ("hf", "ctranslate2", "llamacpp")
 NAMES = {"hf": "Hugging Face", "ctranslate2": "CTranslate2", "llamacpp": "llama.cpp"}
+# the Python package each engine imports, and how to install it
+PACKAGES = {"ctranslate2": ("ctranslate2", "pip install ctranslate2 (a gr2 dependency)"),
+            "llamacpp": ("llama_cpp", "pip install 'gr2[llamacpp]' (compiles llama.cpp: cmake and a C++ compiler, a few minutes)")}
+
+
+def check_installed(engine: str, key: str) -> None:
+    """Refuse, before anything starts, an engine whose package this Python lacks (`key` names the setting)."""
+    import importlib.util
+
+    from gr2.config import ConfigError
+
+    if engine in PACKAGES and importlib.util.find_spec(PACKAGES[engine][0]) is None:
+        raise ConfigError(f"{key}={engine} needs the {PACKAGES[engine][0]} package: {PACKAGES[engine][1]}")
 
 
 def load_generator(engine: str, model_dir: Path, tokenizer, compute_type: str, threads: int = 0, batch_size: int = 8):

@@ -50,10 +50,12 @@ def token_path(cfg: Config) -> Path:
 
 
 def settings(cfg: Config, stage: str | None = None, run: str | None = None):
+    from gr2.models.engines import check_installed
     from gr2.platform.precision import use_autocast
     from gr2.rerank.formats import RerankFormat
     from gr2.serve.app import ServeSettings
 
+    check_installed(cfg.serve.engine, "serve.engine")
     stage = stage or cfg.serve.stage
     path = model_dir(cfg, stage, run)
     fmt = RerankFormat.of_model(path, RerankFormat.from_config(cfg.train.prompt))
