@@ -29,6 +29,11 @@ else
 fi
 # The test extra brings pytest and the pinned ruff that `make lint` (run first by `make test`) calls.
 "$VENV/bin/python" -m pip install -q -e ".[test]"
+# Optional extras, e.g. GR2_EXTRAS=llamacpp (the llama.cpp serving and evaluation engine; pip compiles it,
+# several minutes). Not installed by default, and the tests of an extra skip where it is missing.
+if [ -n "${GR2_EXTRAS:-}" ]; then
+  "$VENV/bin/python" -m pip install -q -e ".[test,${GR2_EXTRAS}]"
+fi
 # Delta Lake JARs: resolved from Maven Central once, then every Spark session starts offline.
 "$VENV/bin/python" -c "from gr2.platform.spark import ensure_delta_jars; from gr2.config import SparkConfig; print('bootstrap: Delta JARs', *ensure_delta_jars(SparkConfig().jars_dir))"
 # Data Docs web assets (jQuery, Bootstrap, ... that GE's HTML loads from CDNs): from the npm registry once,
