@@ -1,6 +1,7 @@
 """How much llama.cpp's reasoning mode slows down when something else runs beside it in the same process.
 
-    .venv/bin/python benchmarks/llamacpp_company.py -c configs/beauty.yaml --lake /work/lakes/beauty --stage dapo
+    .venv/bin/python benchmarks/llamacpp_company.py -c configs/beauty.yaml --lake /work/lakes/beauty --stage dapo \
+        --set serve.max_new_tokens=320
 
 The serving engine (gr2.serve.engine.Reranker, engine=llamacpp) answers the same test slates in reasoning
 mode one at a time: alone, beside a Python thread that wakes every millisecond (an event loop's kind of
