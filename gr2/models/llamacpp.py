@@ -186,17 +186,36 @@ class LlamaCppGenerator:
         for p in prompts:
             ids = self._ids(with_bos(self.tok, p))
             self._check_room(len(ids) + max_new_tokens)
+            self._feed_prompt(ids)
             new: list[int] = []
-            # reset=True keeps the KV cache of the longest start this prompt shares with the last one
-            for t in self.llm.generate(ids, temp=0.0, top_k=1, top_p=1.0, min_p=0.0, repeat_penalty=1.0, reset=True):
+            # Greedy by hand: an argmax over llama.cpp's logits, without llama-cpp-python's per-token sampler
+            # chain, so each token holds the GIL for microseconds (the service's other threads wait less,
+            # and wait on less: benchmarks/llamacpp_company.py).
+            while len(new) < max_new_tokens:
+                t = int(self._last_logits().argmax())
                 if t == eos:
                     break
                 new.append(t)
-                if len(new) >= max_new_tokens:
-                    break
+                if len(new) < max_new_tokens:
+                    self.llm.eval([t])
             text = self.tok.decode(new, skip_special_tokens=False)
             out.append([text.replace(self.tok.pad_token, "") if self.tok.pad_token else text])
         return out
+
+    def _feed_prompt(self, ids: list[int]) -> None:
+        """Evaluate `ids`, keeping the KV cache of the longest start they share with what it holds (at
+        least the last token runs: its logits start the answer)."""
+        llm = self.llm
+        shared = _common(list(llm.input_ids[: llm.n_tokens]), ids)
+        llm.n_tokens = min(shared, len(ids) - 1)
+        llm.eval(ids[llm.n_tokens:])
+
+    def _last_logits(self) -> np.ndarray:
+        """llama.cpp's logits after the last token evaluated, read in place (without logits_all,
+        `Llama.scores` is not filled: llama.cpp holds only the last position's logits)."""
+        import llama_cpp
+
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),))
 
     def first_slot_ranking(self, text: str, candidate_sids: list[str], fmt) -> list[str]:
         """`generation.first_slot_ranking` on this model: the candidates ordered by the log-likelihood of
@@ -212,10 +231,8 @@ class LlamaCppGenerator:
         prefix in between), and a step two continuations share is run once."""
         llm = self.llm
         self._check_room(len(prefix) + max(map(len, conts)))
-        shared = _common(list(llm.input_ids[: llm.n_tokens]), prefix)
-        llm.n_tokens = min(shared, len(prefix) - 1)  # at least the last token runs: its logits start every score
-        llm.eval(prefix[llm.n_tokens:])
-        logp = {(): self._last_log_softmax()}
+        self._feed_prompt(prefix)
+        logp = {(): _log_softmax(self._last_logits())}
         fed: list[int] = []  # the tokens after the prefix the KV cache holds now
         for c in conts:
             for j in range(1, len(c)):
@@ -226,17 +243,8 @@ class LlamaCppGenerator:
                 llm.n_tokens = len(prefix) + keep
                 llm.eval(c[keep:j])
                 fed = list(c[:j])
-                logp[key] = self._last_log_softmax()
+                logp[key] = _log_softmax(self._last_logits())
         return [float(sum(logp[tuple(c[:j])][c[j]] for j in range(len(c)))) for c in conts]
-
-
-    def _last_log_softmax(self) -> np.ndarray:
-        """Log-probabilities after the last token evaluated (without logits_all, `Llama.scores` is not
-        filled: llama.cpp holds only the last position's logits, read here)."""
-        import llama_cpp
-
-        n = self.llm.n_vocab()
-        return _log_softmax(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(n,)))
 
 
 def _common(a: list[int], b: list[int]) -> int:
