@@ -7,11 +7,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from training_lake import tiny_llama_serving_lake
+from training_lake import answers_of, assert_eval_answers_are_hfs, serving_engine, tiny_llama_serving_lake
 
 from gr2.config import ConfigError, load_config
-from gr2.rerank.catalog import load_catalog
-from gr2.serve import engine
 
 ct2mod = pytest.importorskip("gr2.models.ct2")
 K = 4
@@ -22,27 +20,17 @@ def lake(tmp_path_factory):
     return tiny_llama_serving_lake(tmp_path_factory.mktemp("ct2") / "lake", K)
 
 
-def _engine(lake, **kw):
-    model_dir, catalog, fmt, _ = lake
-    return engine.Reranker(model_dir, catalog, fmt, 24, False, 4, **{"ranking_decoder": "first", **kw})
-
-
-def _answers(rr, reqs):
-    # reasoning requests together (one batched generate, as the service batches them), ranking one by one
-    return rr.answer([r for r in reqs if r.mode == "reasoning"]) + [a for r in reqs if r.mode == "ranking" for a in rr.answer([r])]
-
-
 @pytest.fixture(scope="module")
 def reference(lake):
     """HF's answers to every request: the reference both compute types are held to."""
-    return _answers(_engine(lake), lake[3])
+    return answers_of(serving_engine(lake), lake[3])
 
 
 def test_float32_answers_exactly_as_hf_in_both_modes(lake, reference):
     model_dir, _, _, reqs = lake
-    ct2 = _engine(lake, engine="ctranslate2", compute_type="float32")
+    ct2 = serving_engine(lake, engine="ctranslate2", compute_type="float32")
     assert ct2.model is None and ct2.fast is not None  # one-pass ranking and reasoning: no HF weights loaded
-    want, got = reference, _answers(ct2, reqs)
+    want, got = reference, answers_of(ct2, reqs)
     assert len(got) == len(reqs)
     for w, g in zip(want, got):
         assert sorted(g.order) == list(range(K))
@@ -55,7 +43,7 @@ def test_float32_answers_exactly_as_hf_in_both_modes(lake, reference):
 
 def test_int8_answers_are_permutations_and_the_agreement_is_counted(lake, reference):
     _, _, _, reqs = lake
-    want, got = reference, _answers(_engine(lake, engine="ctranslate2", compute_type="int8"), reqs)
+    want, got = reference, answers_of(serving_engine(lake, engine="ctranslate2", compute_type="int8"), reqs)
     assert all(sorted(g.order) == list(range(K)) for g in got)
     same = sum((g.order, g.text) == (w.order, w.text) for w, g in zip(want, got))
     print(f"int8 against HF: {same} of {len(reqs)} answers the same")  # shown with -s; a random tiny model, not a measurement
@@ -64,7 +52,7 @@ def test_int8_answers_are_permutations_and_the_agreement_is_counted(lake, refere
 def test_the_slot_by_slot_decoder_stays_on_hf(lake):
     _, _, _, reqs = lake
     ranking = [r for r in reqs if r.mode == "ranking"][:3]  # HF slot by slot is the slow part of this file
-    hf, mixed = _engine(lake, ranking_decoder="slots"), _engine(lake, ranking_decoder="slots", engine="ctranslate2")
+    hf, mixed = serving_engine(lake, ranking_decoder="slots"), serving_engine(lake, ranking_decoder="slots", engine="ctranslate2")
     assert mixed.model is not None and mixed.fast is not None
     assert [a.order for a in mixed.answer(ranking)] == [a.order for a in hf.answer(ranking)]
 
@@ -88,7 +76,7 @@ def test_the_conversion_is_reused_and_redone_when_the_model_changes(lake, monkey
 
 def test_bad_engine_settings_are_refused_with_the_reason(lake):
     with pytest.raises(ValueError, match="engine must be one of"):
-        _engine(lake, engine="vllm")
+        serving_engine(lake, engine="vllm")
     with pytest.raises(ValueError, match="compute_type must be one of"):
         ct2mod.converted(lake[0], "float8")
     with pytest.raises(ConfigError, match="serve.engine"):
@@ -100,23 +88,7 @@ def test_bad_engine_settings_are_refused_with_the_reason(lake):
 def test_evaluation_answers_written_by_ct2_are_hfs(lake):
     """`eval.engine: ctranslate2`: `rerank_answers` with a CT2Generator writes the same free answers, and so
     the same orders, as Hugging Face generate on the same model (float32, greedy)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from gr2.models.generation import rerank_answers
-    from gr2.models.slates import rerank_cases
-
-    model_dir, _, fmt, _ = lake
-    root = model_dir.parents[3]
-    catalog, _ = load_catalog(root)
-    cases = rerank_cases(root, catalog, "test", 6, 0, 3)
-    model, tok = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
-    hf = rerank_answers(model, tok, cases, 24, ("free",), fmt=fmt, batch_size=3, on_answer=None)
-    records = {}
-    gen = ct2mod.CT2Generator(model_dir, tok, "float32", batch_size=3)
-    ct2 = rerank_answers(model, tok, cases, 24, ("free",), fmt=fmt, batch_size=3, generator=gen,
-                         on_answer=lambda sid, r: records.__setitem__(sid, r))
-    assert ct2 == hf and len(records) == len(cases)
-    assert len({r["text"] for r in records.values()}) > 1, "every answer was the same text: a weak comparison"
+    assert_eval_answers_are_hfs(lake, "ctranslate2")
     with pytest.raises(ConfigError, match="eval.engine"):
         load_config(overrides=["eval.engine=vllm"])
 

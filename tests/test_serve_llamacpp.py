@@ -8,10 +8,9 @@ import os
 
 import numpy as np
 import pytest
-from training_lake import tiny_llama_serving_lake
+from training_lake import answers_of, assert_eval_answers_are_hfs, serving_engine, tiny_llama_serving_lake
 
 from gr2.config import ConfigError, load_config
-from gr2.serve import engine
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'gr2[llamacpp]')")
 from gr2.models import llamacpp  # noqa: E402
@@ -22,15 +21,6 @@ K = 4
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory):
     return tiny_llama_serving_lake(tmp_path_factory.mktemp("llamacpp") / "lake", K)
-
-
-def _engine(lake, **kw):
-    model_dir, catalog, fmt, _ = lake
-    return engine.Reranker(model_dir, catalog, fmt, 24, False, 4, **{"ranking_decoder": "first", **kw})
-
-
-def _answers(rr, reqs):
-    return rr.answer([r for r in reqs if r.mode == "reasoning"]) + [a for r in reqs if r.mode == "ranking" for a in rr.answer([r])]
 
 
 def test_the_exported_model_scores_every_token_as_hf_does(lake):
@@ -59,10 +49,10 @@ def test_the_exported_model_scores_every_token_as_hf_does(lake):
 
 def test_float32_answers_as_hf_in_both_modes(lake):
     model_dir, _, _, reqs = lake
-    want = _answers(_engine(lake), reqs)
-    fast = _engine(lake, engine="llamacpp", compute_type="float32", threads=1)
+    want = answers_of(serving_engine(lake), reqs)
+    fast = serving_engine(lake, engine="llamacpp", compute_type="float32", threads=1)
     assert fast.model is None and fast.fast is not None  # one-pass ranking and reasoning: no HF weights loaded
-    got = _answers(fast, reqs)
+    got = answers_of(fast, reqs)
     assert len(got) == len(reqs)
     for w, g in zip(want, got):
         assert sorted(g.order) == list(range(K))
@@ -76,7 +66,7 @@ def test_float32_answers_as_hf_in_both_modes(lake):
 def test_int8_and_bfloat16_answers_are_permutations(lake):
     reqs = lake[3]
     for compute_type in ("int8", "bfloat16"):
-        got = _answers(_engine(lake, engine="llamacpp", compute_type=compute_type, threads=1), reqs)
+        got = answers_of(serving_engine(lake, engine="llamacpp", compute_type=compute_type, threads=1), reqs)
         assert len(got) == len(reqs) and all(sorted(g.order) == list(range(K)) for g in got)
     sizes = {t: (lake[0] / f"gguf-{t}" / llamacpp.FILE).stat().st_size for t in ("float32", "bfloat16", "int8")}
     assert sizes["int8"] < sizes["bfloat16"] < sizes["float32"], sizes
@@ -111,22 +101,4 @@ def test_bad_settings_are_refused_with_the_reason(lake, tmp_path):
 
 def test_evaluation_answers_written_by_llamacpp_are_hfs(lake):
     """`eval.engine: llamacpp`: `rerank_answers` with a LlamaCppGenerator writes HF's free answers."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from gr2.models.engines import load_generator
-    from gr2.models.generation import rerank_answers
-    from gr2.models.slates import rerank_cases
-    from gr2.rerank.catalog import load_catalog
-
-    model_dir, _, fmt, _ = lake
-    root = model_dir.parents[3]
-    catalog, _ = load_catalog(root)
-    cases = rerank_cases(root, catalog, "test", 6, 0, 3)
-    model, tok = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
-    hf = rerank_answers(model, tok, cases, 24, ("free",), fmt=fmt, batch_size=3, on_answer=None)
-    records = {}
-    gen = load_generator("llamacpp", model_dir, tok, "float32", threads=1)
-    fast = rerank_answers(model, tok, cases, 24, ("free",), fmt=fmt, batch_size=3, generator=gen,
-                          on_answer=lambda sid, r: records.__setitem__(sid, r))
-    assert fast == hf and len(records) == len(cases)
-    assert len({r["text"] for r in records.values()}) > 1, "every answer was the same text: a weak comparison"
+    assert_eval_answers_are_hfs(lake, "llamacpp", threads=1)

@@ -85,3 +85,41 @@ def tiny_llama_serving_lake(root: Path, k: int = 4):
     items, _ = load_catalog(root)
     reqs = [engine.RerankRequest(h, c, m, False, 60000) for m in ("ranking", "reasoning") for h, c, _ in _slates(cfg, 8)]
     return model_dir, engine.Catalog(items), RerankFormat.of_model(model_dir, RerankFormat()), reqs
+
+
+def serving_engine(lake, **kw):
+    """The serving engine (no Ray) on `tiny_llama_serving_lake`'s model: 24 new tokens, no autocast, batch
+    4, the one-pass ranking decoder unless `kw` says otherwise (the one every engine runs)."""
+    from gr2.serve import engine
+
+    model_dir, catalog, fmt, _ = lake
+    return engine.Reranker(model_dir, catalog, fmt, 24, False, 4, **{"ranking_decoder": "first", **kw})
+
+
+def answers_of(rr, reqs):
+    """Reasoning requests together (one batched generate, as the service batches them), ranking ones one by one."""
+    return rr.answer([r for r in reqs if r.mode == "reasoning"]) + [a for r in reqs if r.mode == "ranking" for a in rr.answer([r])]
+
+
+def assert_eval_answers_are_hfs(lake, engine_name: str, **kw) -> None:
+    """`eval.engine: <engine_name>`: `rerank_answers` with that engine's generator (float32, greedy)
+    writes the same free answers, and so the same orders, as Hugging Face generate on the same model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gr2.models.engines import load_generator
+    from gr2.models.generation import rerank_answers
+    from gr2.models.slates import rerank_cases
+    from gr2.rerank.catalog import load_catalog
+
+    model_dir, _, fmt, _ = lake
+    root = model_dir.parents[3]
+    catalog, _ = load_catalog(root)
+    cases = rerank_cases(root, catalog, "test", 6, 0, 3)
+    model, tok = AutoModelForCausalLM.from_pretrained(model_dir), AutoTokenizer.from_pretrained(model_dir)
+    hf = rerank_answers(model, tok, cases, 24, ("free",), fmt=fmt, batch_size=3, on_answer=None)
+    records = {}
+    gen = load_generator(engine_name, model_dir, tok, "float32", batch_size=3, **kw)
+    other = rerank_answers(model, tok, cases, 24, ("free",), fmt=fmt, batch_size=3, generator=gen,
+                           on_answer=lambda sid, r: records.__setitem__(sid, r))
+    assert other == hf and len(records) == len(cases)
+    assert len({r["text"] for r in records.values()}) > 1, "every answer was the same text: a weak comparison"
