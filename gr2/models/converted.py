@@ -16,25 +16,22 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-STAMP = "gr2-converted.json"
-
 
 def source_files(model_dir: Path) -> dict:
     """Name -> [size, mtime_ns] of the model folder's own files (its converted copies are folders)."""
     return {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(model_dir.iterdir()) if p.is_file()}
 
 
-def read_stamp(folder: Path, name: str = STAMP) -> dict | None:
+def read_stamp(folder: Path, name: str) -> dict | None:
     try:
         return json.loads((folder / name).read_text())
     except (OSError, ValueError):
         return None
 
 
-def convert_once(model_dir: Path, folder: str, made_with: dict, convert: Callable[[Path], None],
-                 stamp: str = STAMP) -> Path:
-    """`model_dir/folder`, made by `convert(empty folder)` unless a copy stamped with `made_with` and
-    the model's current files is already there."""
+def convert_once(model_dir: Path, folder: str, made_with: dict, convert: Callable[[Path], None], stamp: str) -> Path:
+    """`model_dir/folder`, made by `convert(empty folder)` unless a copy whose `stamp` file records
+    `made_with` and the model's current files is already there."""
     model_dir = Path(model_dir)
     out = model_dir / folder
     want = {**made_with, "source": source_files(model_dir)}

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from gr2.models.converted import convert_once
+from gr2.models.engines import import_engine
 from gr2.models.generation import with_bos
 from gr2.platform.sids import canonical_sid
 
@@ -38,18 +39,10 @@ COMPUTE_TYPES = ("float32", "int8_float32", "int8", "int16")
 STAMP = "gr2-ct2.json"
 
 
-def _import():
-    try:
-        import ctranslate2
-    except ImportError as e:  # a dependency of gr2, so only a hand-made environment lacks it
-        raise ImportError("serve.engine=ctranslate2 needs the ctranslate2 package (pip install ctranslate2)") from e
-    return ctranslate2
-
-
 def converted(model_dir: Path, compute_type: str) -> Path:
     """The CTranslate2 model of `model_dir` at `compute_type`, converted now if it is missing or stale.
     Offline: the converter reads the local folder with transformers."""
-    ct2 = _import()
+    ct2 = import_engine("ctranslate2")
     if compute_type not in COMPUTE_TYPES:
         raise ValueError(f"serve.compute_type must be one of {list(COMPUTE_TYPES)}, got {compute_type!r}")
 
@@ -70,7 +63,7 @@ class CT2Generator:
     Token ids come from the model's own HF tokenizer, so the prompts are exactly HF's."""
 
     def __init__(self, model_dir: Path, tokenizer, compute_type: str = "float32", threads: int = 0, batch_size: int = 8):
-        ct2 = _import()
+        ct2 = import_engine("ctranslate2")
         supported = ct2.get_supported_compute_types("cpu")
         if compute_type not in supported:
             raise ValueError(f"this CPU runs CTranslate2 compute types {sorted(supported)}, not {compute_type!r}")

@@ -9,23 +9,37 @@ against HF on the same requests.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import get_args
 
-ENGINES = ("hf", "ctranslate2", "llamacpp")
+from gr2.config import ConfigError, Engine
+
+ENGINES = get_args(Engine)  # the config's list, so the two cannot drift apart
 NAMES = {"hf": "Hugging Face", "ctranslate2": "CTranslate2", "llamacpp": "llama.cpp"}
 # the Python package each engine imports, and how to install it
 PACKAGES = {"ctranslate2": ("ctranslate2", "pip install ctranslate2 (a gr2 dependency)"),
             "llamacpp": ("llama_cpp", "pip install 'gr2[llamacpp]' (compiles llama.cpp: cmake and a C++ compiler, a few minutes)")}
 
 
+def _missing(engine: str, key: str) -> str:
+    return f"{key}={engine} needs the {PACKAGES[engine][0]} package: {PACKAGES[engine][1]}"
+
+
 def check_installed(engine: str, key: str) -> None:
     """Refuse, before anything starts, an engine whose package this Python lacks (`key` names the setting)."""
     import importlib.util
 
-    from gr2.config import ConfigError
-
     if engine in PACKAGES and importlib.util.find_spec(PACKAGES[engine][0]) is None:
-        raise ConfigError(f"{key}={engine} needs the {PACKAGES[engine][0]} package: {PACKAGES[engine][1]}")
+        raise ConfigError(_missing(engine, key))
+
+
+def import_engine(engine: str):
+    """The engine's package, imported, or an ImportError that says how to install it."""
+    try:
+        return importlib.import_module(PACKAGES[engine][0])
+    except ImportError as e:
+        raise ImportError(_missing(engine, "engine")) from e
 
 
 def load_generator(engine: str, model_dir: Path, tokenizer, compute_type: str, threads: int = 0, batch_size: int = 8):

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from gr2.models.converted import convert_once
+from gr2.models.engines import import_engine
 from gr2.models.generation import with_bos
 from gr2.platform.sids import canonical_sid
 
@@ -31,15 +32,6 @@ from gr2.platform.sids import canonical_sid
 WEIGHT_TYPES = {"float32": "F32", "bfloat16": "BF16", "int8": "Q8_0"}
 STAMP = "gr2-gguf.json"
 FILE = "model.gguf"
-
-
-def _import():
-    try:
-        import llama_cpp
-    except ImportError as e:
-        raise ImportError("engine=llamacpp needs the llama-cpp-python package: pip install 'gr2[llamacpp]' "
-                          "(it builds llama.cpp from source with cmake and a C++ compiler, a few minutes)") from e
-    return llama_cpp
 
 
 def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -144,7 +136,7 @@ def export_gguf(model_dir: Path, out: Path, weight_type: str = "F32") -> Path:
 
 def converted(model_dir: Path, compute_type: str) -> Path:
     """The GGUF file of `model_dir` at `compute_type`, exported now if it is missing or stale."""
-    llama_cpp = _import()
+    llama_cpp = import_engine("llamacpp")
     if compute_type not in WEIGHT_TYPES:
         raise ValueError(f"engine=llamacpp runs compute types {list(WEIGHT_TYPES)}, not {compute_type!r}")
     weight_type = WEIGHT_TYPES[compute_type]
@@ -160,7 +152,7 @@ class LlamaCppGenerator:
 
     def __init__(self, model_dir: Path, tokenizer, compute_type: str = "float32", threads: int = 0, batch_size: int = 1,
                  n_ctx: int = 4096):
-        llama_cpp = _import()
+        llama_cpp = import_engine("llamacpp")
         path = converted(Path(model_dir), compute_type)
         n = threads or os.cpu_count() or 1  # explicitly: Ray gives an actor OMP_NUM_THREADS=1
         self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=n, n_threads_batch=n,
