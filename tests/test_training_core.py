@@ -353,23 +353,37 @@ def test_an_evaluation_resumes_from_the_answers_a_stopped_one_wrote(small, tmp_p
     assert progress[0] == 2 and progress[-1] == len(cases)
 
 
-def test_scoring_continuations_on_a_cached_prefix_equals_scoring_whole_sequences(small):
-    """Prefix.score (the prompt once, then each continuation on a copy of its KV cache) gives the same
-    log-likelihoods as running every prompt + continuation in full."""
-    from gr2.models.generation import Prefix
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])  # a boolean tree mask, and an additive one
+def test_scoring_continuations_on_a_cached_prefix_equals_scoring_whole_sequences(small, attention):
+    """Prefix.score (the prompt once, then every continuation behind it in one row under a tree mask)
+    gives the same log-likelihoods as running every prompt + continuation in full, and leaves the
+    prompt's cache as it was."""
 
     model, tok, _ = small
     model.eval()
+    before = model.config._attn_implementation
+    model.set_attn_implementation(attention)
+    try:
+        _check_prefix_scores(model, tok)
+    finally:
+        model.set_attn_implementation(before)
+
+
+def _check_prefix_scores(model, tok):
+    from gr2.models.generation import Prefix
+
     prompt = tok("Item number 3 then Item number 7 then", add_special_tokens=False)["input_ids"]
     conts = [tok(wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[:5]] + [[5]]
-    cached = Prefix(model, prompt).score(conts, tok.pad_token_id)
+    prefix = Prefix(model, prompt)
+    cached = prefix.score(conts, tok.pad_token_id)
+    assert prefix.cache.get_seq_length() == prefix.length == len(prompt)
     full = []
     for c in conts:
         with torch.no_grad():
             logp = torch.log_softmax(model(input_ids=torch.tensor([prompt + c])).logits[0].float(), -1)
         full.append(float(sum(logp[len(prompt) - 1 + j, t] for j, t in enumerate(c))))
     assert np.allclose(cached, full, atol=1e-4), (cached, full)
-    assert len({len(c) for c in conts}) > 1, "continuations of different lengths share one padded batch"
+    assert len({len(c) for c in conts}) > 1, "continuations of different lengths share one row"
 
 
 def test_a_static_kv_cache_decodes_exactly_what_the_dynamic_one_does(small):

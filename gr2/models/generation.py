@@ -231,9 +231,10 @@ def first_slot_ranking(model, tokenizer, text: str, candidate_sids: list[str], f
 
 
 class Prefix:
-    """A prompt run once and kept as a KV cache, to score many short continuations of it: each
-    `score` runs only the continuations' own tokens, on copies of the cache, as one padded batch
-    (about K x |continuation| tokens instead of K x the whole prompt); `extend` appends tokens for good."""
+    """A prompt run once and kept as a KV cache, to score many short continuations of it: `score` runs the
+    continuations' own tokens only, all of them as one row behind the prompt, each attending to the prompt
+    and to its own earlier tokens (a tree attention mask), so neither the cache nor the prompt is repeated;
+    `take` adopts a scored continuation and `extend` appends tokens for good."""
 
     def __init__(self, model, ids: list[int]):
         self.model = model
@@ -244,33 +245,48 @@ class Prefix:
         self.cache, self.last, self.length = out.cache, out.logits[0, -1].float(), len(ids)
         self._conts, self._scored = [], None
 
-    def score(self, conts: list[list[int]], pad_id: int = 0) -> list[float]:
-        """log p(continuation | prefix) of each continuation (token lists, none empty)."""
-        import copy
+    def _tree_mask(self, conts: list[list[int]]) -> torch.Tensor:
+        """(1, 1, n, length + n) for the n continuation tokens in a row: each sees the whole prompt and
+        its own continuation up to itself, never another continuation. Boolean (True = attend) for SDPA,
+        additive (0 / -inf) for the attention implementations that add the mask to the scores."""
+        n = sum(map(len, conts))
+        seen = torch.zeros(n, self.length + n, dtype=torch.bool)
+        seen[:, : self.length] = True
+        at = 0
+        for c in conts:
+            block = torch.ones(len(c), len(c), dtype=torch.bool).tril()
+            seen[at : at + len(c), self.length + at : self.length + at + len(c)] = block
+            at += len(c)
+        if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
+            return seen[None, None]
+        dtype = next(self.model.parameters()).dtype
+        return torch.zeros(seen.shape, dtype=dtype).masked_fill(~seen, torch.finfo(dtype).min)[None, None]
 
+    def score(self, conts: list[list[int]], pad_id: int = 0) -> list[float]:
+        """log p(continuation | prefix) of each continuation (token lists, none empty). `pad_id` is kept
+        for callers: nothing is padded any more."""
         width = max(map(len, conts))
         first = torch.log_softmax(self.last, -1)
         self._conts, self._scored = conts, None
         if width == 1:
             return [float(first[c[0]]) for c in conts]
-        ids = torch.full((len(conts), width), pad_id)
-        mask = torch.zeros(len(conts), self.length + width, dtype=torch.long)
-        mask[:, : self.length] = 1
-        for i, c in enumerate(conts):
-            ids[i, : len(c)] = torch.tensor(c)
-            mask[i, self.length : self.length + len(c)] = 1
-        batch_cache = copy.deepcopy(self.cache)
-        batch_cache.batch_repeat_interleave(len(conts))
+        ids = torch.tensor([[t for c in conts for t in c]])
+        positions = torch.tensor([[self.length + j for c in conts for j in range(len(c))]])
         with torch.no_grad():
-            logits = self.model(input_ids=ids, cache=batch_cache, attention_mask=mask, use_cache=True).logits
-        self._scored = (batch_cache, logits)
-        scores = []
-        for i, c in enumerate(conts):
+            logits = self.model(input_ids=ids, cache=self.cache, attention_mask=self._tree_mask(conts),
+                                position_ids=positions, use_cache=True).logits[0]
+        # the forward appended every continuation's keys and values: keep them aside, the prefix as it was
+        added = [(layer.keys[:, :, self.length :], layer.values[:, :, self.length :]) for layer in self.cache.layers]
+        self.cache.crop(-ids.shape[1])  # transformers 5: a negative count of tokens to drop
+        self._scored = (added, logits)
+        scores, at = [], 0
+        for c in conts:
             score = float(first[c[0]])
             if len(c) > 1:  # only the positions that predict a continuation token get a softmax
-                rest = torch.log_softmax(logits[i, : len(c) - 1].float(), -1)
+                rest = torch.log_softmax(logits[at : at + len(c) - 1].float(), -1)
                 score += float(rest[torch.arange(len(c) - 1), torch.tensor(c[1:])].sum())
             scores.append(score)
+            at += len(c)
         return scores
 
     def fork(self) -> Prefix:
@@ -284,16 +300,16 @@ class Prefix:
 
     def take(self, i: int) -> None:
         """`extend` by the i-th continuation of the last `score` call, reusing the keys and values that
-        call already computed for it (its row of the batch cache, cut to its own length) instead of
-        running it again (that second pass was a quarter of a constrained DAPO rollout's time)."""
+        call already computed for it (its slice of the scored row) instead of running it again (that
+        second pass was a quarter of a constrained DAPO rollout's time)."""
         if self._scored is None:  # one-token continuations were scored without a forward pass
             self.extend(self._conts[i])
             return
-        batch_cache, logits = self._scored
-        n, width = len(self._conts[i]), max(map(len, self._conts))
-        batch_cache.batch_select_indices(torch.tensor([i]))
-        batch_cache.crop(n - width)  # drop the padding after a shorter continuation (0: nothing to drop)
-        self.cache, self.last, self.length = batch_cache, logits[i, n - 1].float(), self.length + n
+        added, logits = self._scored
+        at, n = sum(map(len, self._conts[:i])), len(self._conts[i])
+        for layer_idx, (keys, values) in enumerate(added):  # RoPE placed them at length + j already
+            self.cache.update(keys[:, :, at : at + n], values[:, :, at : at + n], layer_idx)
+        self.last, self.length = logits[at + n - 1].float(), self.length + n
         self._scored = None
 
     def extend(self, ids: list[int]) -> None:
