@@ -32,7 +32,7 @@ def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None,
     for n, (s, _labels) in enumerate(cases):
         hist = [CatalogItem(h.item_id, h.sid, h.title) for h in s.history][-history_len:]
         pairs = [next_item_ids(tok, hist, c, fmt) for c in s.candidates]
-        # The history prompt runs once; each candidate's SID is scored on a copy of its KV cache.
+        # The history prompt runs once; the candidates' SIDs are scored behind it in one row (tree mask).
         prefix = Prefix(model, pairs[0][0])
         orders.append(sasrec.order_by_scores(prefix.score([c for _, c in pairs], tok.pad_token_id)))
         if on_progress:
