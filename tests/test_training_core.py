@@ -375,7 +375,7 @@ def _check_prefix_scores(model, tok):
     prompt = tok("Item number 3 then Item number 7 then", add_special_tokens=False)["input_ids"]
     conts = [tok(wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[:5]] + [[5]]
     prefix = Prefix(model, prompt)
-    cached = prefix.score(conts, tok.pad_token_id)
+    cached = prefix.score(conts)
     assert prefix.cache.get_seq_length() == prefix.length == len(prompt)
     full = []
     for c in conts:
@@ -488,13 +488,13 @@ def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would
     nxt = [tok(wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[4:7]]
     for pick in (0, 4):  # a full-width continuation, and a shorter one with padding after it
         taken, extended = Prefix(model, prompt), Prefix(model, prompt)
-        taken.score(conts, tok.pad_token_id)
+        taken.score(conts)
         taken.take(pick)
         extended.extend(conts[pick])
         assert taken.length == extended.length == len(prompt) + len(conts[pick])
-        assert np.allclose(taken.score(nxt, tok.pad_token_id), extended.score(nxt, tok.pad_token_id), atol=1e-4)
+        assert np.allclose(taken.score(nxt), extended.score(nxt), atol=1e-4)
     single = Prefix(model, prompt)
-    single.score([[5], [6]], tok.pad_token_id)  # one-token continuations: scored without a forward pass
+    single.score([[5], [6]])  # one-token continuations: scored without a forward pass
     single.take(1)
     assert single.length == len(prompt) + 1
 
@@ -515,7 +515,7 @@ def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small
     assert one[0] == full[0]
     fmt = RerankFormat()
     enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-    scores = Prefix(model, enc(with_bos(tok, text))).score([enc(o + ",") for o in fmt.options(sids)], tok.pad_token_id)
+    scores = Prefix(model, enc(with_bos(tok, text))).score([enc(o + ",") for o in fmt.options(sids)])
     canon = [sid_string(parse_sid(s)) for s in sids]
     assert [canon.index(s) for s in one] == sorted(range(5), key=lambda i: (-scores[i], i))
 

@@ -34,7 +34,7 @@ def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None,
         pairs = [next_item_ids(tok, hist, c, fmt) for c in s.candidates]
         # The history prompt runs once; the candidates' SIDs are scored behind it in one row (tree mask).
         prefix = Prefix(model, pairs[0][0])
-        orders.append(sasrec.order_by_scores(prefix.score([c for _, c in pairs], tok.pad_token_id)))
+        orders.append(sasrec.order_by_scores(prefix.score([c for _, c in pairs])))
         if on_progress:
             on_progress(n + 1, len(cases))
     return orders

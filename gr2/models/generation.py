@@ -8,6 +8,7 @@ some catalog SID are allowed, then `<|sid_end|>`.
 
 from __future__ import annotations
 
+import itertools
 from typing import Protocol
 
 import numpy as np
@@ -203,7 +204,7 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
             chosen.append(left.pop()[0])
             break
         conts = [enc(opt + ",") for _, opt in left]  # another entry always follows a scored slot
-        scores = prefix.score(conts, tokenizer.pad_token_id)
+        scores = prefix.score(conts)
         if first_slot_only:  # stable: ties keep the incoming order, as argmax keeps the first maximum
             return [left[i][0] for i in sorted(range(len(left)), key=lambda i: (-scores[i], i))]
         if temperature > 0:
@@ -245,48 +246,46 @@ class Prefix:
         self.cache, self.last, self.length = out.cache, out.logits[0, -1].float(), len(ids)
         self._conts, self._scored = [], None
 
-    def _tree_mask(self, conts: list[list[int]]) -> torch.Tensor:
-        """(1, 1, n, length + n) for the n continuation tokens in a row: each sees the whole prompt and
-        its own continuation up to itself, never another continuation. Boolean (True = attend) for SDPA,
-        additive (0 / -inf) for the attention implementations that add the mask to the scores."""
+    def _tree_mask(self, conts: list[list[int]], starts: list[int]) -> torch.Tensor:
+        """(1, 1, n, length + n) for the n continuation tokens in a row (continuation i from starts[i]):
+        each sees the whole prompt and its own continuation up to itself, never another continuation.
+        Boolean (True = attend) for SDPA, additive (0 / -inf) for the attention implementations that add
+        the mask to the scores."""
         n = sum(map(len, conts))
         seen = torch.zeros(n, self.length + n, dtype=torch.bool)
         seen[:, : self.length] = True
-        at = 0
-        for c in conts:
+        for c, at in zip(conts, starts):
             block = torch.ones(len(c), len(c), dtype=torch.bool).tril()
             seen[at : at + len(c), self.length + at : self.length + at + len(c)] = block
-            at += len(c)
         if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
             return seen[None, None]
         dtype = next(self.model.parameters()).dtype
         return torch.zeros(seen.shape, dtype=dtype).masked_fill(~seen, torch.finfo(dtype).min)[None, None]
 
-    def score(self, conts: list[list[int]], pad_id: int = 0) -> list[float]:
-        """log p(continuation | prefix) of each continuation (token lists, none empty). `pad_id` is kept
-        for callers: nothing is padded any more."""
+    def score(self, conts: list[list[int]]) -> list[float]:
+        """log p(continuation | prefix) of each continuation (token lists, none empty)."""
         width = max(map(len, conts))
         first = torch.log_softmax(self.last, -1)
         self._conts, self._scored = conts, None
         if width == 1:
             return [float(first[c[0]]) for c in conts]
+        starts = [0, *itertools.accumulate(map(len, conts[:-1]))]  # where each continuation begins in the row
         ids = torch.tensor([[t for c in conts for t in c]])
         positions = torch.tensor([[self.length + j for c in conts for j in range(len(c))]])
         with torch.no_grad():
-            logits = self.model(input_ids=ids, cache=self.cache, attention_mask=self._tree_mask(conts),
+            logits = self.model(input_ids=ids, cache=self.cache, attention_mask=self._tree_mask(conts, starts),
                                 position_ids=positions, use_cache=True).logits[0]
         # the forward appended every continuation's keys and values: keep them aside, the prefix as it was
         added = [(layer.keys[:, :, self.length :], layer.values[:, :, self.length :]) for layer in self.cache.layers]
         self.cache.crop(-ids.shape[1])  # transformers 5: a negative count of tokens to drop
-        self._scored = (added, logits)
-        scores, at = [], 0
-        for c in conts:
+        self._scored = (added, logits, starts)
+        scores = []
+        for c, at in zip(conts, starts):
             score = float(first[c[0]])
             if len(c) > 1:  # only the positions that predict a continuation token get a softmax
                 rest = torch.log_softmax(logits[at : at + len(c) - 1].float(), -1)
                 score += float(rest[torch.arange(len(c) - 1), torch.tensor(c[1:])].sum())
             scores.append(score)
-            at += len(c)
         return scores
 
     def fork(self) -> Prefix:
@@ -305,8 +304,8 @@ class Prefix:
         if self._scored is None:  # one-token continuations were scored without a forward pass
             self.extend(self._conts[i])
             return
-        added, logits = self._scored
-        at, n = sum(map(len, self._conts[:i])), len(self._conts[i])
+        added, logits, starts = self._scored
+        at, n = starts[i], len(self._conts[i])
         for layer_idx, (keys, values) in enumerate(added):  # RoPE placed them at length + j already
             self.cache.update(keys[:, :, at : at + n], values[:, :, at : at + n], layer_idx)
         self.last, self.length = logits[at + n - 1].float(), self.length + n
