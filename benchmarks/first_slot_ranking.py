@@ -1,12 +1,16 @@
-"""Ranking mode, two decoders: slot by slot (K-1 passes) against one pass (the first slot's scores).
+"""Ranking mode, variants side by side: slot by slot (K-1 passes) or one pass (the first slot's scores),
+with the weights in float32 or cast to bfloat16.
 
     .venv/bin/python benchmarks/first_slot_ranking.py --lake /work/lakes/demo --stage sft --slates 40
+    .venv/bin/python benchmarks/first_slot_ranking.py -c configs/beauty.yaml --lake /work/lakes/beauty \
+        --stage dapo --slates 300 --variants first first:bfloat16
 
 Runs the serving engine itself (gr2.serve.engine.Reranker, no HTTP) on seeded test slates of the lake,
-once per decoder (`serve.ranking_decoder`), one request at a time, and prints a Markdown table: ms per
-slate (median and p95), R@1/R@5/NDCG@5 next to the incoming order, and how often the one-pass order
-agrees with the slot-by-slot one (same first item, same whole order), and how often each decoder
-answers the incoming order unchanged.
+once per variant (`DECODER[:COMPUTE_TYPE]`: `serve.ranking_decoder`, `serve.compute_type` with
+engine hf), one request at a time, and prints a Markdown table: ms per slate (median and p95),
+R@1/R@5/NDCG@5 next to the incoming order, each variant's paired bootstrap 95% interval of the
+difference from the first variant, how often it agrees with the first (same first item, same whole
+order), and how often it answers the incoming order unchanged.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
+from gr2.eval.diagnostics import paired_bootstrap_diff  # noqa: E402
 from gr2.platform.precision import use_autocast  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.formats import RerankFormat  # noqa: E402
-from gr2.rerank.metrics import slate_metrics  # noqa: E402
+from gr2.rerank.metrics import per_slate_values, slate_metrics  # noqa: E402
 from gr2.serve import engine, launch  # noqa: E402
 from gr2.serve.check import _slates  # noqa: E402
 
@@ -39,8 +44,11 @@ def main() -> None:
     ap.add_argument("--stage", default=None, help="dapo or sft [default: serve.stage]")
     ap.add_argument("--run", default=None, help="a run id of the stage [default: its LATEST]")
     ap.add_argument("--slates", type=int, default=40)
+    ap.add_argument("--variants", nargs="+", default=["slots", "first"],
+                    help="DECODER[:COMPUTE_TYPE] (slots|first, float32|bfloat16); the first is the reference")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
+    variants = [tuple((v + ":float32").split(":")[:2]) for v in args.variants]
     cfg = load_config(args.config, args.set, args.lake)
     stage = args.stage or cfg.serve.stage
     model_dir = launch.model_dir(cfg, stage, args.run)
@@ -52,9 +60,10 @@ def main() -> None:
     autocast = use_autocast(cfg.train.autocast)
     print(f"{len(cases)} test slates of {cfg.lake_path}, {stage} model {model_dir.parent.name}, autocast {autocast}")
 
-    orders, rows = {}, []
-    for decoder in ("slots", "first"):
-        rr = engine.Reranker(model_dir, engine.Catalog(items), fmt, cfg.serve.max_new_tokens, autocast, 1, ranking_decoder=decoder)
+    runs = []  # (variant, ms per slate, orders)
+    for decoder, compute_type in variants:
+        rr = engine.Reranker(model_dir, engine.Catalog(items), fmt, cfg.serve.max_new_tokens, autocast, 1,
+                             ranking_decoder=decoder, compute_type=compute_type)
         rr.answer(reqs[:1])  # warm-up: first-call allocations out of the timing
         ms, out = [], []
         for r in reqs:
@@ -62,24 +71,33 @@ def main() -> None:
             (o,) = rr.answer([r])
             ms.append((time.perf_counter() - t0) * 1000)
             out.append(o.order)
-        orders[decoder] = out
-        pos = [o.index(t) for o, t in zip(out, targets)]
-        rows.append((decoder, float(np.median(ms)), float(np.percentile(ms, 95)), slate_metrics(pos)))
-        print(f"  {decoder}: median {np.median(ms):.0f} ms", flush=True)
-    incoming = slate_metrics(targets)
-    top = np.mean([a[0] == b[0] for a, b in zip(orders["slots"], orders["first"])])
-    whole = np.mean([a == b for a, b in zip(orders["slots"], orders["first"])])
+        runs.append(((decoder, compute_type), ms, out))
+        print(f"  {decoder} {compute_type}: median {np.median(ms):.0f} ms", flush=True)
+        del rr
 
-    print(f"\n### Ranking mode by decoder ({platform.node()}, {len(cases)} slates, one request at a time)\n")
-    print("| decoder | median ms | p95 ms | " + " | ".join(METRICS) + " |")
-    print("|---|---:|---:|" + "---:|" * len(METRICS))
-    print("| incoming order | | | " + " | ".join(f"{incoming[k]:.3f}" for k in METRICS) + " |")
-    for decoder, med, p95, m in rows:
+    print(f"\n### Ranking mode by variant ({platform.node()}, {len(cases)} slates, one request at a time)\n")
+    print("| decoder | weights | median ms | p95 ms | " + " | ".join(METRICS) + " | same first item | same order | copies input |")
+    print("|---|---|---:|---:|" + "---:|" * len(METRICS) + "---:|---:|---:|")
+    print("| incoming order | | | | " + " | ".join(f"{v:.3f}" for k, v in slate_metrics(targets).items() if k in METRICS)
+          + " | | | |")
+    ref_pos = [o.index(t) for o, t in zip(runs[0][2], targets)]
+    for n, ((decoder, compute_type), ms, out) in enumerate(runs):
+        pos = [o.index(t) for o, t in zip(out, targets)]
+        cells = []
+        for k in METRICS:
+            value = per_slate_values(pos, k).mean()
+            if n:  # the paired difference from the reference variant, on the same slates
+                d, lo, hi = paired_bootstrap_diff(per_slate_values(ref_pos, k), per_slate_values(pos, k))
+                cells.append(f"{value:.3f} ({d:+.3f} [{lo:+.3f}, {hi:+.3f}])")
+            else:
+                cells.append(f"{value:.3f}")
+        same_top = np.mean([a[0] == b[0] for a, b in zip(runs[0][2], out)])
+        same = np.mean([a == b for a, b in zip(runs[0][2], out)])
+        copies = np.mean([o == sorted(o) for o in out])
         name = {"slots": "slot by slot (K-1 passes)", "first": "one pass (first slot's scores)"}[decoder]
-        print(f"| {name} | {med:.0f} | {p95:.0f} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")
-    copies = {d: np.mean([o == sorted(o) for o in out]) for d, out in orders.items()}
-    print(f"\nOne pass against slot by slot: same first item {top:.1%}, same whole order {whole:.1%}. "
-          f"Orders equal to the incoming one: slot by slot {copies['slots']:.1%}, one pass {copies['first']:.1%}.")
+        print(f"| {name} | {compute_type} | {np.median(ms):.0f} | {np.percentile(ms, 95):.0f} | " + " | ".join(cells)
+              + f" | {same_top:.1%} | {same:.1%} | {copies:.1%} |")
+    print("\nIn brackets: the difference from the first row, paired bootstrap 95% interval over the same slates.")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def test_ranking_mode_answers_a_permutation_with_model_and_timing(served):
     cfg, url, token = served
     client = RerankClient(url, token)
     assert client.ready()["model"] == {"stage": "sft", "run": "sft-test", "format": "compact", "ranking_decoder": "slots",
-                                       "engine": "hf", "compute_type": None}
+                                       "engine": "hf", "compute_type": "float32"}
     for hist, cands, _ in _slate(cfg):
         a = client.rerank(cands, hist, mode="ranking", request_id="r1")
         assert sorted(a["ranking"]) == sorted(cands) and a["fallback"] is False and a["fallback_reason"] is None

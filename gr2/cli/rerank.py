@@ -66,8 +66,9 @@ def serve(
         "(llama.cpp, pip install 'gr2[llamacpp]'), the last two on a copy converted once beside the model "
         "[default: serve.engine]")] = None,
     compute_type: Annotated[Optional[str], typer.Option(
-        help="with --engine ctranslate2: float32 (HF's answers), int8_float32, int8 or int16; with llamacpp: float32, "
-        "bfloat16 or int8 (Q8_0) [default: serve.compute_type]")] = None,
+        help="with hf: float32 (the weights as trained) or bfloat16 (cast once, faster); with --engine ctranslate2: "
+        "float32 (HF's answers), int8_float32, int8 or int16; with llamacpp: float32, bfloat16 or int8 (Q8_0) "
+        "[default: serve.compute_type]")] = None,
     config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
 ):
     """Serve a trained re-ranker over HTTP (Ray Serve): POST /v1/rerank with a user's history and the K

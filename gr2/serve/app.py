@@ -124,7 +124,7 @@ class RerankDeployment:
     def _model(self) -> dict:
         return {"stage": self.s.stage, "run": self.s.run, "format": self.s.fmt.get("style", "paper"),
                 "ranking_decoder": self.s.ranking_decoder, "engine": self.s.engine,
-                "compute_type": self.s.compute_type if self.s.engine != "hf" else None}
+                "compute_type": self.s.compute_type}
 
     @api.post("/v1/rerank")
     async def rerank(self, request: Request):

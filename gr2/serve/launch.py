@@ -9,7 +9,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from gr2.config import Config
+from gr2.config import Config, ConfigError
+from gr2.serve.engine import HF_COMPUTE_TYPES
 
 TOKEN_ENV = "GR2_SERVE_TOKEN"
 APP_NAME = "gr2-reranker"
@@ -56,6 +57,9 @@ def settings(cfg: Config, stage: str | None = None, run: str | None = None):
     from gr2.serve.app import ServeSettings
 
     check_installed(cfg.serve.engine, "serve.engine")
+    if cfg.serve.engine == "hf" and cfg.serve.compute_type not in HF_COMPUTE_TYPES:
+        raise ConfigError(f"serve.compute_type={cfg.serve.compute_type} needs serve.engine ctranslate2 or llamacpp; "
+                          f"Hugging Face runs {' or '.join(HF_COMPUTE_TYPES)}")
     stage = stage or cfg.serve.stage
     path = model_dir(cfg, stage, run)
     fmt = RerankFormat.of_model(path, RerankFormat.from_config(cfg.train.prompt))
