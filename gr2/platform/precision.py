@@ -28,3 +28,28 @@ def cpu_autocast(enabled: bool):
     import contextlib
 
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else contextlib.nullcontext()
+
+
+# What an inference-only model may run with on PyTorch (`serve.compute_type` with engine hf).
+INFERENCE_TYPES = ("float32", "bfloat16", "int8")
+
+
+def for_inference(model, compute_type: str):
+    """`model` (eval mode, never trained again) in `compute_type`: float32 leaves it as trained (bf16
+    autocast may still run its matmuls); bfloat16 casts the weights once (autocast would re-cast every
+    weight at every call); int8 swaps every Linear for PyTorch's dynamically quantized one (int8 weights
+    per output channel, each call's activations quantized on the fly: int8 VNNI matmuls on x86). Returns
+    (model, whether bf16 autocast may run around it): the int8 layers take float32 inputs only."""
+    if compute_type not in INFERENCE_TYPES:
+        raise ValueError(f"compute_type {compute_type!r} is not one PyTorch runs here: one of {list(INFERENCE_TYPES)}")
+    if compute_type == "bfloat16":
+        return model.to(torch.bfloat16), True
+    if compute_type == "int8":
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():  # torch.ao.quantization's deprecation notice (torchao is not installed)
+            warnings.simplefilter("ignore")
+            return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8), False
+    return model, True

@@ -25,8 +25,8 @@ from pathlib import Path
 
 MODES = ("reasoning", "ranking")
 # What `compute_type` may be with engine=hf: float32 weights (under bf16 autocast where train.autocast
-# says so), or the weights cast to bfloat16 once.
-HF_COMPUTE_TYPES = ("float32", "bfloat16")
+# says so), the weights cast to bfloat16 once, or int8 dynamically quantized Linears (gr2.platform.precision).
+HF_COMPUTE_TYPES = ("float32", "bfloat16", "int8")
 
 
 class RequestError(Exception):
@@ -161,7 +161,8 @@ class Reranker:
     `engine`: ``hf`` runs Hugging Face on PyTorch (the reference); ``ctranslate2`` and ``llamacpp`` run
     the reasoning mode and the one-pass ranking decoder at `compute_type` (gr2.models.engines), and
     HF keeps the slot-by-slot decoder, which neither runs without repeating the prompt. With ``hf``,
-    `compute_type` is ``float32`` (the weights as trained) or ``bfloat16`` (cast once: faster)."""
+    `compute_type` is ``float32`` (the weights as trained), ``bfloat16`` (cast once) or ``int8``
+    (dynamically quantized Linears): `gr2.platform.precision.for_inference`."""
 
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
                  ranking_decoder: str = "slots", lake: Path | None = None, engine: str = "hf",
@@ -190,20 +191,18 @@ class Reranker:
         HF answers."""
         from gr2.models.engines import load_generator
         from gr2.models.lm import load_model, load_tokenizer
+        from gr2.platform.precision import for_inference
 
         model = None
         if self.engine == "hf" and compute_type not in HF_COMPUTE_TYPES:
             raise ValueError(f"compute_type {compute_type!r} is not one Hugging Face runs here: one of {list(HF_COMPUTE_TYPES)} "
-                             "(the int8 types are CTranslate2's and llama.cpp's: set the engine too)")
+                             "(int8_float32 and int16 are CTranslate2's: set the engine too)")
         if self.engine == "hf" or self.ranking_decoder == "slots":
             model, tok = load_model(self.model_dir)
             model.eval()
-            if self.engine == "hf" and compute_type == "bfloat16":
-                import torch
-
-                # cast once: autocast re-casts every weight at every call, about 100 ms of a 0.9 s ranking
-                # prefill here (docs/serving.md); the orders may differ from float32's on close calls
-                model.to(torch.bfloat16)
+            if self.engine == "hf":  # faster, and the orders may differ from float32's on close calls
+                model, autocast_ok = for_inference(model, compute_type)
+                self.autocast = self.autocast and autocast_ok
         else:
             tok = load_tokenizer(self.model_dir)
         return model, tok, load_generator(self.engine, self.model_dir, tok, compute_type, threads, self.batch_size)
