@@ -8,7 +8,8 @@ mode one at a time: alone, beside a Python thread that wakes every millisecond (
 company), and beside a Python thread that never sleeps. llama-cpp-python's token loop is Python (one GIL
 hand-over per token) and llama.cpp's threads meet every token, so company costs per token; this is why
 the service, which shares its cores with Ray's processes, is slower than the engine in process
-(docs/serving.md). Prints seconds per request.
+(docs/serving.md). Prints seconds per request. `--decode-threads 0 1` runs it twice: every token on both
+threads, then on one (serve.decode_threads; prompts always on --threads).
 """
 
 from __future__ import annotations
@@ -45,18 +46,28 @@ def main() -> None:
     ap.add_argument("--slates", type=int, default=4)
     ap.add_argument("--compute-type", default="int8")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--decode-threads", type=int, nargs="+", default=[0],
+                    help="threads per generated token, one run each (0 = --threads; serve.decode_threads)")
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
     cfg = load_config(args.config, args.set, args.lake)
     model_dir = launch.model_dir(cfg, args.stage, None)
     fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))
     catalog = engine.Catalog(load_catalog(cfg.lake_path)[0])
-    rr = engine.Reranker(model_dir, catalog, fmt, cfg.serve.max_new_tokens, False, 1, ranking_decoder="first",
-                         lake=cfg.lake_path, engine="llamacpp", compute_type=args.compute_type, threads=args.threads)
     reqs = [engine.RerankRequest(h, c, "reasoning", False, 10**9) for h, c, _ in _slates(cfg, args.slates)]
-    rr.answer(reqs[:1])  # warm-up
-    print(f"{len(reqs)} slates, llama.cpp {args.compute_type}, {args.threads} threads, max_new_tokens {cfg.serve.max_new_tokens}")
-    print("| beside the engine | seconds per request |\n|---|---|")
+    print(f"{len(reqs)} slates, llama.cpp {args.compute_type}, {args.threads} threads for prompts, "
+          f"max_new_tokens {cfg.serve.max_new_tokens}")
+    print("| threads per token | beside the engine | seconds per request |\n|---|---|---|")
+    for decode in args.decode_threads:
+        rr = engine.Reranker(model_dir, catalog, fmt, cfg.serve.max_new_tokens, False, 1, ranking_decoder="first",
+                             lake=cfg.lake_path, engine="llamacpp", compute_type=args.compute_type, threads=args.threads,
+                             decode_threads=decode)
+        rr.answer(reqs[:1])  # warm-up
+        run(rr, reqs, decode or args.threads)
+        del rr
+
+
+def run(rr, reqs, decode: int) -> None:
     for kind in ("nothing", "a thread waking every 1 ms", "a busy Python thread"):
         stop = threading.Event()
         th = None
@@ -71,7 +82,7 @@ def main() -> None:
         stop.set()
         if th is not None:
             th.join()
-        print(f"| {kind} | {', '.join(f'{s:.2f}' for s in secs)} |", flush=True)
+        print(f"| {decode} | {kind} | {', '.join(f'{s:.2f}' for s in secs)} |", flush=True)
 
 
 if __name__ == "__main__":

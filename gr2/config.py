@@ -449,6 +449,10 @@ class ServeConfig(Strict):
     threads: int = Field(
         0, ge=0, description="torch threads of the replica; 0 = every CPU of its node (Ray would otherwise give an "
         "actor one thread)")
+    decode_threads: int = Field(
+        0, ge=0, description="engine=llamacpp: threads per generated token (0 = serve.threads; prompts always run on "
+        "serve.threads). Those threads meet once per token, so on a small machine shared with Ray's processes fewer "
+        "can be faster (docs/serving.md)")
     max_batch: int = Field(8, ge=1, description="requests batched into one model call")
     batch_wait_ms: int = Field(10, ge=0, description="how long a batch waits for more requests")
     max_body_bytes: int = Field(65536, ge=256, description="larger request bodies get 413")

@@ -72,6 +72,21 @@ def test_int8_and_bfloat16_answers_are_permutations(lake):
     assert sizes["int8"] < sizes["bfloat16"] < sizes["float32"], sizes
 
 
+def test_fewer_threads_per_generated_token_answer_the_same(lake):
+    """serve.decode_threads: prompts on `threads`, each generated token on `decode_threads`; each thread
+    computes whole rows of a matmul, so the answers are the same whatever the split."""
+    reqs = lake[3]
+    both = serving_engine(lake, engine="llamacpp", compute_type="float32", threads=2)
+    split = serving_engine(lake, engine="llamacpp", compute_type="float32", threads=2, decode_threads=1)
+    assert (both.fast.llm.n_threads, both.fast.llm.n_threads_batch) == (2, 2)
+    assert (split.fast.llm.n_threads, split.fast.llm.n_threads_batch) == (1, 2)
+    want, got = answers_of(both, reqs), answers_of(split, reqs)
+    assert [(g.order, g.text) for g in got] == [(w.order, w.text) for w in want]
+    assert load_config(overrides=["serve.decode_threads=1"]).serve.decode_threads == 1
+    with pytest.raises(ConfigError, match="serve.decode_threads"):
+        load_config(overrides=["serve.decode_threads=-1"])
+
+
 def test_the_export_is_reused_and_redone_when_the_model_changes(lake, monkeypatch):
     model_dir = lake[0]
     out = llamacpp.converted(model_dir, "float32")

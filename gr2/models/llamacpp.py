@@ -151,11 +151,14 @@ class LlamaCppGenerator:
     one sequence); `batch_size` is accepted for the Generator interface and unused."""
 
     def __init__(self, model_dir: Path, tokenizer, compute_type: str = "float32", threads: int = 0, batch_size: int = 1,
-                 n_ctx: int = 4096):
+                 n_ctx: int = 4096, decode_threads: int = 0):
         llama_cpp = import_engine("llamacpp")
         path = converted(Path(model_dir), compute_type)
         n = threads or os.cpu_count() or 1  # explicitly: Ray gives an actor OMP_NUM_THREADS=1
-        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=n, n_threads_batch=n,
+        # prompts run on `n` threads; each generated token on `decode_threads` (0: the same), whose threads
+        # meet once per token, so on a small machine shared with other processes fewer may be faster
+        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, n_threads=decode_threads or n,
+                                   n_threads_batch=n,
                                    logits_all=False, verbose=False, seed=0)
         if self.llm.n_vocab() < len(tokenizer):
             raise ValueError(f"{path} has {self.llm.n_vocab()} tokens, the tokenizer {len(tokenizer)}: delete "

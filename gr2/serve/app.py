@@ -54,6 +54,7 @@ class ServeSettings:
     fmt: dict
     ranking_decoder: str = "slots"
     threads: int = 0
+    decode_threads: int = 0
     engine: str = "hf"
     compute_type: str = "float32"
 
@@ -84,7 +85,7 @@ class RerankDeployment:
         self.engine = Reranker(Path(settings.model_dir), self.catalog, RerankFormat(**settings.fmt),
                                settings.max_new_tokens, settings.autocast, settings.max_batch, settings.ranking_decoder,
                                lake=Path(settings.lake), engine=settings.engine, compute_type=settings.compute_type,
-                               threads=settings.threads)
+                               threads=settings.threads, decode_threads=settings.decode_threads)
         self.metrics = Metrics()
         self._batched.set_max_batch_size(settings.max_batch)
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)

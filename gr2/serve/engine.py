@@ -166,7 +166,7 @@ class Reranker:
 
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
                  ranking_decoder: str = "slots", lake: Path | None = None, engine: str = "hf",
-                 compute_type: str = "float32", threads: int = 0):
+                 compute_type: str = "float32", threads: int = 0, decode_threads: int = 0):
         from gr2.models import evidence as ev
 
         if ranking_decoder not in ("slots", "first"):
@@ -182,11 +182,11 @@ class Reranker:
         self.catalog, self.fmt = catalog, fmt
         self.max_new_tokens, self.autocast, self.batch_size = max_new_tokens, autocast, batch_size
         self.ranking_decoder, self.engine = ranking_decoder, engine
-        self.model, self.tok, self.fast = self._load(compute_type, threads)
+        self.model, self.tok, self.fast = self._load(compute_type, threads, decode_threads)
         self.evidence = ev.for_format(fmt, Path(lake)) if lake is not None else None
         self._lock = threading.Lock()
 
-    def _load(self, compute_type: str, threads: int):
+    def _load(self, compute_type: str, threads: int, decode_threads: int):
         """(HF model or None, tokenizer, the other engine's generator or None): the HF weights only where
         HF answers."""
         from gr2.models.engines import load_generator
@@ -205,7 +205,8 @@ class Reranker:
                 self.autocast = self.autocast and autocast_ok
         else:
             tok = load_tokenizer(self.model_dir)
-        return model, tok, load_generator(self.engine, self.model_dir, tok, compute_type, threads, self.batch_size)
+        return model, tok, load_generator(self.engine, self.model_dir, tok, compute_type, threads, self.batch_size,
+                                          decode_threads)
 
     def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
         from gr2.models import evidence as ev

@@ -69,7 +69,8 @@ def settings(cfg: Config, stage: str | None = None, run: str | None = None):
         default_mode=sv.mode, deadline_ms=sv.deadline_ms, max_deadline_ms=sv.max_deadline_ms,
         max_new_tokens=sv.max_new_tokens, max_body_bytes=sv.max_body_bytes, max_batch=sv.max_batch,
         batch_wait_ms=sv.batch_wait_ms, autocast=use_autocast(cfg.train.autocast), fmt=asdict(fmt),
-        ranking_decoder=sv.ranking_decoder, threads=sv.threads, engine=sv.engine, compute_type=sv.compute_type,
+        ranking_decoder=sv.ranking_decoder, threads=sv.threads, decode_threads=sv.decode_threads, engine=sv.engine,
+        compute_type=sv.compute_type,
     )
 
 
