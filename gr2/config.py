@@ -453,6 +453,10 @@ class ServeConfig(Strict):
         0, ge=0, description="engine=llamacpp: threads per generated token (0 = serve.threads; prompts always run on "
         "serve.threads). Those threads meet once per token, so on a small machine shared with Ray's processes fewer "
         "can be faster (docs/serving.md)")
+    prefix_cache: int = Field(
+        32, ge=0, description="ranking mode on HF: the KV caches of the last N prompt heads (role, task and the user's "
+        "history: everything before the candidates) are kept, so a user ranked again with new candidates skips that "
+        "part of the prefill; 0 = off. About 5-10 MB each for SmolLM2-135M with 5 history items")
     max_batch: int = Field(8, ge=1, description="requests batched into one model call")
     batch_wait_ms: int = Field(10, ge=0, description="how long a batch waits for more requests")
     max_body_bytes: int = Field(65536, ge=256, description="larger request bodies get 413")

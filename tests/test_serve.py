@@ -52,12 +52,29 @@ def test_ranking_mode_answers_a_permutation_with_model_and_timing(served):
     cfg, url, token = served
     client = RerankClient(url, token)
     assert client.ready()["model"] == {"stage": "sft", "run": "sft-test", "format": "compact", "ranking_decoder": "slots",
-                                       "engine": "hf", "compute_type": "float32"}
+                                       "engine": "hf", "compute_type": "float32",
+                                       "prefix_cache": 32}
     for hist, cands, _ in _slate(cfg):
         a = client.rerank(cands, hist, mode="ranking", request_id="r1")
         assert sorted(a["ranking"]) == sorted(cands) and a["fallback"] is False and a["fallback_reason"] is None
         assert a["model"]["run"] == "sft-test" and a["timing_ms"]["total"] >= a["timing_ms"]["model"] > 0
         assert a["request_id"] == "r1" and a["reasoning"] is None
+
+
+def test_a_user_ranked_again_reuses_the_prompt_head_and_metrics_count_it(served):
+    cfg, url, token = served
+    client = RerankClient(url, token)
+
+    def hits() -> int:
+        line = next(x for x in client.metrics().splitlines() if x.startswith('gr2_prefix_cache_lookups_total{result="hit"}'))
+        return int(line.split()[-1])
+
+    hist, cands, _ = _slate(cfg)[0]
+    client.rerank(cands, hist, mode="ranking")
+    before = hits()
+    again = client.rerank(cands[::-1], hist, mode="ranking")  # the same user, the next slate
+    assert sorted(again["ranking"]) == sorted(cands) and not again["fallback"]
+    assert hits() == before + 1
 
 
 def test_reasoning_mode_falls_back_to_the_incoming_order_when_the_answer_is_invalid(served):

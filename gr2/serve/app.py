@@ -55,6 +55,7 @@ class ServeSettings:
     ranking_decoder: str = "slots"
     threads: int = 0
     decode_threads: int = 0
+    prefix_cache: int = 0
     engine: str = "hf"
     compute_type: str = "float32"
 
@@ -85,7 +86,8 @@ class RerankDeployment:
         self.engine = Reranker(Path(settings.model_dir), self.catalog, RerankFormat(**settings.fmt),
                                settings.max_new_tokens, settings.autocast, settings.max_batch, settings.ranking_decoder,
                                lake=Path(settings.lake), engine=settings.engine, compute_type=settings.compute_type,
-                               threads=settings.threads, decode_threads=settings.decode_threads)
+                               threads=settings.threads, decode_threads=settings.decode_threads,
+                               prefix_cache=settings.prefix_cache)
         self.metrics = Metrics()
         self._batched.set_max_batch_size(settings.max_batch)
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)
@@ -120,12 +122,14 @@ class RerankDeployment:
     async def metrics(self, request: Request):
         if not self._authorized(request):
             return _error(401, "missing or wrong bearer token (Authorization: Bearer <token>)", self.metrics)
-        return PlainTextResponse(self.metrics.text(), media_type="text/plain; version=0.0.4")
+        cache = self.engine.prefix_cache.metrics_text() if self.engine.prefix_cache is not None else ""
+        return PlainTextResponse(self.metrics.text() + cache, media_type="text/plain; version=0.0.4")
 
     def _model(self) -> dict:
         return {"stage": self.s.stage, "run": self.s.run, "format": self.s.fmt.get("style", "paper"),
                 "ranking_decoder": self.s.ranking_decoder, "engine": self.s.engine,
-                "compute_type": self.s.compute_type}
+                "compute_type": self.s.compute_type,
+                "prefix_cache": self.engine.prefix_cache.entries if self.engine.prefix_cache is not None else 0}
 
     @api.post("/v1/rerank")
     async def rerank(self, request: Request):

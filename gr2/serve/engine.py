@@ -162,11 +162,12 @@ class Reranker:
     the reasoning mode and the one-pass ranking decoder at `compute_type` (gr2.models.engines), and
     HF keeps the slot-by-slot decoder, which neither runs without repeating the prompt. With ``hf``,
     `compute_type` is ``float32`` (the weights as trained), ``bfloat16`` (cast once) or ``int8``
-    (dynamically quantized Linears): `gr2.platform.precision.for_inference`."""
+    (dynamically quantized Linears): `gr2.platform.precision.for_inference`. `prefix_cache` > 0 keeps that
+    many users' prompt heads as KV caches for the ranking mode on HF (gr2.serve.prefix_cache)."""
 
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
                  ranking_decoder: str = "slots", lake: Path | None = None, engine: str = "hf",
-                 compute_type: str = "float32", threads: int = 0, decode_threads: int = 0):
+                 compute_type: str = "float32", threads: int = 0, decode_threads: int = 0, prefix_cache: int = 0):
         from gr2.models import evidence as ev
 
         if ranking_decoder not in ("slots", "first"):
@@ -183,6 +184,11 @@ class Reranker:
         self.max_new_tokens, self.autocast, self.batch_size = max_new_tokens, autocast, batch_size
         self.ranking_decoder, self.engine = ranking_decoder, engine
         self.model, self.tok, self.fast = self._load(compute_type, threads, decode_threads)
+        self.prefix_cache = None
+        if prefix_cache and self.model is not None:
+            from gr2.serve.prefix_cache import PrefixCache
+
+            self.prefix_cache = PrefixCache(self.model, self.tok, prefix_cache)
         self.evidence = ev.for_format(fmt, Path(lake)) if lake is not None else None
         self._lock = threading.Lock()
 
@@ -208,13 +214,17 @@ class Reranker:
         return model, tok, load_generator(self.engine, self.model_dir, tok, compute_type, threads, self.batch_size,
                                           decode_threads)
 
-    def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
+    def _items(self, req: RerankRequest) -> tuple[list, list]:
+        """(history, candidates) as the prompt shows them: item texts, the candidates with their evidence."""
         from gr2.models import evidence as ev
         from gr2.rerank.slate import item_text
 
         items = self.catalog.items
         hist = [item_text(items[i]) for i in req.history][-self.fmt.history:] if self.fmt.history else []
-        cands = ev.annotate_items(self.evidence, req.history, [item_text(items[i]) for i in req.candidates])
+        return hist, ev.annotate_items(self.evidence, req.history, [item_text(items[i]) for i in req.candidates])
+
+    def _prompt(self, req: RerankRequest) -> tuple[str, list[str]]:
+        hist, cands = self._items(req)
         return self.fmt.prompt(hist, cands, self.tok), [c.sid for c in cands]
 
     def answer(self, reqs: list[RerankRequest]) -> list[Outcome]:
@@ -253,20 +263,32 @@ class Reranker:
 
     def _rank(self, req: RerankRequest) -> Outcome:
         """The ranking decoded among the candidates after an empty reasoning: always a permutation."""
-        from gr2.models.generation import constrained_ranking, first_slot_ranking
+        from gr2.models.generation import constrained_ranking
         from gr2.rerank.permutations import ranking_positions
 
         t0 = time.perf_counter()
-        prompt, sids = self._prompt(req)
+        hist, cands = self._items(req)
+        prompt, sids = self.fmt.prompt(hist, cands, self.tok), [c.sid for c in cands]
         skeleton = self.fmt.answer("", sids, sids)  # an empty reasoning, then the ranking decoded
         text = prompt + skeleton[: skeleton.index('"ranking"')] + '"ranking":['
-        if self.ranking_decoder == "slots":
-            ranking = constrained_ranking(self.model, self.tok, text, sids, fmt=self.fmt)
-        elif self.fast is not None:
+        if self.ranking_decoder == "first" and self.fast is not None:
             ranking = self.fast.first_slot_ranking(text, sids, self.fmt)
-        else:
-            ranking = first_slot_ranking(self.model, self.tok, text, sids, fmt=self.fmt)
+        else:  # on HF, from the user's cached prompt head where there is one
+            prefix, rest = self._head(prompt, text, self.fmt.prompt(hist, cands[::-1], self.tok))
+            ranking = constrained_ranking(self.model, self.tok, rest, sids, fmt=self.fmt,
+                                          first_slot_only=self.ranking_decoder == "first", prefix=prefix)
         return Outcome(ranking_positions(ranking, sids), model_ms=(time.perf_counter() - t0) * 1000)
+
+    def _head(self, prompt: str, text: str, reordered: str):
+        """(the cached Prefix of `text`'s candidate-free head, or None; the text left to run)."""
+        from gr2.models.generation import with_bos
+        from gr2.serve.prefix_cache import candidate_free_head
+
+        head = candidate_free_head(prompt, reordered)
+        if self.prefix_cache is None or head == 0:
+            return None, text
+        full = with_bos(self.tok, text)
+        return self.prefix_cache.split(full, len(full) - len(text) + head)
 
 
 @dataclass
