@@ -442,10 +442,10 @@ class ServeConfig(Strict):
         "the one-pass ranking decoder; ranking_decoder=slots stays on HF")
     compute_type: ComputeType = Field(
         "float32", description="the weights the model runs with: float32 as trained (HF under bf16 autocast where "
-        "train.autocast says so; the other engines answer as HF does, up to rounding); bfloat16 (HF: cast once, "
-        "about 0.1 s faster per ranking here; llama.cpp's bfloat16) and int8 / int8_float32 (CTranslate2 and "
-        "llama.cpp only; llama.cpp: int8 = Q8_0) are faster and may answer differently (benchmarks/first_slot_ranking.py "
-        "and benchmarks/serve_engines.py count how often)")
+        "train.autocast says so; the other engines answer as HF does, up to rounding); bfloat16 (HF: cast once; "
+        "llama.cpp's bfloat16), int8 (HF: PyTorch's dynamically quantized Linears; llama.cpp: Q8_0; CTranslate2: int8 "
+        "weights) and CTranslate2's int8_float32 / int16 are faster and may answer differently "
+        "(benchmarks/first_slot_ranking.py and benchmarks/serve_engines.py count how often)")
     threads: int = Field(
         0, ge=0, description="torch threads of the replica; 0 = every CPU of its node (Ray would otherwise give an "
         "actor one thread)")
