@@ -1,5 +1,5 @@
 """The service's engines on the same requests: Hugging Face (the reference) against CTranslate2 and llama.cpp
-per compute type.
+per compute type (HF's own bfloat16 and int8 too), with or without prompt-lookup drafting.
 
     .venv/bin/python benchmarks/serve_engines.py --lake /work/lakes/demo --stage sft --slates 20 \
         --engines hf ctranslate2:float32 ctranslate2:int8 llamacpp:float32 llamacpp:bfloat16 llamacpp:int8
@@ -7,7 +7,7 @@ per compute type.
 Runs the serving engine itself (gr2.serve.engine.Reranker, no HTTP) with the one-pass ranking decoder
 (`serve.ranking_decoder=first`, the one the other engines run) on seeded test slates of the lake: HF
 first, then each of `--engines` (ENGINE:COMPUTE_TYPE), one request at a time in each mode, after one warm-up
-request per mode. Prints a Markdown table: ms per request (median, p95), generated tokens/s in
+request per mode (`--engines` items: ENGINE[:COMPUTE_TYPE][:lookup=N]). Prints a Markdown table: ms per request (median, p95), generated tokens/s in
 reasoning mode (the answer's tokens, re-encoded, over the request's time), and how often each engine
 answers as HF does (ranking: the whole order and the first item; reasoning: the generated text and the
 order the service returns). Loading time is printed apart (it includes the one-time conversion into
@@ -75,6 +75,19 @@ def row(name: str, mode: str, ms: list[float], out: list[engine.Outcome], ref: l
     return f"| {name} | {mode} | {len(out)} | {med:,.0f} | {p95:,.0f} | {rate} | {same:.0%} | {same_top:.0%} | {valid:.0%} |"
 
 
+def engine_spec(spec: str) -> tuple[str, dict]:
+    """ENGINE[:COMPUTE_TYPE][:lookup=N] -> (row name, Reranker keywords); lookup=N is serve.prompt_lookup."""
+    name, *rest = spec.split(":")
+    kw = {"engine": name, "compute_type": "float32"}
+    for part in rest:
+        if part.startswith("lookup="):
+            kw["prompt_lookup"] = int(part.removeprefix("lookup="))
+        else:
+            kw["compute_type"] = part
+    label = f"{NAMES[name]} {kw['compute_type']}" + (f", prompt lookup {kw['prompt_lookup']}" if "prompt_lookup" in kw else "")
+    return label, kw
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-c", "--config", default=None)
@@ -84,7 +97,8 @@ def main() -> None:
     ap.add_argument("--slates", type=int, default=20)
     ap.add_argument("--modes", nargs="+", default=["ranking", "reasoning"], choices=engine.MODES)
     ap.add_argument("--engines", nargs="+", default=["hf", "ctranslate2:float32", "ctranslate2:int8"],
-                    help="ENGINE[:COMPUTE_TYPE] to run after HF (hf, ctranslate2, llamacpp; compute type default float32)")
+                    help="ENGINE[:COMPUTE_TYPE][:lookup=N] to run after HF float32 (hf, ctranslate2, llamacpp; compute "
+                    "type default float32; lookup=N: serve.prompt_lookup, llama.cpp's reasoning mode)")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
     import torch
@@ -102,11 +116,7 @@ def main() -> None:
     print(f"{len(cases)} test slates of {cfg.lake_path}, {stage} model {model_dir.parent.name}, {threads} threads, "
           f"max_new_tokens {cfg.serve.max_new_tokens}, {versions()}")
 
-    engines = [("HF", {"engine": "hf"})]
-    for spec in args.engines:
-        name, _, compute_type = spec.partition(":")
-        if name != "hf":
-            engines.append((f"{NAMES[name]} {compute_type or 'float32'}", {"engine": name, "compute_type": compute_type or "float32"}))
+    engines = [("HF", {"engine": "hf"})] + [engine_spec(spec) for spec in args.engines if spec not in ("hf", "hf:float32")]
     ref: dict = {}
     lines = []
     for name, kw in engines:
@@ -118,6 +128,10 @@ def main() -> None:
             ref.setdefault(mode, out)
             lines.append(row(name, mode, ms, out, ref[mode], rr.tok))
             print(f"  {name} {mode}: median {np.median(ms):,.0f} ms", flush=True)
+        g = rr.fast
+        if getattr(g, "steps", 0):  # prompt-lookup drafting: how much of it the model kept
+            print(f"  {name}: {g.accepted:,} of {g.drafted:,} drafted tokens kept ({g.accepted / g.drafted:.0%}), "
+                  f"{g.steps:,} passes with a draft", flush=True)
         del rr
 
     print(f"\n### The service's engines ({platform.node()}, {os.cpu_count()} CPUs, {len(cases)} slates, one request at a time)\n")

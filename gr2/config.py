@@ -453,6 +453,10 @@ class ServeConfig(Strict):
         0, ge=0, description="engine=llamacpp: threads per generated token (0 = serve.threads; prompts always run on "
         "serve.threads). Those threads meet once per token, so on a small machine shared with Ray's processes fewer "
         "can be faster (docs/serving.md)")
+    prompt_lookup: int = Field(
+        0, ge=0, description="reasoning mode on engine=llamacpp: tokens drafted per step by prompt lookup (the text that "
+        "followed the last few tokens' latest earlier occurrence) and checked in the same pass; the answer is the "
+        "greedy one either way, in fewer passes where the model copies from its prompt. 0 = off")
     prefix_cache: int = Field(
         32, ge=0, description="ranking mode on HF: the KV caches of the last N prompt heads (role, task and the user's "
         "history: everything before the candidates) are kept, so a user ranked again with new candidates skips that "

@@ -87,6 +87,19 @@ def test_fewer_threads_per_generated_token_answer_the_same(lake):
         load_config(overrides=["serve.decode_threads=-1"])
 
 
+def test_prompt_lookup_drafts_write_the_same_greedy_answers(lake):
+    """serve.prompt_lookup: drafted tokens are checked in one pass and kept only where the model would
+    have written them, so the answers are the plain greedy ones (float32), in fewer passes."""
+    reqs = [r for r in lake[3] if r.mode == "reasoning"]
+    plain = serving_engine(lake, engine="llamacpp", compute_type="float32", threads=1)
+    drafting = serving_engine(lake, engine="llamacpp", compute_type="float32", threads=1, prompt_lookup=4)
+    want, got = answers_of(plain, reqs), answers_of(drafting, reqs)
+    assert [(g.order, g.text) for g in got] == [(w.order, w.text) for w in want]
+    gen = drafting.fast
+    assert gen.steps > 0 and gen.drafted >= gen.steps and 0 < gen.accepted < gen.drafted  # both paths taken
+    assert plain.fast.steps == 0  # off by default
+
+
 def test_the_export_is_reused_and_redone_when_the_model_changes(lake, monkeypatch):
     model_dir = lake[0]
     out = llamacpp.converted(model_dir, "float32")

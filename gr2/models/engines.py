@@ -43,9 +43,10 @@ def import_engine(engine: str):
 
 
 def load_generator(engine: str, model_dir: Path, tokenizer, compute_type: str, threads: int = 0, batch_size: int = 8,
-                   decode_threads: int = 0):
+                   decode_threads: int = 0, lookup: int = 0):
     """The engine's generator for `model_dir`, or None for hf (the caller's HF model answers).
-    `decode_threads`: llama.cpp's threads per generated token (0 = `threads`)."""
+    llama.cpp only: `decode_threads`, its threads per generated token (0 = `threads`); `lookup`, tokens
+    drafted by prompt lookup per step (0 = none)."""
     if engine == "hf":
         return None
     if engine == "ctranslate2":
@@ -55,5 +56,6 @@ def load_generator(engine: str, model_dir: Path, tokenizer, compute_type: str, t
     if engine == "llamacpp":
         from gr2.models.llamacpp import LlamaCppGenerator
 
-        return LlamaCppGenerator(model_dir, tokenizer, compute_type, threads, batch_size, decode_threads=decode_threads)
+        return LlamaCppGenerator(model_dir, tokenizer, compute_type, threads, batch_size, decode_threads=decode_threads,
+                                 lookup=lookup)
     raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")

@@ -13,7 +13,8 @@ minutes), which the rest of gr2 does not.
 * :class:`LlamaCppGenerator` answers like `generation.HFGenerator.generate` (greedy) and like
   `generation.first_slot_ranking`. Token ids come from the model's own HF tokenizer, so prompts are
   exactly HF's and llama.cpp's own tokenizer is never asked. A prompt that shares its start with the
-  previous one (the chat template, the instructions) reuses that part of the KV cache.
+  previous one (the chat template, the instructions) reuses that part of the KV cache. With `lookup` > 0
+  it drafts tokens by prompt lookup and checks them in one pass (:func:`lookup_draft`).
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ class LlamaCppGenerator:
     one sequence); `batch_size` is accepted for the Generator interface and unused."""
 
     def __init__(self, model_dir: Path, tokenizer, compute_type: str = "float32", threads: int = 0, batch_size: int = 1,
-                 n_ctx: int = 4096, decode_threads: int = 0):
+                 n_ctx: int = 4096, decode_threads: int = 0, lookup: int = 0):
         llama_cpp = import_engine("llamacpp")
         path = converted(Path(model_dir), compute_type)
         n = threads or os.cpu_count() or 1  # explicitly: Ray gives an actor OMP_NUM_THREADS=1
@@ -163,7 +164,8 @@ class LlamaCppGenerator:
         if self.llm.n_vocab() < len(tokenizer):
             raise ValueError(f"{path} has {self.llm.n_vocab()} tokens, the tokenizer {len(tokenizer)}: delete "
                              f"{path.parent} to export again")
-        self.tok, self.compute_type, self.n_ctx = tokenizer, compute_type, n_ctx
+        self.tok, self.compute_type, self.n_ctx, self.lookup = tokenizer, compute_type, n_ctx, lookup
+        self.drafted = self.accepted = self.steps = 0  # prompt-lookup counters (benchmarks read them)
 
     def _ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
@@ -182,20 +184,59 @@ class LlamaCppGenerator:
             ids = self._ids(with_bos(self.tok, p))
             self._check_room(len(ids) + max_new_tokens)
             self._feed_prompt(ids)
-            new: list[int] = []
-            # Greedy by hand: an argmax over llama.cpp's logits, without llama-cpp-python's per-token sampler
-            # chain, so each token holds the GIL for microseconds (the service's other threads wait less,
-            # and wait on less: benchmarks/llamacpp_company.py).
-            while len(new) < max_new_tokens:
-                t = int(self._last_logits().argmax())
-                if t == eos:
-                    break
-                new.append(t)
-                if len(new) < max_new_tokens:
-                    self.llm.eval([t])
+            new = self._greedy(ids, max_new_tokens, eos)
             text = self.tok.decode(new, skip_special_tokens=False)
             out.append([text.replace(self.tok.pad_token, "") if self.tok.pad_token else text])
         return out
+
+    def _greedy(self, ids: list[int], max_new_tokens: int, eos: int) -> list[int]:
+        """The greedy answer after the prompt `ids` (already fed). By hand: an argmax over llama.cpp's
+        logits, without llama-cpp-python's per-token sampler chain, so each token holds the GIL for
+        microseconds (the service's other threads wait less, and wait on less: benchmarks/llamacpp_company.py).
+
+        With `lookup`, each step also feeds up to `lookup` tokens drafted from the text so far
+        (`lookup_draft`) in the same pass, with logits at every position, and keeps the drafted tokens the
+        model itself would have written next: the same answer in fewer passes, since at batch 1 a pass
+        costs about the same for one token or a few (the weights are read once either way)."""
+        new: list[int] = []
+        last = self._last_logits().copy()
+        while len(new) < max_new_tokens:
+            t = int(last.argmax())
+            if t == eos:
+                break
+            new.append(t)
+            if len(new) == max_new_tokens:
+                break
+            draft = lookup_draft(ids + new, self.lookup)[: max_new_tokens - len(new)] if self.lookup else []
+            if not draft:
+                self.llm.eval([t])
+                last = self._last_logits().copy()
+                continue
+            rows = self._eval_rows([t] + draft)  # rows[j]: the model's next-token logits after [t] + draft[:j]
+            ok = 0
+            while ok < len(draft) and draft[ok] != eos and int(rows[ok].argmax()) == draft[ok]:
+                ok += 1
+            new += draft[:ok]
+            self.llm.n_tokens = len(ids) + len(new)  # the rejected drafts' keys and values go at the next feed
+            last = rows[ok]
+            self.steps, self.drafted, self.accepted = self.steps + 1, self.drafted + len(draft), self.accepted + ok
+        return new
+
+    def _eval_rows(self, tokens: list[int]) -> np.ndarray:
+        """Feed `tokens` after what the KV cache holds, in one llama_decode with logits at every position
+        (llama-cpp-python's eval keeps only the last unless the whole context keeps all: n_ctx x vocab
+        floats). Returns them, one row per token."""
+        import llama_cpp
+
+        llm = self.llm
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        llm._batch.set_batch(batch=tokens, n_past=llm.n_tokens, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[llm.n_tokens : llm.n_tokens + len(tokens)] = tokens
+        llm.n_tokens += len(tokens)
+        n = llm.n_vocab()
+        return np.stack([np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, i), shape=(n,)).copy()
+                         for i in range(len(tokens))])
 
     def _feed_prompt(self, ids: list[int]) -> None:
         """Evaluate `ids`, keeping the KV cache of the longest start they share with what it holds (at
@@ -240,6 +281,22 @@ class LlamaCppGenerator:
                 fed = list(c[:j])
                 logp[key] = _log_softmax(self._last_logits())
         return [float(sum(logp[tuple(c[:j])][c[j]] for j in range(len(c)))) for c in conts]
+
+
+def lookup_draft(seq: list[int], k: int, max_ngram: int = 3) -> list[int]:
+    """Prompt-lookup drafting (Saxena, 2023; HF's `prompt_lookup_num_tokens`): the up to `k` tokens that
+    followed the latest earlier occurrence of the sequence's last n tokens (n = `max_ngram` down to 1).
+    The re-rank answers copy from their prompt (candidate numbers, SIDs, titles), so such guesses are
+    often what the model writes next. [] when no n-gram recurs."""
+    arr, size = np.asarray(seq), len(seq)
+    for n in range(min(max_ngram, size - 1), 0, -1):
+        hit = np.ones(size - n, dtype=bool)  # hit[s]: seq[s:s+n] is the tail, for every start before the tail's own
+        for i in range(n):
+            hit &= arr[i : size - n + i] == arr[size - n + i]
+        starts = np.flatnonzero(hit)
+        if starts.size:
+            return seq[starts[-1] + n : starts[-1] + n + k]
+    return []
 
 
 def _common(a: list[int], b: list[int]) -> int:

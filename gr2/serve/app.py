@@ -56,6 +56,7 @@ class ServeSettings:
     threads: int = 0
     decode_threads: int = 0
     prefix_cache: int = 0
+    prompt_lookup: int = 0
     engine: str = "hf"
     compute_type: str = "float32"
 
@@ -87,7 +88,7 @@ class RerankDeployment:
                                settings.max_new_tokens, settings.autocast, settings.max_batch, settings.ranking_decoder,
                                lake=Path(settings.lake), engine=settings.engine, compute_type=settings.compute_type,
                                threads=settings.threads, decode_threads=settings.decode_threads,
-                               prefix_cache=settings.prefix_cache)
+                               prefix_cache=settings.prefix_cache, prompt_lookup=settings.prompt_lookup)
         self.metrics = Metrics()
         self._batched.set_max_batch_size(settings.max_batch)
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)

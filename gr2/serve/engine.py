@@ -167,7 +167,8 @@ class Reranker:
 
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
                  ranking_decoder: str = "slots", lake: Path | None = None, engine: str = "hf",
-                 compute_type: str = "float32", threads: int = 0, decode_threads: int = 0, prefix_cache: int = 0):
+                 compute_type: str = "float32", threads: int = 0, decode_threads: int = 0, prefix_cache: int = 0,
+                 prompt_lookup: int = 0):
         from gr2.models import evidence as ev
 
         if ranking_decoder not in ("slots", "first"):
@@ -183,7 +184,7 @@ class Reranker:
         self.catalog, self.fmt = catalog, fmt
         self.max_new_tokens, self.autocast, self.batch_size = max_new_tokens, autocast, batch_size
         self.ranking_decoder, self.engine = ranking_decoder, engine
-        self.model, self.tok, self.fast = self._load(compute_type, threads, decode_threads)
+        self.model, self.tok, self.fast = self._load(compute_type, threads, decode_threads, prompt_lookup)
         self.prefix_cache = None
         if prefix_cache and self.model is not None:
             from gr2.serve.prefix_cache import PrefixCache
@@ -192,7 +193,7 @@ class Reranker:
         self.evidence = ev.for_format(fmt, Path(lake)) if lake is not None else None
         self._lock = threading.Lock()
 
-    def _load(self, compute_type: str, threads: int, decode_threads: int):
+    def _load(self, compute_type: str, threads: int, decode_threads: int, prompt_lookup: int):
         """(HF model or None, tokenizer, the other engine's generator or None): the HF weights only where
         HF answers."""
         from gr2.models.engines import load_generator
@@ -212,7 +213,7 @@ class Reranker:
         else:
             tok = load_tokenizer(self.model_dir)
         return model, tok, load_generator(self.engine, self.model_dir, tok, compute_type, threads, self.batch_size,
-                                          decode_threads)
+                                          decode_threads, prompt_lookup)
 
     def _items(self, req: RerankRequest) -> tuple[list, list]:
         """(history, candidates) as the prompt shows them: item texts, the candidates with their evidence."""
