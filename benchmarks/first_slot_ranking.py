@@ -63,7 +63,7 @@ def main() -> None:
     runs = []  # (variant, ms per slate, orders)
     for decoder, compute_type in variants:
         rr = engine.Reranker(model_dir, engine.Catalog(items), fmt, cfg.serve.max_new_tokens, autocast, 1,
-                             ranking_decoder=decoder, compute_type=compute_type)
+                             ranking_decoder=decoder, compute_type=compute_type, lake=cfg.lake_path)
         rr.answer(reqs[:1])  # warm-up: first-call allocations out of the timing
         ms, out = [], []
         for r in reqs:
