@@ -275,18 +275,21 @@ class Reranker:
         if self.ranking_decoder == "first" and self.fast is not None:
             ranking = self.fast.first_slot_ranking(text, sids, self.fmt)
         else:  # on HF, from the user's cached prompt head where there is one
-            prefix, rest = self._head(prompt, text, self.fmt.prompt(hist, cands[::-1], self.tok))
+            prefix, rest = self._head(prompt, text, hist, cands)
             ranking = constrained_ranking(self.model, self.tok, rest, sids, fmt=self.fmt,
                                           first_slot_only=self.ranking_decoder == "first", prefix=prefix)
         return Outcome(ranking_positions(ranking, sids), model_ms=(time.perf_counter() - t0) * 1000)
 
-    def _head(self, prompt: str, text: str, reordered: str):
-        """(the cached Prefix of `text`'s candidate-free head, or None; the text left to run)."""
+    def _head(self, prompt: str, text: str, hist: list, cands: list):
+        """(the cached Prefix of `text`'s candidate-free head, or None; the text left to run). The prompt
+        is rendered a second time, candidates reversed, only where the cache is on."""
         from gr2.models.generation import with_bos
         from gr2.serve.prefix_cache import candidate_free_head
 
-        head = candidate_free_head(prompt, reordered)
-        if self.prefix_cache is None or head == 0:
+        if self.prefix_cache is None:
+            return None, text
+        head = candidate_free_head(prompt, self.fmt.prompt(hist, cands[::-1], self.tok))
+        if head == 0:
             return None, text
         full = with_bos(self.tok, text)
         return self.prefix_cache.split(full, len(full) - len(text) + head)

@@ -70,8 +70,7 @@ def settings(cfg: Config, stage: str | None = None, run: str | None = None):
         max_new_tokens=sv.max_new_tokens, max_body_bytes=sv.max_body_bytes, max_batch=sv.max_batch,
         batch_wait_ms=sv.batch_wait_ms, autocast=use_autocast(cfg.train.autocast), fmt=asdict(fmt),
         ranking_decoder=sv.ranking_decoder, threads=sv.threads, decode_threads=sv.decode_threads, engine=sv.engine,
-        prefix_cache=sv.prefix_cache, prompt_lookup=sv.prompt_lookup,
-        compute_type=sv.compute_type,
+        compute_type=sv.compute_type, prefix_cache=sv.prefix_cache, prompt_lookup=sv.prompt_lookup,
     )
 
 
