@@ -66,7 +66,8 @@ def serve(
         "(llama.cpp, pip install 'gr2[llamacpp]'), the last two on a copy converted once beside the model "
         "[default: serve.engine]")] = None,
     compute_type: Annotated[Optional[str], typer.Option(
-        help="with hf: float32 (the weights as trained) or bfloat16 (cast once, faster); with --engine ctranslate2: "
+        help="with hf: float32 (the weights as trained), bfloat16 (cast once) or int8 (quantized Linears), the last "
+        "two faster; with --engine ctranslate2: "
         "float32 (HF's answers), int8_float32, int8 or int16; with llamacpp: float32, bfloat16 or int8 (Q8_0) "
         "[default: serve.compute_type]")] = None,
     config: ConfigOpt = None, set_: SetOpt = None, lake: LakeOpt = None,
