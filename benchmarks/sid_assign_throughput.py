@@ -6,7 +6,9 @@ For each size: clustered synthetic item vectors (64 dims) are written to gold.it
 timed), an RQ-VAE (4 x 256) is fitted on 50k of them (not timed), then both paths assign SIDs to every
 item: Spark (broadcast model, Arrow-batch encoding on executors, random last level per prefix group,
 GE gate, Delta publish) and numpy (encode + de-collide in one process, no table). Prints items/s, the
-ratio, and the growth exponent, plus an extrapolation of Spark's rate to 1B items on N executors.
+ratio, and the growth exponent, plus an extrapolation of Spark's rate to 1B items on N executors, and
+where Spark's time goes: the seconds of each step of `gr2 tokenizer assign` (each ends in an action).
+`--spark-only` skips the numpy path (for sizes whose one-process run is known).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--work", default="benchmarks/out/sid_assign")
+    ap.add_argument("--spark-only", action="store_true", help="time Spark's path only")
     args = ap.parse_args()
     rows = []
     spark = None
@@ -68,7 +71,13 @@ def main() -> None:
         t0 = time.perf_counter()
         summary = jobs.assign(spark, cfg, "bench")
         spark_s = time.perf_counter() - t0
-        print(json.dumps({"items": n, "spark_s": spark_s, "spark_unique": summary["final_unique_fraction"]}), flush=True)
+        print(json.dumps({"items": n, "spark_s": spark_s, "spark_unique": summary["final_unique_fraction"],
+                          "timings": summary["timings"]}), flush=True)
+        if args.spark_only:
+            rows.append({"items": n, "spark_s": spark_s, "numpy_s": float("nan"), "spark_unique": summary["final_unique_fraction"],
+                         "numpy_unique": float("nan"), "extra_level": summary["extra_level"], "max_levels": 0,
+                         "timings": summary["timings"]})
+            continue
         t0 = time.perf_counter()
         codes = rqvae.encode_codes(model, torch.from_numpy(x)).numpy()
         new, _, overflow = collisions.redraw_last_level(codes, rq_cfg.codes, seed=0)
@@ -76,7 +85,7 @@ def main() -> None:
         numpy_s = time.perf_counter() - t0
         row = {"items": n, "spark_s": spark_s, "numpy_s": numpy_s, "spark_unique": summary["final_unique_fraction"],
                "numpy_unique": len({tuple(c) for c in final}) / n,
-               "extra_level": summary["extra_level"], "max_levels": max(map(len, final))}
+               "extra_level": summary["extra_level"], "max_levels": max(map(len, final)), "timings": summary["timings"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
     cores = os.cpu_count()
@@ -88,6 +97,13 @@ def main() -> None:
         print(f"| {r['items']:,} | {r['spark_s']:.1f} | {r['items'] / r['spark_s']:,.0f} | {r['numpy_s']:.1f} | "
               f"{r['items'] / r['numpy_s']:,.0f} | {r['numpy_s'] / r['spark_s']:.2f} | {r['spark_unique']:.4%} / {r['numpy_unique']:.4%} | "
               f"{r['extra_level']:,} | {r['max_levels']} |")
+    steps = list(dict.fromkeys(k for r in rows for k in r["timings"]))
+    print("\nwhere Spark's time goes (seconds per step of `gr2 tokenizer assign`; the rest is loading the model)\n")
+    print("| items | " + " | ".join(steps) + " | total |")
+    print("|---:|" + "---:|" * (len(steps) + 1))
+    for r in rows:
+        cells = " | ".join(f"{r['timings'][k]:.1f}" if k in r["timings"] else "-" for k in steps)
+        print(f"| {r['items']:,} | {cells} | {r['spark_s']:.1f} |")
     for a, b in zip(rows, rows[1:]):
         r = math.log(b["items"] / a["items"])
         print(f"growth {a['items']:,} -> {b['items']:,}: Spark b={math.log(b['spark_s'] / a['spark_s']) / r:.2f}, "

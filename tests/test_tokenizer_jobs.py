@@ -85,31 +85,69 @@ def test_fit_on_too_few_items_says_what_to_do(spark, lake, tok_lake):
         tok.fit(spark, cfg)
 
 
-def test_assign_spills_overfull_prefix_groups_like_the_numpy_path(spark, lake):
-    """40 near-copies share one raw prefix (C = 8): Spark's spill moves them exactly as spill.spill does,
-    so no item needs an extra level; a rerun keeps every SID."""
+def _vector_lake(spark, lake, x, levels: int, codes: int, extra=()):
+    """Items i0000.. with vectors `x` in the lake, and an RQ-VAE (`levels` x `codes`) fitted on them as
+    tokenizer version v-test. -> (cfg, model)."""
     import json
 
-    import numpy as np
     import pandas as pd
     from safetensors.torch import save_file
 
-    from gr2.tokenizer import collisions, rqvae, spill
+    from gr2.tokenizer import rqvae
 
-    rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(size=(400, 8)), rng.normal(size=(1, 8)) + 0.01 * rng.normal(size=(40, 8))]).astype(np.float32)
     ids = [f"i{i:04d}" for i in range(len(x))]
-    cfg = load_config(overrides=["tokenizer.embedding.encoder=vec", "tokenizer.levels=3", "tokenizer.codes=8"], lake=str(lake.root))
-    pdf = pd.DataFrame({"item_id": ids, "vector": list(x), "encoder": "vec", "dim": 8})
+    dim = x.shape[1]
+    cfg = load_config(overrides=["tokenizer.embedding.encoder=vec", f"tokenizer.levels={levels}", f"tokenizer.codes={codes}", *extra],
+                      lake=str(lake.root))
+    pdf = pd.DataFrame({"item_id": ids, "vector": list(x), "encoder": "vec", "dim": dim})
     spark.createDataFrame(pdf[["item_id"]]).write.format("delta").save(str(lake.root / "silver" / "items"))
     spark.createDataFrame(pdf).write.format("delta").partitionBy("encoder").save(str(lake.root / "gold" / "item_embeddings"))
-    rq_cfg = rqvae.RQVAEConfig(input_dim=8, hidden_dims=(16,), latent_dim=8, levels=3, codes=8, balance="prices")
+    rq_cfg = rqvae.RQVAEConfig(input_dim=dim, hidden_dims=(16,), latent_dim=8, levels=levels, codes=codes, balance="prices")
     model, history = rqvae.train_rqvae(x, rq_cfg, epochs=2, batch_size=64, log_every=0)
     folder = tok.models_dir(cfg) / "v-test"
     folder.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
     (folder / "history.json").write_text(json.dumps(history))
     (folder / "config.json").write_text(json.dumps({"version": "v-test", "encoder": "vec", "rqvae": rq_cfg.to_dict()}))
+    return cfg, model
+
+
+def test_assign_on_spark_equals_the_numpy_path_extra_levels_included(spark, lake):
+    """Without the spill step, 300 items on 2 x 4 codes leave prefix groups of more than C = 4: Spark's
+    per-partition de-collision gives every item exactly the codes the one-process numpy path gives
+    (re-drawn last level, then extra levels in base C), and reports where its time went."""
+    import numpy as np
+
+    from gr2.platform.sids import sid_string
+    from gr2.tokenizer import collisions, rqvae
+
+    x = np.random.default_rng(1).normal(size=(300, 8)).astype(np.float32)
+    cfg, model = _vector_lake(spark, lake, x, levels=2, codes=4, extra=["tokenizer.spill=false", "spark.shuffle_partitions=3"])
+    raw = rqvae.encode_codes(model, x).numpy()
+    new, _, overflow = collisions.redraw_last_level(raw, 4, seed=cfg.tokenizer.seed)
+    expected = collisions.fallback_codes(new, collisions.overflow_mask(new, overflow), 4)
+    assert overflow and max(map(len, expected)) > 2
+
+    a = tok.assign(spark, cfg, "v-test")
+    book = {r.item_id: r for r in lake.read(spark, "gold.sid_codebook").collect()}
+    assert [book[f"i{k:04d}"].codes for k in range(len(x))] == expected
+    assert all(r.sid == sid_string(r.codes) for r in book.values())
+    assert a["final_unique_fraction"] == 1.0 and a["extra_level"] == sum(len(c) > 2 for c in expected)
+    assert set(a["timings"]) >= {"random last level per prefix group", "gate and publish gold.sid_codebook", "report"}
+    assert all(t > 0 for t in a["timings"].values())
+
+
+def test_assign_spills_overfull_prefix_groups_like_the_numpy_path(spark, lake):
+    """40 near-copies share one raw prefix (C = 8): Spark's spill moves them exactly as spill.spill does,
+    so no item needs an extra level; a rerun keeps every SID."""
+    import numpy as np
+
+    from gr2.tokenizer import collisions, rqvae, spill
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(400, 8)), rng.normal(size=(1, 8)) + 0.01 * rng.normal(size=(40, 8))]).astype(np.float32)
+    ids = [f"i{i:04d}" for i in range(len(x))]
+    cfg, model = _vector_lake(spark, lake, x, levels=3, codes=8)
 
     raw = rqvae.encode_codes(model, x).numpy()
     movers = spill.movers_mask(raw, 8)

@@ -219,6 +219,7 @@ ASSIGNED = T.StructType(
         T.StructField("item_id", T.StringType()),
         T.StructField("raw_codes", T.ArrayType(T.IntegerType())),
         T.StructField("codes", T.ArrayType(T.IntegerType())),
+        T.StructField("sid", T.StringType()),
         T.StructField("was_collision", T.BooleanType()),
         T.StructField("overflow", T.BooleanType()),
     ]
@@ -243,33 +244,49 @@ def encode_on_executors(emb, model_bc):
     return emb.mapInPandas(encode, RAW)
 
 
+def decollide_frame(pdf: pd.DataFrame, levels: int, codes: int, seed: int, extra_level: bool) -> pd.DataFrame:
+    """The random last level for every item of `pdf`, which must hold whole prefix groups (any number of
+    them): kept items first, then by item_id; over-full groups fall back to extra levels. Rows are
+    sorted by item_id first, so the answer does not depend on the order a shuffle delivered them in."""
+    pdf = pdf.sort_values("item_id", kind="stable").reset_index(drop=True)
+    keep = pdf["kept"].to_numpy(dtype=bool)
+    start_lists = pdf["start_codes"].to_numpy()
+    start = np.stack([np.asarray(c[:levels]) for c in start_lists]).astype(np.int64) if len(pdf) else np.zeros((0, levels), np.int64)
+    new, was, overflow = collisions.redraw_last_level(start, codes, seed, keep=keep)
+    if "spilled" in pdf:  # moved to a next-nearest code by the spill step: also a de-collision
+        was = was | pdf["spilled"].to_numpy(dtype=bool)
+    over = collisions.overflow_mask(new, overflow) & ~keep if overflow else np.zeros(len(pdf), bool)
+    out_codes = collisions.fallback_codes(new, over, codes) if over.any() and extra_level else new.tolist()
+    for i in np.flatnonzero(keep):  # kept items keep their full code list, extra level included
+        out_codes[i] = list(start_lists[i])
+    return pd.DataFrame({
+        "item_id": pdf["item_id"], "raw_codes": pdf["raw_codes"], "codes": out_codes,
+        "sid": [sid_string(c) for c in out_codes], "was_collision": was & ~keep, "overflow": over,
+    })
+
+
 def decollide_groups(df, levels: int, codes: int, seed: int, extra_level: bool):
-    """Per prefix group (first L-1 codes): random last level, kept items first; over-full groups fall back."""
+    """Per prefix group (first L-1 codes): random last level, kept items first; over-full groups fall back.
 
-    def per_group(pdf: pd.DataFrame) -> pd.DataFrame:
-        keep = pdf["kept"].to_numpy(dtype=bool)
-        start = np.stack([np.asarray(c[:levels]) for c in pdf["start_codes"]]).astype(np.int64)
-        new, was, overflow = collisions.redraw_last_level(start, codes, seed, keep=keep)
-        if "spilled" in pdf:  # moved to a next-nearest code by the spill step: also a de-collision
-            was = was | pdf["spilled"].to_numpy(dtype=bool)
-        over = collisions.overflow_mask(new, overflow) & ~keep if overflow else np.zeros(len(pdf), bool)
-        out_codes = [list(map(int, c)) for c in new]
-        if over.any() and extra_level:
-            out_codes = collisions.fallback_codes(new, over, codes)
-        for i in np.flatnonzero(keep):  # kept items keep their full code list, extra level included
-            out_codes[i] = list(pdf["start_codes"].iloc[i])
-        return pd.DataFrame(
-            {"item_id": pdf["item_id"], "raw_codes": pdf["raw_codes"], "codes": out_codes, "was_collision": was & ~keep, "overflow": over}
-        )
-
+    Hash-partitioned by prefix, so each partition holds whole groups, and de-collided a partition at a
+    time in one vectorised call (`collisions` works on any number of groups at once). A pandas call per
+    group (groupBy().applyInPandas) cost a Python round trip for each of up to one group per item."""
     prefix = F.slice("start_codes", 1, max(levels - 1, 1)) if levels > 1 else F.array(F.lit(0))
-    return df.groupBy(prefix.alias("_prefix")).applyInPandas(
-        lambda key, pdf: per_group(pdf), ASSIGNED
-    )
+
+    def per_partition(batches):
+        frames = [b for b in batches if len(b)]  # a group may straddle Arrow batches: gather the partition
+        if frames:
+            yield decollide_frame(pd.concat(frames, ignore_index=True), levels, codes, seed, extra_level)
+
+    return df.repartition(prefix).mapInPandas(per_partition, ASSIGNED)
 
 
 def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None = None) -> dict:
-    """SIDs for every embedded item under one tokenizer version; items that have one keep it."""
+    """SIDs for every embedded item under one tokenizer version; items that have one keep it.
+
+    Each step ends in an action, so the steps' times (`summary["timings"]`) say where the time goes:
+    encoding (cached: the spill step and the re-draw both read it), spill, the random last level
+    (cached: the gate, the publish and the report read it), gate + Delta commit, the report."""
     steps = steps or Steps(quiet=True)
     lake = Lake(cfg.lake_path)
     version = version or latest_version(cfg)
@@ -289,29 +306,29 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
             prev = spark.createDataFrame([], "item_id string, prev array<int>")
         joined = raw.join(prev, "item_id", "left").select(
             "item_id", "raw_codes", F.col("prev").isNotNull().alias("kept"), F.coalesce("prev", "raw_codes").alias("start_codes")
-        )
-    n_spilled, base = 0, None
+        ).cache()
+        n_encoded = joined.count()
+    n_spilled = 0
     if cfg.tokenizer.spill:
         with steps.step("spill over-full prefix groups to next-nearest codes"):
-            base = joined.cache()  # read by the group count, the movers, the loads and the re-join
-            joined, n_spilled = spill.spill_on_spark(base, emb, model_bc, L, C)
+            start, n_spilled = spill.spill_on_spark(joined, emb, model_bc, L, C)
+    else:
+        start = joined
     with steps.step("random last level per prefix group"):
-        assigned = decollide_groups(joined, L, C, cfg.tokenizer.seed, cfg.tokenizer.overflow == "extra_level").cache()
+        assigned = decollide_groups(start, L, C, cfg.tokenizer.seed, cfg.tokenizer.overflow == "extra_level").cache()
         stats = assigned.agg(
             F.count(F.lit(1)).alias("n"), F.countDistinct(F.array_join("raw_codes", ",")).alias("raw_unique"),
+            F.countDistinct("sid").alias("final_unique"),
             F.sum(F.col("was_collision").cast("int")).alias("redrawn"), F.sum(F.col("overflow").cast("int")).alias("overflow"),
         ).collect()[0]
         if stats["overflow"] and cfg.tokenizer.overflow == "fail":
             raise ValueError(f"{stats['overflow']} item(s) sit in prefix groups with more than C={C} items; "
                              "set tokenizer.overflow=extra_level or raise tokenizer.codes")
-    sid_udf = F.udf(lambda c: sid_string(c), "string")
     stamp = datetime.now(timezone.utc).replace(tzinfo=None)
     table = assigned.select(
-        "item_id", "codes", "raw_codes", sid_udf("codes").alias("sid"), F.lit(version).alias("tokenizer_version"),
+        "item_id", "codes", "raw_codes", "sid", F.lit(version).alias("tokenizer_version"),
         "was_collision", F.lit(stamp).alias("assigned_at"),
     )
-    n_items = items.count()
-    n_quarantined = n_items - stats["n"]
     with steps.step("gate and publish gold.sid_codebook"):
         c = contract("gold.sid_codebook")
         res = lake.publish_overwrite(
@@ -319,24 +336,26 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
             audit=c.audit,
             partition_by=["tokenizer_version"], replace_where=f"tokenizer_version = '{version}'",
         )
-    raw_pdf = assigned.select("raw_codes").toPandas()  # Arrow: one columnar transfer, not a Row per item
-    codes = np.stack(raw_pdf["raw_codes"].to_numpy()) if len(raw_pdf) else np.zeros((0, L), np.int64)
-    final = lake.read(spark, "gold.sid_codebook").where(F.col("tokenizer_version") == version)
-    assigned.unpersist()
-    if base is not None:
-        base.unpersist()
-    summary = {
-        "version": version, "levels": L, "codes": C, "items": n_items, "assigned": stats["n"],
-        "without_sid": n_quarantined,
-        "raw_unique_fraction": stats["raw_unique"] / max(stats["n"], 1),
-        "final_unique_fraction": final.select("sid").distinct().count() / max(stats["n"], 1),
-        "redrawn": stats["redrawn"], "spilled": n_spilled, "extra_level": stats["overflow"],
-        "raw_metrics": rqvae.code_metrics(codes, C) if len(codes) else {},
-        "table": res.__dict__,
-    }
-    from gr2.tokenizer import report
+    with steps.step("report"):
+        n_items = items.count()
+        raw_pdf = assigned.select("raw_codes").toPandas()  # Arrow: one columnar transfer, not a Row per item
+        codes = np.stack(raw_pdf["raw_codes"].to_numpy()) if len(raw_pdf) else np.zeros((0, L), np.int64)
+        assigned.unpersist()
+        joined.unpersist()
+        summary = {
+            "version": version, "levels": L, "codes": C, "items": n_items, "assigned": stats["n"],
+            "without_sid": n_items - stats["n"],
+            "raw_unique_fraction": stats["raw_unique"] / max(stats["n"], 1),
+            # the gate has just checked (version, sid) unique on exactly these rows: no re-read of the table
+            "final_unique_fraction": stats["final_unique"] / max(stats["n"], 1),
+            "redrawn": stats["redrawn"], "spilled": n_spilled, "extra_level": stats["overflow"],
+            "raw_metrics": rqvae.code_metrics(codes, C) if len(codes) else {},
+            "table": res.__dict__, "encoded": n_encoded,
+        }
+        from gr2.tokenizer import report
 
-    history = json.loads((folder / "history.json").read_text())
-    stamp_dir = cfg.lake_path / "reports" / "tokenizer" / f"{version}-{stamp:%Y%m%dT%H%M%S}"
-    summary["report"] = str(report.write(stamp_dir, summary, history, codes))
+        history = json.loads((folder / "history.json").read_text())
+        stamp_dir = cfg.lake_path / "reports" / "tokenizer" / f"{version}-{stamp:%Y%m%dT%H%M%S}"
+        summary["report"] = str(report.write(stamp_dir, summary, history, codes))
+    summary["timings"] = dict(steps.timings)
     return summary
