@@ -27,6 +27,7 @@ import pandas_etl  # noqa: E402
 
 from gr2.config import load_config  # noqa: E402
 from gr2.etl import jobs, synthetic  # noqa: E402
+from gr2.platform.progress import Steps  # noqa: E402
 from gr2.platform.spark import get_spark  # noqa: E402
 
 
@@ -54,15 +55,18 @@ def main() -> None:
         cfg = load_config(overrides=sets, lake=str(root / "lake"))
         spark = spark or get_spark(cfg.spark)
         gen = synthetic.generate(spark, cfg.etl.synthetic, landing)
+        ing_steps, bld_steps = Steps(quiet=True), Steps(quiet=True)
         t0 = time.perf_counter()
-        ing = jobs.ingest(spark, cfg)
+        ing = jobs.ingest(spark, cfg, steps=ing_steps)
         t1 = time.perf_counter()
-        bld = jobs.build(spark, cfg)
+        bld = jobs.build(spark, cfg, steps=bld_steps)
         t2 = time.perf_counter()
         row = {
             "interactions": gen["events"], "lines": gen["lines"], "users": users, "items": items,
             "spark_ingest_s": t1 - t0, "spark_build_s": t2 - t1, "spark_s": t2 - t0,
             "accepted": ing["counts"]["interactions"]["accepted"], "slates": bld["slates"],
+            # "read events from <path>": the path differs per size, the step does not
+            "ingest_steps": {k.split(" from ")[0]: v for k, v in ing_steps.timings.items()}, "build_steps": bld_steps.timings,
         }
         if n <= args.skip_pandas_above:
             p0 = time.perf_counter()
@@ -87,6 +91,15 @@ def print_table(rows: list[dict]) -> None:
             f"| {r['interactions']:,} | {r['spark_ingest_s']:.1f} | {r['spark_build_s']:.1f} | {r['spark_s']:.1f} | {n / r['spark_s']:,.0f} | "
             + (f"{pdt:.1f} | {n / pdt:,.0f} | {pdt / r['spark_s']:.2f} | {same} |" if pdt else "- | - | - | - |")
         )
+    for job in ("ingest", "build"):
+        names = list(dict.fromkeys(k for r in rows for k in r[f"{job}_steps"]))
+        print(f"\nwhere Spark's {job} time goes (seconds per step; each step ends in an action)\n")
+        print("| step | " + " | ".join(f"{r['interactions']:,}" for r in rows) + " |")
+        print("|---|" + "---:|" * len(rows))
+        for k in names:
+            print(f"| {k} | " + " | ".join(f"{r[f'{job}_steps'].get(k, float('nan')):.1f}" for r in rows) + " |")
+        print("| (outside the steps) | " + " | ".join(
+            f"{r[f'spark_{job}_s'] - sum(r[f'{job}_steps'].values()):.1f}" for r in rows) + " |")
     if len(rows) > 1:
         print("\ngrowth exponent b (time ~ size^b) between consecutive sizes:")
         for a, b in zip(rows, rows[1:]):
