@@ -112,10 +112,12 @@ def _size(file: str) -> int:
         return 0
 
 
-def read_lines(spark, files: list[str], encoding: str = "utf-8", skip_blank: bool = True):
-    """A DataFrame (file, line, raw) with one row per line of every file."""
-    from pyspark.sql import functions as F
+_NOT_BLANK = re.compile(r"\S", re.ASCII)  # Java's \S: blank means only space, \t, \n, \x0b, \f, \r
 
+
+def line_records(spark, files: list[str], encoding: str = "utf-8", skip_blank: bool = True):
+    """An RDD of (file, line, raw) tuples, one per line of every file, still in Python: a reader that
+    parses lines maps its parser over it in the same pass (`read_lines` makes it a DataFrame)."""
     sc = spark.sparkContext
     literal = [f for f in files if hadoop_unsafe(f)]
     hadoop = [f for f in files if f not in literal]
@@ -135,12 +137,16 @@ def read_lines(spark, files: list[str], encoding: str = "utf-8", skip_blank: boo
     target = max(2 * sc.defaultParallelism, -(-sum(_size(f) for f in files) // (128 << 20)))
     if rdd.getNumPartitions() > target:
         rdd = rdd.coalesce(target)
-    df = spark.createDataFrame(rdd, LINES)
     if skip_blank:
         # Blank lines are layout, not records (trailing newlines, spacing between blocks); so are lines of
-        # only whitespace (tabs too: Spark's trim() would strip spaces only).
-        df = df.where(F.col("raw").rlike(r"\S"))
-    return df
+        # only whitespace (tabs too).
+        rdd = rdd.filter(lambda rec: rec[2] is not None and _NOT_BLANK.search(rec[2]) is not None)
+    return rdd
+
+
+def read_lines(spark, files: list[str], encoding: str = "utf-8", skip_blank: bool = True):
+    """A DataFrame (file, line, raw) with one row per line of every file."""
+    return spark.createDataFrame(line_records(spark, files, encoding, skip_blank), LINES)
 
 
 def read_parquet_rows(spark, file: str):

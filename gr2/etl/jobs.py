@@ -135,6 +135,8 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
     with steps.step("publish bronze.events"):
         bronze = None
         for kind, lines in batch.lines.items():
+            if batch.records_are_lines:  # from the cached checked rows: the files are not read a second time
+                lines = (checked if kind == "interactions" else items_checked).select("file", "line", "raw")
             part = transforms.to_bronze(lines, etl.source, kind, ing)
             bronze = part if bronze is None else bronze.unionByName(part)
         n_lines = bronze.count()

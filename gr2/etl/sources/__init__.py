@@ -26,6 +26,9 @@ class SourceBatch:
     files: list = field(default_factory=list)  # [file]: the data files read
     skipped: list = field(default_factory=list)  # [(file, reason)]: files under the input path not read
     failed: list = field(default_factory=list)  # [(file, reason)]: data files that could not be read
+    # Each parsed row is one line, with its file, line and raw text: bronze can be taken from the parsed
+    # rows (already cached by the ingest) instead of reading the files again.
+    records_are_lines: bool = False
 
 
 Reader = Callable[..., SourceBatch]

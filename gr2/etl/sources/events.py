@@ -32,7 +32,7 @@ from datetime import date, datetime, timezone
 from functools import reduce
 from pathlib import Path
 
-from gr2.etl.io import LINES, InputError, read_lines, read_parquet_rows, scan_files
+from gr2.etl.io import InputError, line_records, read_parquet_rows, scan_files
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
 from gr2.etl.sources import SourceBatch, flatten_categories, json_type, parse_id
 
@@ -304,20 +304,26 @@ def parse_line(kind: str, file: str, line: int, raw: str, headers: dict) -> tupl
 # ---------------------------------------------------------------------------------------------------
 
 
-def _lines(spark, files: list[tuple[str, str]], encoding: str):
-    """One (file, line, raw) DataFrame for these files; CSV headers are left out."""
-    from pyspark.sql import functions as F
+_CSV_FILE = re.compile(r"(?i)\.csv(\.gz)?$")
 
+
+def _records(spark, kind: str, files: list[tuple[str, str]], encoding: str, headers: dict):
+    """Parsed rows of `kind` for these files, in one Python pass over their lines (read and parse in the
+    same task: no round trip of every line through the JVM between the two); CSV headers left out."""
+    schema = PARSED_INTERACTION if kind == "interactions" else PARSED_ITEM
     parts = []
     text = [f for f, fmt in files if fmt in ("json", "csv")]
     if text:
-        df = read_lines(spark, text, encoding)
+        recs = line_records(spark, text, encoding)
         if any(fmt == "csv" for _, fmt in files):
-            df = df.where(~(F.col("file").rlike(r"(?i)\.csv(\.gz)?$") & (F.col("line") == 1)))
-        parts.append(df)
-    parts += [read_parquet_rows(spark, f) for f, fmt in files if fmt == "parquet"]
+            recs = recs.filter(lambda r: not (r[1] == 1 and _CSV_FILE.search(r[0])))
+        parts.append(spark.createDataFrame(recs.map(lambda r: parse_line(kind, r[0], r[1], r[2], headers)), schema))
+    for f, fmt in files:
+        if fmt == "parquet":
+            rows = read_parquet_rows(spark, f)
+            parts.append(spark.createDataFrame(rows.rdd.map(lambda r: parse_line(kind, r.file, r.line, r.raw, headers)), schema))
     if not parts:
-        return spark.createDataFrame([], LINES)
+        return spark.createDataFrame([], schema)
     return reduce(lambda a, b: a.unionByName(b), parts)
 
 
@@ -368,17 +374,14 @@ def read(spark, path: str, encoding: str | None = None) -> SourceBatch:
         raise InputError(f"no file under {path} could be read: " + "; ".join(f"{f}: {why}" for f, why in failed))
     headers = {f: read_csv_header(f, enc) for kind in files for f, fmt in files[kind] if fmt == "csv"}
 
-    def parse(kind, lines):
-        schema = PARSED_INTERACTION if kind == "interactions" else PARSED_ITEM
-        return spark.createDataFrame(lines.rdd.map(lambda r: parse_line(kind, r.file, r.line, r.raw, headers)), schema)
-
-    event_lines = _lines(spark, files["interactions"], enc)
-    interactions = parse("interactions", event_lines)
-    lines = {"interactions": event_lines}
+    # One parsed row per line, carrying its file, line and raw text: bronze comes from the parsed rows
+    # (records_are_lines), so the files are read and parsed once.
+    interactions = _records(spark, "interactions", files["interactions"], enc, headers)
+    lines = {"interactions": interactions.select("file", "line", "raw")}
     items = None
     if files["items"]:
-        item_lines = _lines(spark, files["items"], enc)
-        items = parse("items", item_lines)
-        lines["items"] = item_lines
+        items = _records(spark, "items", files["items"], enc, headers)
+        lines["items"] = items.select("file", "line", "raw")
     read_files = sorted(f for kind in ("interactions", "items") for f, _ in files[kind])
-    return SourceBatch(SOURCE, interactions, items, lines, files=read_files, skipped=files["skipped"], failed=sorted(failed))
+    return SourceBatch(SOURCE, interactions, items, lines, files=read_files, skipped=files["skipped"], failed=sorted(failed),
+                       records_are_lines=True)
