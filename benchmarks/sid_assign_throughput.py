@@ -37,6 +37,30 @@ from gr2.platform.spark import get_spark  # noqa: E402
 from gr2.tokenizer import collisions, jobs, rqvae  # noqa: E402
 
 
+def prepare(spark, cfg, n: int, dim: int = 64):
+    """Untimed set-up in cfg's lake: `n` clustered synthetic item vectors as silver.items and
+    gold.item_embeddings (encoder "bench"), and an RQ-VAE (4 x 256) fitted on 50k of them for 10 epochs
+    as tokenizer version "bench". -> (vectors, model, its config)."""
+    from safetensors.torch import save_file
+
+    lake = cfg.lake_path
+    x = synthetic_embeddings(n, dim)
+    ids = [f"i{i:09d}" for i in range(n)]
+    pdf = pd.DataFrame({"item_id": ids, "vector": list(x), "encoder": "bench", "dim": dim})
+    spark.createDataFrame(pdf[["item_id"]]).write.format("delta").mode("overwrite").save(str(lake / "silver" / "items"))
+    spark.createDataFrame(pdf).write.format("delta").mode("overwrite").partitionBy("encoder").save(str(lake / "gold" / "item_embeddings"))
+    del pdf
+    fit_x = x[np.random.default_rng(0).choice(n, min(n, 50_000), replace=False)]
+    rq_cfg = jobs.rqvae_config(cfg, dim)
+    model, history = rqvae.train_rqvae(fit_x, rq_cfg, epochs=10, batch_size=512, log_every=0)
+    folder = jobs.models_dir(cfg) / "bench"
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "history.json").write_text(json.dumps(history))
+    (folder / "config.json").write_text(json.dumps({"version": "bench", "encoder": "bench", "rqvae": rq_cfg.to_dict()}))
+    return x, model, rq_cfg
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -51,23 +75,7 @@ def main() -> None:
         cfg = load_config(overrides=["spark.driver_memory=10g", "spark.shuffle_partitions=16", "tokenizer.embedding.encoder=bench"],
                           lake=str(root / "lake"))
         spark = spark or get_spark(cfg.spark)
-        x = synthetic_embeddings(n, 64)
-        ids = [f"i{i:09d}" for i in range(n)]
-        pdf = pd.DataFrame({"item_id": ids, "vector": list(x), "encoder": "bench", "dim": 64})
-        spark.createDataFrame(pdf[["item_id"]]).write.format("delta").mode("overwrite").save(str(root / "lake" / "silver" / "items"))
-        spark.createDataFrame(pdf).write.format("delta").mode("overwrite").partitionBy("encoder").save(str(root / "lake" / "gold" / "item_embeddings"))
-        del pdf
-        fit_x = x[np.random.default_rng(0).choice(n, min(n, 50_000), replace=False)]
-        rq_cfg = jobs.rqvae_config(cfg, 64)
-        model, history = rqvae.train_rqvae(fit_x, rq_cfg, epochs=10, batch_size=512, log_every=0)
-        folder = jobs.models_dir(cfg) / "bench"
-        folder.mkdir(parents=True)
-        from safetensors.torch import save_file
-
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-        (folder / "history.json").write_text(json.dumps(history))
-        (folder / "config.json").write_text(json.dumps({"version": "bench", "encoder": "bench", "rqvae": rq_cfg.to_dict()}))
-
+        x, model, rq_cfg = prepare(spark, cfg, n)
         t0 = time.perf_counter()
         summary = jobs.assign(spark, cfg, "bench")
         spark_s = time.perf_counter() - t0
