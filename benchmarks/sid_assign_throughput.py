@@ -41,8 +41,6 @@ def prepare(spark, cfg, n: int, dim: int = 64):
     """Untimed set-up in cfg's lake: `n` clustered synthetic item vectors as silver.items and
     gold.item_embeddings (encoder "bench"), and an RQ-VAE (4 x 256) fitted on 50k of them for 10 epochs
     as tokenizer version "bench". -> (vectors, model, its config)."""
-    from safetensors.torch import save_file
-
     lake = cfg.lake_path
     x = synthetic_embeddings(n, dim)
     ids = [f"i{i:09d}" for i in range(n)]
@@ -53,11 +51,7 @@ def prepare(spark, cfg, n: int, dim: int = 64):
     fit_x = x[np.random.default_rng(0).choice(n, min(n, 50_000), replace=False)]
     rq_cfg = jobs.rqvae_config(cfg, dim)
     model, history = rqvae.train_rqvae(fit_x, rq_cfg, epochs=10, batch_size=512, log_every=0)
-    folder = jobs.models_dir(cfg) / "bench"
-    folder.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "history.json").write_text(json.dumps(history))
-    (folder / "config.json").write_text(json.dumps({"version": "bench", "encoder": "bench", "rqvae": rq_cfg.to_dict()}))
+    jobs.save_model(jobs.models_dir(cfg) / "bench", model, history, "bench", "bench")
     return x, model, rq_cfg
 
 

@@ -17,7 +17,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import requests
 from typer.testing import CliRunner
 
 from gr2.pipelines import submit as sub
+from gr2.platform.standalone import free_ports, wait_for
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
@@ -37,19 +37,6 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 RAY = str(VENV_BIN / "ray")
 MARKER_VAR = "GR2_TEST_RAY_CLUSTER"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def marked_pids(marker: str) -> list[int]:
@@ -113,20 +100,8 @@ class Cluster:
 
 
 def _wait(what: str, check, timeout: float, procs: list[subprocess.Popen], logs: list[Path]):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        for p, log in zip(procs, logs):
-            if p.poll() is not None:
-                raise RuntimeError(f"{what}: `ray start` exited with {p.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if check():
-                return
-        except Exception as exc:  # noqa: BLE001 - not up yet
-            last = exc
-        time.sleep(0.5)
-    tails = "\n".join(f"--- {log}\n{log.read_text()[-2000:]}" for log in logs if log.exists())
-    raise TimeoutError(f"{what} not reached in {timeout:.0f}s (last error: {last})\n{tails}")
+    wait_for(what, check, {f"`ray start` ({log.name})": p for p, log in zip(procs, logs)},
+             {f"`ray start` ({log.name})": log for log in logs}, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -88,10 +88,7 @@ def test_fit_on_too_few_items_says_what_to_do(spark, lake, tok_lake):
 def _vector_lake(spark, lake, x, levels: int, codes: int, extra=()):
     """Items i0000.. with vectors `x` in the lake, and an RQ-VAE (`levels` x `codes`) fitted on them as
     tokenizer version v-test. -> (cfg, model)."""
-    import json
-
     import pandas as pd
-    from safetensors.torch import save_file
 
     from gr2.tokenizer import rqvae
 
@@ -104,11 +101,7 @@ def _vector_lake(spark, lake, x, levels: int, codes: int, extra=()):
     spark.createDataFrame(pdf).write.format("delta").partitionBy("encoder").save(str(lake.root / "gold" / "item_embeddings"))
     rq_cfg = rqvae.RQVAEConfig(input_dim=dim, hidden_dims=(16,), latent_dim=8, levels=levels, codes=codes, balance="prices")
     model, history = rqvae.train_rqvae(x, rq_cfg, epochs=2, batch_size=64, log_every=0)
-    folder = tok.models_dir(cfg) / "v-test"
-    folder.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    (folder / "history.json").write_text(json.dumps(history))
-    (folder / "config.json").write_text(json.dumps({"version": "v-test", "encoder": "vec", "rqvae": rq_cfg.to_dict()}))
+    tok.save_model(tok.models_dir(cfg) / "v-test", model, history, "v-test", "vec")
     return cfg, model
 
 

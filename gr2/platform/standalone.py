@@ -48,6 +48,24 @@ def get_json(url: str, timeout: float = 5) -> dict | list:
         return json.load(r)
 
 
+def wait_for(what: str, check, procs: dict, logs: dict, timeout: float = 90) -> None:
+    """Poll `check()` until it is true; fail at once, with its log's tail, when a process of `procs` (name ->
+    Popen; `logs`: name -> its log file) has exited, and after `timeout` seconds with every log's tail."""
+    deadline, last = time.time() + timeout, None
+    while time.time() < deadline:
+        for name, p in procs.items():
+            if p.poll() is not None:
+                raise RuntimeError(f"{what}: {name} exited with {p.returncode}:\n{Path(logs[name]).read_text()[-3000:]}")
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001 - not up yet
+            last = exc
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {n}\n{Path(log).read_text()[-2000:]}" for n, log in logs.items() if Path(log).exists())
+    raise TimeoutError(f"{what} not reached in {timeout:.0f}s (last error: {last})\n{tails}")
+
+
 class StandaloneCluster:
     """A master and `workers` workers of `cores` cores and `memory` each, logging under `root`."""
 
@@ -76,19 +94,8 @@ class StandaloneCluster:
             )
 
     def wait_for(self, what: str, check, timeout: float = 90) -> None:
-        deadline, last = time.time() + timeout, None
-        while time.time() < deadline:
-            for name, p in self.procs.items():
-                if p.poll() is not None:
-                    raise RuntimeError(f"{what}: the Spark {name} exited with {p.returncode}:\n{self.logs[name].read_text()[-3000:]}")
-            try:
-                if check():
-                    return
-            except Exception as exc:  # noqa: BLE001 - not up yet
-                last = exc
-            time.sleep(0.5)
-        tails = "\n".join(f"--- {n}\n{log.read_text()[-2000:]}" for n, log in self.logs.items() if log.exists())
-        raise TimeoutError(f"{what} not reached in {timeout:.0f}s (last error: {last})\n{tails}")
+        wait_for(what, check, {f"the Spark {n}": p for n, p in self.procs.items()},
+                 {f"the Spark {n}": log for n, log in self.logs.items()}, timeout)
 
     def state(self) -> dict:
         return get_json(f"{self.ui}/json/")

@@ -201,6 +201,19 @@ def fit(spark, cfg: Config, steps: Steps | None = None) -> dict:
     return {"version": version, "encoder": name, "items": len(x), "model_dir": str(out), "final": history[-1], "first": history[0]}
 
 
+def save_model(folder: Path, model: rqvae.RQVAE, history: list, version: str, encoder: str, **meta) -> Path:
+    """A model fitted outside `fit` (a benchmark's, a test's) as tokenizer version `version` of the items
+    embedded by `encoder`: the three files `load_model` and `assign` read."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "history.json").write_text(json.dumps(history))
+    (folder / "config.json").write_text(json.dumps({"version": version, "encoder": encoder, "rqvae": model.cfg.to_dict(), **meta}))
+    return folder
+
+
 def load_model(folder: Path) -> rqvae.RQVAE:
     from safetensors.torch import load_file
 
