@@ -1,8 +1,15 @@
 """The pre-ranker's scoring and target placement, on hand-made neighbour tables (no Spark)."""
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from gr2.etl.prerank import build_index, place_target, score_candidates
+
+
+def frames(rows, pop):
+    return (pd.DataFrame(rows, columns=["item_id", "neighbor_id", "weight", "rank"]),
+            pd.DataFrame(pop, columns=["item_id", "count"]))
 
 
 @pytest.fixture()
@@ -10,7 +17,44 @@ def index():
     # a -> b (0.7), a -> c (0.3); b -> c (1.0); popularity: d > c > b > a > e
     rows = [("a", "b", 0.7, 1), ("a", "c", 0.3, 2), ("b", "c", 1.0, 1)]
     pop = [("d", 9), ("c", 5), ("b", 4), ("a", 2)]
-    return build_index(rows, pop, ["a", "b", "c", "d", "e"])
+    return build_index(*frames(rows, pop), ["a", "b", "c", "d", "e"])
+
+
+def reference_index(rows, pop, all_items):
+    """build_index as a loop over tuples (the specification the vectorised one must equal)."""
+    item_ids = sorted(set(all_items))
+    idx = {item: i for i, item in enumerate(item_ids)}
+    kept = sorted((idx[a], r, idx[b], np.float32(w)) for a, b, w, r in rows if a in idx and b in idx)
+    offsets = [0] * (len(item_ids) + 1)
+    for a, _, _, _ in kept:
+        offsets[a + 1] += 1
+    ranked = [idx[item] for _, item in sorted((-c, item) for item, c in pop if item in idx)]
+    ranked += [i for i in range(len(item_ids)) if i not in set(ranked)]
+    return item_ids, np.cumsum(offsets).tolist(), [b for _, _, b, _ in kept], [w for _, _, _, w in kept], ranked
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_build_index_equals_the_loop_over_tuples(seed):
+    """Random tables with pairs naming unknown items, tied weights and tied popularity counts."""
+    rng = np.random.default_rng(seed)
+    catalog = [f"i{k:03d}" for k in rng.choice(500, 60, replace=False)]
+    names = catalog + ["ghost1", "ghost2"]
+    rows = []
+    for a in rng.choice(names, 40, replace=False):
+        for r, b in enumerate(rng.choice([n for n in names if n != a], rng.integers(1, 6), replace=False), start=1):
+            rows.append((str(a), str(b), float(rng.choice([0.5, 0.25, 0.125])), r))
+    pop = [(str(i), int(rng.integers(1, 4))) for i in rng.choice(names, 30, replace=False)]
+    got = build_index(*frames(rows, pop), catalog)
+    want = reference_index(rows, pop, catalog)
+    assert got.item_ids.tolist() == want[0] and got.offsets.tolist() == want[1]
+    assert got.neighbors.tolist() == want[2] and got.weights.tolist() == want[3]
+    assert got.popularity_order.tolist() == want[4]
+
+
+def test_build_index_of_empty_tables():
+    got = build_index(*frames([], []), ["b", "a"])
+    assert got.item_ids.tolist() == ["a", "b"] and got.offsets.tolist() == [0, 0, 0]
+    assert got.neighbors.tolist() == [] and got.popularity_order.tolist() == [0, 1]
 
 
 def ids(index, idx):

@@ -183,11 +183,12 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
     return summary
 
 
-def _index_of(cooc, train, all_items: list[str]) -> tuple[list, prerank.NeighborIndex]:
-    """The co-occurrence rows of a fit and its broadcastable index, popularity fill from `train`."""
-    rows = [(r.item_id, r.neighbor_id, r.weight, r.rank) for r in cooc.collect()]
-    pop = [(r.item_id, r["count"]) for r in train.select(F.explode("items").alias("item_id")).groupBy("item_id").count().collect()]
-    return rows, prerank.build_index(rows, pop, all_items)
+def _index_of(cooc, train, all_items) -> tuple[int, prerank.NeighborIndex]:
+    """(pairs in the fit, its broadcastable index); popularity fill from `train`. Both tables reach the
+    driver through Arrow: at millions of pairs a Row object per pair cost more than the fit."""
+    rows = cooc.select("item_id", "neighbor_id", "weight", "rank").toPandas()
+    pop = train.select(F.explode("items").alias("item_id")).groupBy("item_id").count().toPandas()
+    return len(rows), prerank.build_index(rows, pop, all_items)
 
 
 @_one_publication("build")
@@ -214,9 +215,9 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
     with steps.step("fit co-occurrence pre-ranker on the training split"):
         train = gold.train_prefixes(sequences)
         cooc = prerank.fit_cooccurrence(train, etl.prerank.max_gap, etl.prerank.neighbors).persist(StorageLevel.MEMORY_AND_DISK)
-        all_items = [r.item_id for r in items.select("item_id").collect()]
-        cooc_rows, index = _index_of(cooc, train, all_items)
-        summary["cooccurrence_pairs"] = len(cooc_rows)
+        all_items = items.select("item_id").toPandas()["item_id"].to_numpy()
+        n_pairs, index = _index_of(cooc, train, all_items)
+        summary["cooccurrence_pairs"] = n_pairs
     folds = etl.prerank.oof_folds if etl.prerank.oof_folds >= 2 else 0
     summary["oof_folds"] = folds
     fold_index = {}
@@ -271,7 +272,7 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
         )
         summary["tables"]["gold.sequences"] = res.__dict__
         res = lake.publish_overwrite(
-            spark, cooc, "gold.cooccurrence", [qc.rows(len(cooc_rows)), *contract("gold.cooccurrence").checks]
+            spark, cooc, "gold.cooccurrence", [qc.rows(n_pairs), *contract("gold.cooccurrence").checks]
         )
         summary["tables"]["gold.cooccurrence"] = res.__dict__
     with steps.step("incoming-order metrics"):

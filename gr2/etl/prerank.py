@@ -54,22 +54,40 @@ class NeighborIndex:
         return {item: i for i, item in enumerate(self.item_ids)}
 
 
-def build_index(cooc_rows: list, popularity: list[tuple[str, int]], all_items: list[str]) -> NeighborIndex:
-    item_ids = np.array(sorted(set(all_items)), dtype=object)
-    idx = {item: i for i, item in enumerate(item_ids)}
+def build_index(cooc, popularity, all_items) -> NeighborIndex:
+    """The broadcastable index, vectorised (the fit's table arrives through Arrow, not as a Row per pair).
+
+    cooc: a pandas DataFrame (item_id, neighbor_id, weight, rank), the fit's table; popularity: a pandas
+    DataFrame (item_id, count) of training events; all_items: every catalog item id. Items are indexed in
+    sorted id order; each item's neighbours are held by rank (then neighbour index, then weight); pairs
+    naming an item outside the catalog are left out; popularity order is by count, ties by id, and items
+    never seen in training come last, in id order."""
+    item_ids = np.unique(np.asarray(list(all_items), dtype=object))
     n = len(item_ids)
-    rows = sorted((idx[a], r, idx[b], w) for a, b, w, r in cooc_rows if a in idx and b in idx)
-    counts = np.zeros(n + 1, dtype=np.int64)
-    for a, _, _, _ in rows:
-        counts[a + 1] += 1
-    offsets = np.cumsum(counts)
-    neighbors = np.array([b for _, _, b, _ in rows], dtype=np.int32)
-    weights = np.array([w for _, _, _, w in rows], dtype=np.float32)
-    pop_sorted = sorted(((-c, item) for item, c in popularity if item in idx))
-    ranked = [idx[item] for _, item in pop_sorted]
-    seen = set(ranked)
-    ranked += [i for i in range(n) if i not in seen]  # items never seen in training come last
-    return NeighborIndex(item_ids, offsets, neighbors, weights, np.array(ranked, dtype=np.int32))
+
+    def positions(values) -> np.ndarray:
+        """Index of each id in item_ids, -1 where it is not a catalog item."""
+        v = np.asarray(values, dtype=object)
+        if n == 0 or len(v) == 0:
+            return np.full(len(v), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(item_ids, v), n - 1)
+        return np.where(item_ids[at] == v, at, -1)
+
+    a, b = positions(cooc["item_id"]), positions(cooc["neighbor_id"])
+    rank = np.asarray(cooc["rank"], dtype=np.int64)
+    w = np.asarray(cooc["weight"], dtype=np.float32)
+    keep = (a >= 0) & (b >= 0)
+    a, b, rank, w = a[keep], b[keep], rank[keep], w[keep]
+    order = np.lexsort((w, b, rank, a))
+    a, b, w = a[order], b[order], w[order]
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(a, minlength=n))]).astype(np.int64)
+    p_idx = positions(popularity["item_id"])
+    p_cnt = np.asarray(popularity["count"], dtype=np.int64)
+    seen = p_idx >= 0
+    p_idx, p_cnt = p_idx[seen], p_cnt[seen]
+    ranked = p_idx[np.lexsort((p_idx, -p_cnt))]
+    unseen = np.setdiff1d(np.arange(n), ranked)  # items never seen in training come last
+    return NeighborIndex(item_ids, offsets, b.astype(np.int32), w, np.concatenate([ranked, unseen]).astype(np.int32))
 
 
 def score_candidates(history: list[int], index: NeighborIndex, k: int, window: int, decay: float, exclude_history: bool):
