@@ -31,6 +31,42 @@ from gr2.platform.progress import Steps  # noqa: E402
 from gr2.platform.spark import get_spark  # noqa: E402
 
 
+def measure(n: int, root: Path, master: str = "local[*]", with_pandas: bool = True, partitions: int = 16) -> dict:
+    """One size: synthetic logs of about `n` events under `root` (not timed), then Spark's ingest + build
+    timed step by step, then the pandas baseline on the same files. -> the table's row."""
+    users = max(100, n // 12)
+    items = max(1000, n // 200)
+    shutil.rmtree(root, ignore_errors=True)
+    landing = root / "landing"
+    sets = [
+        "etl.source=events", f"etl.path={landing}", f"etl.synthetic.users={users}", f"etl.synthetic.items={items}",
+        "etl.synthetic.mean_events_per_user=12", "etl.synthetic.bad_record_rate=0.001", f"spark.master={master}",
+        "spark.driver_memory=10g", f"spark.shuffle_partitions={partitions}",
+    ]
+    cfg = load_config(overrides=sets, lake=str(root / "lake"))
+    spark = get_spark(cfg.spark)
+    gen = synthetic.generate(spark, cfg.etl.synthetic, landing)
+    ing_steps, bld_steps = Steps(quiet=True), Steps(quiet=True)
+    t0 = time.perf_counter()
+    ing = jobs.ingest(spark, cfg, steps=ing_steps)
+    t1 = time.perf_counter()
+    bld = jobs.build(spark, cfg, steps=bld_steps)
+    t2 = time.perf_counter()
+    row = {
+        "interactions": gen["events"], "lines": gen["lines"], "users": users, "items": items,
+        "spark_ingest_s": t1 - t0, "spark_build_s": t2 - t1, "spark_s": t2 - t0,
+        "accepted": ing["counts"]["interactions"]["accepted"], "slates": bld["slates"],
+        # "read events from <path>": the path differs per size, the step does not
+        "ingest_steps": {k.split(" from ")[0]: v for k, v in ing_steps.timings.items()}, "build_steps": bld_steps.timings,
+    }
+    if with_pandas:
+        p0 = time.perf_counter()
+        pd_res = pandas_etl.run(landing, cfg.etl)
+        row["pandas_s"] = time.perf_counter() - p0
+        row["pandas_accepted"], row["pandas_slates"] = pd_res["accepted"], pd_res["slates"]
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -40,39 +76,8 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work).resolve()
     rows = []
-    spark = None
     for n in args.sizes:
-        users = max(100, n // 12)
-        items = max(1000, n // 200)
-        root = work / f"n{n}"
-        shutil.rmtree(root, ignore_errors=True)
-        landing = root / "landing"
-        sets = [
-            "etl.source=events", f"etl.path={landing}", f"etl.synthetic.users={users}", f"etl.synthetic.items={items}",
-            "etl.synthetic.mean_events_per_user=12", "etl.synthetic.bad_record_rate=0.001", f"spark.master={args.master}",
-            "spark.driver_memory=10g", "spark.shuffle_partitions=16",
-        ]
-        cfg = load_config(overrides=sets, lake=str(root / "lake"))
-        spark = spark or get_spark(cfg.spark)
-        gen = synthetic.generate(spark, cfg.etl.synthetic, landing)
-        ing_steps, bld_steps = Steps(quiet=True), Steps(quiet=True)
-        t0 = time.perf_counter()
-        ing = jobs.ingest(spark, cfg, steps=ing_steps)
-        t1 = time.perf_counter()
-        bld = jobs.build(spark, cfg, steps=bld_steps)
-        t2 = time.perf_counter()
-        row = {
-            "interactions": gen["events"], "lines": gen["lines"], "users": users, "items": items,
-            "spark_ingest_s": t1 - t0, "spark_build_s": t2 - t1, "spark_s": t2 - t0,
-            "accepted": ing["counts"]["interactions"]["accepted"], "slates": bld["slates"],
-            # "read events from <path>": the path differs per size, the step does not
-            "ingest_steps": {k.split(" from ")[0]: v for k, v in ing_steps.timings.items()}, "build_steps": bld_steps.timings,
-        }
-        if n <= args.skip_pandas_above:
-            p0 = time.perf_counter()
-            pd_res = pandas_etl.run(landing, cfg.etl)
-            row["pandas_s"] = time.perf_counter() - p0
-            row["pandas_accepted"], row["pandas_slates"] = pd_res["accepted"], pd_res["slates"]
+        row = measure(n, work / f"n{n}", args.master, with_pandas=n <= args.skip_pandas_above)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print_table(rows)

@@ -8,13 +8,14 @@ the classic strong candidate generator for next-item data, cheap to fit on Spark
 doubles as a collaborative item embedding for the tokenizer.
 
 Fit (Spark): for training positions only, every ordered pair (a at i, b at j) of one user's sequence
-with 0 < j - i <= max_gap adds 1/(j - i) to w(a -> b). P(b | a) = w(a -> b) / sum_b' w(a -> b');
+with 0 < j - i <= max_gap adds 1/(j - i) to w(a -> b) (in integer units, `gap_unit`). P(b | a) = w(a -> b) / sum_b' w(a -> b');
 the top `neighbors` b per a are kept. Scoring (numpy, on executors): the `window` most recent history
 items vote with weights decay**r; items with no votes are filled in by training popularity.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,14 +23,22 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 
+def gap_unit(max_gap: int) -> int:
+    """The weight 1/gap counted in units of 1/lcm(1..max_gap), so every pair's weight is an integer: sums
+    are exact whatever order an engine adds them in, and so are the ties the ranking breaks by id."""
+    return math.lcm(*range(1, max_gap + 1))
+
+
 def fit_cooccurrence(train_sequences: DataFrame, max_gap: int, neighbors: int) -> DataFrame:
     """train_sequences(user_id, items: array<string>) -> (item_id, neighbor_id, weight, rank)."""
     pos = train_sequences.select("user_id", F.posexplode("items").alias("i", "item_id"))
+    unit = gap_unit(max_gap)
     pairs = (
         pos.alias("a")
         .join(pos.alias("b"), (F.col("a.user_id") == F.col("b.user_id")) & (F.col("b.i") > F.col("a.i")) & (F.col("b.i") <= F.col("a.i") + max_gap))
         .where(F.col("a.item_id") != F.col("b.item_id"))
-        .select(F.col("a.item_id").alias("item_id"), F.col("b.item_id").alias("neighbor_id"), (1.0 / (F.col("b.i") - F.col("a.i"))).alias("w"))
+        .select(F.col("a.item_id").alias("item_id"), F.col("b.item_id").alias("neighbor_id"),
+                (F.lit(unit) / (F.col("b.i") - F.col("a.i"))).cast("long").alias("w"))  # unit / gap: exact
     )
     agg = pairs.groupBy("item_id", "neighbor_id").agg(F.sum("w").alias("w"))
     total = Window.partitionBy("item_id")
