@@ -353,8 +353,15 @@ class TracesConfig(Strict):
         "`partition` the candidates with seq #1..#partition_top first, then the rest, each in slate order (no sort: "
         "benchmarks/shown_rules.py; needs weights.sequential > 0 and the rest but incoming 0). "
         "`brief: true` is read as `reasoning: brief`")
-    partition_top: int = Field(3, ge=1, description="`partition` reasoning: the sequence model's ranks lifted first "
-                               "(seq #1..#N)")
+    # An int or "auto" (pydantic reads "--set traces.partition_top=4" as the int 4): a rule chosen on Beauty is
+    # not right for every data set (on MovieLens-100k lifting seq #1-#4 lost NDCG@5 to the incoming order).
+    partition_top: int | Literal["auto"] = Field(
+        3, description="`partition` reasoning: the sequence model's ranks lifted first (seq #1..#N; 0 lifts none, so "
+        "the teacher keeps the slate's order). `auto`: `gr2 traces` scores each N of `partition_choices` on the "
+        "validation slates and takes the best NDCG@5 among those whose paired 95% interval over the incoming order "
+        "is above 0, else 0 (gr2/training/rule_choice.py; the choice and its table go in the run summary)")
+    partition_choices: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5], description="the N that `partition_top: auto` chooses among")
     weights: dict[str, float] = Field(
         default_factory=dict, description="statistical teacher: signal weights over the defaults "
         "(cooc, cat_next, cat_share, brand, popularity, incoming, sequential); see benchmarks/teacher_strength.py"
@@ -377,6 +384,13 @@ class TracesConfig(Strict):
             if str(brief).lower() in ("true", "1", "yes") and "reasoning" not in data:
                 data["reasoning"] = "brief"
         return data
+
+    @model_validator(mode="after")
+    def _partition_top_in_range(self):
+        tops = [self.partition_top] if isinstance(self.partition_top, int) else self.partition_choices
+        if not tops or min(tops) < 0:
+            raise ValueError(f"traces.partition_top / partition_choices must be non-negative ints, got {tops}")
+        return self
 
     @model_validator(mode="after")
     def _shown_is_deterministic(self):

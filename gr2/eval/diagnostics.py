@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from gr2.rerank.metrics import slate_metrics
+# the bootstrap lives with the metrics (gr2.rerank), where the training stages can use it too
+from gr2.rerank.metrics import bootstrap_ci, paired_bootstrap_diff, slate_metrics  # noqa: F401 - re-exported
 from gr2.rerank.permutations import Order, is_permutation
 
 
@@ -59,43 +60,6 @@ def target_landing(input_ranks: Sequence[int], output_ranks: Sequence[int | None
             raise ValueError(f"rank pair ({i}, {o}) is outside a slate of size K={k}")
         counts[i, o] += 1
     return counts
-
-
-def bootstrap_ci(
-    values: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
-) -> tuple[float, float, float]:
-    """Percentile bootstrap of the mean over slates: ``(mean, low, high)``.
-    Resampled in chunks so memory stays bounded for large eval sets."""
-    vals = np.asarray(values, dtype=np.float64).ravel()
-    if vals.size == 0:
-        raise ValueError("no values to bootstrap")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // vals.size)
-    means = np.empty(n_boot)
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, vals.size, size=(stop - start, vals.size))
-        means[start:stop] = vals[idx].mean(axis=1)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(vals.mean()), float(low), float(high)
-
-
-def paired_bootstrap_diff(
-    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
-) -> tuple[float, float, float]:
-    """Percentile bootstrap of ``mean(b) - mean(a)`` over the SAME slates: ``(diff, low, high)``.
-
-    Both rankers answered every slate, so each resample draws slates once and takes the difference on
-    them. Pairing removes the slate-to-slate variance both rows share (easy and hard slates), which is
-    why a paired interval is much narrower than the two rows' own intervals side by side: two models
-    whose own intervals overlap can still differ reliably. An interval that excludes 0 is a difference
-    at the 1 - alpha level."""
-    va = np.asarray(a, dtype=np.float64).ravel()
-    vb = np.asarray(b, dtype=np.float64).ravel()
-    if va.size != vb.size:
-        raise ValueError(f"paired values differ in length ({va.size} and {vb.size}): not the same slates")
-    diff, low, high = bootstrap_ci(vb - va, n_boot=n_boot, alpha=alpha, seed=seed)
-    return diff, low, high
 
 
 def output_ranks(input_ranks: Sequence[int], output_positions: Sequence[Order]) -> list[int | None]:

@@ -28,13 +28,14 @@ class TracesResult(StageResult):
     attempts_per_accepted: float | None  # None when nothing was accepted
     valid_rate: float
     errors: int
+    partition_rule: dict | None = None  # `traces.partition_top: auto`: the choice, its note and each N's scores
 
     @classmethod
     def of(cls, s: dict) -> Self:
         return cls(s, teacher=s["teacher"], slates=s["slates"], already_accepted=s["already_accepted"],
                    skipped_without_sid=s["skipped_without_sid"], attempted=s["attempted_slates"], accepted=s["accepted_slates"],
                    acceptance_rate=s["acceptance_rate"], attempts=s["attempts_total"], attempts_per_accepted=s["attempts_per_accepted"],
-                   valid_rate=s["valid_rate"], errors=s["errors"])
+                   valid_rate=s["valid_rate"], errors=s["errors"], partition_rule=s.get("partition_rule"))
 
     def headline(self) -> str:
         return (f"teacher {self.teacher}: accepted {self.accepted:,} of {self.attempted:,} slates "
@@ -45,6 +46,16 @@ class TracesResult(StageResult):
 
     def render(self, console: Console) -> None:
         per = self.attempts_per_accepted
+        if self.partition_rule:
+            rule = self.partition_rule
+            t = Table(title=f"partition rule on {rule['slates']:,} {rule['split']} slates (N = 0: the incoming order)")
+            for col in ("N", "R@1", "R@5", "NDCG@5", "NDCG@5 - incoming [95% CI]", ""):
+                t.add_column(col, justify="left" if col == "" else "right")
+            for r in rule["rows"]:
+                t.add_row(str(r["top"]), f"{r['R@1']:.3f}", f"{r['R@5']:.3f}", f"{r['NDCG@5']:.3f}",
+                          f"{r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]", "chosen" if r["top"] == rule["chosen"] else "")
+            console.print(t)
+            console.print(rule["note"])
         console.print(f"teacher {self.teacher}: {self.slates:,} slates ({self.already_accepted:,} already accepted, "
                       f"{self.skipped_without_sid:,} skipped: items without a SID)")
         console.print(f"  accepted {self.accepted:,} of {self.attempted:,} slates asked ({self.acceptance_rate:.1%}); "

@@ -2,7 +2,8 @@
 
 A slate's result is the 0-based output position of its target, -1 (or None) when it is absent. The ETL
 build's summary, training's held-out checks, the eval report's bootstrap intervals and the benchmarks
-all score positions here, so a metric cannot mean one thing in a report and another in a summary.
+all score positions here, so a metric cannot mean one thing in a report and another in a summary. The
+bootstrap intervals of a mean and of a paired difference live here too.
 """
 
 from __future__ import annotations
@@ -53,3 +54,40 @@ def per_slate_values(positions: Sequence[int], metric: str) -> np.ndarray:
         return inside.astype(np.float64)
     gains = np.array([ndcg_gain_at(p, k) for p in range(k)], dtype=np.float64)
     return np.where(inside, gains[np.clip(pos, 0, k - 1)], 0.0)
+
+
+def bootstrap_ci(
+    values: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float, float]:
+    """Percentile bootstrap of the mean over slates: ``(mean, low, high)``.
+    Resampled in chunks so memory stays bounded for large eval sets."""
+    vals = np.asarray(values, dtype=np.float64).ravel()
+    if vals.size == 0:
+        raise ValueError("no values to bootstrap")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // vals.size)
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):
+        stop = min(n_boot, start + chunk)
+        idx = rng.integers(0, vals.size, size=(stop - start, vals.size))
+        means[start:stop] = vals[idx].mean(axis=1)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(vals.mean()), float(low), float(high)
+
+
+def paired_bootstrap_diff(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float, float]:
+    """Percentile bootstrap of ``mean(b) - mean(a)`` over the SAME slates: ``(diff, low, high)``.
+
+    Both rankers answered every slate, so each resample draws slates once and takes the difference on
+    them. Pairing removes the slate-to-slate variance both rows share (easy and hard slates), which is
+    why a paired interval is much narrower than the two rows' own intervals side by side: two models
+    whose own intervals overlap can still differ reliably. An interval that excludes 0 is a difference
+    at the 1 - alpha level."""
+    va = np.asarray(a, dtype=np.float64).ravel()
+    vb = np.asarray(b, dtype=np.float64).ravel()
+    if va.size != vb.size:
+        raise ValueError(f"paired values differ in length ({va.size} and {vb.size}): not the same slates")
+    diff, low, high = bootstrap_ci(vb - va, n_boot=n_boot, alpha=alpha, seed=seed)
+    return diff, low, high

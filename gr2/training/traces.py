@@ -25,6 +25,7 @@ from gr2.platform.progress import Steps
 from gr2.rerank.catalog import load_catalog
 from gr2.rerank.prompt import build_rerank_messages, render_rerank_prompt
 from gr2.rerank.slate import Slate, slate_of_row
+from gr2.training import rule_choice
 from gr2.training.rejection import rejection_sample, summarize
 from gr2.training.teachers import DEFAULT_WEIGHTS, OpenAITeacher, StatisticalTeacher
 
@@ -46,7 +47,8 @@ def teacher_name(cfg: Config) -> str:
     """The name gold.traces stores for the configured teacher (SFT trains on that teacher's traces)."""
     if cfg.traces.teacher == "openai":
         return f"openai:{cfg.traces.endpoint.model}"
-    return StatisticalTeacher.name_for(cfg.traces.reasoning, cfg.traces.weights, cfg.traces.partition_top)
+    top = rule_choice.resolve_top(cfg) if cfg.traces.reasoning == "partition" else 0
+    return StatisticalTeacher.name_for(cfg.traces.reasoning, cfg.traces.weights, top)
 
 
 def needs_sequential(cfg: Config) -> bool:
@@ -60,10 +62,12 @@ def fit_sequential(cfg: Config, sequences, on_progress=None) -> ev.SequentialEvi
     return ev.fit(sequences, cfg.traces.sequential_epochs, cfg.traces.sequential_seconds, cfg.train.seed, on_progress)
 
 
-def make_teachers(cfg: Config, sequences, catalog: dict, evidence: ev.SequentialEvidence | None = None) -> dict[int, object]:
+def make_teachers(cfg: Config, sequences, catalog: dict, evidence: ev.SequentialEvidence | None = None,
+                  partition_top: int | None = None) -> dict[int, object]:
     """One teacher per fold (statistical: fitted on the other fold), or one endpoint for both. With
     traces.weights.sequential > 0 the statistical teacher weighs the fold's sequential model (fitted here
-    when `evidence` is not given)."""
+    when `evidence` is not given). `partition_top` is the partition rule's N where `auto` was resolved
+    (else the config's)."""
     if cfg.traces.teacher == "openai":
         e = cfg.traces.endpoint
         t = OpenAITeacher(base_url=e.base_url, model=e.model, api_key_env=e.api_key_env, concurrency=e.concurrency,
@@ -74,6 +78,8 @@ def make_teachers(cfg: Config, sequences, catalog: dict, evidence: ev.Sequential
     sequential = cfg.traces.weights.get("sequential", DEFAULT_WEIGHTS["sequential"])
     if sequential and evidence is None:
         evidence = fit_sequential(cfg, sequences)
+    top = partition_top if partition_top is not None else (
+        rule_choice.resolve_top(cfg) if cfg.traces.reasoning == "partition" else 0)
     out = {}
     for f in (0, 1):
         train = [
@@ -81,7 +87,7 @@ def make_teachers(cfg: Config, sequences, catalog: dict, evidence: ev.Sequential
             for uid, items, splits in sequences if fold(uid) != f
         ]
         out[f] = StatisticalTeacher(train, meta, detail=cfg.traces.detail, weights=cfg.traces.weights, reasoning=cfg.traces.reasoning,
-                                    partition_top=cfg.traces.partition_top, sequential=evidence.scorer(f) if sequential else None)
+                                    partition_top=top, sequential=evidence.scorer(f) if sequential else None)
     return out
 
 
@@ -113,8 +119,14 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
             with steps.step("sequential models (SASRec-style; per user fold and all users)") as st:
                 evidence = fit_sequential(cfg, seq_rows, on_progress=st.update)
                 evidence_run = ev.save(evidence, cfg.lake_path, fingerprint)
+    choice = None
+    if tc.teacher == "statistical" and tc.reasoning == "partition" and tc.partition_top == "auto":
+        with steps.step(f"partition rule: N of {tc.partition_choices} scored on the {rule_choice.SPLIT} slates") as st:
+            choice = rule_choice.choose_on_lake(cfg, catalog, evidence)
+            rule_choice.save(choice, cfg.lake_path)
+            st.update(choice.line())
     with steps.step("teachers"):
-        teachers = make_teachers(cfg, seq_rows, catalog, evidence)
+        teachers = make_teachers(cfg, seq_rows, catalog, evidence, choice.top if choice else None)
         name = teachers[0].name
         done = set()
         if lake.exists(spark, "gold.traces"):
@@ -155,7 +167,9 @@ def run(spark, cfg: Config, steps: Steps | None = None) -> dict:
     stats["attempted_slates"] = stats.pop("slates")
     return {"teacher": name, "slates": total, "skipped_without_sid": skipped, "already_accepted": len(done & set(prompts)),
             **stats, "written": res.__dict__ if res else None,
-            "sequential_models": {"run": evidence_run, **_fits(evidence)} if evidence else None}
+            "sequential_models": {"run": evidence_run, **_fits(evidence)} if evidence else None,
+            "partition_rule": {"chosen": choice.top, "note": choice.line(), "split": choice.split, "slates": choice.slates,
+                               "rows": choice.rows} if choice else None}
 
 
 def _fits(evidence: ev.SequentialEvidence) -> dict:

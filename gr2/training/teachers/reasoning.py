@@ -55,7 +55,7 @@ def shown_order(seq_ranks: Sequence[int]) -> list[int]:
 
 def partition_order(seq_ranks: Sequence[int], top: int) -> list[int]:
     """The "partition" rule: 0-based slate positions, the candidates with seq #1..#top first, then the rest,
-    each group in slate order. No sort: a filter and two copies, what a small student does reliably (it
+    each group in slate order (top 0: the slate's order). No sort: a filter and two copies, what a small student does reliably (it
     learned to copy and look up, not to sort: docs/training.md). A seq rank below 0 is never lifted."""
     lifted = [p for p, r in enumerate(seq_ranks) if 0 <= r < top]
     return lifted + [p for p in range(len(seq_ranks)) if p not in lifted]
@@ -167,6 +167,10 @@ def partition_reasoning(history: Sequence[ItemText], evs: list[CandidateEvidence
     right and then copied the slate's order, because picking "the next candidate flagged in" is a search
     over the list. Looking a value up by the key just before it, as the prompt's "[j] ... seq #r" lines
     already are, is what they did reliably."""
+    if top == 0:  # `partition_top: auto` found no N worth lifting on this data set (rule_choice.py)
+        return "\n".join([_interests(history, leaf),
+                           "2. On this data set the seq ranks do not beat the slate's order: keep it.",
+                           "3. Decision, the slate's order: " + ", ".join(f"[{e.position + 1}]" for e in ranked) + "."])
     counts = {"in": 0, "out": 0}
     entries, keys = [], {}
     for e in evs:

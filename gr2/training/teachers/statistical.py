@@ -162,8 +162,9 @@ class StatisticalTeacher:
             _check_shown_weights(self.weights)
         if self.reasoning == "partition":
             _check_partition_weights(self.weights)
-        if partition_top < 1:
-            raise ValueError(f"partition_top must be >= 1, got {partition_top}")
+        if not isinstance(partition_top, int) or partition_top < 0:
+            raise ValueError(f"partition_top must be an int >= 0 (0 keeps the slate's order), got {partition_top!r}; "
+                             "`auto` is resolved by `gr2 traces` (gr2/training/rule_choice.py) before a teacher is built")
         self.partition_top = partition_top
         self.name = self.name_for(self.reasoning, self.weights, partition_top)
         self._meta = {str(k): _meta(v) for k, v in items.items()}
