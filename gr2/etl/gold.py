@@ -121,26 +121,15 @@ CANDIDATES = T.StructType(
 
 
 def attach_candidates(examples_df: DataFrame, index_bc, cfg: EtlConfig) -> DataFrame:
-    """Score every example with the broadcast co-occurrence index (numpy on executors)."""
+    """Score every example with the broadcast co-occurrence index (numpy on executors, one Arrow batch at a
+    time: `prerank.score_batch`)."""
     k, window, decay = cfg.k, cfg.prerank.window, cfg.prerank.decay
     exclude, policy = cfg.prerank.exclude_history, cfg.prerank.policy
 
     def score(batches):
         index = index_bc.value
-        lookup = index.index
-        ids = index.item_ids
         for pdf in batches:
-            out = {"candidates": [], "scores": [], "target_position": [], "target_in_topk": []}
-            for history, target in zip(pdf["history"], pdf["target"]):
-                h = [lookup[x] for x in history if x in lookup]
-                t = lookup.get(target, -1)
-                cands, scores, all_scores = prerank.score_candidates(h, index, k, window, decay, exclude)
-                in_topk = t in cands
-                cands, scores, position = prerank.place_target(cands, scores, t, all_scores, policy)
-                out["candidates"].append([ids[c] for c in cands])
-                out["scores"].append([float(s) for s in scores])
-                out["target_position"].append(position)
-                out["target_in_topk"].append(in_topk)
+            out = prerank.score_batch(pdf["history"].tolist(), pdf["target"].tolist(), index, k, window, decay, exclude, policy)
             yield pdf.assign(**{c: pd.Series(v, index=pdf.index) for c, v in out.items()})
 
     return examples_df.mapInPandas(score, CANDIDATES)
