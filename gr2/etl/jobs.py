@@ -20,7 +20,7 @@ from gr2.platform.contracts import contract
 from gr2.platform.keys import BRONZE_KEY, INTERACTION_KEY, QUARANTINE_KEY, SPLITS
 from gr2.platform.lake import Lake
 from gr2.platform.progress import Steps
-from gr2.rerank.metrics import slate_metrics
+from gr2.rerank.metrics import histogram_metrics
 
 
 class ConservationError(AssertionError):
@@ -276,12 +276,15 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
         )
         summary["tables"]["gold.cooccurrence"] = res.__dict__
     with steps.step("incoming-order metrics"):
-        published = lake.read(spark, "gold.slates")
+        # one pass: a histogram of target positions per split (at most K rows each), not a row per slate
+        hist = (lake.read(spark, "gold.slates").where(F.col("origin") == "prerank")
+                .groupBy("split", "target_position").count().collect())
         per_split = {}
         for split in SPLITS:
-            pos = [r.target_position for r in published.where((F.col("split") == split) & (F.col("origin") == "prerank")).select("target_position").collect()]
-            if pos:
-                per_split[split] = {"slates": len(pos), **{m: round(v, 4) for m, v in slate_metrics(pos).items()}}
+            counts = {int(r["target_position"]): int(r["count"]) for r in hist if r["split"] == split}
+            if counts:
+                per_split[split] = {"slates": sum(counts.values()),
+                                    **{m: round(v, 4) for m, v in histogram_metrics(counts).items()}}
         summary["incoming_order"] = per_split
     summary["slates"] = n_slates
     sequences.unpersist()

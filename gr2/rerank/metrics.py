@@ -44,6 +44,16 @@ def slate_metrics(positions: Iterable[int]) -> dict[str, float]:
     return {m: (recall_at if m.startswith("R@") else ndcg_at)(pos, k) for m, k in METRIC_KS.items()}
 
 
+def histogram_metrics(counts: dict[int, int]) -> dict[str, float]:
+    """`slate_metrics` of positions given as a histogram {position: number of slates}: what a Spark
+    groupBy returns, so a job's summary never collects one row per slate to the driver."""
+    n = sum(counts.values())
+    if not n:
+        return {m: float("nan") for m in METRIC_KS}
+    gain = {m: (hit_at if m.startswith("R@") else ndcg_gain_at) for m in METRIC_KS}
+    return {m: sum(c * gain[m](p, k) for p, c in counts.items()) / n for m, k in METRIC_KS.items()}
+
+
 def per_slate_values(positions: Sequence[int], metric: str) -> np.ndarray:
     """Per-slate value of one metric of `METRIC_KS` (R@k: 0/1 hit, NDCG@k: `ndcg_gain_at`), vectorised for
     the bootstrap: the gains of the k places inside the top k are looked up, not recomputed per slate."""

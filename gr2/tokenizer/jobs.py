@@ -324,9 +324,9 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
     n_spilled = 0
     if cfg.tokenizer.spill:
         with steps.step("spill over-full prefix groups to next-nearest codes"):
-            start, n_spilled = spill.spill_on_spark(joined, emb, model_bc, L, C)
+            start, n_spilled, moves = spill.spill_on_spark(joined, emb, model_bc, L, C)
     else:
-        start = joined
+        start, moves = joined, None
     with steps.step("random last level per prefix group"):
         assigned = decollide_groups(start, L, C, cfg.tokenizer.seed, cfg.tokenizer.overflow == "extra_level").cache()
         stats = assigned.agg(
@@ -334,6 +334,8 @@ def assign(spark, cfg: Config, version: str | None = None, steps: Steps | None =
             F.countDistinct("sid").alias("final_unique"),
             F.sum(F.col("was_collision").cast("int")).alias("redrawn"), F.sum(F.col("overflow").cast("int")).alias("overflow"),
         ).collect()[0]
+        if moves is not None:  # `assigned` is cached and counted: the moves it was built from can go
+            moves.unpersist()
         if stats["overflow"] and cfg.tokenizer.overflow == "fail":
             raise ValueError(f"{stats['overflow']} item(s) sit in prefix groups with more than C={C} items; "
                              "set tokenizer.overflow=extra_level or raise tokenizer.codes")

@@ -128,7 +128,8 @@ def model_from_broadcast(model_bc):
 
 def spill_on_spark(joined, emb, model_bc, levels: int, codes: int):
     """`gr2 tokenizer assign`'s spill: joined (item_id, raw_codes, kept, start_codes) -> (the same with the
-    movers' start_codes replaced, plus `spilled`; the number of items moved).
+    movers' start_codes replaced, plus `spilled`; the number of items moved; the cached frame of the moves,
+    or None, for the caller to unpersist once what it built on the result is materialised).
 
     One aggregation finds the over-full prefix groups (nothing else runs when there are none); only
     the movers are joined to their vectors and re-encoded to their residuals, on the executors, one
@@ -138,7 +139,7 @@ def spill_on_spark(joined, emb, model_bc, levels: int, codes: int):
     from pyspark.sql import functions as F
 
     L, C, j = levels, codes, levels - 2
-    unchanged = (joined.withColumn("spilled", F.lit(False)), 0)
+    unchanged = (joined.withColumn("spilled", F.lit(False)), 0, None)
     if L < 2:
         return unchanged
     full = joined.groupBy(F.slice("start_codes", 1, L - 1).alias("_p")).count().where(F.col("count") > C)
@@ -173,4 +174,4 @@ def spill_on_spark(joined, emb, model_bc, levels: int, codes: int):
         "item_id", "raw_codes", "kept", F.coalesce("new_codes", "start_codes").alias("start_codes"),
         F.coalesce("spilled", F.lit(False)).alias("spilled"),
     )
-    return out, n_spilled
+    return out, n_spilled, placed
