@@ -17,6 +17,7 @@ Part 2 needs `gr2 train sft` to have run on the lake; `--landscape-only` skips i
 from __future__ import annotations
 
 import argparse
+import csv
 import platform
 import random
 import sys
@@ -110,6 +111,16 @@ def main() -> None:
         s = rl.run(vcfg)
         secs = time.perf_counter() - t0
         results.append((name, evaluate(vcfg, Path(s["model_dir"]), args.slates, args.max_new_tokens, constrained), secs, s))
+    # The rollouts themselves, step by step (metrics.csv): the order-copy rate of sampled answers moves before a
+    # greedy answer does, so this is where a drift toward copying shows first.
+    print("\n### Rollouts per DAPO step (each variant's metrics.csv)\n")
+    print("| variant | step | reward | valid | order copies | promotion | entropy | kept groups |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, _, _, s in results[1:]:
+        with open(s["metrics_csv"]) as f:
+            for row in csv.DictReader(f):
+                print(f"| {name.split(', ')[1]} | {row['step']} | {float(row['reward']):+.3f} | {float(row['valid_rate']):.1%} | "
+                      f"{float(row['order_copy_rate']):.1%} | {float(row['promotion']):+.3f} | {float(row['entropy']):.3f} | "
+                      f"{float(row['kept_group_ratio']):.0%} |")
     mode = "free answers" if args.free else "ranking decoded among the candidates"
     print(f"\n### DAPO {args.steps} steps from the same SFT model, {args.slates} test slates ({mode})\n")
     print("| policy | train s | last reward | valid | order copies | R@1 | R@5 | NDCG@5 |\n|---|---:|---:|---:|---:|---:|---:|---:|")
