@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import platform
 import random
 import sys
@@ -68,11 +69,24 @@ def landscape(cases, alpha: float, seed: int, invalid_penalty: float) -> list[di
     return rows
 
 
-def evaluate(cfg, model_dir: Path, slates: int, max_new_tokens: int, constrained: bool) -> dict:
+def evaluate(cfg, model_dir: Path, slates: int, max_new_tokens: int, constrained: bool, reuse: bool = False) -> dict:
+    saved = model_dir.parent / f"rerank_test{'_constrained' if constrained else ''}.json"
+    if reuse and saved.exists():  # what evaluate_rerank wrote for this model on the same slates and mode
+        r = json.loads(saved.read_text())
+        if r["slates"] == len(_cases(cfg, slates)) and r["constrained"] == constrained:
+            print(f"(reusing {saved})")
+            return {"valid": r["valid_share"], "copy": diagnostics.order_copy_rate(r["outputs"]), **r["model"]}
     r = heldout.evaluate_rerank(cfg, model_dir=model_dir, split="test", max_slates=slates, max_new_tokens=max_new_tokens,
                              constrained=constrained)
     orders = r["outputs"]
     return {"valid": r["valid_share"], "copy": diagnostics.order_copy_rate(orders), **r["model"]}
+
+
+def _cases(cfg, slates: int) -> list:
+    """The seeded test slates evaluate_rerank answers (those with one target)."""
+    catalog, _ = load_catalog(cfg.lake_path)
+    return [c for c in rerank_cases(cfg.lake_path, catalog, "test", slates, cfg.train.seed, cfg.train.prompt.history)
+            if 1 in c[1]]
 
 
 def main() -> None:
@@ -85,6 +99,8 @@ def main() -> None:
     ap.add_argument("--landscape-only", action="store_true")
     ap.add_argument("--free", action="store_true", help="answer freely (default: ranking decoded among the candidates, "
                     "which small models need to give valid answers at all)")
+    ap.add_argument("--reuse-start", action="store_true", help="take the SFT model's row from the answers it saved for "
+                    "the same number of test slates and mode (rerank_test.json beside it; same --max-new-tokens assumed)")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
     cfg = load_config(args.config, args.set, args.lake)
@@ -103,7 +119,8 @@ def main() -> None:
         return
     sft_dir = latest_model(cfg, "sft")
     constrained = not args.free
-    results = [("SFT (start of both)", evaluate(cfg, sft_dir, args.slates, args.max_new_tokens, constrained), 0.0, None)]
+    results = [("SFT (start of both)", evaluate(cfg, sft_dir, args.slates, args.max_new_tokens, constrained, args.reuse_start),
+                0.0, None)]
     for name, reward in (("DAPO, naive format reward", "naive"), ("DAPO, conditional format reward", "conditional")):
         vcfg = load_config(args.config, args.set + [f"train.dapo.reward={reward}",
                                                     f"train.dapo.max_steps={args.steps}"], args.lake)

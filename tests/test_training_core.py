@@ -543,9 +543,11 @@ def test_a_constrained_ranking_on_a_forked_prompt_equals_one_on_the_whole_text(s
     assert base.length == length and torch.equal(base.last, last)
 
 
-def test_rollout_logprobs_read_only_the_response_logits(small):
+@pytest.mark.parametrize("temperature", [1.0, 1.5, 0.7])
+def test_rollout_logprobs_read_only_the_response_logits(small, temperature):
     """DAPO's per-token log-probabilities (`rl._token_logprobs`) come from the response's logits alone and
-    equal those read off the full forward pass, left padding included."""
+    equal those read off the full forward pass, left padding included, under the rollout temperature
+    (the policy that sampled the answers: logits / T)."""
     from gr2.training.rl import _token_logprobs
 
     model, _, _ = small
@@ -556,8 +558,8 @@ def test_rollout_logprobs_read_only_the_response_logits(small):
     attn[1, :2] = 0  # a left-padded prompt
     start = 6
     with torch.no_grad():
-        logp, logits = _token_logprobs(model, ids, attn, start)
-        full = torch.log_softmax(model(input_ids=ids, attention_mask=attn).logits[:, start - 1 : -1].float(), -1)
+        logp, logits = _token_logprobs(model, ids, attn, start, temperature)
+        full = torch.log_softmax(model(input_ids=ids, attention_mask=attn).logits[:, start - 1 : -1].float() / temperature, -1)
     assert logits.shape[1] == ids.shape[1] - start
     assert torch.allclose(logp, full.gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1), atol=1e-5)
 
