@@ -129,15 +129,21 @@ def score_candidates(history: list[int], index: NeighborIndex, k: int, window: i
     out = [b for _, b in ranked[:k]]
     out_scores = [s for s, _ in ranked[:k]]
     if len(out) < k:
-        chosen = set(out) | banned
-        for b in index.popularity_order.tolist():
-            if b not in chosen:
-                out.append(b)
-                out_scores.append(0.0)
-                chosen.add(b)
-                if len(out) == k:
-                    break
+        fill_by_popularity(out, out_scores, k, index.popularity_order.tolist(), banned)
     return out, out_scores, scores
+
+
+def fill_by_popularity(cands: list[int], scores: list[float], k: int, popular: list[int], banned: set[int]) -> None:
+    """Append the most popular items the slate does not hold and `banned` does not name, with score 0,
+    until it has k (in place)."""
+    chosen = set(cands) | banned
+    for b in popular:
+        if len(cands) >= k:
+            break
+        if b not in chosen:
+            cands.append(b)
+            scores.append(0.0)
+            chosen.add(b)
 
 
 def place_target(candidates: list[int], cand_scores: list[float], target: int, all_scores: dict, policy: str):
@@ -215,15 +221,8 @@ def score_batch(histories: Sequence[Sequence[str]], targets: Sequence[str], inde
     for e in range(n_ex):
         s0, m = int(t_start[e]), int(min(per[e], k))
         cands, scores = t_items[s0:s0 + m], t_sums[s0:s0 + m]
-        if m < k:  # popularity fills the slate, skipping what it holds and (optionally) the history
-            chosen = set(cands) | (set(hist_lists[e].tolist()) if exclude_history else set())
-            for b in popular:
-                if b not in chosen:
-                    cands.append(b)
-                    scores.append(0.0)
-                    chosen.add(b)
-                    if len(cands) == k:
-                        break
+        if m < k:
+            fill_by_popularity(cands, scores, k, popular, set(hist_lists[e].tolist()) if exclude_history else set())
         t = int(t_idx[e])
         in_topk = t in cands
         cands, scores, position = place_target(cands, scores, t, {t: float(t_score[e])}, policy)
