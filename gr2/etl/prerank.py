@@ -70,10 +70,16 @@ class NeighborIndex:
         return {item: i for i, item in enumerate(self.item_ids)}
 
     def positions(self, ids) -> np.ndarray:
-        """Index of each item id, -1 where it is not in the catalog (a hash lookup in C, built once)."""
+        """Index of each item id, -1 where it is not in the catalog (the hash table is built once per index,
+        on the executor that uses it: it does not travel in the broadcast)."""
         if self._lookup is None:
             self._lookup = pd.Index(self.item_ids)
-        return self._lookup.get_indexer(pd.Index(ids, dtype=object)).astype(np.int64)
+        return positions_in(self._lookup, ids)
+
+
+def positions_in(lookup: pd.Index, ids) -> np.ndarray:
+    """Index of each id in `lookup` (unique ids), -1 where it is absent: a hash lookup in C."""
+    return lookup.get_indexer(pd.Index(ids, dtype=object)).astype(np.int64)
 
 
 def build_index(cooc, popularity, all_items) -> NeighborIndex:
@@ -86,16 +92,8 @@ def build_index(cooc, popularity, all_items) -> NeighborIndex:
     never seen in training come last, in id order."""
     item_ids = np.unique(np.asarray(list(all_items), dtype=object))
     n = len(item_ids)
-
-    def positions(values) -> np.ndarray:
-        """Index of each id in item_ids, -1 where it is not a catalog item."""
-        v = np.asarray(values, dtype=object)
-        if n == 0 or len(v) == 0:
-            return np.full(len(v), -1, dtype=np.int64)
-        at = np.minimum(np.searchsorted(item_ids, v), n - 1)
-        return np.where(item_ids[at] == v, at, -1)
-
-    a, b = positions(cooc["item_id"]), positions(cooc["neighbor_id"])
+    lookup = pd.Index(item_ids)
+    a, b = positions_in(lookup, cooc["item_id"]), positions_in(lookup, cooc["neighbor_id"])
     rank = np.asarray(cooc["rank"], dtype=np.int64)
     w = np.asarray(cooc["weight"], dtype=np.float32)
     keep = (a >= 0) & (b >= 0)
@@ -103,7 +101,7 @@ def build_index(cooc, popularity, all_items) -> NeighborIndex:
     order = np.lexsort((w, b, rank, a))
     a, b, w = a[order], b[order], w[order]
     offsets = np.concatenate([[0], np.cumsum(np.bincount(a, minlength=n))]).astype(np.int64)
-    p_idx = positions(popularity["item_id"])
+    p_idx = positions_in(lookup, popularity["item_id"])
     p_cnt = np.asarray(popularity["count"], dtype=np.int64)
     seen = p_idx >= 0
     p_idx, p_cnt = p_idx[seen], p_cnt[seen]
@@ -215,14 +213,14 @@ def score_batch(histories: Sequence[Sequence[str]], targets: Sequence[str], inde
         hit = (t_idx >= 0) & (keys[found] == t_key)
         t_score[hit] = sums[found[hit]]
     popular = index.popularity_order.tolist()
-    hist_lists = np.split(h_item, np.cumsum(counts)[:-1]) if n_ex else []
     t_items, t_sums = t_item.tolist(), t_sum.tolist()
     out: dict[str, list] = {"candidates": [], "scores": [], "target_position": [], "target_in_topk": []}
     for e in range(n_ex):
         s0, m = int(t_start[e]), int(min(per[e], k))
         cands, scores = t_items[s0:s0 + m], t_sums[s0:s0 + m]
         if m < k:
-            fill_by_popularity(cands, scores, k, popular, set(hist_lists[e].tolist()) if exclude_history else set())
+            history = h_item[start[e]:start[e] + counts[e]].tolist() if exclude_history else []
+            fill_by_popularity(cands, scores, k, popular, set(history))
         t = int(t_idx[e])
         in_topk = t in cands
         cands, scores, position = place_target(cands, scores, t, {t: float(t_score[e])}, policy)

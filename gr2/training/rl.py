@@ -61,7 +61,8 @@ def _token_logprobs(model, ids: torch.Tensor, attn: torch.Tensor, start: int, te
     Why the temperature: answers sampled at T > 1 are full of tokens the T = 1 policy finds unlikely, and
     the gradient of log p is largest for exactly those; scored at T = 1, a group's better answers pulled
     those tokens up, and at T = 1.5 the Beauty policy's valid share fell from 75% to 44% in four steps at
-    lr 1e-5 while its entropy rose sixfold (2026-12-07, docs/benchmarks.md)."""
+    lr 1e-5 while its entropy rose sixfold (2026-12-07, docs/training.md; with the fix the slide is slower
+    but still there under both rewards, docs/benchmarks.md)."""
     keep = torch.arange(start - 1, ids.shape[1] - 1, device=ids.device)
     logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=keep).logits.float()
     if temperature > 0 and temperature != 1.0:
