@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -120,18 +121,29 @@ CANDIDATES = T.StructType(
 )
 
 
-def attach_candidates(examples_df: DataFrame, index_bc, cfg: EtlConfig) -> DataFrame:
-    """Score every example with the broadcast co-occurrence index (numpy on executors, one Arrow batch at a
-    time: `prerank.score_batch`)."""
+def attach_candidates(examples_df: DataFrame, indexes_bc, cfg: EtlConfig, index_of=None) -> DataFrame:
+    """Score every example with a broadcast co-occurrence index (numpy on executors, one Arrow batch at a
+    time: `prerank.score_batch`), in one pass over the examples.
+
+    indexes_bc: a broadcast list of `prerank.NeighborIndex`; index_of: an int column naming which of
+    them scores each row (None: the first scores all). Out-of-fold pre-ranking scores each fold's
+    training slates with its own index; doing that in one pass, rather than one filtered pass per index,
+    builds the examples and runs the Python workers once."""
     k, window, decay = cfg.k, cfg.prerank.window, cfg.prerank.decay
     exclude, policy = cfg.prerank.exclude_history, cfg.prerank.policy
 
     def score(batches):
-        index = index_bc.value
+        indexes = indexes_bc.value
         for pdf in batches:
-            out = prerank.score_batch(pdf["history"].tolist(), pdf["target"].tolist(), index, k, window, decay, exclude, policy)
-            yield pdf.assign(**{c: pd.Series(v, index=pdf.index) for c, v in out.items()})
+            which = pdf.pop("_index").to_numpy() if "_index" in pdf else np.zeros(len(pdf), dtype=np.int64)
+            for i in np.unique(which):  # each index's rows of the batch (rows may leave in any order)
+                part = pdf[which == i] if len(which) and (which != i).any() else pdf
+                out = prerank.score_batch(part["history"].tolist(), part["target"].tolist(), indexes[int(i)], k, window,
+                                          decay, exclude, policy)
+                yield part.assign(**{c: pd.Series(v, index=part.index) for c, v in out.items()})
 
+    if index_of is not None:
+        examples_df = examples_df.withColumn("_index", index_of.cast("long"))
     return examples_df.mapInPandas(score, CANDIDATES)
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timezone
-from functools import reduce, wraps
+from functools import wraps
 from pathlib import Path
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from gr2.config import Config
@@ -228,15 +227,15 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
             fold_index[f] = _index_of(fit, others, all_items)[1]
     with steps.step("pre-rank candidates for every example"):
         ex = gold.examples(sequences, etl)
-        bc = spark.sparkContext.broadcast
         if folds:
-            # Training slates of fold f are scored without fold f's sequences; held-out slates by the full fit.
-            parts = [gold.attach_candidates(ex.where(F.col("split") != "train"), bc(index), etl)]
-            parts += [gold.attach_candidates(ex.where((F.col("split") == "train") & (gold.user_fold(F.col("user_id"), folds) == f)),
-                                             bc(fi), etl) for f, fi in fold_index.items()]
-            scored = reduce(DataFrame.unionByName, parts)
+            # Training slates of fold f are scored by the fit without fold f's sequences (index f + 1);
+            # held-out slates by the full fit (index 0).
+            fold = gold.user_fold(F.col("user_id"), folds)
+            which = F.when(F.col("split") == "train", fold + 1).otherwise(F.lit(0))
+            indexes = [index] + [fold_index[f] for f in range(folds)]
+            scored = gold.attach_candidates(ex, spark.sparkContext.broadcast(indexes), etl, which)
         else:
-            scored = gold.attach_candidates(ex, bc(index), etl)
+            scored = gold.attach_candidates(ex, spark.sparkContext.broadcast([index]), etl)
         scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
         cov_rows = scored.groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.avg(F.col("target_in_topk").cast("double")).alias("cov")).collect()
         summary["examples"] = {r["split"]: r["n"] for r in cov_rows}
