@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
 from gr2.eval.diagnostics import paired_bootstrap_diff  # noqa: E402
-from gr2.platform.precision import use_autocast  # noqa: E402
+from gr2.platform.precision import INT8_SCHEMES, use_autocast  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.formats import RerankFormat  # noqa: E402
 from gr2.rerank.metrics import per_slate_values, slate_metrics  # noqa: E402
@@ -45,10 +45,12 @@ def main() -> None:
     ap.add_argument("--run", default=None, help="a run id of the stage [default: its LATEST]")
     ap.add_argument("--slates", type=int, default=40)
     ap.add_argument("--variants", nargs="+", default=["slots", "first"],
-                    help="DECODER[:COMPUTE_TYPE] (slots|first, float32|bfloat16); the first is the reference")
+                    help="DECODER[:COMPUTE_TYPE[:INT8_SCHEME]] (slots|first, float32|bfloat16|int8, "
+                    f"{'|'.join(INT8_SCHEMES)}); the first is the reference")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
-    variants = [tuple((v + ":float32").split(":")[:2]) for v in args.variants]
+    variants = [tuple((v + ":float32:" + INT8_SCHEMES[0] if v.count(":") == 0 else v + ":" + INT8_SCHEMES[0]).split(":")[:3])
+                for v in args.variants]
     cfg = load_config(args.config, args.set, args.lake)
     stage = args.stage or cfg.serve.stage
     model_dir = launch.model_dir(cfg, stage, args.run)
@@ -61,9 +63,9 @@ def main() -> None:
     print(f"{len(cases)} test slates of {cfg.lake_path}, {stage} model {model_dir.parent.name}, autocast {autocast}")
 
     runs = []  # (variant, ms per slate, orders)
-    for decoder, compute_type in variants:
+    for decoder, compute_type, scheme in variants:
         rr = engine.Reranker(model_dir, engine.Catalog(items), fmt, cfg.serve.max_new_tokens, autocast, 1,
-                             ranking_decoder=decoder, compute_type=compute_type, lake=cfg.lake_path)
+                             ranking_decoder=decoder, compute_type=compute_type, lake=cfg.lake_path, int8_scheme=scheme)
         rr.answer(reqs[:1])  # warm-up: first-call allocations out of the timing
         ms, out = [], []
         for r in reqs:
@@ -71,6 +73,7 @@ def main() -> None:
             (o,) = rr.answer([r])
             ms.append((time.perf_counter() - t0) * 1000)
             out.append(o.order)
+        compute_type = f"{compute_type} ({scheme})" if compute_type == "int8" else compute_type
         runs.append(((decoder, compute_type), ms, out))
         print(f"  {decoder} {compute_type}: median {np.median(ms):.0f} ms", flush=True)
         del rr

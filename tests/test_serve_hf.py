@@ -33,10 +33,11 @@ def test_faster_weights_answer_permutations_in_both_modes(lake, decoder, compute
     assert {p.dtype for p in fp32.model.parameters()} == {torch.float32} and _linears(fp32.model) == {torch.nn.Linear}
     if compute_type == "bfloat16":
         assert {p.dtype for p in fast.model.parameters()} == {torch.bfloat16}
-    else:  # every Linear quantized, the LM head included
+    else:  # every Linear of the body quantized; the LM head stays float (INT8_SCHEMES' default)
         from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
-        assert _linears(fast.model) == {Int8Linear}
+        assert {type(m) for n, m in fast.model.named_modules() if type(m).__name__ == "Linear" and n != "lm_head"} == {Int8Linear}
+        assert type(fast.model.lm_head) is torch.nn.Linear
     want, got = answers_of(fp32, reqs), answers_of(fast, reqs)
     assert len(got) == len(reqs) == len(want)
     for r, g in zip(sorted(reqs, key=lambda r: r.mode != "reasoning"), got):
@@ -59,7 +60,36 @@ def test_int8_runs_without_autocast_and_bfloat16_with_it(lake):
     assert engine.HF_COMPUTE_TYPES == INFERENCE_TYPES  # the service's list without importing torch, kept equal
 
 
+class _Head(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 8))
+        self.lm_head = torch.nn.Linear(8, 16)
+
+    def forward(self, x):
+        return self.lm_head(self.body(x))
+
+
+@pytest.mark.parametrize("scheme, weight_scales, head_quantized", [
+    ("per_channel_head_float", torch.per_channel_affine, False),
+    ("per_channel", torch.per_channel_affine, True),
+    ("per_tensor", torch.per_tensor_affine, True),
+])
+def test_int8_schemes_quantize_the_weights_they_name(scheme, weight_scales, head_quantized):
+    torch.manual_seed(0)
+    model = _Head().eval()
+    x = torch.randn(5, 8)
+    want = model(x)
+    q, autocast_ok = for_inference(model, "int8", scheme)
+    assert not autocast_ok
+    assert q.body[0].weight().qscheme() == weight_scales and q.body[2].weight().qscheme() == weight_scales
+    assert isinstance(q.lm_head, torch.nn.Linear) is not head_quantized
+    assert torch.allclose(q(x), want, atol=0.05)  # int8 rounding, not a different function
+
+
 def test_a_compute_type_hf_does_not_run_is_refused_with_the_reason(lake):
+    with pytest.raises(ValueError, match="int8_scheme 'per_row' is not one of"):
+        for_inference(torch.nn.Linear(2, 2), "int8", "per_row")
     with pytest.raises(ValueError, match="compute_type 'int16' is not one Hugging Face runs"):
         serving_engine(lake, compute_type="int16")
     with pytest.raises(ValueError, match="not one PyTorch runs"):

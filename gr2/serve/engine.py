@@ -168,7 +168,7 @@ class Reranker:
     def __init__(self, model_dir: Path, catalog: Catalog, fmt, max_new_tokens: int, autocast: bool, batch_size: int = 8,
                  ranking_decoder: str = "slots", lake: Path | None = None, engine: str = "hf",
                  compute_type: str = "float32", threads: int = 0, decode_threads: int = 0, prefix_cache: int = 0,
-                 prompt_lookup: int = 0):
+                 prompt_lookup: int = 0, int8_scheme: str = "per_channel_head_float"):
         from gr2.models import evidence as ev
 
         if ranking_decoder not in ("slots", "first"):
@@ -183,7 +183,7 @@ class Reranker:
         self.model_dir = Path(model_dir)
         self.catalog, self.fmt = catalog, fmt
         self.max_new_tokens, self.autocast, self.batch_size = max_new_tokens, autocast, batch_size
-        self.ranking_decoder, self.engine = ranking_decoder, engine
+        self.ranking_decoder, self.engine, self.int8_scheme = ranking_decoder, engine, int8_scheme
         self.model, self.tok, self.fast = self._load(compute_type, threads, decode_threads, prompt_lookup)
         self.prefix_cache = None
         if prefix_cache and self.model is not None:
@@ -208,7 +208,7 @@ class Reranker:
             model, tok = load_model(self.model_dir)
             model.eval()
             if self.engine == "hf":  # faster, and the orders may differ from float32's on close calls
-                model, autocast_ok = for_inference(model, compute_type)
+                model, autocast_ok = for_inference(model, compute_type, self.int8_scheme)
                 self.autocast = self.autocast and autocast_ok
         else:
             tok = load_tokenizer(self.model_dir)
