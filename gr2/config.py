@@ -475,6 +475,9 @@ class ServeConfig(Strict):
         32, ge=0, description="ranking mode on HF: the KV caches of the last N prompt heads (role, task and the user's "
         "history: everything before the candidates) are kept, so a user ranked again with new candidates skips that "
         "part of the prefill; 0 = off. About 5-10 MB each for SmolLM2-135M with 5 history items")
+    engine_process: bool = Field(
+        False, description="run the model in a child process of the replica, where its threads are the only ones "
+        "(no GIL shared with Ray's threads and the event loop; docs/serving.md measures it)")
     max_batch: int = Field(8, ge=1, description="requests batched into one model call")
     batch_wait_ms: int = Field(10, ge=0, description="how long a batch waits for more requests")
     max_body_bytes: int = Field(65536, ge=256, description="larger request bodies get 413")

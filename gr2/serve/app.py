@@ -59,6 +59,7 @@ class ServeSettings:
     prompt_lookup: int = 0
     engine: str = "hf"
     compute_type: str = "float32"
+    engine_process: bool = False
 
 
 def _error(status: int, message: str, metrics: Metrics | None = None) -> JSONResponse:
@@ -84,11 +85,18 @@ class RerankDeployment:
         torch.set_num_threads(settings.threads or os.cpu_count() or 1)
         items, _ = load_catalog(Path(settings.lake))
         self.catalog = Catalog(items)
-        self.engine = Reranker(Path(settings.model_dir), self.catalog, RerankFormat(**settings.fmt),
-                               settings.max_new_tokens, settings.autocast, settings.max_batch, settings.ranking_decoder,
-                               lake=Path(settings.lake), engine=settings.engine, compute_type=settings.compute_type,
-                               threads=settings.threads, decode_threads=settings.decode_threads,
-                               prefix_cache=settings.prefix_cache, prompt_lookup=settings.prompt_lookup)
+        engine_args = dict(model_dir=Path(settings.model_dir), fmt=RerankFormat(**settings.fmt),
+                           max_new_tokens=settings.max_new_tokens, autocast=settings.autocast,
+                           batch_size=settings.max_batch, ranking_decoder=settings.ranking_decoder,
+                           engine=settings.engine, compute_type=settings.compute_type, threads=settings.threads,
+                           decode_threads=settings.decode_threads, prefix_cache=settings.prefix_cache,
+                           prompt_lookup=settings.prompt_lookup)
+        if settings.engine_process:  # the model alone in a child process: gr2.serve.isolated says why
+            from gr2.serve.isolated import EngineProcess
+
+            self.engine = EngineProcess(settings.lake, **engine_args)
+        else:
+            self.engine = Reranker(catalog=self.catalog, lake=Path(settings.lake), **engine_args)
         self.metrics = Metrics()
         self._batched.set_max_batch_size(settings.max_batch)
         self._batched.set_batch_wait_timeout_s(settings.batch_wait_ms / 1000)

@@ -71,6 +71,7 @@ def settings(cfg: Config, stage: str | None = None, run: str | None = None):
         batch_wait_ms=sv.batch_wait_ms, autocast=use_autocast(cfg.train.autocast), fmt=asdict(fmt),
         ranking_decoder=sv.ranking_decoder, threads=sv.threads, decode_threads=sv.decode_threads, engine=sv.engine,
         compute_type=sv.compute_type, prefix_cache=sv.prefix_cache, prompt_lookup=sv.prompt_lookup,
+        engine_process=sv.engine_process,
     )
 
 
