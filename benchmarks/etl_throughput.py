@@ -58,6 +58,9 @@ def measure(n: int, root: Path, master: str = "local[*]", with_pandas: bool = Tr
         "accepted": ing["counts"]["interactions"]["accepted"], "slates": bld["slates"],
         # "read events from <path>": the path differs per size, the step does not
         "ingest_steps": {k.split(" from ")[0]: v for k, v in ing_steps.timings.items()}, "build_steps": bld_steps.timings,
+        # of the publish steps' time, what the quality gates took (Great Expectations and its Data Docs)
+        "ingest_gates_s": sum(t.get("gate_s", 0.0) for t in ing["tables"].values()),
+        "build_gates_s": sum(t.get("gate_s", 0.0) for t in bld["tables"].values()),
     }
     if with_pandas:
         p0 = time.perf_counter()
@@ -105,6 +108,7 @@ def print_table(rows: list[dict]) -> None:
             print(f"| {k} | " + " | ".join(f"{r[f'{job}_steps'].get(k, float('nan')):.1f}" for r in rows) + " |")
         print("| (outside the steps) | " + " | ".join(
             f"{r[f'spark_{job}_s'] - sum(r[f'{job}_steps'].values()):.1f}" for r in rows) + " |")
+        print("| of the steps: quality gates | " + " | ".join(f"{r[f'{job}_gates_s']:.1f}" for r in rows) + " |")
     if len(rows) > 1:
         print("\ngrowth exponent b (time ~ size^b) between consecutive sizes:")
         for a, b in zip(rows, rows[1:]):

@@ -16,6 +16,7 @@ finds the killed run's rows already there, an overwrite replaces them.
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -52,6 +53,7 @@ class PublishResult:
     rows_written: int
     version: int | None
     skipped: bool = False
+    gate_s: float = 0.0  # seconds in the quality gate (Great Expectations' checkpoint and its Data Docs update)
 
 
 class Lake:
@@ -187,7 +189,9 @@ class Lake:
         self.clean_staging(table)
         stage, staged = self._stage(spark, df, table)
         try:
+            t0 = time.perf_counter()
             quality.gate(audit(staged) if audit else staged, table, checks, self.root)
+            gate_s = time.perf_counter() - t0
             self._before_commit(table)
             writer = staged.write.format("delta").mode("overwrite")
             if replace_where and self.exists(spark, table):
@@ -200,7 +204,7 @@ class Lake:
             n = spark.read.format("delta").load(str(stage)).count()
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-        res = PublishResult(table, n, self.version(spark, table))
+        res = PublishResult(table, n, self.version(spark, table), gate_s=round(gate_s, 2))
         self._published(table, res.version)
         return res
 
@@ -231,12 +235,14 @@ class Lake:
         self.clean_staging(table)
         stage, staged = self._stage(spark, df, table)
         try:
+            t0 = time.perf_counter()
             quality.gate(audit(staged) if audit else staged, table, checks, self.root)
+            gate_s = round(time.perf_counter() - t0, 2)
             self._before_commit(table)
             path = str(self.path(table))
             if not self.exists(spark, table):
                 staged.write.format("delta").mode("overwrite").save(path)
-                return PublishResult(table, staged.count(), self.version(spark, table))
+                return PublishResult(table, staged.count(), self.version(spark, table), gate_s=gate_s)
             current = spark.read.format("delta").load(path)
             new = staged.join(current.select(*keys), on=keys, how="left_anti")
             changed = None
@@ -246,13 +252,13 @@ class Lake:
             n_new = new.count()
             n_changed = changed.count() if changed is not None else 0
             if n_new == 0 and n_changed == 0:
-                return PublishResult(table, 0, self.version(spark, table), skipped=True)
+                return PublishResult(table, 0, self.version(spark, table), skipped=True, gate_s=gate_s)
             cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
             merge = DeltaTable.forPath(spark, path).alias("t").merge(staged.alias("s"), cond)
             if update_columns:
                 differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in update_columns)
                 merge = merge.whenMatchedUpdate(condition=differs, set={c: f"s.`{c}`" for c in update_columns})
             merge.whenNotMatchedInsertAll().execute()
-            return PublishResult(table, n_new + n_changed, self.version(spark, table))
+            return PublishResult(table, n_new + n_changed, self.version(spark, table), gate_s=gate_s)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
