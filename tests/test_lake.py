@@ -24,6 +24,29 @@ def test_failed_gate_keeps_the_previous_version(spark, lake):
     assert (qc.docs_dir(lake.root) / "index.html").exists(), "Data Docs are written for every gate"
 
 
+def _validation_results(lake) -> list[dict]:
+    import json
+
+    files = sorted((qc.context_root(lake.root) / "gx" / "uncommitted" / "validations").rglob("*.json"),
+                   key=lambda p: p.stat().st_mtime_ns)
+    return [json.loads(p.read_text()) for p in files]
+
+
+def test_a_passing_gate_counts_and_a_failing_one_collects_example_values(spark, lake):
+    """counts_first: GE runs no query for unexpected values where the gate passes; where it fails, the gate
+    runs again with SUMMARY, so the Data Docs page of the failure lists the rows' values."""
+    good = spark.createDataFrame([(1, "a"), (2, "b")], "item_id int, title string")
+    assert qc.gate(good, "silver.items", [qc.unique("item_id")], lake.root) == []
+    passed = _validation_results(lake)[-1]["results"][0]["result"]
+    assert passed["unexpected_count"] == 0 and passed.get("partial_unexpected_list", []) == []
+    assert "partial_unexpected_counts" not in passed  # SUMMARY's part: not computed
+    bad = spark.createDataFrame([(7, "a"), (7, "dup"), (3, "c")], "item_id int, title string")
+    with pytest.raises(QualityGateError, match="2 row"):
+        qc.gate(bad, "silver.items", [qc.unique("item_id")], lake.root)
+    failed = _validation_results(lake)[-1]["results"][0]["result"]
+    assert failed["unexpected_count"] == 2 and failed["partial_unexpected_list"] == [7, 7]
+
+
 def test_merge_is_idempotent_and_updates_changed_rows(spark, lake):
     rows = spark.createDataFrame([("a", "A"), ("b", "B")], "item_id string, title string")
     checks = [qc.unique("item_id")]
