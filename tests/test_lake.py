@@ -40,9 +40,14 @@ def test_a_passing_gate_counts_and_a_failing_one_collects_example_values(spark, 
     passed = _validation_results(lake)[-1]["results"][0]["result"]
     assert passed["unexpected_count"] == 0 and passed.get("partial_unexpected_list", []) == []
     assert "partial_unexpected_counts" not in passed  # SUMMARY's part: not computed
+    pages = sorted((qc.docs_dir(lake.root) / "validations").rglob("*.html"))
+    assert pages, "the passing gate's result is rendered into the Data Docs"
     bad = spark.createDataFrame([(7, "a"), (7, "dup"), (3, "c")], "item_id int, title string")
+    before = len(_validation_results(lake))
     with pytest.raises(QualityGateError, match="2 row"):
         qc.gate(bad, "silver.items", [qc.unique("item_id")], lake.root)
+    assert len(_validation_results(lake)) == before + 1  # one stored result per gate run, not one per pass
+    assert len(sorted((qc.docs_dir(lake.root) / "validations").rglob("*.html"))) == len(pages) + 1
     failed = _validation_results(lake)[-1]["results"][0]["result"]
     assert failed["unexpected_count"] == 2 and failed["partial_unexpected_list"] == [7, 7]
 
