@@ -257,3 +257,24 @@ def test_naive_format_bonus_cancels_in_all_valid_groups(orders, naive_equals_pro
     promotion_only = advantages(0.0, False)
     assert torch.allclose(advantages(0.2, False), promotion_only, atol=1e-5) == naive_equals_promotion_only
     assert torch.allclose(advantages(0.2, True), promotion_only, atol=1e-5) == gated_equals_promotion_only
+
+
+def test_a_steps_row_describes_every_rollout_not_only_the_groups_kept_for_the_update():
+    """A group whose answers all got one reward is dropped by dynamic sampling, but it is still what the
+    policy wrote: a policy that copies the slate in every answer must show valid 100%, copies 100%, kept 0."""
+    from gr2.training.rl import DapoStep
+
+    def group(rewards, valid, copy):
+        parts = [{"promotion": 0.0, "format": 1.0, "format_counted": 1.0, "valid": v, "copy": c} for v, c in zip(valid, copy)]
+        return {"rewards": torch.tensor(rewards), "parts": parts, "lengths": [10] * len(rewards), "truncated": [False] * len(rewards)}
+
+    copies = group([0.5, 0.5], [1.0, 1.0], [1.0, 1.0])  # no variance: dropped
+    mixed = group([1.0, 0.0], [1.0, 0.0], [0.0, 0.0])  # kept
+    step = object.__new__(DapoStep)
+    step.rollouts, step.groups, step.tried, step.stats = [copies, mixed], [mixed], 2, {"loss": 0.1}
+    row = step.row(None, 1.0)
+    assert row["valid_rate"] == 0.75 and row["order_copy_rate"] == 0.5 and row["kept_group_ratio"] == 0.5
+    assert row["reward"] == pytest.approx(0.5) and row["loss"] == 0.1
+    step.rollouts, step.groups, step.stats = [copies], [], {}
+    row = step.row(None, 1.0)
+    assert (row["valid_rate"], row["order_copy_rate"], row["kept_group_ratio"], row["response_len"]) == (1.0, 1.0, 0.0, 10.0)

@@ -97,34 +97,36 @@ class DapoStep:
         if s.dapo.kl_coef > 0:
             self.ref = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32).eval()
         self.rows = _cycle(shard)
-        self.groups, self.tried, self.stats = [], 0, {}
+        self.groups, self.tried, self.stats, self.rollouts = [], 0, {}, []
 
     def step(self, w: WorkerRun) -> None:
         s, d, module = w.settings, w.settings.dapo, w.engine.module
         module.eval()
-        groups, tried = [], 0
+        groups, tried, rollouts = [], 0, []
         for _ in range(d.refill_rounds + 1):  # dynamic sampling: refill dropped groups
             for _ in range(d.batch_size - len(groups)):
                 tried += 1
                 with cpu_autocast(s.autocast and not w.use_gpu):
                     g = _rollout(module, self.tok, next(self.rows), s, d.group_size)
+                rollouts.append({k: g[k] for k in ("rewards", "parts", "lengths", "truncated")})
                 if dapo.keep_group(g["rewards"]):
                     groups.append(g)
             if len(groups) >= d.batch_size:
                 break
         module.train()
         self.stats = _update(w.engine, self.ref, groups, s, d.minibatches, w.engine.device)
-        self.groups, self.tried = groups, tried
+        self.groups, self.tried, self.rollouts = groups, tried, rollouts
 
     def row(self, w: WorkerRun, seconds: float) -> dict:
-        """The last step's rewards, answers and update statistics."""
-        groups, stats = self.groups, self.stats
+        """The last step's rewards and answers, over every rollout it sampled (the groups dynamic sampling
+        dropped too: they are what the policy writes), and the update's statistics (kept groups only)."""
+        groups, stats = self.rollouts, self.stats
         parts = [p for g in groups for p in g["parts"]]
         return {
             "reward": float(np.mean([float(g["rewards"].mean()) for g in groups])) if groups else 0.0,
             "promotion": _mean(parts, "promotion"), "format": _mean(parts, "format"),
             "format_counted": _mean(parts, "format_counted"), "valid_rate": _mean(parts, "valid"),
-            "order_copy_rate": _mean(parts, "copy"), "kept_group_ratio": len(groups) / max(1, self.tried),
+            "order_copy_rate": _mean(parts, "copy"), "kept_group_ratio": len(self.groups) / max(1, self.tried),
             "entropy": stats.get("entropy", 0.0), "clip_fraction": stats.get("clip_fraction", 0.0),
             "kl": stats.get("kl", 0.0),
             "response_len": float(np.mean([n for g in groups for n in g["lengths"]])) if groups else 0.0,
