@@ -11,8 +11,9 @@ Endpoints (JSON unless noted):
 
 Every request except the two probes needs ``Authorization: Bearer <token>``. Concurrent requests are
 batched (``serve.batch``); each request has a deadline, and one that is not answered in time gets the
-incoming order with ``fallback_reason="timeout"``. The model runs in a worker thread, so the event loop
-keeps answering probes and timing out requests while a batch generates.
+incoming order with ``fallback_reason="timeout"``. The model is called from a worker thread, so the event
+loop keeps answering probes and timing out requests while a batch generates; by default it runs in a
+child process of the replica (``serve.engine_process``: gr2.serve.isolated says why).
 """
 
 # (no `from __future__ import annotations`: FastAPI reads the route signatures at runtime)
@@ -59,7 +60,7 @@ class ServeSettings:
     prompt_lookup: int = 0
     engine: str = "hf"
     compute_type: str = "float32"
-    engine_process: bool = False
+    engine_process: bool = True
 
 
 def _error(status: int, message: str, metrics: Metrics | None = None) -> JSONResponse:
