@@ -37,6 +37,12 @@ from gr2.serve.check import _slates  # noqa: E402
 METRICS = ("R@1", "R@5", "NDCG@5")
 
 
+def variant(spec: str) -> tuple[str, str, str]:
+    """DECODER[:COMPUTE_TYPE[:INT8_SCHEME]] -> (decoder, compute type, int8 scheme), with the defaults filled in."""
+    decoder, compute_type, scheme = (spec.split(":") + ["", ""])[:3]
+    return decoder, compute_type or "float32", scheme or INT8_SCHEMES[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-c", "--config", default=None)
@@ -49,8 +55,7 @@ def main() -> None:
                     f"{'|'.join(INT8_SCHEMES)}); the first is the reference")
     ap.add_argument("--set", action="append", default=[], help="extra config overrides")
     args = ap.parse_args()
-    variants = [tuple((v + ":float32:" + INT8_SCHEMES[0] if v.count(":") == 0 else v + ":" + INT8_SCHEMES[0]).split(":")[:3])
-                for v in args.variants]
+    variants = [variant(v) for v in args.variants]
     cfg = load_config(args.config, args.set, args.lake)
     stage = args.stage or cfg.serve.stage
     model_dir = launch.model_dir(cfg, stage, args.run)

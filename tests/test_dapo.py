@@ -271,7 +271,7 @@ def test_a_steps_row_describes_every_rollout_not_only_the_groups_kept_for_the_up
     copies = group([0.5, 0.5], [1.0, 1.0], [1.0, 1.0])  # no variance: dropped
     mixed = group([1.0, 0.0], [1.0, 0.0], [0.0, 0.0])  # kept
     step = object.__new__(DapoStep)
-    step.rollouts, step.groups, step.tried, step.stats = [copies, mixed], [mixed], 2, {"loss": 0.1}
+    step.rollouts, step.groups, step.stats = [copies, mixed], [mixed], {"loss": 0.1}
     row = step.row(None, 1.0)
     assert row["valid_rate"] == 0.75 and row["order_copy_rate"] == 0.5 and row["kept_group_ratio"] == 0.5
     assert row["reward"] == pytest.approx(0.5) and row["loss"] == 0.1

@@ -137,7 +137,7 @@ def attach_candidates(examples_df: DataFrame, indexes_bc, cfg: EtlConfig, index_
         for pdf in batches:
             which = pdf.pop("_index").to_numpy() if "_index" in pdf else np.zeros(len(pdf), dtype=np.int64)
             for i in np.unique(which):  # each index's rows of the batch (rows may leave in any order)
-                part = pdf[which == i] if len(which) and (which != i).any() else pdf
+                part = pdf if (which == i).all() else pdf[which == i]
                 out = prerank.score_batch(part["history"].tolist(), part["target"].tolist(), indexes[int(i)], k, window,
                                           decay, exclude, policy)
                 yield part.assign(**{c: pd.Series(v, index=part.index) for c, v in out.items()})

@@ -168,6 +168,12 @@ class Lake:
         df.write.format("delta").mode("overwrite").save(str(stage))
         return stage, spark.read.format("delta").load(str(stage))
 
+    def _gate(self, staged, table: str, checks: list, audit=None) -> float:
+        """Run the table's quality gate on the staged rows (raises when it refuses them); its seconds."""
+        t0 = time.perf_counter()
+        quality.gate(audit(staged) if audit else staged, table, checks, self.root)
+        return round(time.perf_counter() - t0, 2)
+
     def clean_staging(self, table: str | None = None) -> None:
         base = self.root / "_staging"
         target = base / table if table else base
@@ -189,9 +195,7 @@ class Lake:
         self.clean_staging(table)
         stage, staged = self._stage(spark, df, table)
         try:
-            t0 = time.perf_counter()
-            quality.gate(audit(staged) if audit else staged, table, checks, self.root)
-            gate_s = time.perf_counter() - t0
+            gate_s = self._gate(staged, table, checks, audit)
             self._before_commit(table)
             writer = staged.write.format("delta").mode("overwrite")
             if replace_where and self.exists(spark, table):
@@ -204,7 +208,7 @@ class Lake:
             n = spark.read.format("delta").load(str(stage)).count()
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-        res = PublishResult(table, n, self.version(spark, table), gate_s=round(gate_s, 2))
+        res = PublishResult(table, n, self.version(spark, table), gate_s=gate_s)
         self._published(table, res.version)
         return res
 
@@ -235,9 +239,7 @@ class Lake:
         self.clean_staging(table)
         stage, staged = self._stage(spark, df, table)
         try:
-            t0 = time.perf_counter()
-            quality.gate(audit(staged) if audit else staged, table, checks, self.root)
-            gate_s = round(time.perf_counter() - t0, 2)
+            gate_s = self._gate(staged, table, checks, audit)
             self._before_commit(table)
             path = str(self.path(table))
             if not self.exists(spark, table):

@@ -144,28 +144,20 @@ def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool 
         _gx().ValidationDefinition(name=f"{asset_name}_gate", data=batch_def, suite=suite)
     )
 
-    def run(result_format: dict, docs: bool):
+    def validate(result_format: dict):
         checkpoint = context.checkpoints.add_or_update(
-            _gx().Checkpoint(
-                name=f"{asset_name}_publish",
-                validation_definitions=[validation],
-                actions=[_gx().checkpoint.UpdateDataDocsAction(name="data_docs")] if docs else [],
-                result_format=result_format,
-            )
+            _gx().Checkpoint(name=f"{asset_name}_publish", validation_definitions=[validation], actions=[],
+                             result_format=result_format)
         )
         return checkpoint.run(batch_parameters={"dataframe": df})
 
-    if not counts_first:
-        result = run(WITH_EXAMPLES, update_docs)
-    else:
-        result = run(COUNTS_ONLY, False)
-        if result.success:
-            if update_docs:  # what the checkpoint's action would have done
-                _gx().checkpoint.UpdateDataDocsAction(name="data_docs").run(result)
-        else:  # one stored result per gate: the one with example values replaces the count-only one
-            for key in result.run_results:
-                context.validation_results_store.remove_key(key)
-            result = run(WITH_EXAMPLES, update_docs)
+    result = validate(COUNTS_ONLY if counts_first else WITH_EXAMPLES)
+    if counts_first and not result.success:
+        for key in result.run_results:  # one stored result per gate: the one with example values replaces it
+            context.validation_results_store.remove_key(key)
+        result = validate(WITH_EXAMPLES)
+    if update_docs:  # render the stored result into the Data Docs (its page and the index)
+        _gx().checkpoint.UpdateDataDocsAction(name="data_docs").run(result)
     failures: list[Failure] = []
     for run in result.run_results.values():
         for r in run.results:

@@ -97,15 +97,14 @@ class DapoStep:
         if s.dapo.kl_coef > 0:
             self.ref = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32).eval()
         self.rows = _cycle(shard)
-        self.groups, self.tried, self.stats, self.rollouts = [], 0, {}, []
+        self.groups, self.stats, self.rollouts = [], {}, []
 
     def step(self, w: WorkerRun) -> None:
         s, d, module = w.settings, w.settings.dapo, w.engine.module
         module.eval()
-        groups, tried, rollouts = [], 0, []
+        groups, rollouts = [], []
         for _ in range(d.refill_rounds + 1):  # dynamic sampling: refill dropped groups
             for _ in range(d.batch_size - len(groups)):
-                tried += 1
                 with cpu_autocast(s.autocast and not w.use_gpu):
                     g = _rollout(module, self.tok, next(self.rows), s, d.group_size)
                 rollouts.append({k: g[k] for k in ("rewards", "parts", "lengths", "truncated")})
@@ -115,22 +114,22 @@ class DapoStep:
                 break
         module.train()
         self.stats = _update(w.engine, self.ref, groups, s, d.minibatches, w.engine.device)
-        self.groups, self.tried, self.rollouts = groups, tried, rollouts
+        self.groups, self.rollouts = groups, rollouts
 
     def row(self, w: WorkerRun, seconds: float) -> dict:
         """The last step's rewards and answers, over every rollout it sampled (the groups dynamic sampling
         dropped too: they are what the policy writes), and the update's statistics (kept groups only)."""
-        groups, stats = self.rollouts, self.stats
-        parts = [p for g in groups for p in g["parts"]]
+        rollouts, stats = self.rollouts, self.stats
+        parts = [p for g in rollouts for p in g["parts"]]
         return {
-            "reward": float(np.mean([float(g["rewards"].mean()) for g in groups])) if groups else 0.0,
+            "reward": float(np.mean([float(g["rewards"].mean()) for g in rollouts])) if rollouts else 0.0,
             "promotion": _mean(parts, "promotion"), "format": _mean(parts, "format"),
             "format_counted": _mean(parts, "format_counted"), "valid_rate": _mean(parts, "valid"),
-            "order_copy_rate": _mean(parts, "copy"), "kept_group_ratio": len(self.groups) / max(1, self.tried),
+            "order_copy_rate": _mean(parts, "copy"), "kept_group_ratio": len(self.groups) / max(1, len(rollouts)),
             "entropy": stats.get("entropy", 0.0), "clip_fraction": stats.get("clip_fraction", 0.0),
             "kl": stats.get("kl", 0.0),
-            "response_len": float(np.mean([n for g in groups for n in g["lengths"]])) if groups else 0.0,
-            "truncated_rate": float(np.mean([t for g in groups for t in g["truncated"]])) if groups else 0.0,
+            "response_len": float(np.mean([n for g in rollouts for n in g["lengths"]])) if rollouts else 0.0,
+            "truncated_rate": float(np.mean([t for g in rollouts for t in g["truncated"]])) if rollouts else 0.0,
             "loss": stats.get("loss", 0.0),
         }
 
