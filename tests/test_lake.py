@@ -1,5 +1,7 @@
 """Write-audit-publish on real Delta tables with real Great Expectations gates."""
 
+from pathlib import Path
+
 import pytest
 
 from gr2.platform import quality as qc
@@ -50,6 +52,54 @@ def test_a_passing_gate_counts_and_a_failing_one_collects_example_values(spark, 
     assert len(sorted((qc.docs_dir(lake.root) / "validations").rglob("*.html"))) == len(pages) + 1
     failed = _validation_results(lake)[-1]["results"][0]["result"]
     assert failed["unexpected_count"] == 2 and failed["partial_unexpected_list"] == [7, 7]
+
+
+def _files_seen_by_the_gate(seen: list):
+    """An audit that records the staged table's data files as the gate reads them."""
+    def audit(staged):
+        seen.extend(sorted(Path(f).name for f in staged.inputFiles()))
+        return staged
+    return audit
+
+
+@pytest.mark.parametrize("how", ["overwrite", "merge", "partitioned"])
+def test_a_first_publish_moves_the_gated_files_into_place(spark, lake, how):
+    """The staged table that passed its gate becomes the table: the same data files, written once; a later
+    publish of the existing table still commits through Delta (a new version, the old one kept)."""
+    rows = spark.createDataFrame([(1, "a", "x"), (2, "b", "y")], "item_id int, title string, encoder string")
+    seen: list = []
+    checks = [qc.unique("item_id"), qc.rows(2)]
+    if how == "merge":
+        res = lake.publish_merge(spark, rows, "silver.items", ["item_id"], checks, audit=_files_seen_by_the_gate(seen))
+    else:
+        res = lake.publish_overwrite(spark, rows, "silver.items", checks, audit=_files_seen_by_the_gate(seen),
+                                     partition_by=["encoder"] if how == "partitioned" else None)
+    assert (res.rows_written, res.version) == (2, 0)
+    table = lake.read(spark, "silver.items")
+    assert sorted(Path(f).name for f in table.inputFiles()) == seen and seen, "the gated files, not a second write"
+    assert sorted((r.item_id, r.title) for r in table.collect()) == [(1, "a"), (2, "b")]
+    if how == "partitioned":
+        assert sorted(p.name for p in lake.path("silver.items").glob("encoder=*")) == ["encoder=x", "encoder=y"]
+    assert not any((lake.root / "_staging" / "silver.items").glob("*")), "nothing left in staging"
+    more = spark.createDataFrame([(3, "c", "x")], "item_id int, title string, encoder string")
+    if how == "merge":
+        again = lake.publish_merge(spark, more, "silver.items", ["item_id"], [qc.unique("item_id")])
+    else:
+        again = lake.publish_overwrite(spark, more, "silver.items", [qc.unique("item_id")])
+    assert again.version == 1
+    assert lake.read(spark, "silver.items", version=0).count() == 2, "the first version stays readable"
+
+
+def test_a_first_publish_over_a_folder_with_other_files_writes_the_table(spark, lake):
+    """A table folder that holds something else (not a Delta table) cannot take the rename: the rows are
+    written into it instead, as before."""
+    folder = lake.path("silver.items")
+    folder.mkdir(parents=True)
+    (folder / "README.txt").write_text("left here by hand")
+    rows = spark.createDataFrame([(1, "a")], "item_id int, title string")
+    res = lake.publish_overwrite(spark, rows, "silver.items", [qc.unique("item_id")])
+    assert res.rows_written == 1 and [r.item_id for r in lake.read(spark, "silver.items").collect()] == [1]
+    assert (folder / "README.txt").exists()
 
 
 def test_merge_is_idempotent_and_updates_changed_rows(spark, lake):

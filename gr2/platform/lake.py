@@ -4,7 +4,8 @@ Every table lives at `<lake>/<layer>/<name>` as a Delta table. A write goes to a
 first (`<lake>/_staging/<table>/<run>`), is validated there by a Great Expectations gate, and only then
 reaches the published table in one Delta commit (overwrite, or MERGE for incremental tables). A gate
 failure or a killed process therefore leaves the published version exactly as it was; stale staging
-folders are removed by the next run.
+folders are removed by the next run. A table's first publish writes nothing twice: the staged table,
+once it passes, is renamed into place (a Delta table's log names its files relative to its folder).
 
 A run that publishes several tables does so inside `with lake.publication(name):`; the lake manifest
 (`gr2/platform/manifest.py`) moves to all of its versions at once when the block ends without an error.
@@ -15,6 +16,7 @@ finds the killed run's rows already there, an overwrite replaces them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -163,16 +165,36 @@ class Lake:
 
     # -- staging ---------------------------------------------------------------------------------------
 
-    def _stage(self, spark, df, table: str):
+    def _stage(self, spark, df, table: str, partition_by: list[str] | None = None):
         stage = self.root / "_staging" / table / uuid.uuid4().hex[:12]
-        df.write.format("delta").mode("overwrite").save(str(stage))
+        writer = df.write.format("delta").mode("overwrite")
+        if partition_by:  # laid out as the table will be, so a first publish can move it into place
+            writer = writer.partitionBy(*partition_by)
+        writer.save(str(stage))
         return stage, spark.read.format("delta").load(str(stage))
+
+    def _move_into_place(self, spark, stage: Path, table: str) -> bool:
+        """A table's first publish: rename the passed staged table to the table's folder (one atomic
+        rename on a local or HDFS lake) instead of writing its rows a second time. False where the
+        table exists, or a folder with files in it took its place meanwhile: the caller writes then."""
+        target = self.path(table)
+        if self.exists(spark, table):
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(stage, target)  # replaces an empty folder; refuses a non-empty one
+        except OSError:
+            return False
+        return True
 
     def _gate(self, staged, table: str, checks: list, audit=None) -> float:
         """Run the table's quality gate on the staged rows (raises when it refuses them); its seconds."""
         t0 = time.perf_counter()
         quality.gate(audit(staged) if audit else staged, table, checks, self.root)
         return round(time.perf_counter() - t0, 2)
+
+    def _count(self, spark, table: str) -> int:
+        return spark.read.format("delta").load(str(self.path(table))).count()
 
     def clean_staging(self, table: str | None = None) -> None:
         base = self.root / "_staging"
@@ -193,10 +215,14 @@ class Lake:
         are those of the latest commit, like a MERGE's.
         """
         self.clean_staging(table)
-        stage, staged = self._stage(spark, df, table)
+        stage, staged = self._stage(spark, df, table, partition_by)
         try:
             gate_s = self._gate(staged, table, checks, audit)
             self._before_commit(table)
+            if self._move_into_place(spark, stage, table):
+                res = PublishResult(table, self._count(spark, table), self.version(spark, table), gate_s=gate_s)
+                self._published(table, res.version)
+                return res
             writer = staged.write.format("delta").mode("overwrite")
             if replace_where and self.exists(spark, table):
                 writer = writer.option("replaceWhere", replace_where)
@@ -242,7 +268,9 @@ class Lake:
             gate_s = self._gate(staged, table, checks, audit)
             self._before_commit(table)
             path = str(self.path(table))
-            if not self.exists(spark, table):
+            if self._move_into_place(spark, stage, table):
+                return PublishResult(table, self._count(spark, table), self.version(spark, table), gate_s=gate_s)
+            if not self.exists(spark, table):  # a folder with other files in it: write over them
                 staged.write.format("delta").mode("overwrite").save(path)
                 return PublishResult(table, staged.count(), self.version(spark, table), gate_s=gate_s)
             current = spark.read.format("delta").load(path)
