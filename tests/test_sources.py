@@ -436,6 +436,53 @@ def test_the_non_utf8_reader_cuts_lines_where_hadoops_reader_does(text, lines):
     assert split_lines(text) == lines
 
 
+@pytest.mark.parametrize("data, encoding", [
+    (b"a\r\nb\rc\n\nd", "utf-8"),
+    (b"\xef\xbb\xbfone\r\ntwo\xff\xfe bad\r\r\n\nthree\n", "utf-8"),  # BOM, invalid bytes, CR CR LF
+    ("caf\u00e9\r\n\u20ac 5\n".encode("utf-8"), "utf-8"),  # multi-byte characters cut by a chunk
+    ("caf\u00e9\rna\u00efve\n".encode("latin-1"), "latin-1"),
+    (b"", "utf-8"),
+    (b"no newline at the end", "utf-8"),
+])
+def test_streamed_lines_are_cut_as_split_lines_cuts_the_whole_file_at_every_chunk_size(tmp_path, data, encoding):
+    """iter_lines reads a chunk at a time: a \r\n, a multi-byte character or a BOM split between two
+    chunks must give the lines (and numbers) the whole-file reader gives. Plain and gzipped."""
+    from gr2.etl.io import _decode_file, iter_lines
+
+    plain, packed = tmp_path / "f.txt", tmp_path / "f.txt.gz"
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data))
+    want = [(n, raw) for _, n, raw in _decode_file((str(plain), data), encoding)]
+    for chunk in (1, 2, 3, 5, 1 << 20):
+        assert list(iter_lines(str(plain), encoding, chunk)) == want, chunk
+        assert list(iter_lines(str(packed), encoding, chunk)) == want, chunk
+
+
+def test_parsed_lines_through_arrow_equal_hadoops_reader_row_for_row(spark, tmp_path):
+    """The events reader parses whole files in Python tasks and hands Spark Arrow batches
+    (`parse_text_files`); on hostile lines its rows are those of Hadoop's reader + createDataFrame."""
+    from gr2.etl.io import line_records, parse_text_files
+    from gr2.etl.schema import PARSED_INTERACTION
+
+    (tmp_path / "a.jsonl").write_bytes(
+        b'{"user_id": "u1", "item_id": "i1", "ts": "2026-01-02T03:04:05Z"}\r\n\n  \t\n'
+        b'{"user_id": "u2", "item_id": "i2", "ts": 1767323045000, "event": "view", "position": 3}\n'
+        b'not json\r{"user_id": "u\xff", "item_id": "i3", "ts": "9999-12-31T23:59:59"}\n[1, 2]\n{"ts": null}')
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(
+        "".join(json.dumps({"user_id": f"u{i}", "item_id": f"i{i % 7}", "ts": 1700000000 + i}) + "\n" for i in range(2500)).encode()))
+    files = sorted(str(f) for f in tmp_path.iterdir())
+
+    def parse(f, n, raw):
+        return events.parse_line("interactions", f, n, raw, {})
+
+    hadoop = spark.createDataFrame(line_records(spark, files, "utf-8").map(lambda r: parse(*r)), PARSED_INTERACTION)
+    arrow = parse_text_files(spark, files, "utf-8", parse, PARSED_INTERACTION)
+    assert arrow.count() == hadoop.count() == 2500 + 6
+    assert arrow.exceptAll(hadoop).count() == 0 and hadoop.exceptAll(arrow).count() == 0
+    reasons = {r.line: r.reason for r in arrow.where(arrow.file.endswith("a.jsonl")).collect()}
+    assert sorted(reasons) == [1, 4, 5, 6, 7, 8] and reasons[1] is None and reasons[5].startswith("malformed")
+
+
 def test_every_file_under_the_input_is_read_or_skipped_with_its_reason(tmp_path):
     """Nothing is passed over in silence: a file that is not read is listed with why, and a symlink is
     followed only to a file inside the input folder."""

@@ -32,7 +32,7 @@ from datetime import date, datetime, timezone
 from functools import reduce
 from pathlib import Path
 
-from gr2.etl.io import InputError, line_records, read_parquet_rows, scan_files
+from gr2.etl.io import InputError, line_records, parse_text_files, read_parquet_rows, scan_files, whole_file_tasks_fit
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
 from gr2.etl.sources import SourceBatch, flatten_categories, json_type, parse_id
 
@@ -313,7 +313,11 @@ def _records(spark, kind: str, files: list[tuple[str, str]], encoding: str, head
     schema = PARSED_INTERACTION if kind == "interactions" else PARSED_ITEM
     parts = []
     text = [f for f, fmt in files if fmt in ("json", "csv")]
-    if text:
+    if text and whole_file_tasks_fit(spark, text):
+        csv_files = frozenset(f for f, fmt in files if fmt == "csv")
+        parts.append(parse_text_files(spark, text, encoding, lambda f, n, raw: parse_line(kind, f, n, raw, headers),
+                                      schema, header_files=csv_files))
+    elif text:
         recs = line_records(spark, text, encoding)
         if any(fmt == "csv" for _, fmt in files):
             recs = recs.filter(lambda r: not (r[1] == 1 and _CSV_FILE.search(r[0])))
