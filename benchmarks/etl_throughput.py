@@ -31,7 +31,8 @@ from gr2.platform.progress import Steps  # noqa: E402
 from gr2.platform.spark import get_spark  # noqa: E402
 
 
-def measure(n: int, root: Path, master: str = "local[*]", with_pandas: bool = True, partitions: int = 16) -> dict:
+def measure(n: int, root: Path, master: str = "local[*]", with_pandas: bool = True, partitions: int = 16,
+            conf: dict | None = None) -> dict:
     """One size: synthetic logs of about `n` events under `root` (not timed), then Spark's ingest + build
     timed step by step, then the pandas baseline on the same files. -> the table's row."""
     users = max(100, n // 12)
@@ -44,6 +45,7 @@ def measure(n: int, root: Path, master: str = "local[*]", with_pandas: bool = Tr
         "spark.driver_memory=10g", f"spark.shuffle_partitions={partitions}",
     ]
     cfg = load_config(overrides=sets, lake=str(root / "lake"))
+    cfg.spark.conf.update(conf or {})
     spark = get_spark(cfg.spark)
     gen = synthetic.generate(spark, cfg.etl.synthetic, landing)
     ing_steps, bld_steps = Steps(quiet=True), Steps(quiet=True)
@@ -76,11 +78,14 @@ def main() -> None:
     ap.add_argument("--work", default="benchmarks/out/etl")
     ap.add_argument("--master", default="local[*]")
     ap.add_argument("--skip-pandas-above", type=int, default=20_000_000)
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                    help="a Spark setting for this run (repeatable), e.g. spark.databricks.delta.optimizeWrite.enabled=false")
     args = ap.parse_args()
     work = Path(args.work).resolve()
     rows = []
     for n in args.sizes:
-        row = measure(n, work / f"n{n}", args.master, with_pandas=n <= args.skip_pandas_above)
+        row = measure(n, work / f"n{n}", args.master, with_pandas=n <= args.skip_pandas_above,
+                      conf=dict(c.split("=", 1) for c in args.conf))
         rows.append(row)
         print(json.dumps(row), flush=True)
     print_table(rows)
