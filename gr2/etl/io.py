@@ -232,11 +232,11 @@ def iter_lines(path: str, encoding: str = "utf-8", chunk: int = CHUNK):
                 yield n, raw
 
 
-def parse_text_files(spark, files: list[str], encoding: str, parse, schema, many: bool = False,
+def parse_text_files(spark, files: list[str], encoding: str, parse, schema,
                      header_files: frozenset = frozenset(), skip_blank: bool = True):
-    """A DataFrame of `schema`: `parse(file, line, raw)` (a list of rows when `many`) applied to every
-    line of every file, in Python tasks of one file each that read, cut and parse the lines and hand the
-    rows to Spark as Arrow batches.
+    """A DataFrame of `schema`: `parse(file, line, raw)` (one row) applied to every line of every file,
+    in Python tasks of one file each that read, cut and parse the lines and hand the rows to Spark as
+    Arrow batches.
 
     This is `line_records` + `createDataFrame` without their two costs at millions of lines: every
     parsed row pickled field by field into the JVM, and zipWithIndex's job to count the lines of each
@@ -261,10 +261,7 @@ def parse_text_files(spark, files: list[str], encoding: str, parse, schema, many
                 for line, raw in iter_lines(f, encoding):
                     if (skip_blank and _NOT_BLANK.search(raw) is None) or (line == 1 and f in header_files):
                         continue
-                    if many:
-                        rows.extend(parse(f, line, raw))
-                    else:
-                        rows.append(parse(f, line, raw))
+                    rows.append(parse(f, line, raw))
                     if len(rows) >= BATCH:
                         yield to_batch(rows)
                         rows = []

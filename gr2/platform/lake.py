@@ -175,7 +175,8 @@ class Lake:
 
     def _move_into_place(self, spark, stage: Path, table: str) -> bool:
         """A table's first publish: rename the passed staged table to the table's folder (one atomic
-        rename on a local or HDFS lake) instead of writing its rows a second time. False where the
+        rename: staging is under the lake's root, on the same file system) instead of writing its rows
+        a second time. False where the
         table exists, or a folder with files in it took its place meanwhile: the caller writes then."""
         target = self.path(table)
         if self.exists(spark, table):
