@@ -78,18 +78,30 @@ def _decode_file(item, encoding: str):
     if name.endswith(".gz"):
         content = gzip.decompress(content)
     text = content.decode(encoding, errors="replace")
-    if text.startswith("\ufeff") and encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig"):
+    if text.startswith("\ufeff") and _is_utf8(encoding):
         text = text[1:]  # a UTF-8 byte-order mark is not part of line 1 (Hadoop's reader drops it too)
-    local = path[5:] if path.startswith("file:") else path
+    local = local_path(path)
     for i, raw in enumerate(split_lines(text), start=1):
         yield (local, i, raw)
+
+
+def local_path(file: str) -> str:
+    """The file's path without a `file:` scheme."""
+    return file[5:] if file.startswith("file:") else file
+
+
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
+
+
+_TERMINATOR = re.compile(r"\r\n|\r|\n")
 
 
 def split_lines(text: str) -> list[str]:
     """Lines as Hadoop's text reader cuts them (at \n, \r and \r\n only), so a file reads the same
     through either path. str.splitlines would also cut at \x85, \x0c, \x1c-\x1e and \u2028, which are
     ordinary characters inside a Latin-1 or UTF-8 record."""
-    lines = re.split(r"\r\n|\r|\n", text)
+    lines = _TERMINATOR.split(text)
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
@@ -102,7 +114,7 @@ HADOOP_UNSAFE = re.compile(r"[\[\]{}*?,:\\]")
 def hadoop_unsafe(file: str) -> bool:
     """True when Hadoop would not read `file` literally (its name, or a folder's on its path, has one of
     HADOOP_UNSAFE's characters)."""
-    return bool(HADOOP_UNSAFE.search(file[5:] if file.startswith("file:") else file))
+    return bool(HADOOP_UNSAFE.search(local_path(file)))
 
 
 SMALL_FILE = 8 << 20  # bytes
@@ -110,7 +122,7 @@ SMALL_FILE = 8 << 20  # bytes
 
 def _size(file: str) -> int:
     try:
-        return Path(file[5:] if file.startswith("file:") else file).stat().st_size
+        return Path(local_path(file)).stat().st_size
     except OSError:
         return 0
 
@@ -187,7 +199,6 @@ def read_parquet_rows(spark, file: str):
 
 CHUNK = 8 << 20  # bytes read at a time from one file
 BATCH = 10_000  # parsed rows per Arrow batch
-_TERMINATOR = re.compile(r"\r\n|\r|\n")
 
 
 def arrow_readable(file: str) -> bool:
@@ -201,9 +212,8 @@ def iter_lines(path: str, encoding: str = "utf-8", chunk: int = CHUNK):
     that are not `encoding` become U+FFFD; a UTF-8 byte-order mark is not part of line 1."""
     import codecs
 
-    local = path[7:] if path.startswith("file://") else path[5:] if path.startswith("file:") else path
+    local = local_path(path)
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-    utf8 = encoding.lower().replace("-", "").replace("_", "") in ("utf8", "utf8sig")
     opener = gzip.open if local.lower().endswith(".gz") else open
     n, pending, first = 0, "", True
     with opener(local, "rb") as fh:
@@ -212,24 +222,21 @@ def iter_lines(path: str, encoding: str = "utf-8", chunk: int = CHUNK):
             text = pending + decoder.decode(data, final=not data)
             if first and text:
                 first = False
-                if utf8 and text.startswith("\ufeff"):
+                if _is_utf8(encoding) and text.startswith("\ufeff"):
                     text = text[1:]
-            if not data:
-                lines = _TERMINATOR.split(text)
-                if lines and lines[-1] == "":
-                    lines.pop()
-                for raw in lines:
-                    n += 1
-                    yield n, raw
-                return
-            # The text after the last terminator waits for the next chunk; so does a final \r, which may
-            # be the first half of a \r\n.
-            held = text.endswith("\r")
-            lines = _TERMINATOR.split(text[:-1] if held else text)
-            pending = lines.pop() + ("\r" if held else "")
+            if data:
+                # The text after the last terminator waits for the next chunk; so does a final \r, which
+                # may be the first half of a \r\n.
+                held = text.endswith("\r")
+                lines = _TERMINATOR.split(text[:-1] if held else text)
+                pending = lines.pop() + ("\r" if held else "")
+            else:
+                lines = split_lines(text)
             for raw in lines:
                 n += 1
                 yield n, raw
+            if not data:
+                return
 
 
 def parse_text_files(spark, files: list[str], encoding: str, parse, schema,

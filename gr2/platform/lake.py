@@ -221,18 +221,17 @@ class Lake:
             gate_s = self._gate(staged, table, checks, audit)
             self._before_commit(table)
             if self._move_into_place(spark, stage, table):
-                res = PublishResult(table, self._count(spark, table), self.version(spark, table), gate_s=gate_s)
-                self._published(table, res.version)
-                return res
-            writer = staged.write.format("delta").mode("overwrite")
-            if replace_where and self.exists(spark, table):
-                writer = writer.option("replaceWhere", replace_where)
+                n = self._count(spark, table)
             else:
-                writer = writer.option("overwriteSchema", "true")
-            if partition_by:
-                writer = writer.partitionBy(*partition_by)
-            writer.save(str(self.path(table)))
-            n = spark.read.format("delta").load(str(stage)).count()
+                writer = staged.write.format("delta").mode("overwrite")
+                if replace_where and self.exists(spark, table):
+                    writer = writer.option("replaceWhere", replace_where)
+                else:
+                    writer = writer.option("overwriteSchema", "true")
+                if partition_by:
+                    writer = writer.partitionBy(*partition_by)
+                writer.save(str(self.path(table)))
+                n = spark.read.format("delta").load(str(stage)).count()
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         res = PublishResult(table, n, self.version(spark, table), gate_s=gate_s)

@@ -32,7 +32,7 @@ from datetime import date, datetime, timezone
 from functools import reduce
 from pathlib import Path
 
-from gr2.etl.io import InputError, line_records, parse_text_files, read_parquet_rows, scan_files, whole_file_tasks_fit
+from gr2.etl.io import InputError, line_records, local_path, parse_text_files, read_parquet_rows, scan_files, whole_file_tasks_fit
 from gr2.etl.schema import PARSED_INTERACTION, PARSED_ITEM
 from gr2.etl.sources import SourceBatch, flatten_categories, json_type, parse_id
 
@@ -287,14 +287,10 @@ def parse_item_csv(file: str, line: int, raw: str, header: list[str] | None) -> 
     return item_record(file, line, raw, obj) if obj is not None else (SOURCE, file, line, raw, *_BAD_ITEM, reason)
 
 
-def _local(file: str) -> str:
-    return file[5:] if file.startswith("file:") else file
-
-
 def parse_line(kind: str, file: str, line: int, raw: str, headers: dict) -> tuple:
     """Dispatch on the file: CSV lines with their file's header, JSON lines and Parquet rows (JSON) as JSON."""
     if is_csv(file):
-        header = headers.get(file) or headers.get(_local(file))
+        header = headers.get(file) or headers.get(local_path(file))
         return (parse_event_csv if kind == "interactions" else parse_item_csv)(file, line, raw, header)
     return (parse_event_json if kind == "interactions" else parse_item_json)(file, line, raw)
 
