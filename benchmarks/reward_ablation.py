@@ -1,7 +1,8 @@
 """Naive vs conditional format reward: the order-copy hack and GR2's fix.
 
-    .venv/bin/python benchmarks/reward_ablation.py --config configs/beauty.yaml --lake /work/lakes/beauty \
-        --steps 8 --slates 200 --set train.max_len=1536
+    .venv/bin/python benchmarks/reward_ablation.py --config configs/beauty.yaml --lake /work/lakes/beauty --free \
+        --steps 60 --chunk 4 --eval-every 12 --minutes 100 --slates 150 --max-new-tokens 320 \
+        --set train.dapo.constrained_rollouts=false --set train.dapo.temperature=1.5
 
 Part 1, the reward landscape (no training): the mean reward each reward function pays fixed policies on
 the lake's test slates: copy the input order, a random permutation, the teacher-free oracle (target
@@ -12,6 +13,13 @@ Part 2, training: DAPO from the same SFT model twice, identical but for train.da
 then both policies answer the same test slates: valid-answer share, order-copy rate (output == input
 order), R@1, R@5, NDCG@5. Prints Markdown tables (paste into docs/benchmarks.md with the machine).
 Part 2 needs `gr2 train sft` to have run on the lake; `--landscape-only` skips it.
+
+A drift takes long RL (a DAPO step is minutes on CPU), so part 2 spans sittings: the two variants train
+in turns, `--chunk` steps each (train.dapo.pause_after), each its own resumable run of `--steps` steps, and
+`--minutes` stops starting new turns. The same command continues where the last one stopped: the state
+(each variant's run, steps done and greedy evaluations, every `--eval-every` steps) is kept in
+<lake>/reports/reward_ablation/<settings>.json, and a finished variant is not trained again. The
+rollouts' per-step rates are plotted beside it (PNG).
 """
 
 from __future__ import annotations
@@ -93,7 +101,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=None)
     ap.add_argument("--lake", required=True)
-    ap.add_argument("--steps", type=int, default=8, help="DAPO steps per variant")
+    ap.add_argument("--steps", type=int, default=8, help="DAPO steps per variant (the length of each run's schedule)")
+    ap.add_argument("--chunk", type=int, default=4, help="steps a variant trains in its turn before the other's")
+    ap.add_argument("--eval-every", type=int, default=0, help="greedy evaluation of a variant every this many steps "
+                    "(0 = only when it finishes)")
+    ap.add_argument("--minutes", type=float, default=0, help="start no new turn after this many minutes (0 = run to the "
+                    "end); the same command continues")
     ap.add_argument("--slates", type=int, default=200, help="test slates answered by each policy")
     ap.add_argument("--max-new-tokens", type=int, default=512)
     ap.add_argument("--landscape-only", action="store_true")
@@ -117,35 +130,128 @@ def main() -> None:
     print(f"\n(target already first in the input order on {first:.1%} of slates)")
     if args.landscape_only:
         return
-    sft_dir = latest_model(cfg, "sft")
+    state_path = Path(cfg.lake_path) / "reports" / "reward_ablation" / f"{_settings_key(args)}.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {"args": vars(args), "variants": {}}
     constrained = not args.free
-    results = [("SFT (start of both)", evaluate(cfg, sft_dir, args.slates, args.max_new_tokens, constrained, args.reuse_start),
-                0.0, None)]
-    for name, reward in (("DAPO, naive format reward", "naive"), ("DAPO, conditional format reward", "conditional")):
-        vcfg = load_config(args.config, args.set + [f"train.dapo.reward={reward}",
-                                                    f"train.dapo.max_steps={args.steps}"], args.lake)
-        t0 = time.perf_counter()
-        s = rl.run(vcfg)
-        secs = time.perf_counter() - t0
-        results.append((name, evaluate(vcfg, Path(s["model_dir"]), args.slates, args.max_new_tokens, constrained), secs, s))
-    # The rollouts themselves, step by step (metrics.csv): the order-copy rate of sampled answers moves before a
-    # greedy answer does, so this is where a drift toward copying shows first.
+    if "start" not in state:
+        state["start"] = evaluate(cfg, latest_model(cfg, "sft"), args.slates, args.max_new_tokens, constrained, args.reuse_start)
+        _save(state_path, state)
+    train_in_turns(args, state, state_path, constrained, deadline=time.time() + 60 * args.minutes if args.minutes else None)
+    report(args, state, state_path)
+
+
+VARIANTS = {"naive": "DAPO, naive format reward", "conditional": "DAPO, conditional format reward"}
+
+
+def _settings_key(args) -> str:
+    """One state file per experiment: what it trains and how it evaluates, not how long a sitting is."""
+    import hashlib
+
+    what = [args.config, args.steps, args.slates, args.max_new_tokens, args.free, sorted(args.set)]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:12]
+
+
+def _save(path: Path, state: dict) -> None:
+    from gr2.platform.files import write_text_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(state, indent=1, default=str))
+
+
+def train_in_turns(args, state: dict, state_path: Path, constrained: bool, deadline: float | None) -> None:
+    """`--chunk` steps of each unfinished variant in turn (the same slates in the same order for both),
+    until both reach `--steps` or the next turn would start past `deadline`."""
+    turn_s = 0.0
+    while True:
+        todo = [v for v in VARIANTS if not state["variants"].get(v, {}).get("finished")]
+        if not todo:
+            return
+        for v in todo:
+            if deadline and time.time() + turn_s > deadline:
+                print(f"--minutes reached: stopping before {v}'s next turn; the same command continues", flush=True)
+                return
+            rec = state["variants"].setdefault(v, {"steps_done": 0, "evals": {}, "train_s": 0.0})
+            pause = min(rec["steps_done"] + args.chunk, args.steps)
+            vcfg = load_config(args.config, args.set + [f"train.dapo.reward={v}", f"train.dapo.max_steps={args.steps}",
+                                                        f"train.dapo.pause_after={pause}", "train.dapo.checkpoint_every=1"],
+                               args.lake)
+            t0 = time.perf_counter()
+            s = rl.run(vcfg)
+            turn_s = time.perf_counter() - t0
+            rec.update(run=s["run"], steps_done=s["steps_done"], finished=not s["paused"], model_dir=s["model_dir"],
+                       metrics_csv=s["metrics_csv"], train_s=rec["train_s"] + turn_s)
+            print(f"{v}: step {s['steps_done']}/{args.steps} ({turn_s:.0f} s this turn)", flush=True)
+            _save(state_path, state)
+            if rec["finished"] or (args.eval_every and rec["steps_done"] % args.eval_every == 0):
+                if str(rec["steps_done"]) not in rec["evals"]:
+                    rec["evals"][str(rec["steps_done"])] = evaluate(vcfg, Path(s["model_dir"]), args.slates,
+                                                                    args.max_new_tokens, constrained)
+                    _save(state_path, state)
+
+
+def rollout_rows(rec: dict) -> list[dict]:
+    if not rec.get("metrics_csv") or not Path(rec["metrics_csv"]).exists():
+        return []
+    with open(rec["metrics_csv"]) as f:
+        return [r for r in csv.DictReader(f) if int(r["step"]) <= rec["steps_done"]]
+
+
+def report(args, state: dict, state_path: Path) -> None:
+    """The rollouts step by step (where a drift toward copying shows first: the order-copy rate of sampled
+    answers moves before a greedy answer does), their plot, and the greedy evaluations."""
+    rows = {v: rollout_rows(state["variants"].get(v, {})) for v in VARIANTS}
     print("\n### Rollouts per DAPO step (each variant's metrics.csv)\n")
     print("| variant | step | reward | valid | order copies | promotion | entropy | kept groups |\n|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, _, _, s in results[1:]:
-        with open(s["metrics_csv"]) as f:
-            for row in csv.DictReader(f):
-                print(f"| {name.split(', ')[1]} | {row['step']} | {float(row['reward']):+.3f} | {float(row['valid_rate']):.1%} | "
-                      f"{float(row['order_copy_rate']):.1%} | {float(row['promotion']):+.3f} | {float(row['entropy']):.3f} | "
-                      f"{float(row['kept_group_ratio']):.0%} |")
+    for v, rs in rows.items():
+        for row in rs:
+            print(f"| {v} | {row['step']} | {float(row['reward']):+.3f} | {float(row['valid_rate']):.1%} | "
+                  f"{float(row['order_copy_rate']):.1%} | {float(row['promotion']):+.3f} | {float(row['entropy']):.3f} | "
+                  f"{float(row['kept_group_ratio']):.0%} |")
+    print("\n### Rollouts in blocks of steps (means)\n")
+    print("| steps | naive valid | naive copies | conditional valid | conditional copies |\n|---|---:|---:|---:|---:|")
+    most = max((len(r) for r in rows.values()), default=0)
+    block = args.chunk
+    for lo in range(0, most, block):
+        cells = []
+        for v in VARIANTS:
+            part = rows[v][lo:lo + block]
+            for key in ("valid_rate", "order_copy_rate"):
+                cells.append(f"{sum(float(r[key]) for r in part) / len(part):.1%}" if part else "")
+        print(f"| {lo + 1}-{lo + block} | " + " | ".join(cells) + " |")
+    plot(rows, state_path.with_suffix(".png"))
     mode = "free answers" if args.free else "ranking decoded among the candidates"
-    print(f"\n### DAPO {args.steps} steps from the same SFT model, {args.slates} test slates ({mode})\n")
-    print("| policy | train s | last reward | valid | order copies | R@1 | R@5 | NDCG@5 |\n|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name, r, secs, s in results:
-        last = (s or {}).get("last") or {}
-        rew = f"{float(last['reward']):+.3f}" if last.get("reward") else ""
-        print(f"| {name} | {secs:.0f} | {rew} | {r['valid']:.1%} | {r['copy']:.1%} | {r['R@1']:.4f} | {r['R@5']:.4f} | {r['NDCG@5']:.4f} |")
+    print(f"\n### Greedy answers on {args.slates} test slates ({mode}), from the same SFT model\n")
+    print("| policy | DAPO steps | train s | valid | order copies | R@1 | R@5 | NDCG@5 |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    table = [("SFT (start of both)", 0, None, state["start"])]
+    for v, name in VARIANTS.items():
+        rec = state["variants"].get(v, {})
+        table += [(name, int(step), rec.get("train_s"), r) for step, r in sorted(rec.get("evals", {}).items(), key=lambda x: int(x[0]))]
+    for name, step, secs, r in table:
+        print(f"| {name} | {step} | {f'{secs:.0f}' if secs else ''} | {r['valid']:.1%} | {r['copy']:.1%} | {r['R@1']:.4f} | "
+              f"{r['R@5']:.4f} | {r['NDCG@5']:.4f} |")
+    print(f"\nstate: {state_path}\nplot: {state_path.with_suffix('.png')}")
 
+
+def plot(rows: dict, out: Path) -> None:
+    """Valid share and order-copy rate of each step's rollouts, both variants on one time axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for v, rs in rows.items():
+        steps = [int(r["step"]) for r in rs]
+        for ax, key in zip(axes, ("valid_rate", "order_copy_rate")):
+            ax.plot(steps, [float(r[key]) for r in rs], marker=".", label=v)
+    for ax, title in zip(axes, ("valid answers (share of rollouts)", "order copies (share of rollouts)")):
+        ax.set_title(title)
+        ax.set_xlabel("DAPO step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 if __name__ == "__main__":
     main()

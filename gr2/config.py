@@ -224,6 +224,10 @@ class StageTrainConfig(Strict):
     checkpoint_every: int | None = Field(
         None, ge=1, description="optimizer steps between this stage's checkpoints; unset = train.checkpoint_every "
         "(a DAPO step takes minutes on CPU where an SFT step takes seconds, so their cadences differ)")
+    pause_after: int = Field(
+        0, ge=0, description="end this command once the run has taken this many steps in all (a checkpoint is written "
+        "there; 0 = run to the end): the run stays unfinished, not LATEST, and the same command with a larger value, or "
+        "none, continues it. Lets runs that span sittings, or two variants trained in turns, stop where asked")
 
 
 def _row_len_field(why: str):

@@ -1,5 +1,5 @@
 """The run store every model kind shares: LATEST published atomically and only for complete runs,
-IN_PROGRESS resumed only with the same settings."""
+IN_PROGRESS resumed only with the same settings, several unfinished runs side by side."""
 
 import pytest
 
@@ -42,3 +42,21 @@ def test_publishing_an_older_run_leaves_a_newer_unfinished_one_resumable(tmp_pat
     current, _ = store.begin("abc")
     store.publish("v1")
     assert store.latest() == "v1" and (store.root / "IN_PROGRESS").read_text().startswith(current)
+
+
+def test_unfinished_runs_with_other_settings_are_resumable_side_by_side(tmp_path):
+    """Two variants trained in turns (an ablation across sittings): each command finds its own run, and
+    publishing one leaves the other resumable."""
+    store = RunStore(tmp_path, "dapo")
+    naive, _ = store.begin("naive")
+    store.path(naive).mkdir(parents=True)
+    conditional, resumed = store.begin("conditional")
+    assert not resumed and conditional != naive, "a run begun in the same second gets its own id"
+    store.path(conditional).mkdir(parents=True)
+    assert store.begin("naive") == (naive, True) and store.begin("conditional") == (conditional, True)
+    assert store.unfinished() == {"naive": naive, "conditional": conditional}
+    store.publish(naive)
+    assert store.begin("conditional") == (conditional, True) and store.unfinished() == {"conditional": conditional}
+    assert store.begin("naive")[1] is False, "a published run is not resumed"
+    store.path(conditional).rename(tmp_path / "removed")
+    assert "conditional" not in store.unfinished(), "a run whose folder was removed is forgotten"

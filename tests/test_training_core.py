@@ -263,16 +263,18 @@ def test_a_stage_resumes_its_unfinished_run_with_the_same_settings_only(tmp_path
     assert start_run(stated, "sft") == (run, run_dir, True), "a default written out is the same setting"
     for shared in ("train.max_len=777", "train.prompt.history=3"):
         assert not start_run(load_config(overrides=[shared], lake=str(tmp_path)), "sft")[2], shared
-    assert start_run(cfg, "sft")[2] is False  # the marker now names the last new run; cfg's run is not resumed
+    assert start_run(cfg, "sft") == (run, run_dir, True), "runs with other settings leave this one resumable"
     changed = load_config(overrides=["train.sft.lr=0.01"], lake=str(tmp_path))
     other, _, resumed = start_run(changed, "sft")
     assert not resumed, "changed settings start a new run"
-    assert (tmp_path / "models/sft/IN_PROGRESS").read_text().split()[0] == other
+    marker = tmp_path / "models/sft/IN_PROGRESS"
+    assert [line.split()[0] for line in marker.read_text().splitlines()] == [run, other]
     (tmp_path / "models/sft" / other).mkdir()  # the run wrote its model
     finish_run(changed, "sft", other)
     assert (tmp_path / "models/sft/LATEST").read_text() == other
-    assert not (tmp_path / "models/sft/IN_PROGRESS").exists()
+    assert [line.split()[0] for line in marker.read_text().splitlines()] == [run], "only the finished run leaves"
     assert not start_run(changed, "sft")[2], "a finished run is never resumed"
+    assert start_run(cfg, "sft") == (run, run_dir, True)
 
 
 @pytest.mark.parametrize("frozen, trained_layers", [(0, [0, 1, 2]), (2, [2])])

@@ -47,6 +47,26 @@ def test_midtrain_survives_a_killed_worker_and_resumes_from_its_checkpoint(tlake
     assert (tlake / "models/midtrain/LATEST").read_text() == s["run"]
 
 
+def test_a_paused_run_stays_unfinished_and_the_same_command_continues_it(tlake):
+    """train.<stage>.pause_after ends a command at that step with a checkpoint; the run is not LATEST and
+    the same command (with a larger pause, or none) continues it: how a run spans sittings, or two
+    variants train in turns."""
+    base = SMALL + ["train.midtrain.max_steps=4", "train.midtrain.epochs=5", "train.checkpoint_every=1000"]
+    latest = tlake / "models/midtrain/LATEST"
+    before = latest.read_text() if latest.exists() else None
+    first = jobs.midtrain(load_config(overrides=base + ["train.midtrain.pause_after=2"], lake=str(tlake)))
+    assert (first["paused"], first["steps_done"], first["total_steps"]) == (True, 2, 4)
+    assert (latest.read_text() if latest.exists() else None) == before, "a paused run is not published"
+    again = jobs.midtrain(load_config(overrides=base + ["train.midtrain.pause_after=2"], lake=str(tlake)))
+    assert again["run"] == first["run"] and again["steps_done"] == 2, "at its pause already: nothing more is trained"
+    done = jobs.midtrain(load_config(overrides=base, lake=str(tlake)))
+    assert done["run"] == first["run"] and (done["paused"], done["steps_done"]) == (False, 4)
+    run_dir = tlake / "models/midtrain" / done["run"]
+    assert [int(r["step"]) for r in csv.DictReader((run_dir / "metrics.csv").open())] == [1, 2, 3, 4]
+    resumes = [json.loads(line)["resumed_from_step"] for line in (run_dir / "resumes.jsonl").read_text().splitlines()]
+    assert resumes == [2, 2] and latest.read_text() == done["run"]
+
+
 def test_midtrain_learns_the_item_language_and_beats_popularity(tlake):
     cfg = load_config(overrides=SMALL + ["train.midtrain.epochs=30", "train.midtrain.lr=0.004", "train.checkpoint_every=1000",
                                          "train.midtrain.task_weights={item_alignment: 1, sequential: 3, persona: 0.2}"],

@@ -5,9 +5,10 @@ all keep their runs the same way, so every reader and writer goes through here:
 
 * `LATEST` names the newest complete run. It is written atomically (a reader never sees half a name)
   and only once the run's files are all in place, so a reader never loads a half-written model.
-* `IN_PROGRESS` names an unfinished run and a fingerprint of its settings: the same command with the
-  same settings continues that run (training resumes from its last checkpoint), other settings start a
-  new one.
+* `IN_PROGRESS` names the unfinished runs, one line each with a fingerprint of its settings: the same
+  command with the same settings continues its run (training resumes from its last checkpoint), other
+  settings start a new one. Runs with different settings stay resumable side by side, so two variants
+  (an ablation's, say) can be trained in turns across sittings.
 * Run ids are `<kind>-<UTC time>`, so they sort by start time.
 """
 
@@ -60,28 +61,48 @@ class RunStore:
             run = f"{base}-{n}"
         return run
 
+    def unfinished(self) -> dict[str, str]:
+        """{fingerprint: run} of the unfinished runs whose folders are still there."""
+        marker = self.root / "IN_PROGRESS"
+        lines = marker.read_text().splitlines() if marker.exists() else []
+        found = {}
+        for line in lines:
+            run, _, fingerprint = line.strip().partition(" ")
+            if run and self.path(run).exists():
+                found[fingerprint] = run
+        return found
+
     def begin(self, fingerprint: str) -> tuple[str, bool]:
         """(run id, resumed): the unfinished run started with the same `fingerprint` when its folder is
         still there, else a new run, marked IN_PROGRESS until `publish`."""
+        open_runs = self.unfinished()
+        if fingerprint in open_runs:
+            return open_runs[fingerprint], True
         marker = self.root / "IN_PROGRESS"
-        unfinished = ""
-        if marker.exists():
-            unfinished, _, old = marker.read_text().strip().partition(" ")
-            if unfinished and old == fingerprint and self.path(unfinished).exists():
-                return unfinished, True
-        run = self.new_id(taken=(unfinished,))
+        named = tuple(line.partition(" ")[0] for line in marker.read_text().splitlines()) if marker.exists() else ()
+        run = self.new_id(taken=named)  # a run begun this second may not have its folder yet
         self.root.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(marker, f"{run} {fingerprint}")
+        open_runs[fingerprint] = run  # a run with these settings whose folder was removed is forgotten
+        self._mark(open_runs, also=run)
         return run, False
+
+    def _mark(self, open_runs: dict[str, str], also: str = "") -> None:
+        """Rewrite IN_PROGRESS with `open_runs` (and `also`, whose folder does not exist yet); remove it when none."""
+        marker = self.root / "IN_PROGRESS"
+        lines = [f"{run} {fp}" for fp, run in open_runs.items() if run == also or self.path(run).exists()]
+        if lines:
+            write_text_atomic(marker, "\n".join(lines) + "\n")
+        else:
+            marker.unlink(missing_ok=True)
 
     def publish(self, run: str) -> None:
         """`run` is complete: it becomes LATEST, and no later `begin` resumes it."""
         if not self.path(run).is_dir():
             raise FileNotFoundError(f"cannot publish {self.what} {run!r}: {self.path(run)} does not exist")
         write_text_atomic(self.root / "LATEST", run)
-        marker = self.root / "IN_PROGRESS"
-        if marker.exists() and marker.read_text().strip().partition(" ")[0] == run:
-            marker.unlink(missing_ok=True)
+        open_runs = self.unfinished()
+        if run in open_runs.values():
+            self._mark({fp: r for fp, r in open_runs.items() if r != run})
 
 
 def model_runs(cfg: Config, stage: str) -> RunStore:

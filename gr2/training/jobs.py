@@ -35,7 +35,7 @@ def start_run(cfg: Config, stage: str) -> tuple[str, Path, bool]:
 
 
 # Settings that say how a run is carried out, not what it trains: changing one mid-run keeps the run.
-OPERATIONAL = ("checkpoint_every", "max_failures")
+OPERATIONAL = ("checkpoint_every", "max_failures", "pause_after")
 
 
 def run_fingerprint(cfg: Config, stage: str) -> str:
@@ -149,7 +149,8 @@ def midtrain(cfg: Config, steps: Steps | None = None) -> dict:
         out = loop.run(packed, model_path=str(run_dir / "init"), tokenizer_path=str(run_dir / "init"), run_dir=run_dir,
                        name=run, stage_cfg=mt, train_cfg=t, total_rows=rows, hook=LmLoss(), on_progress=_live(live))
     fmt.save(run_dir / "model")  # how this model spells SIDs: the next-item evaluation asks it that way
-    finish_run(cfg, "midtrain", run)
+    if not out["paused"]:
+        finish_run(cfg, "midtrain", run)
     summary = {"run": run, "base": base, "examples": counts, "available": available, "rows": rows, "cut_examples": cut, **out,
                "frozen_layers": t.freeze_layers, "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -313,7 +314,8 @@ def sft(cfg: Config, steps: Steps | None = None) -> dict:
         out = loop.run(packed, model_path=str(base), tokenizer_path=str(base), run_dir=run_dir, name=run,
                        stage_cfg=st, train_cfg=t, total_rows=rows, hook=LmLoss(), on_progress=_live(live))
     fmt.save(run_dir / "model")  # evaluation and DAPO ask this model in the form it was trained on
-    finish_run(cfg, "sft", run)
+    if not out["paused"]:
+        finish_run(cfg, "sft", run)
     summary = {"run": run, "base": {"source": str(base), "parameters": None}, "examples": {"sft": n_examples},
                "left_out_too_long": too_long, "rows": rows, **out, "frozen_layers": t.freeze_layers, "final": _last_metrics(run_dir)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

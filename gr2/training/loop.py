@@ -76,6 +76,7 @@ class LoopSettings:
     grad_accum: int
     grad_clip: float
     checkpoint_every: int
+    pause_after: int  # end this command at this step (0 = at total_steps), the run left unfinished
     log_every: int
     micro_batches_per_epoch: int
     document_masking: bool
@@ -104,6 +105,7 @@ class LoopSettings:
             # RL: every engine.step is an optimizer step, `minibatches` of them per RL step
             grad_accum=1 if rl else train_cfg.deepspeed.grad_accum, grad_clip=train_cfg.deepspeed.grad_clip,
             checkpoint_every=stage_cfg.checkpoint_every or train_cfg.checkpoint_every,
+            pause_after=min(stage_cfg.pause_after, total) if stage_cfg.pause_after else 0,
             log_every=1 if rl else max(1, min(10, total // 20 or 1)),  # an RL step takes minutes: a row each
             micro_batches_per_epoch=micro_per_epoch, document_masking=train_cfg.document_masking,
             freeze_layers=train_cfg.freeze_layers,
@@ -178,10 +180,11 @@ def worker(config: dict) -> None:
         tb = SummaryWriter(str(run_dir / "tensorboard"))
     hook.start(w, ray.train.get_dataset_shard("train"), state)
     t0 = t_window = time.perf_counter()
-    while step < s.total_steps:
+    end, started_at = s.pause_after or s.total_steps, step
+    while step < end:
         hook.step(w)
         step += 1
-        if step % s.log_every == 0 or step == s.total_steps:
+        if step % s.log_every == 0 or step == end:
             row = {"step": step, **hook.row(w, time.perf_counter() - t_window), "lr": sched.get_last_lr()[0],
                    "wall_s": time.perf_counter() - t0}
             row = {k: row.get(k) for k in hook.fields}  # the columns' order, in the printed line too
@@ -192,9 +195,11 @@ def worker(config: dict) -> None:
                 resumed_from = None
                 print(json.dumps({hook.tag: row}), flush=True)
             last_loss, t_window = row.get("loss"), time.perf_counter()
-        if step % s.checkpoint_every == 0 or step == s.total_steps:
+        if step % s.checkpoint_every == 0 or step == end:
             report_checkpoint(engine, s, rank, {"step": step, **hook.progress()}, {"step": step, "loss": last_loss})
         die_if_told(s, step, rank == world - 1)
+    if step == started_at:  # resumed at or past the pause: nothing to train, but the driver learns the step
+        report_checkpoint(engine, s, rank, state, {"step": step})
     if tb:
         tb.close()
 
@@ -280,8 +285,9 @@ def run(dataset, *, hook: StageHook, model_path: str, tokenizer_path: str, run_d
         rerank_format: RerankFormat | None = None,
         progress_fields: tuple[str, str, str] = ("step", "loss", "tokens_per_s")) -> dict:
     """Launch the TorchTrainer running `worker` with the stage's `hook`; return where the trained model
-    (save_pretrained folder) is. An RL hook counts steps of rollouts then `minibatches` optimizer steps,
-    and needs the RL stage's settings (DapoConfig)."""
+    (save_pretrained folder) is and the steps done: fewer than `total_steps` when `pause_after` ended the
+    command early (`paused`; the model is the one at that step, and the run is not finished). An RL hook
+    counts steps of rollouts then `minibatches` optimizer steps, and needs the RL stage's settings (DapoConfig)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -317,4 +323,6 @@ def run(dataset, *, hook: StageHook, model_path: str, tokenizer_path: str, run_d
     from transformers import AutoTokenizer
 
     AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(final)
-    return {"model_dir": str(final), "total_steps": total, "run_dir": str(run_dir), "metrics_csv": str(run_dir / "metrics.csv")}
+    done = int(result.metrics["step"])  # every fit reports its last step (worker)
+    return {"model_dir": str(final), "total_steps": total, "steps_done": done, "paused": done < total,
+            "run_dir": str(run_dir), "metrics_csv": str(run_dir / "metrics.csv")}

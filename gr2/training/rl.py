@@ -322,7 +322,8 @@ def run(cfg, steps=None) -> dict:
                        on_progress=lambda step, total, reward, _: live.update(f"step {step}/{total}, reward {reward:.3f}"),
                        progress_fields=("step", "reward", "reward"))
     fmt.save(run_dir / "model")
-    jobs.finish_run(cfg, "dapo", run_id)
+    if not out["paused"]:
+        jobs.finish_run(cfg, "dapo", run_id)
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     summary = {"run": run_id, "base": str(base), "slates": len(items), **out, "first": rows[0] if rows else {},
                "last": rows[-1] if rows else {}}
