@@ -54,6 +54,28 @@ def test_a_passing_gate_counts_and_a_failing_one_collects_example_values(spark, 
     assert failed["unexpected_count"] == 2 and failed["partial_unexpected_list"] == [7, 7]
 
 
+def _pages(lake) -> list[Path]:
+    return sorted((qc.docs_dir(lake.root) / "validations").rglob("*.html"))
+
+
+def test_a_publication_renders_its_gates_data_docs_once_at_the_end_even_when_a_gate_refuses(spark, lake):
+    """Inside a publication the gates' pages wait for its end (GE compiles its templates afresh for every
+    update), then all appear with the index; a refused gate still gets its page, which its error names."""
+    good = spark.createDataFrame([(1, "a"), (2, "b")], "item_id int, title string")
+    with lake.publication("two tables"):
+        lake.publish_overwrite(spark, good, "silver.items", [qc.unique("item_id")])
+        lake.publish_overwrite(spark, good.withColumnRenamed("title", "name"), "gold.cooccurrence", [qc.rows(2)])
+        assert _pages(lake) == [], "no page is rendered while the publication runs"
+    assert len(_pages(lake)) == 2 and (qc.docs_dir(lake.root) / "index.html").exists()
+    index = (qc.docs_dir(lake.root) / "index.html").read_text()
+    assert "silver_items_gate" in index and "gold_cooccurrence_gate" in index
+    bad = spark.createDataFrame([(7, "a"), (7, "dup")], "item_id int, title string")
+    with pytest.raises(QualityGateError) as err, lake.publication("refused"):
+        lake.publish_overwrite(spark, bad, "silver.items", [qc.unique("item_id")])
+    assert len(_pages(lake)) == 3 and err.value.docs == qc.docs_dir(lake.root) / "index.html"
+    assert qc._context(lake.root) is qc._context(lake.root), "one GE context per lake per process"
+
+
 def _files_seen_by_the_gate(seen: list):
     """An audit that records the staged table's data files as the gate reads them."""
     def audit(staged):

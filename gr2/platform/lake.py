@@ -131,7 +131,7 @@ class Lake:
     def publication(self, name: str):
         """Publish several tables as one run: the manifest moves to all of their versions when the block
         ends, and not at all if it raises or the process dies. A block inside another one for the same
-        lake joins it (the outer block decides)."""
+        lake joins it (the outer block decides). The gates' Data Docs pages are rendered once, at the end."""
         outer = self._open_run()
         if outer is not None:
             yield outer
@@ -139,7 +139,8 @@ class Lake:
         run = manifest.Run(name)
         token = _OPEN.set(_OPEN.get() + ((self.root, run),))
         try:
-            yield run
+            with quality.docs_once(self.root):  # the run's gates render their Data Docs pages together
+                yield run
         finally:
             _OPEN.reset(token)
         manifest.commit(self.root, run, run.pending)  # reached only when the block did not raise

@@ -7,9 +7,11 @@ runs them as a checkpoint against the staged DataFrame, updates the lake's Data 
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +110,59 @@ def docs_dir(lake: Path) -> Path:
     return context_root(lake) / "gx" / "uncommitted" / "data_docs" / "local_site"
 
 
+# One GE file context per lake per process: opening one reads and writes its YAML config and sets up its
+# stores (about 0.2 s a gate on the 2-core VM), and an ETL command gates several tables in a row.
+_CONTEXTS: dict[Path, object] = {}
+
+
+def _context(lake: Path):
+    """The lake's GE file context, opened once per process (again if its folder was removed since)."""
+    root = context_root(lake).resolve()
+    context = _CONTEXTS.get(root)
+    if context is None or not (root / "gx" / "great_expectations.yml").exists():
+        context = _gx().get_context(mode="file", project_root_dir=str(root))
+        bars = context.variables.progress_bars
+        if bars is None or (bars.get("globally") if isinstance(bars, dict) else bars.globally):
+            # gr2 shows its own per-step progress; GE's per-metric bars would flood the console.
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+            context.variables.save()
+        _CONTEXTS[root] = context
+    return context
+
+
+# The Data Docs pages still to render, while a `docs_once` block is open: GE compiles its page templates
+# afresh for every update (about 0.4 s a gate), so a command that gates several tables renders them at once.
+_PENDING_DOCS: contextvars.ContextVar[list | None] = contextvars.ContextVar("gr2_pending_docs", default=None)
+
+
+@contextmanager
+def docs_once(lake: Path):
+    """Gates run inside render their Data Docs pages (and the index) in one update when the block ends,
+    whether it ends well or with a refused gate (its page is what the error points to)."""
+    pending: list = []
+    token = _PENDING_DOCS.set(pending)
+    try:
+        yield
+    finally:
+        _PENDING_DOCS.reset(token)
+        if pending:
+            _context(lake).build_data_docs(resource_identifiers=pending, dry_run=False, build_index=True)
+
+
+def _update_docs(result) -> None:
+    """Render a checkpoint's results into the Data Docs now, or at the end of the open `docs_once` block."""
+    pending = _PENDING_DOCS.get()
+    if pending is None:
+        _gx().checkpoint.UpdateDataDocsAction(name="data_docs").run(result)
+        return
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    for identifier, run in result.run_results.items():  # what UpdateDataDocsAction renders for each
+        pending += [identifier, ExpectationSuiteIdentifier(name=run.suite_name)]
+
+
 # A gate first asks for counts only (BASIC with no example values: GE then runs no query to collect
 # unexpected values, a scan per expectation of a table that passes); a gate that fails is validated again
 # with SUMMARY, so its error and its Data Docs page show example values. benchmarks/publish_overhead.py.
@@ -118,17 +173,11 @@ WITH_EXAMPLES = {"result_format": "SUMMARY"}
 def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool = True,
          update_docs: bool = True, counts_first: bool = True) -> list[Failure]:
     """Validate `df` as `table` with a GE checkpoint; raise QualityGateError when any expectation fails.
-    `update_docs`: the checkpoint also renders the result into the lake's Data Docs (its page and the index).
+    `update_docs`: the result is rendered into the lake's Data Docs (its page and the index), at once or, inside
+    a `docs_once` block, when the block ends.
     `counts_first`: validate with counts only, and again with example values only where that fails
     (False: with example values at once, the way gr2 did until 2026-12-07)."""
-    context = _gx().get_context(mode="file", project_root_dir=str(context_root(lake)))
-    bars = context.variables.progress_bars
-    if bars is None or (bars.get("globally") if isinstance(bars, dict) else bars.globally):
-        # gr2 shows its own per-step progress; GE's per-metric bars would flood the console.
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        context.variables.save()
+    context = _context(lake)
     source = context.data_sources.add_or_update_spark(name="gr2_lake")
     asset_name = table.replace(".", "_")
     try:
@@ -157,7 +206,7 @@ def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool 
             context.validation_results_store.remove_key(key)
         result = validate(WITH_EXAMPLES)
     if update_docs:  # render the stored result into the Data Docs (its page and the index)
-        _gx().checkpoint.UpdateDataDocsAction(name="data_docs").run(result)
+        _update_docs(result)
     failures: list[Failure] = []
     for run in result.run_results.values():
         for r in run.results:
@@ -187,7 +236,7 @@ def build_docs(lake: Path) -> Path:
     root = context_root(lake)
     if not (root / "gx").exists():
         raise FileNotFoundError(f"no quality gate has run under {lake} yet; run an ETL or tokenizer command first")
-    context = _gx().get_context(mode="file", project_root_dir=str(root))
+    context = _context(lake)
     context.build_data_docs()
     target = Path(lake) / "reports" / "quality"
     shutil.rmtree(target, ignore_errors=True)
