@@ -33,6 +33,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
@@ -43,6 +45,7 @@ from gr2.eval import (
 from gr2.models.slates import rerank_cases  # noqa: E402
 from gr2.platform.run_store import latest_model  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
+from gr2.rerank.metrics import paired_bootstrap_diff, per_slate_values  # noqa: E402
 from gr2.training import rewards, rl  # noqa: E402
 
 POLICIES = ("copy input order", "random permutation", "oracle (target first)", "target moved down 1", "invalid answer")
@@ -83,11 +86,26 @@ def evaluate(cfg, model_dir: Path, slates: int, max_new_tokens: int, constrained
         r = json.loads(saved.read_text())
         if r["slates"] == len(_cases(cfg, slates)) and r["constrained"] == constrained:
             print(f"(reusing {saved})")
-            return {"valid": r["valid_share"], "copy": diagnostics.order_copy_rate(r["outputs"]), **r["model"]}
-    r = heldout.evaluate_rerank(cfg, model_dir=model_dir, split="test", max_slates=slates, max_new_tokens=max_new_tokens,
-                             constrained=constrained)
-    orders = r["outputs"]
-    return {"valid": r["valid_share"], "copy": diagnostics.order_copy_rate(orders), **r["model"]}
+            return _row(r)
+    return _row(heldout.evaluate_rerank(cfg, model_dir=model_dir, split="test", max_slates=slates,
+                                        max_new_tokens=max_new_tokens, constrained=constrained))
+
+
+def _row(r: dict) -> dict:
+    """An evaluation's row, with its answers (None = invalid) for the paired comparisons."""
+    return {"valid": r["valid_share"], "copy": diagnostics.order_copy_rate(r["outputs"]), **r["model"], "orders": r["outputs"]}
+
+
+def per_slate(row: dict, cases: list) -> dict[str, np.ndarray]:
+    """Per-slate values of an evaluation on `cases` (the seeded test slates it answered, in order): order
+    copy (an invalid answer counts as none: it is not the hack), R@1, NDCG@5 (an invalid answer keeps the
+    incoming order, as evaluate_rerank scores it)."""
+    orders = row["orders"]
+    if len(orders) != len(cases):
+        raise ValueError(f"{len(orders)} answers for {len(cases)} slates: not the same evaluation")
+    copy = np.array([o is not None and list(o) == list(range(len(o))) for o in orders], dtype=np.float64)
+    pos = [(o if o is not None else list(range(len(lab)))).index(lab.index(1)) for o, (_, lab) in zip(orders, cases)]
+    return {"order copies": copy, "R@1": per_slate_values(pos, "R@1"), "NDCG@5": per_slate_values(pos, "NDCG@5")}
 
 
 def _cases(cfg, slates: int) -> list:
@@ -133,8 +151,9 @@ def main() -> None:
     state_path = Path(cfg.lake_path) / "reports" / "reward_ablation" / f"{_settings_key(args)}.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {"args": vars(args), "variants": {}}
     constrained = not args.free
-    if "start" not in state:
-        state["start"] = evaluate(cfg, latest_model(cfg, "sft"), args.slates, args.max_new_tokens, constrained, args.reuse_start)
+    if "orders" not in state.get("start", {}):  # (a state from before answers were kept: read them back)
+        state["start"] = evaluate(cfg, latest_model(cfg, "sft"), args.slates, args.max_new_tokens, constrained,
+                                  args.reuse_start or "start" in state)
         _save(state_path, state)
     train_in_turns(args, state, state_path, constrained, deadline=time.time() + 60 * args.minutes if args.minutes else None)
     report(args, state, state_path)
@@ -218,6 +237,14 @@ def report(args, state: dict, state_path: Path) -> None:
             for key in ("valid_rate", "order_copy_rate"):
                 cells.append(f"{sum(float(r[key]) for r in part) / len(part):.1%}" if part else "")
         print(f"| {lo + 1}-{lo + block} | " + " | ".join(cells) + " |")
+    both = min(len(rows["naive"]), len(rows["conditional"]))
+    if both >= 2:  # the two runs saw the same slates step by step: pair the steps
+        half = both // 2
+        a = [float(r["order_copy_rate"]) for r in rows["conditional"][half:both]]
+        b = [float(r["order_copy_rate"]) for r in rows["naive"][half:both]]
+        d, lo_, hi = paired_bootstrap_diff(np.array(a), np.array(b))
+        print(f"\nRollouts' order copies over steps {half + 1}-{both}: naive {np.mean(b):.1%}, conditional {np.mean(a):.1%}; "
+              f"naive - conditional {d:+.3f} [{lo_:+.3f}, {hi:+.3f}] (paired by step, bootstrap 95%)")
     plot(rows, state_path.with_suffix(".png"))
     mode = "free answers" if args.free else "ranking decoded among the candidates"
     print(f"\n### Greedy answers on {args.slates} test slates ({mode}), from the same SFT model\n")
@@ -229,7 +256,38 @@ def report(args, state: dict, state_path: Path) -> None:
     for name, step, secs, r in table:
         print(f"| {name} | {step} | {f'{secs:.0f}' if secs else ''} | {r['valid']:.1%} | {r['copy']:.1%} | {r['R@1']:.4f} | "
               f"{r['R@5']:.4f} | {r['NDCG@5']:.4f} |")
+    paired(cfg_of(args), args.slates, state)
     print(f"\nstate: {state_path}\nplot: {state_path.with_suffix('.png')}")
+
+
+def cfg_of(args):
+    return load_config(args.config, args.set, args.lake)
+
+
+def paired(cfg, slates: int, state: dict) -> None:
+    """Each variant's latest evaluation against SFT, and naive against conditional at the step both
+    reached, on the same slates: paired bootstrap 95% intervals of the differences."""
+    if "orders" not in state["start"]:
+        return  # an evaluation saved before answers were kept
+    cases = _cases(cfg, slates)
+    base = per_slate(state["start"], cases)
+    latest = {}
+    for v in VARIANTS:
+        evals = {int(k): r for k, r in state["variants"].get(v, {}).get("evals", {}).items() if "orders" in r}
+        latest[v] = evals
+    pairs = [(f"{v} step {max(e)} - SFT", base, per_slate(e[max(e)], cases)) for v, e in latest.items() if e]
+    common = set(latest.get("naive", {})) & set(latest.get("conditional", {}))
+    if common:
+        step = max(common)
+        pairs.append((f"naive - conditional, step {step}", per_slate(latest["conditional"][step], cases),
+                      per_slate(latest["naive"][step], cases)))
+    if not pairs:
+        return
+    print("\n### Paired differences on the same test slates (bootstrap 95% intervals)\n")
+    print("| comparison | order copies | R@1 | NDCG@5 |\n|---|---|---|---|")
+    for name, a, b in pairs:
+        cells = [("{:+.3f} [{:+.3f}, {:+.3f}]").format(*paired_bootstrap_diff(a[m], b[m])) for m in ("order copies", "R@1", "NDCG@5")]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def plot(rows: dict, out: Path) -> None:
