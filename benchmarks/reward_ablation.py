@@ -203,8 +203,9 @@ def train_in_turns(args, state: dict, state_path: Path, constrained: bool, deadl
             _save(state_path, state)
             if rec["finished"] or (args.eval_every and rec["steps_done"] % args.eval_every == 0):
                 if str(rec["steps_done"]) not in rec["evals"]:
-                    rec["evals"][str(rec["steps_done"])] = evaluate(vcfg, Path(s["model_dir"]), args.slates,
-                                                                    args.max_new_tokens, constrained)
+                    rec["evals"][str(rec["steps_done"])] = {
+                        **evaluate(vcfg, Path(s["model_dir"]), args.slates, args.max_new_tokens, constrained),
+                        "train_s": rec["train_s"]}
                     _save(state_path, state)
 
 
@@ -252,7 +253,7 @@ def report(args, state: dict, state_path: Path) -> None:
     table = [("SFT (start of both)", 0, None, state["start"])]
     for v, name in VARIANTS.items():
         rec = state["variants"].get(v, {})
-        table += [(name, int(step), rec.get("train_s"), r) for step, r in sorted(rec.get("evals", {}).items(), key=lambda x: int(x[0]))]
+        table += [(name, int(step), r.get("train_s"), r) for step, r in sorted(rec.get("evals", {}).items(), key=lambda x: int(x[0]))]
     for name, step, secs, r in table:
         print(f"| {name} | {step} | {f'{secs:.0f}' if secs else ''} | {r['valid']:.1%} | {r['copy']:.1%} | {r['R@1']:.4f} | "
               f"{r['R@5']:.4f} | {r['NDCG@5']:.4f} |")
