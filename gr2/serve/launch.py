@@ -118,12 +118,29 @@ def wait_ready(url: str, timeout_s: float) -> dict:
     raise TimeoutError(f"the service at {url} was not ready after {timeout_s:.0f} s ({last})")
 
 
+# The Serve controller ends its own graceful_shutdown task by killing itself, and the driver's error listener
+# prints that task's failure ("(raylet) Task ServeController.graceful_shutdown failed ... killed by
+# `ray.kill`") on every normal stop: expected, so it is not shown (ray-project/ray#35391 is the same noise).
+_EXPECTED_ON_STOP = "ServeController.graceful_shutdown failed"
+
+
 def stop() -> None:
     import ray
+    import ray._private.worker as ray_worker
     from ray import serve
 
-    if ray.is_initialized():
-        try:
-            serve.shutdown()
-        finally:
-            ray.shutdown()
+    if not ray.is_initialized():
+        return
+    show = ray_worker.print_to_stdstream
+
+    def quiet(data, ignore_prefix):
+        lines = [line for line in data.get("lines", []) if _EXPECTED_ON_STOP not in line]
+        if lines:
+            show({**data, "lines": lines}, ignore_prefix)
+
+    ray_worker.print_to_stdstream = quiet  # the listener thread looks it up at each message
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()  # stops the listener thread
+        ray_worker.print_to_stdstream = show
