@@ -205,3 +205,27 @@ def test_every_nightly_table_has_one_contract_and_a_multi_click_slate_meets_it(s
     schema = "slate_id string, user_id string, history array<string>, candidates array<string>, target string, labels array<int>, split string"
     two_clicks = spark.createDataFrame([("s1", "u", ["h"], ["a", "b", "c"], None, [1, 1, 0], "test")], schema)
     assert qc.gate(c.frame(two_clicks), "gold.slates", c.checks, lake.root, raise_on_failure=False) == []
+
+
+def test_versions_and_first_publish_counts_come_from_the_delta_log_as_spark_reports_them(spark, tmp_path):
+    """`log_version` (a listing) equals Delta's history across commits and past a checkpoint (every 10th
+    commit); `first_commit_rows` equals a count of a one-commit table, and declines otherwise."""
+    from delta.tables import DeltaTable
+
+    from gr2.platform.lake import first_commit_rows, log_version
+
+    path = tmp_path / "t"
+    spark.range(7).write.format("delta").save(str(path))
+    assert log_version(path) == 0 and first_commit_rows(path) == 7
+    for _ in range(11):
+        spark.range(3).write.format("delta").mode("append").save(str(path))
+        assert log_version(path) == DeltaTable.forPath(spark, str(path)).history(1).collect()[0]["version"]
+    assert log_version(path) == 11 and any((path / "_delta_log").glob("*.checkpoint.parquet"))
+    assert first_commit_rows(path) is None, "a later commit changed the rows"
+    assert log_version(tmp_path / "none") is None
+    spark.conf.set("spark.databricks.delta.stats.collect", "false")
+    try:
+        spark.range(5).write.format("delta").save(str(tmp_path / "nostats"))
+    finally:
+        spark.conf.unset("spark.databricks.delta.stats.collect")
+    assert first_commit_rows(tmp_path / "nostats") is None, "no statistics: the caller counts"

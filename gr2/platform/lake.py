@@ -17,6 +17,7 @@ finds the killed run's rows already there, an overwrite replaces them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -49,13 +50,46 @@ TABLES = {
 _OPEN: ContextVar[tuple[tuple[Path, manifest.Run], ...]] = ContextVar("gr2_publications", default=())
 
 
+_COMMIT_FILE = re.compile(r"\d{20}\.json")
+
+
+def log_version(table_path: Path) -> int | None:
+    """A Delta table's newest version from its log's file names (every commit is a JSON file named by its
+    version, kept until log clean-up, which never removes the newest): a listing instead of a Spark job
+    reading the history. None where the log has no commit file."""
+    log = Path(table_path) / "_delta_log"
+    versions = [int(p.name[:20]) for p in log.glob("*.json") if _COMMIT_FILE.fullmatch(p.name)]
+    return max(versions) if versions else None
+
+
+def first_commit_rows(table_path: Path) -> int | None:
+    """The rows a table's only commit (version 0) added, from the record counts Delta writes beside each
+    file it adds; None where the table has later commits or a file was added without statistics."""
+    import json
+
+    log = Path(table_path) / "_delta_log"
+    if log_version(table_path) != 0:
+        return None
+    rows = 0
+    for line in (log / f"{0:020d}.json").read_text().splitlines():
+        action = json.loads(line) if line.strip() else {}
+        if "add" in action:
+            stats = action["add"].get("stats")
+            if not stats or "numRecords" not in (parsed := json.loads(stats)):
+                return None
+            rows += int(parsed["numRecords"])
+    return rows
+
+
 @dataclass
 class PublishResult:
     table: str
     rows_written: int
     version: int | None
     skipped: bool = False
-    gate_s: float = 0.0  # seconds in the quality gate (Great Expectations' checkpoint and its Data Docs update)
+    # seconds in the quality gate: Great Expectations' checkpoint, and its Data Docs update outside a
+    # publication (a publication renders its gates' pages at its end)
+    gate_s: float = 0.0
 
 
 class Lake:
@@ -120,6 +154,9 @@ class Lake:
 
         if not self.exists(spark, table):
             return None
+        newest = log_version(self.path(table))
+        if newest is not None:
+            return newest
         return DeltaTable.forPath(spark, str(self.path(table))).history(1).collect()[0]["version"]
 
     def _missing(self, table: str) -> str:
@@ -198,6 +235,12 @@ class Lake:
     def _count(self, spark, table: str) -> int:
         return spark.read.format("delta").load(str(self.path(table))).count()
 
+    def _moved_rows(self, spark, table: str) -> int:
+        """The rows of a table that a first publish moved into place: the staging write's own count in
+        its Delta log (no job scanning the rows again), or a count where the log has no statistics."""
+        n = first_commit_rows(self.path(table))
+        return n if n is not None else self._count(spark, table)
+
     def clean_staging(self, table: str | None = None) -> None:
         base = self.root / "_staging"
         target = base / table if table else base
@@ -222,7 +265,7 @@ class Lake:
             gate_s = self._gate(staged, table, checks, audit)
             self._before_commit(table)
             if self._move_into_place(spark, stage, table):
-                n = self._count(spark, table)
+                n = self._moved_rows(spark, table)
             else:
                 writer = staged.write.format("delta").mode("overwrite")
                 if replace_where and self.exists(spark, table):
@@ -270,7 +313,7 @@ class Lake:
             self._before_commit(table)
             path = str(self.path(table))
             if self._move_into_place(spark, stage, table):
-                return PublishResult(table, self._count(spark, table), self.version(spark, table), gate_s=gate_s)
+                return PublishResult(table, self._moved_rows(spark, table), self.version(spark, table), gate_s=gate_s)
             if not self.exists(spark, table):  # a folder with other files in it: write over them
                 staged.write.format("delta").mode("overwrite").save(path)
                 return PublishResult(table, staged.count(), self.version(spark, table), gate_s=gate_s)
