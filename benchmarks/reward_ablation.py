@@ -257,20 +257,16 @@ def report(args, state: dict, state_path: Path) -> None:
     for name, step, secs, r in table:
         print(f"| {name} | {step} | {f'{secs:.0f}' if secs else ''} | {r['valid']:.1%} | {r['copy']:.1%} | {r['R@1']:.4f} | "
               f"{r['R@5']:.4f} | {r['NDCG@5']:.4f} |")
-    paired(cfg_of(args), args.slates, state)
+    paired(args, state)
     print(f"\nstate: {state_path}\nplot: {state_path.with_suffix('.png')}")
 
 
-def cfg_of(args):
-    return load_config(args.config, args.set, args.lake)
-
-
-def paired(cfg, slates: int, state: dict) -> None:
+def paired(args, state: dict) -> None:
     """Each variant's latest evaluation against SFT, and naive against conditional at the step both
     reached, on the same slates: paired bootstrap 95% intervals of the differences."""
     if "orders" not in state["start"]:
         return  # an evaluation saved before answers were kept
-    cases = _cases(cfg, slates)
+    cases = _cases(load_config(args.config, args.set, args.lake), args.slates)
     base = per_slate(state["start"], cases)
     latest = {}
     for v in VARIANTS:

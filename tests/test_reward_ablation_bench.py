@@ -1,0 +1,67 @@
+"""The parts of benchmarks/reward_ablation.py that need no training: the reward landscape of fixed
+policies, the per-slate values behind its paired intervals, and the report over two runs' metrics."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("reward_ablation", BENCH / "reward_ablation.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["reward_ablation"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cases(first_positions: list[int], k: int = 4) -> list:
+    return [(None, [int(i == t) for i in range(k)]) for t in first_positions]
+
+
+def test_the_naive_reward_pays_a_copy_everywhere_and_the_conditional_one_only_where_the_target_was_first(bench):
+    cases = _cases([0, 1, 2, 3])  # the target first on one slate of four
+    rows = {r["policy"]: r for r in bench.landscape(cases, alpha=0.2, seed=0, invalid_penalty=-1.0)}
+    assert rows["copy input order"]["naive"] == pytest.approx(0.2)
+    assert rows["copy input order"]["conditional"] == pytest.approx(0.2 / 4)
+    assert rows["invalid answer"]["naive"] == rows["invalid answer"]["conditional"] == -1.0
+    oracle = rows["oracle (target first)"]
+    assert oracle["naive"] == oracle["conditional"] == pytest.approx(0.2 + (0 + 1 + 2 + 3) / 4 / 4)
+
+
+def test_per_slate_values_count_copies_among_all_answers_and_score_an_invalid_answer_as_the_incoming_order(bench):
+    cases = _cases([0, 2, 1])
+    row = {"orders": [[0, 1, 2, 3], [2, 0, 1, 3], None]}
+    v = bench.per_slate(row, cases)
+    assert v["order copies"].tolist() == [1.0, 0.0, 0.0], "an invalid answer is not a copy"
+    assert v["R@1"].tolist() == [1.0, 1.0, 0.0], "the invalid answer keeps the target second"
+    with pytest.raises(ValueError, match="not the same evaluation"):
+        bench.per_slate({"orders": [None]}, cases)
+
+
+def test_the_report_pairs_the_two_runs_step_by_step_and_plots_them(bench, tmp_path, capsys):
+    fields = ["step", "reward", "valid_rate", "order_copy_rate", "promotion", "entropy", "kept_group_ratio"]
+    state = {"variants": {}, "start": {"valid": 1.0, "copy": 0.0, "R@1": 0.5, "R@5": 1.0, "NDCG@5": 0.7}}
+    for v, copies in (("naive", [0.0, 0.1, 0.3, 0.5]), ("conditional", [0.0, 0.0, 0.1, 0.0])):
+        path = tmp_path / f"{v}.csv"
+        with path.open("w") as f:
+            w = csv.DictWriter(f, fields)
+            w.writeheader()
+            for step, c in enumerate(copies, 1):
+                w.writerow({"step": step, "reward": 0.1, "valid_rate": 0.9, "order_copy_rate": c, "promotion": 0.0,
+                            "entropy": 0.2, "kept_group_ratio": 1.0})
+        state["variants"][v] = {"steps_done": 4, "metrics_csv": str(path), "evals": {}}
+    args = argparse.Namespace(chunk=2, slates=10, free=True)
+    bench.report(args, state, tmp_path / "state.json")
+    out = capsys.readouterr().out
+    assert "| 3-4 | 90.0% | 40.0% | 90.0% | 5.0% |" in out
+    assert "over steps 3-4: naive 40.0%, conditional 5.0%; naive - conditional +0.350" in out
+    assert (tmp_path / "state.png").stat().st_size > 0
