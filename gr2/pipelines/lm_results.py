@@ -96,6 +96,18 @@ class TrainCurve:
                    last_step=None if step is None else int(step), seconds=_number(last, "wall_s"))
 
 
+def _paused(s: dict, stage: str) -> str:
+    """The line a run that `pause_after` ended early adds: where it stopped and how it goes on."""
+    if not s.get("paused"):
+        return ""
+    return (f"  paused at step {s['steps_done']:,} of {s['total_steps']:,} (train.{stage}.pause_after): the run is unfinished, "
+            f"not LATEST; the same command with a larger pause_after, or none, continues it")
+
+
+def _paused_short(s: dict) -> str:
+    return f"; paused at step {s['steps_done']:,}" if s.get("paused") else ""
+
+
 @dataclass(frozen=True)
 class TrainResult(StageResult):
     """`gr2 train midtrain` and `gr2 train sft`: one training run under <lake>/models/<stage>/<run>."""
@@ -117,7 +129,7 @@ class TrainResult(StageResult):
 
     def headline(self) -> str:
         loss = f"; loss {self.first_loss:.3f} -> {self.last_loss:.3f}" if self.first_loss is not None and self.last_loss is not None else ""
-        return f"{self.run}: {self.total_steps:,} optimizer steps over {self.rows:,} packed rows{loss}"
+        return f"{self.run}: {self.total_steps:,} optimizer steps over {self.rows:,} packed rows{loss}{_paused_short(self.details)}"
 
     def night(self) -> NightLine:
         return NightLine(read=self.rows, note=self.headline())
@@ -134,6 +146,8 @@ class TrainResult(StageResult):
             console.print(f"  loss {float(first['loss']):.3f} -> {float(last['loss']):.3f}; "
                           f"{float(last['tokens_per_s']):,.0f} tokens/s; peak memory {float(last['peak_mem_mb']):,.0f} MB")
         console.print(f"  model: {s['model_dir']}\n  metrics: {s['metrics_csv']} (TensorBoard: {s['run_dir']}/tensorboard)")
+        if note := _paused(s, s["run"].split("-")[0]):
+            console.print(note)
 
 
 @dataclass(frozen=True)
@@ -159,7 +173,7 @@ class DapoResult(StageResult):
         if not self.details.get("last"):
             return ""  # no step logged: the demo prints nothing for the stage, as it always did
         return (f"{self.run}: {self.total_steps} RL steps; reward {self.first_reward:.3f} -> {self.last_reward:.3f}; "
-                f"valid answers {self.valid_rate:.1%}")
+                f"valid answers {self.valid_rate:.1%}{_paused_short(self.details)}")
 
     def night(self) -> NightLine:
         return NightLine(read=self.slates, note=self.headline())
@@ -171,6 +185,8 @@ class DapoResult(StageResult):
                           f"{self.last_reward:.3f}; valid answers {self.valid_rate:.1%}, order copies "
                           f"{float(last['order_copy_rate']):.1%}, kept groups {float(last['kept_group_ratio']):.1%}")
         console.print(f"  model: {self.model_dir}\n  metrics: {self.run_dir}/metrics.csv")
+        if note := _paused(self.details, "dapo"):
+            console.print(note)
 
 
 @dataclass(frozen=True)
