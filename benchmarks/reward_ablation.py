@@ -182,7 +182,9 @@ def train_in_turns(args, state: dict, state_path: Path, constrained: bool, deadl
     until both reach `--steps` or the next turn would start past `deadline`."""
     turn_s = 0.0
     while True:
-        todo = [v for v in VARIANTS if not state["variants"].get(v, {}).get("finished")]
+        # the variant behind goes first, so a sitting that stops between turns leaves them level next time
+        todo = sorted((v for v in VARIANTS if not state["variants"].get(v, {}).get("finished")),
+                      key=lambda v: state["variants"].get(v, {}).get("steps_done", 0))
         if not todo:
             return
         for v in todo:
