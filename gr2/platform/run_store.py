@@ -61,16 +61,15 @@ class RunStore:
             run = f"{base}-{n}"
         return run
 
-    def unfinished(self) -> dict[str, str]:
-        """{fingerprint: run} of the unfinished runs whose folders are still there."""
+    def _marked(self) -> list[tuple[str, str]]:
+        """(run, fingerprint) for each line of IN_PROGRESS, folder or not."""
         marker = self.root / "IN_PROGRESS"
         lines = marker.read_text().splitlines() if marker.exists() else []
-        found = {}
-        for line in lines:
-            run, _, fingerprint = line.strip().partition(" ")
-            if run and self.path(run).exists():
-                found[fingerprint] = run
-        return found
+        return [(run, fingerprint) for run, _, fingerprint in (line.strip().partition(" ") for line in lines) if run]
+
+    def unfinished(self) -> dict[str, str]:
+        """{fingerprint: run} of the unfinished runs whose folders are still there."""
+        return {fingerprint: run for run, fingerprint in self._marked() if self.path(run).exists()}
 
     def begin(self, fingerprint: str) -> tuple[str, bool]:
         """(run id, resumed): the unfinished run started with the same `fingerprint` when its folder is
@@ -78,20 +77,18 @@ class RunStore:
         open_runs = self.unfinished()
         if fingerprint in open_runs:
             return open_runs[fingerprint], True
-        marker = self.root / "IN_PROGRESS"
-        named = tuple(line.partition(" ")[0] for line in marker.read_text().splitlines()) if marker.exists() else ()
-        run = self.new_id(taken=named)  # a run begun this second may not have its folder yet
+        # a run begun this second may not have its folder yet: its id is still taken
+        run = self.new_id(taken=tuple(r for r, _ in self._marked()))
         self.root.mkdir(parents=True, exist_ok=True)
         open_runs[fingerprint] = run  # a run with these settings whose folder was removed is forgotten
-        self._mark(open_runs, also=run)
+        self._mark(open_runs)
         return run, False
 
-    def _mark(self, open_runs: dict[str, str], also: str = "") -> None:
-        """Rewrite IN_PROGRESS with `open_runs` (and `also`, whose folder does not exist yet); remove it when none."""
+    def _mark(self, open_runs: dict[str, str]) -> None:
+        """Rewrite IN_PROGRESS as `open_runs` ({fingerprint: run}); remove it when there are none."""
         marker = self.root / "IN_PROGRESS"
-        lines = [f"{run} {fp}" for fp, run in open_runs.items() if run == also or self.path(run).exists()]
-        if lines:
-            write_text_atomic(marker, "\n".join(lines) + "\n")
+        if open_runs:
+            write_text_atomic(marker, "".join(f"{run} {fp}\n" for fp, run in open_runs.items()))
         else:
             marker.unlink(missing_ok=True)
 
