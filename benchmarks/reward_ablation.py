@@ -104,7 +104,7 @@ def per_slate(row: dict, cases: list) -> dict[str, np.ndarray]:
     if len(orders) != len(cases):
         raise ValueError(f"{len(orders)} answers for {len(cases)} slates: not the same evaluation")
     copy = np.array([o is not None and list(o) == list(range(len(o))) for o in orders], dtype=np.float64)
-    pos = [(o if o is not None else list(range(len(lab)))).index(lab.index(1)) for o, (_, lab) in zip(orders, cases)]
+    pos = heldout.target_positions(orders, cases)
     return {"order copies": copy, "R@1": per_slate_values(pos, "R@1"), "NDCG@5": per_slate_values(pos, "NDCG@5")}
 
 

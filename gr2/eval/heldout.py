@@ -105,6 +105,12 @@ def _stage_model(cfg: Config, model_dir: Path | None, stage: str):
     return model_dir, fmt, model, tok
 
 
+def target_positions(orders: list, cases: list) -> list[int]:
+    """Where each answer placed its slate's target (`cases`: (slate, labels) with one positive); an invalid
+    answer (None) keeps the incoming order, as the service answers it."""
+    return [(o if o is not None else list(range(len(labels)))).index(labels.index(1)) for o, (_, labels) in zip(orders, cases)]
+
+
 def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "valid", max_slates: int = 200,
                     max_new_tokens: int = 768, on_progress=None, constrained: bool = False, batch_size: int = 8) -> dict:
     """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
@@ -120,7 +126,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     orders, shaped = answer_rerank(model, tok, cases, max_new_tokens, constrained, on_progress, fmt=fmt,
                                    batch_size=batch_size, autocast=use_autocast(cfg.train.autocast))
     before = [labels.index(1) for _, labels in cases]
-    after = [(o if o is not None else list(range(len(labels)))).index(labels.index(1)) for o, (_, labels) in zip(orders, cases)]
+    after = target_positions(orders, cases)
     n = max(1, len(cases))
     result = {"model_dir": str(model_dir), "split": split, "slates": len(cases), "constrained": constrained,
               "valid_share": sum(o is not None for o in orders) / n, "json_share": shaped / n,
