@@ -198,8 +198,8 @@ def worker(config: dict) -> None:
         if step % s.checkpoint_every == 0 or step == end:
             report_checkpoint(engine, s, rank, {"step": step, **hook.progress()}, {"step": step, "loss": last_loss})
         die_if_told(s, step, rank == world - 1)
-    if step == started_at:  # resumed at or past the pause: nothing to train, but the driver learns the step
-        report_checkpoint(engine, s, rank, state, {"step": step})
+    if step == started_at:  # resumed at or past the pause: nothing to train; the driver still learns the step
+        ray.train.report({"step": step})  # the restored checkpoint stays the run's latest
     if tb:
         tb.close()
 
