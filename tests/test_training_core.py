@@ -522,6 +522,35 @@ def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small
     assert [canon.index(s) for s in one] == sorted(range(5), key=lambda i: (-scores[i], i))
 
 
+def test_ranking_logprobs_are_a_distribution_over_the_permutations_that_greedy_decoding_tops_slot_by_slot(small):
+    """The probability constrained decoding gives each ranking: summed over all K! orders it is 1, its
+    greedy ranking takes the most likely candidate at every slot, and an order that is not a permutation
+    is refused."""
+    import itertools
+
+    from gr2.models.generation import Prefix, constrained_ranking, ranking_logprobs, with_bos
+
+    model, tok, _ = small
+    model.eval()
+    sids = [i.sid for i in ITEMS[:4]]
+    canon = [sid_string(parse_sid(s)) for s in sids]
+    text = "Item number 3 then Item number 7 then " + '{"ranking":['
+    joint = {o: sum(ranking_logprobs(model, tok, text, sids, list(o))) for o in itertools.permutations(range(4))}
+    assert math.isclose(sum(math.exp(v) for v in joint.values()), 1.0, rel_tol=1e-6)
+    greedy = [canon.index(s) for s in constrained_ranking(model, tok, text, sids)]
+    per_slot = ranking_logprobs(model, tok, text, sids, greedy)
+    assert per_slot[-1] == 0.0
+    shared = Prefix(model, tok(with_bos(tok, text), add_special_tokens=False)["input_ids"])  # orders sharing a prefill
+    assert np.allclose(ranking_logprobs(model, tok, "", sids, greedy, prefix=shared.fork()), per_slot, atol=1e-4)
+    for slot in range(3):  # at each slot, no other candidate was more likely given the same slots before
+        rest = [i for i in range(4) if i not in greedy[:slot]]
+        for other in rest:
+            alt = greedy[:slot] + [other] + [i for i in rest if i != other]
+            assert ranking_logprobs(model, tok, text, sids, alt)[slot] <= per_slot[slot] + 1e-9
+    with pytest.raises(ValueError, match="not a permutation"):
+        ranking_logprobs(model, tok, text, sids, [0, 0, 1, 2])
+
+
 def test_a_constrained_ranking_on_a_forked_prompt_equals_one_on_the_whole_text(small):
     """DAPO runs a prompt once and forks its KV cache for each answer's ranking: the ranking (greedy, and
     sampled with the same seed) is the one decoded from prompt + answer run whole, and the fork leaves the

@@ -217,6 +217,43 @@ def constrained_ranking(model, tokenizer, text: str, candidate_sids: list[str], 
     return chosen
 
 
+def ranking_logprobs(model, tokenizer, text: str, candidate_sids: list[str], order: list[int], fmt=None,
+                     prefix: Prefix | None = None) -> list[float]:
+    """Per slot, the log-probability that constrained decoding at temperature 1 lists candidate
+    `order[slot]` there, given the slots before it: the log-softmax of `constrained_ranking`'s scores over
+    the candidates not yet listed. Their sum is the log-probability of the whole ranking among the K!
+    permutations (log 1/K! for a model with no preference), and the first is that of listing order[0]
+    first. The last slot has one candidate left (0). `text` as for `constrained_ranking`; `order` indexes
+    `candidate_sids`; `prefix` as for `constrained_ranking` (a fork of the prompt already run, so that
+    several orders share one prefill). Reads a propensity without sampling it (benchmarks/copy_propensity.py)."""
+    from gr2.rerank.formats import RerankFormat
+
+    fmt = fmt or RerankFormat()
+    if sorted(order) != list(range(len(candidate_sids))):
+        raise ValueError(f"order {order} is not a permutation of {len(candidate_sids)} candidates")
+    enc = lambda t: tokenizer(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    options = fmt.options(candidate_sids)
+    if prefix is None:
+        prefix = Prefix(model, enc(with_bos(tokenizer, text)))
+    else:
+        prefix.extend(enc(text))
+    left, out = list(range(len(candidate_sids))), []
+    for want in order[:-1]:
+        scores = torch.tensor(prefix.score([enc(options[i] + ",") for i in left]), dtype=torch.float64)
+        pick = left.index(want)
+        out.append(float(torch.log_softmax(scores, 0)[pick]))
+        prefix.take(pick)
+        left.pop(pick)
+    return out + [0.0]
+
+
+def ranking_head(answer: str) -> str:
+    """A greedy answer up to and including `"ranking":[`, where constrained decoding takes over (an answer
+    that never reached its ranking gets the key written after it)."""
+    cut = answer.find('"ranking"')
+    return (answer[:cut] if cut >= 0 else answer + '","') + '"ranking":['
+
+
 def first_slot_ranking(model, tokenizer, text: str, candidate_sids: list[str], fmt=None) -> list[str]:
     """The candidates ordered by how likely the model is to list each *first*: one pass.
 
@@ -374,8 +411,7 @@ def rerank_answers(model, tokenizer, cases, max_new_tokens: int, modes=("free", 
                 record["free"] = ranking_positions(parsed.ranking, sids) if parsed.ok else None
                 record["free_shaped"] = int(fmt.answer_shape(text, len(sids)))
             if "constrained" in modes:
-                cut = text.find('"ranking"')
-                head = (text[:cut] if cut >= 0 else text + '","') + '"ranking":['
+                head = ranking_head(text)
                 with cpu_autocast(on_cpu):
                     ranking = constrained_ranking(model, tokenizer, prompt + head, sids, fmt=fmt)
                 record["constrained"], record["constrained_shaped"] = ranking_positions(ranking, sids), 1

@@ -1,0 +1,44 @@
+"""The parts of benchmarks/copy_propensity.py that need no model: its table and paired intervals, the
+reference ranking's gaps (slates whose reference answer was invalid), and what a paused run's rewrite
+of its weights changes."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("copy_propensity", BENCH / "copy_propensity.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["copy_propensity"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_report_pairs_policies_on_the_slates_where_both_values_exist(bench, capsys):
+    ref = {"first": [0.2, 0.4, 0.6], "copy": [-9.0, -8.0, -7.0], "reference": [-2.0, float("nan"), -4.0]}
+    leaner = {"first": [0.3, 0.5, 0.7], "copy": [-8.0, -7.0, -6.0], "reference": [-3.0, -1.0, -5.0]}
+    rows = {"SFT": bench.measures(ref), "naive": bench.measures(leaner)}
+    bench.report(rows, k=10, pairs=[("SFT", "naive")])
+    out = capsys.readouterr().out
+    assert f"log P(copy) {-math.lgamma(11):.2f}" in out and "P(first) 0.100" in out
+    assert "| SFT | 0.400 | -8.000 | -3.000 |" in out, "the mean leaves the invalid reference answer out"
+    assert "| naive - SFT | +0.100 [+0.100, +0.100] | +1.000 [+1.000, +1.000] | -1.000 [-1.000, -1.000] |" in out
+    assert bench.paired(np.array([1.0, np.nan]), np.array([np.nan, 2.0])) == "no slate with both"
+
+
+def test_a_model_folder_is_scored_again_only_when_its_weights_change(bench, tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"a")
+    before = bench._weights_stamp(tmp_path)
+    assert bench._weights_stamp(tmp_path) == before
+    (tmp_path / "model.safetensors").write_bytes(b"ab")
+    assert bench._weights_stamp(tmp_path) != before
