@@ -168,11 +168,18 @@ def score_batch(histories: Sequence[Sequence[str]], targets: Sequence[str], inde
     columns out (candidates as ids, scores, target_position, target_in_topk), equal to the per-example
     functions' results. History ids outside the catalog are skipped, as the per-example path does.
 
-    The votes of every example are laid out in (example, recency) order and summed with one bincount,
-    which adds each (example, candidate)'s votes in the same order as the per-example loop, so the float
-    sums and the ties they break come out the same."""
-    n_ex = len(histories)
-    n = len(index.item_ids)
+    One row per example, holding every vote its voters cast (the r-th most recent voter's neighbours in
+    columns r * width ...). Each row is sorted by (candidate, column), so a candidate's votes sit side by
+    side in recency order and are summed in that order, as the per-example loop adds them: the same
+    float sums, so the same ties. The best k of a row are those above its k-th score plus that score's
+    ties by candidate (a partition, not a sort), and the k are then sorted. Per-row work on ~300 values
+    replaced batch-wide sorts of every (example, candidate) key, which were most of the ETL's pre-rank
+    step (benchmarks/prerank_scoring.py times both). A candidate gets at most one vote per voter (an
+    item's neighbours are distinct), so its votes are at most `window` columns side by side."""
+    out: dict[str, list] = {"candidates": [], "scores": [], "target_position": [], "target_in_topk": []}
+    n_ex, n = len(histories), len(index.item_ids)
+    if n_ex == 0:
+        return out
     lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=n_ex)
     pos = index.positions(list(chain.from_iterable(histories))) if lens.sum() else np.empty(0, np.int64)
     ex_of = np.repeat(np.arange(n_ex, dtype=np.int64), lens)
@@ -182,50 +189,105 @@ def score_batch(histories: Sequence[Sequence[str]], targets: Sequence[str], inde
     start = np.cumsum(counts) - counts
     recency = counts[h_ex] - 1 - (np.arange(len(h_ex)) - start[h_ex])  # 0 = the latest valid item
     voting = recency < window
-    v_ex, v_item, v_r = h_ex[voting], h_item[voting], recency[voting]
-    order = np.lexsort((v_r, v_ex))  # each example's votes latest first, as the loop adds them
-    v_ex, v_item, v_r = v_ex[order], v_item[order], v_r[order]
-    lo, hi = index.offsets[v_item], index.offsets[v_item + 1]
-    nb = hi - lo
-    total = int(nb.sum())
-    first = np.cumsum(nb) - nb
-    at = np.repeat(lo - first, nb) + np.arange(total, dtype=np.int64)  # every voter's neighbour slots
-    c_ex = np.repeat(v_ex, nb)
-    decays = np.array([decay**r for r in range(max(window, 1))], dtype=np.float64)  # Python's pow, as the loop
-    contrib = decays[np.repeat(v_r, nb)] * index.weights[at].astype(np.float64)
-    keys, inverse = np.unique(c_ex * n + index.neighbors[at].astype(np.int64), return_inverse=True)
-    sums = np.bincount(inverse, weights=contrib, minlength=len(keys))
-    keep = ~np.isin(keys, h_ex * n + h_item) if exclude_history else np.ones(len(keys), dtype=bool)
-    k_ex, k_item, k_sum = keys[keep] // n, keys[keep] % n, sums[keep]
-    ranked = np.lexsort((k_item, -k_sum, k_ex))
-    k_ex, k_item, k_sum = k_ex[ranked], k_item[ranked], k_sum[ranked]
-    per = np.bincount(k_ex, minlength=n_ex)
-    k_start = np.cumsum(per) - per
-    top = (np.arange(len(k_ex)) - k_start[k_ex]) < k
-    t_item, t_sum = k_item[top], k_sum[top]
-    t_start = np.cumsum(np.minimum(per, k)) - np.minimum(per, k)
+    voters = np.full((n_ex, window), -1, dtype=np.int64)
+    voters[h_ex[voting], recency[voting]] = h_item[voting]
+    has = voters >= 0
+    lo = np.where(has, index.offsets[np.maximum(voters, 0)], 0)
+    cnt = np.where(has, index.offsets[np.maximum(voters, 0) + 1] - lo, 0)
+    width = int(cnt.max())
+    live = np.arange(width) < cnt[:, :, None]
+    at = np.where(live, lo[:, :, None] + np.arange(width), 0)
+    m = window * width
+    cand = np.where(live, index.neighbors[at] if len(index.neighbors) else 0, n).reshape(n_ex, m).astype(np.int64)
+    decays = np.array([decay**r for r in range(window)], dtype=np.float64)  # Python's pow, as the loop
+    contrib = (decays[:, None] * (index.weights[at] if len(index.weights) else np.zeros(at.shape, np.float32)
+                                  ).astype(np.float64)).reshape(n_ex, m)
+    key = cand * max(m, 1) + np.arange(m)  # (candidate, column): unique, so any sort is the stable one
+    key.sort(axis=1)
+    ids, col = key // max(m, 1), key % max(m, 1)
+    vals = np.take_along_axis(contrib, col, axis=1)
+    same = ids[:, 1:] == ids[:, :-1]  # a vote for the candidate of the column before
+    r, c = np.nonzero(same)
+    follow = r * m + c + 1  # (flat) the columns that continue a run
+    sums, v = vals.ravel().copy(), vals.ravel()
+    for _ in range(window - 1):  # run sums, oldest term first: ((v0 + v1) + v2) as the loop adds them
+        sums[follow] = sums[follow - 1] + v[follow]  # the right side is read before any is written
+    sums = sums.reshape(n_ex, m)
+    last = np.ones(ids.shape, dtype=bool)  # the column holding a candidate's whole sum
+    last[:, :-1] = ~same
+    flat = (np.arange(n_ex, dtype=np.int64)[:, None] * (n + 1) + ids).ravel()  # sorted: rows, then candidates
+    valid = last & (ids < n)
+    if exclude_history:
+        banned = _lookup_last(flat, h_ex * (n + 1) + h_item)
+        hit = np.zeros(flat.size, dtype=bool)
+        hit[banned[banned >= 0]] = True
+        valid &= ~hit.reshape(n_ex, m)
     t_idx = index.positions(list(targets))
-    # the target's own score where it got votes (place_target's `insert` ranks it by that score)
-    t_score = np.zeros(n_ex)
-    if len(keys):
-        t_key = np.arange(n_ex, dtype=np.int64) * n + t_idx
-        found = np.minimum(np.searchsorted(keys, t_key), len(keys) - 1)
-        hit = (t_idx >= 0) & (keys[found] == t_key)
-        t_score[hit] = sums[found[hit]]
-    popular = index.popularity_order.tolist()
-    t_items, t_sums = t_item.tolist(), t_sum.tolist()
-    out: dict[str, list] = {"candidates": [], "scores": [], "target_position": [], "target_in_topk": []}
-    for e in range(n_ex):
-        s0, m = int(t_start[e]), int(min(per[e], k))
-        cands, scores = t_items[s0:s0 + m], t_sums[s0:s0 + m]
-        if m < k:
+    t_at = _lookup_last(flat, np.arange(n_ex, dtype=np.int64) * (n + 1) + t_idx)
+    t_score = np.where((t_idx >= 0) & (t_at >= 0), sums.ravel()[np.maximum(t_at, 0)], 0.0)  # 0 without votes
+    score = np.where(valid, sums, -np.inf)
+    kk = min(k, m)
+    take = np.zeros(ids.shape, dtype=bool)
+    if kk:  # the kk best by (-score, candidate): all above the kk-th score, then its ties by candidate
+        kth = np.partition(score, m - kk, axis=1)[:, m - kk][:, None]
+        above = score > kth
+        tie = (score == kth) & valid
+        take = above | (tie & (np.cumsum(tie, axis=1) <= kk - above.sum(axis=1, keepdims=True)))
+    r_sel, c_sel = np.nonzero(take)  # row by row, each row's picks in candidate order
+    s_sel, i_sel = score[r_sel, c_sel], ids[r_sel, c_sel]
+    per = np.bincount(r_sel, minlength=n_ex)
+    full = per == k
+    picked = full[r_sel]
+    f_ids, f_scores = i_sel[picked].reshape(-1, k), s_sel[picked].reshape(-1, k)
+    o = np.argsort(-f_scores, axis=1, kind="stable")  # best first; ties keep candidate order
+    cands = np.zeros((n_ex, k), dtype=np.int64)
+    scores = np.zeros((n_ex, k))
+    cands[full], scores[full] = np.take_along_axis(f_ids, o, axis=1), np.take_along_axis(f_scores, o, axis=1)
+    cands, scores, position, in_topk = _place(cands, scores, t_idx, t_score, policy)
+    names = index.item_ids[cands].tolist()
+    out["candidates"], out["scores"] = names, scores.tolist()
+    out["target_position"], out["target_in_topk"] = position.tolist(), in_topk.tolist()
+    short = np.flatnonzero(~full)  # fewer than k voted candidates: popularity fills them, one at a time
+    if len(short):
+        popular = index.popularity_order.tolist()
+        first = np.cumsum(per) - per
+        i_list, s_list = i_sel.tolist(), s_sel.tolist()
+        for e in short.tolist():
+            ranked = sorted(zip(s_list[first[e]:first[e] + per[e]], i_list[first[e]:first[e] + per[e]]),
+                            key=lambda x: (-x[0], x[1]))
+            c, s = [i for _, i in ranked], [x for x, _ in ranked]
             history = h_item[start[e]:start[e] + counts[e]].tolist() if exclude_history else []
-            fill_by_popularity(cands, scores, k, popular, set(history))
-        t = int(t_idx[e])
-        in_topk = t in cands
-        cands, scores, position = place_target(cands, scores, t, {t: float(t_score[e])}, policy)
-        out["candidates"].append(index.item_ids[cands].tolist())
-        out["scores"].append([float(x) for x in scores])
-        out["target_position"].append(position)
-        out["target_in_topk"].append(in_topk)
+            fill_by_popularity(c, s, k, popular, set(history))
+            t = int(t_idx[e])
+            out["target_in_topk"][e] = t in c
+            c, s, p = place_target(c, s, t, {t: float(t_score[e])}, policy)
+            out["candidates"][e], out["scores"][e], out["target_position"][e] = index.item_ids[c].tolist(), s, p
     return out
+
+
+def _lookup_last(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """For each key, the position of its last occurrence in `sorted_keys`, -1 where it is absent."""
+    at = np.searchsorted(sorted_keys, keys, side="right") - 1
+    hit = (at >= 0) & (sorted_keys[np.maximum(at, 0)] == keys)
+    return np.where(hit, at, -1)
+
+
+def _place(cands: np.ndarray, scores: np.ndarray, target: np.ndarray, t_score: np.ndarray, policy: str):
+    """`place_target` for full slates, row by row in array operations: (candidates, scores, position,
+    target_in_topk)."""
+    k = cands.shape[1]
+    match = cands == target[:, None]
+    in_topk = match.any(axis=1)
+    position = np.where(in_topk, match.argmax(axis=1), -1)
+    if policy == "filter":
+        return cands, scores, position, in_topk
+    miss = ~in_topk
+    at = np.minimum((scores > t_score[:, None]).sum(axis=1), k - 1)
+    j = np.arange(k)
+    shifted = np.concatenate([cands[:, :1], cands[:, :-1]], axis=1)
+    s_shifted = np.concatenate([scores[:, :1], scores[:, :-1]], axis=1)
+    put = miss[:, None] & (j == at[:, None])
+    move = miss[:, None] & (j > at[:, None])
+    cands = np.where(put, target[:, None], np.where(move, shifted, cands))
+    scores = np.where(put, t_score[:, None], np.where(move, s_shifted, scores))
+    return cands, scores, np.where(miss, at, position), in_topk
