@@ -102,6 +102,14 @@ def score_model(cfg, model_dir: Path, cases: list, answers: dict, store: Path) -
     return out
 
 
+def propensity(cfg, model_dir: Path, reference: Path, slates: int, max_new_tokens: int) -> dict[str, list]:
+    """`score_model` of `model_dir` reading `reference`'s reasoning, both kept under the lake's reports."""
+    store = Path(cfg.lake_path) / "reports" / "copy_propensity"
+    ref_key = _key(reference, slates, max_new_tokens, cfg.train.seed)
+    cases, answers = reference_answers(cfg, reference, slates, max_new_tokens, store / f"reference-{ref_key}.json")
+    return score_model(cfg, model_dir, cases, answers, store / f"scores-{_key(ref_key, model_dir, _weights_stamp(model_dir))}.json")
+
+
 def measures(scores: dict[str, list]) -> dict[str, np.ndarray]:
     return {MEASURES[0]: np.array(scores["first"]), MEASURES[1]: np.array(scores["copy"]),
             MEASURES[2]: np.array(scores["reference"])}
@@ -149,15 +157,10 @@ def main() -> None:
             label = f"{v} reward, step {rec['steps_done']}"
             models[label] = Path(rec["model_dir"])
             variants.append(label)
-    store = Path(cfg.lake_path) / "reports" / "copy_propensity"
-    ref_key = _key(reference, args.slates, args.max_new_tokens, cfg.train.seed)
-    cases, answers = reference_answers(cfg, reference, args.slates, args.max_new_tokens, store / f"reference-{ref_key}.json")
-    rows = {}
-    for label, d in models.items():
-        rows[label] = measures(score_model(cfg, d, cases, answers, store / f"scores-{_key(ref_key, d, _weights_stamp(d))}.json"))
+    rows = {label: measures(propensity(cfg, d, reference, args.slates, args.max_new_tokens)) for label, d in models.items()}
     first = next(iter(models))
     pairs = [(first, label) for label in list(models)[1:]] + ([(variants[1], variants[0])] if len(variants) >= 2 else [])  # naive - conditional
-    report(rows, len(cases[0][0].candidates), pairs)
+    report(rows, cfg.data.k, pairs)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # copy_propensity, beside this script
 
 from gr2.config import load_config  # noqa: E402
 from gr2.eval import (
@@ -123,6 +124,8 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=4, help="steps a variant trains in its turn before the other's")
     ap.add_argument("--eval-every", type=int, default=0, help="greedy evaluation of a variant every this many steps "
                     "(0 = only when it finishes)")
+    ap.add_argument("--probe-every", type=int, default=0, help="read each variant's copy propensity every this many "
+                    "steps (benchmarks/copy_propensity.py: no sampling, about 2 minutes a model; 0 = never)")
     ap.add_argument("--minutes", type=float, default=0, help="start no new turn after this many minutes (0 = run to the "
                     "end); the same command continues")
     ap.add_argument("--slates", type=int, default=200, help="test slates answered by each policy")
@@ -155,6 +158,13 @@ def main() -> None:
         state["start"] = evaluate(cfg, latest_model(cfg, "sft"), args.slates, args.max_new_tokens, constrained,
                                   args.reuse_start or "start" in state)
         _save(state_path, state)
+    if args.probe_every:  # the start, and variants paused at a probed step by a run that did not probe
+        if "probe" not in state["start"]:
+            state["start"]["probe"] = probe(cfg, latest_model(cfg, "sft"), args)
+            _save(state_path, state)
+        for rec in state["variants"].values():
+            if rec["steps_done"] % args.probe_every == 0 or rec.get("finished"):
+                take_probe(cfg, rec, args, state, state_path)
     train_in_turns(args, state, state_path, constrained, deadline=time.time() + 60 * args.minutes if args.minutes else None)
     report(args, state, state_path)
 
@@ -209,6 +219,49 @@ def train_in_turns(args, state: dict, state_path: Path, constrained: bool, deadl
                         **evaluate(vcfg, Path(s["model_dir"]), args.slates, args.max_new_tokens, constrained),
                         "train_s": rec["train_s"]}
                     _save(state_path, state)
+            if args.probe_every and (rec["finished"] or rec["steps_done"] % args.probe_every == 0):
+                take_probe(vcfg, rec, args, state, state_path)
+
+
+def probe(cfg, model_dir: Path, args) -> dict[str, list]:
+    """The copy propensity of `model_dir` on the evaluation's slates, reading the start model's reasoning."""
+    from copy_propensity import propensity
+
+    return propensity(cfg, Path(model_dir), latest_model(cfg, "sft"), args.slates, args.max_new_tokens)
+
+
+def take_probe(cfg, rec: dict, args, state: dict, state_path: Path) -> None:
+    """A variant's probe at its current step, once (its model folder holds that step's weights)."""
+    probes = rec.setdefault("probes", {})
+    if str(rec["steps_done"]) not in probes and Path(rec.get("model_dir", "")).is_dir():
+        probes[str(rec["steps_done"])] = probe(cfg, rec["model_dir"], args)
+        _save(state_path, state)
+
+
+def probe_report(state: dict) -> None:
+    """The propensities by step, and the latest of each variant against SFT and against each other."""
+    from copy_propensity import MEASURES, measures, paired
+
+    if "probe" not in state["start"]:
+        return
+    base = measures(state["start"]["probe"])
+    print("\n### Copy propensity by step (every policy reads SFT's greedy reasoning; benchmarks/copy_propensity.py)\n")
+    print("| policy | DAPO steps | " + " | ".join(MEASURES) + " |\n|---|---:|" + "---:|" * len(MEASURES))
+    print("| SFT (start of both) | 0 | " + " | ".join(f"{np.nanmean(base[m]):.3f}" for m in MEASURES) + " |")
+    latest = {}
+    for v in VARIANTS:
+        probes = {int(k): measures(p) for k, p in state["variants"].get(v, {}).get("probes", {}).items()}
+        for step in sorted(probes):
+            print(f"| {v} | {step} | " + " | ".join(f"{np.nanmean(probes[step][m]):.3f}" for m in MEASURES) + " |")
+        latest[v] = probes
+    pairs = [(f"{v} step {max(p)} - SFT", base, p[max(p)]) for v, p in latest.items() if p]
+    common = set(latest.get("naive", {})) & set(latest.get("conditional", {}))
+    if common:
+        step = max(common)
+        pairs.append((f"naive - conditional, step {step}", latest["conditional"][step], latest["naive"][step]))
+    print("\n| paired difference (bootstrap 95%) | " + " | ".join(MEASURES) + " |\n|---|" + "---|" * len(MEASURES))
+    for name, a, b in pairs:
+        print(f"| {name} | " + " | ".join(paired(a[m], b[m]) for m in MEASURES) + " |")
 
 
 def rollout_rows(rec: dict) -> list[dict]:
@@ -260,6 +313,7 @@ def report(args, state: dict, state_path: Path) -> None:
         print(f"| {name} | {step} | {f'{secs:.0f}' if secs else ''} | {r['valid']:.1%} | {r['copy']:.1%} | {r['R@1']:.4f} | "
               f"{r['R@5']:.4f} | {r['NDCG@5']:.4f} |")
     paired(args, state)
+    probe_report(state)
     print(f"\nstate: {state_path}\nplot: {state_path.with_suffix('.png')}")
 
 
