@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import numpy as np
-import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -123,28 +122,47 @@ CANDIDATES = T.StructType(
 
 def attach_candidates(examples_df: DataFrame, indexes_bc, cfg: EtlConfig, index_of=None) -> DataFrame:
     """Score every example with a broadcast co-occurrence index (numpy on executors, one Arrow batch at a
-    time: `prerank.score_batch`), in one pass over the examples.
+    time: `prerank.score_arrays`), in one pass over the examples.
 
     indexes_bc: a broadcast list of `prerank.NeighborIndex`; index_of: an int column naming which of
     them scores each row (None: the first scores all). Out-of-fold pre-ranking scores each fold's
     training slates with its own index; doing that in one pass, rather than one filtered pass per index,
-    builds the examples and runs the Python workers once."""
+    builds the examples and runs the Python workers once. The batches stay Arrow: item ids are looked
+    up and the candidate lists built in Arrow's C++, so no Python object is made per id (`mapInPandas`
+    made one for every history item and candidate of every example, both ways)."""
     k, window, decay = cfg.k, cfg.prerank.window, cfg.prerank.decay
     exclude, policy = cfg.prerank.exclude_history, cfg.prerank.policy
+    names = [f.name for f in CANDIDATES.fields]
 
     def score(batches):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         indexes = indexes_bc.value
-        for pdf in batches:
-            which = pdf.pop("_index").to_numpy() if "_index" in pdf else np.zeros(len(pdf), dtype=np.int64)
+        for batch in batches:
+            cols = batch.schema.names
+            which = (batch.column(cols.index("_index")).to_numpy(zero_copy_only=False) if "_index" in cols
+                     else np.zeros(batch.num_rows, dtype=np.int64))
             for i in np.unique(which):  # each index's rows of the batch (rows may leave in any order)
-                part = pdf if (which == i).all() else pdf[which == i]
-                out = prerank.score_batch(part["history"].tolist(), part["target"].tolist(), indexes[int(i)], k, window,
-                                          decay, exclude, policy)
-                yield part.assign(**{c: pd.Series(v, index=part.index) for c, v in out.items()})
+                part = batch if (which == i).all() else batch.filter(pa.array(which == i))
+                index = indexes[int(i)]
+                history = part.column(cols.index("history"))
+                lens = pc.list_value_length(history).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+                pos = index.arrow_positions(pc.list_flatten(history))
+                s = prerank.score_arrays(lens, pos, index.arrow_positions(part.column(cols.index("target"))), index, k,
+                                         window, decay, exclude, policy)
+                offsets = pa.array(s.offsets, type=pa.int32())
+                # -1 (an inserted target outside the catalog: ingest quarantines those) reads as numpy reads it
+                at = pa.array(np.where(s.candidates < 0, s.candidates + len(index.item_ids), s.candidates))
+                new = {"candidates": pa.ListArray.from_arrays(offsets, index.arrow_ids().take(at)),
+                       "scores": pa.ListArray.from_arrays(offsets, pa.array(s.scores, type=pa.float32())),
+                       "target_position": pa.array(s.target_position, type=pa.int32()),
+                       "target_in_topk": pa.array(s.target_in_topk, type=pa.bool_())}
+                yield pa.RecordBatch.from_arrays([new[c] if c in new else part.column(cols.index(c)) for c in names], names=names)
 
     if index_of is not None:
         examples_df = examples_df.withColumn("_index", index_of.cast("long"))
-    return examples_df.mapInPandas(score, CANDIDATES)
+    return examples_df.mapInArrow(score, CANDIDATES)
 
 
 def to_slates(scored: DataFrame) -> DataFrame:

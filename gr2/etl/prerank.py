@@ -64,6 +64,7 @@ class NeighborIndex:
     weights: np.ndarray  # float32
     popularity_order: np.ndarray  # item indices by training popularity, most popular first
     _lookup: pd.Index | None = field(default=None, repr=False, compare=False)
+    _arrow: object = field(default=None, repr=False, compare=False)  # item_ids as an Arrow array
 
     @property
     def index(self) -> dict[str, int]:
@@ -75,6 +76,20 @@ class NeighborIndex:
         if self._lookup is None:
             self._lookup = pd.Index(self.item_ids)
         return positions_in(self._lookup, ids)
+
+    def arrow_ids(self):
+        """item_ids as an Arrow string array (built once, on the executor that uses it)."""
+        if self._arrow is None:
+            import pyarrow as pa
+
+            self._arrow = pa.array(self.item_ids.tolist(), type=pa.string())
+        return self._arrow
+
+    def arrow_positions(self, ids) -> np.ndarray:
+        """`positions` of an Arrow string array, looked up in Arrow (no Python string per id)."""
+        import pyarrow.compute as pc
+
+        return pc.index_in(ids, value_set=self.arrow_ids()).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def positions_in(lookup: pd.Index, ids) -> np.ndarray:
@@ -167,6 +182,36 @@ def score_batch(histories: Sequence[Sequence[str]], targets: Sequence[str], inde
     """`score_candidates` and `place_target` for a batch of examples at once: item ids in, the slate
     columns out (candidates as ids, scores, target_position, target_in_topk), equal to the per-example
     functions' results. History ids outside the catalog are skipped, as the per-example path does.
+    (`score_arrays` does the work on item indices; the ETL's Spark step calls it on Arrow columns.)"""
+    lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=len(histories))
+    pos = index.positions(list(chain.from_iterable(histories))) if lens.sum() else np.empty(0, np.int64)
+    s = score_arrays(lens, pos, index.positions(list(targets)), index, k, window, decay, exclude_history, policy)
+    names = index.item_ids[s.candidates]
+    if len(s.candidates) == k * len(lens):  # every slate full: one reshape
+        cands, scores = names.reshape(-1, k).tolist(), s.scores.reshape(-1, k).tolist()
+    else:
+        cands = [names[lo:hi].tolist() for lo, hi in zip(s.offsets[:-1], s.offsets[1:])]
+        scores = [s.scores[lo:hi].tolist() for lo, hi in zip(s.offsets[:-1], s.offsets[1:])]
+    return {"candidates": cands, "scores": scores, "target_position": s.target_position.tolist(),
+            "target_in_topk": s.target_in_topk.tolist()}
+
+
+@dataclass
+class Scored:
+    """A batch's slates as arrays: row i's candidates (item indices, best first) and scores are
+    candidates[offsets[i]:offsets[i + 1]] (k of them unless the catalog has fewer outside the history)."""
+
+    candidates: np.ndarray
+    scores: np.ndarray
+    offsets: np.ndarray
+    target_position: np.ndarray
+    target_in_topk: np.ndarray
+
+
+def score_arrays(lens: np.ndarray, pos: np.ndarray, t_idx: np.ndarray, index: NeighborIndex, k: int, window: int,
+                 decay: float, exclude_history: bool, policy: str) -> Scored:
+    """`score_batch` on item indices: `lens` history lengths, `pos` the histories' items one after another
+    (oldest first; -1 for an id outside the catalog, skipped), `t_idx` the targets (-1 likewise).
 
     One row per example, holding every vote its voters cast (the r-th most recent voter's neighbours in
     columns r * width ...). Each row is sorted by (candidate, column), so a candidate's votes sit side by
@@ -176,12 +221,9 @@ def score_batch(histories: Sequence[Sequence[str]], targets: Sequence[str], inde
     replaced batch-wide sorts of every (example, candidate) key, which were most of the ETL's pre-rank
     step (benchmarks/prerank_scoring.py times both). A candidate gets at most one vote per voter (an
     item's neighbours are distinct), so its votes are at most `window` columns side by side."""
-    out: dict[str, list] = {"candidates": [], "scores": [], "target_position": [], "target_in_topk": []}
-    n_ex, n = len(histories), len(index.item_ids)
+    n_ex, n = len(lens), len(index.item_ids)
     if n_ex == 0:
-        return out
-    lens = np.fromiter((len(h) for h in histories), dtype=np.int64, count=n_ex)
-    pos = index.positions(list(chain.from_iterable(histories))) if lens.sum() else np.empty(0, np.int64)
+        return Scored(np.empty(0, np.int64), np.empty(0), np.zeros(1, np.int64), np.empty(0, np.int64), np.empty(0, bool))
     ex_of = np.repeat(np.arange(n_ex, dtype=np.int64), lens)
     ok = pos >= 0
     h_ex, h_item = ex_of[ok], pos[ok]
@@ -222,7 +264,6 @@ def score_batch(histories: Sequence[Sequence[str]], targets: Sequence[str], inde
         hit = np.zeros(flat.size, dtype=bool)
         hit[banned[banned >= 0]] = True
         valid &= ~hit.reshape(n_ex, m)
-    t_idx = index.positions(list(targets))
     t_at = _lookup_last(flat, np.arange(n_ex, dtype=np.int64) * (n + 1) + t_idx)
     t_score = np.where((t_idx >= 0) & (t_at >= 0), sums.ravel()[np.maximum(t_at, 0)], 0.0)  # 0 without votes
     score = np.where(valid, sums, -np.inf)
@@ -244,9 +285,8 @@ def score_batch(histories: Sequence[Sequence[str]], targets: Sequence[str], inde
     scores = np.zeros((n_ex, k))
     cands[full], scores[full] = np.take_along_axis(f_ids, o, axis=1), np.take_along_axis(f_scores, o, axis=1)
     cands, scores, position, in_topk = _place(cands, scores, t_idx, t_score, policy)
-    names = index.item_ids[cands].tolist()
-    out["candidates"], out["scores"] = names, scores.tolist()
-    out["target_position"], out["target_in_topk"] = position.tolist(), in_topk.tolist()
+    lengths = np.full(n_ex, k, dtype=np.int64)
+    fixed = {}
     short = np.flatnonzero(~full)  # fewer than k voted candidates: popularity fills them, one at a time
     if len(short):
         popular = index.popularity_order.tolist()
@@ -255,14 +295,23 @@ def score_batch(histories: Sequence[Sequence[str]], targets: Sequence[str], inde
         for e in short.tolist():
             ranked = sorted(zip(s_list[first[e]:first[e] + per[e]], i_list[first[e]:first[e] + per[e]]),
                             key=lambda x: (-x[0], x[1]))
-            c, s = [i for _, i in ranked], [x for x, _ in ranked]
+            c, sc = [i for _, i in ranked], [x for x, _ in ranked]
             history = h_item[start[e]:start[e] + counts[e]].tolist() if exclude_history else []
-            fill_by_popularity(c, s, k, popular, set(history))
+            fill_by_popularity(c, sc, k, popular, set(history))
             t = int(t_idx[e])
-            out["target_in_topk"][e] = t in c
-            c, s, p = place_target(c, s, t, {t: float(t_score[e])}, policy)
-            out["candidates"][e], out["scores"][e], out["target_position"][e] = index.item_ids[c].tolist(), s, p
-    return out
+            in_topk[e] = t in c
+            c, sc, position[e] = place_target(c, sc, t, {t: float(t_score[e])}, policy)
+            fixed[e], lengths[e] = (c, sc), len(c)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    if not fixed:
+        return Scored(cands.ravel(), scores.ravel(), offsets, position, in_topk)
+    flat_c, flat_s = np.empty(offsets[-1], dtype=np.int64), np.empty(offsets[-1])
+    rows = np.flatnonzero(full)
+    at = (offsets[rows][:, None] + np.arange(k)).ravel()
+    flat_c[at], flat_s[at] = cands[rows].ravel(), scores[rows].ravel()
+    for e, (c, sc) in fixed.items():
+        flat_c[offsets[e]:offsets[e + 1]], flat_s[offsets[e]:offsets[e + 1]] = c, sc
+    return Scored(flat_c, flat_s, offsets, position, in_topk)
 
 
 def _lookup_last(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
