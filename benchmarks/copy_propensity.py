@@ -12,8 +12,11 @@ and its ranking head is scored as constrained decoding would sample it at temper
 
 - P(first = incoming first): the probability of listing the pre-ranker's top item first (1/K for no lean);
 - log P(copy): the log-probability of writing the incoming order whole (log 1/K! for no preference);
-- log P(reference ranking): that of the ranking the reference model wrote (slates where it was valid),
-  a control: a policy that only grew surer of what it already wrote raises both.
+- log P(random order): that of a fixed random permutation of the slate (seeded by the slate), the
+  control for spread: a policy whose rankings all grew likelier (more entropy, less sure of its own
+  answer) raises log P(copy) without leaning toward copies;
+- copy lean = log P(copy) - log P(random order): the lean itself, which spread alone leaves unchanged;
+- log P(reference ranking): that of the ranking the reference model wrote (slates where it was valid).
 
 Paired bootstrap 95% intervals against the reference model, and between the ablation's two variants.
 The reference answers and each model's scores are kept under <lake>/reports/copy_propensity/ (a model
@@ -26,6 +29,7 @@ import argparse
 import hashlib
 import json
 import math
+import random
 import sys
 import time
 from pathlib import Path
@@ -45,7 +49,8 @@ from gr2.platform.run_store import latest_model  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.metrics import paired_bootstrap_diff  # noqa: E402
 
-MEASURES = ("P(first = incoming first)", "log P(copy)", "log P(reference ranking)")
+MEASURES = ("P(first = incoming first)", "log P(copy)", "log P(random order)", "copy lean", "log P(reference ranking)")
+VERSION = 2  # of what score_model computes (cached scores of another version are computed again)
 
 
 def _key(*parts) -> str:
@@ -78,13 +83,14 @@ def reference_answers(cfg, model_dir: Path, slates: int, max_new_tokens: int, st
 
 
 def score_model(cfg, model_dir: Path, cases: list, answers: dict, store: Path) -> dict[str, list]:
-    """Per slate: the first slot's and the whole copy's log-probabilities, and the reference ranking's
-    (nan where the reference answer was invalid), with this model reading the reference's reasoning."""
+    """Per slate: the first slot's and the whole copy's log-probabilities, a seeded random order's, and
+    the reference ranking's (nan where the reference answer was invalid), with this model reading the
+    reference's reasoning."""
     if store.exists():
         return json.loads(store.read_text())
     _, fmt, model, tok = _stage_model(cfg, model_dir, "sft")
     enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-    out: dict[str, list] = {"first": [], "copy": [], "reference": []}
+    out: dict[str, list] = {"first": [], "copy": [], "random": [], "reference": []}
     t0 = time.perf_counter()
     with cpu_autocast(use_autocast(cfg.train.autocast)):
         for n, (slate, _) in enumerate(cases, 1):
@@ -94,6 +100,8 @@ def score_model(cfg, model_dir: Path, cases: list, answers: dict, store: Path) -
             copy = slot_logprobs(model, tok, "", sids, list(range(len(sids))), fmt, prefix=base.fork())
             out["first"].append(math.exp(copy[0]))
             out["copy"].append(sum(copy))
+            shuffled = random.Random(slate.slate_id).sample(range(len(sids)), len(sids))
+            out["random"].append(sum(slot_logprobs(model, tok, "", sids, shuffled, fmt, prefix=base.fork())))
             own = record.get("free")
             out["reference"].append(sum(slot_logprobs(model, tok, "", sids, own, fmt, prefix=base)) if own else float("nan"))
             if n % 25 == 0 or n == len(cases):
@@ -102,21 +110,35 @@ def score_model(cfg, model_dir: Path, cases: list, answers: dict, store: Path) -
     return out
 
 
-def propensity(cfg, model_dir: Path, reference: Path, slates: int, max_new_tokens: int) -> dict[str, list]:
-    """`score_model` of `model_dir` reading `reference`'s reasoning, both kept under the lake's reports."""
+def propensity(cfg, model_dir: Path, reference: Path, slates: int, max_new_tokens: int, limit: int = 0) -> dict[str, list]:
+    """`score_model` of `model_dir` reading `reference`'s reasoning on the `slates` seeded test slates (the
+    first `limit` of them, when given), both kept under the lake's reports."""
     store = Path(cfg.lake_path) / "reports" / "copy_propensity"
     ref_key = _key(reference, slates, max_new_tokens, cfg.train.seed)
     cases, answers = reference_answers(cfg, reference, slates, max_new_tokens, store / f"reference-{ref_key}.json")
-    return score_model(cfg, model_dir, cases, answers, store / f"scores-{_key(ref_key, model_dir, _weights_stamp(model_dir))}.json")
+    cases = cases[:limit] if limit else cases
+    key = _key(ref_key, model_dir, _weights_stamp(model_dir), len(cases), VERSION)
+    return score_model(cfg, model_dir, cases, answers, store / f"scores-{key}.json")
 
 
 def measures(scores: dict[str, list]) -> dict[str, np.ndarray]:
-    return {MEASURES[0]: np.array(scores["first"]), MEASURES[1]: np.array(scores["copy"]),
-            MEASURES[2]: np.array(scores["reference"])}
+    """The table's columns, per slate (nan for a measure the scores predate)."""
+    copy = np.array(scores["copy"])
+    rand = np.array(scores.get("random", [np.nan] * len(copy)), dtype=np.float64)
+    return {MEASURES[0]: np.array(scores["first"]), MEASURES[1]: copy, MEASURES[2]: rand, MEASURES[3]: copy - rand,
+            MEASURES[4]: np.array(scores["reference"], dtype=np.float64)}
+
+
+def mean(x: np.ndarray) -> str:
+    """The mean over the slates where the measure is defined ("" where it is nowhere)."""
+    return f"{np.nanmean(x):.3f}" if np.isfinite(x).any() else ""
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> str:
-    """b - a over the slates where both are defined, with its bootstrap 95% interval."""
+    """b - a over the slates where both are defined, with its bootstrap 95% interval (the first slates of
+    the longer, when one was read on more: the seeded slates come in the same order)."""
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
     both = ~(np.isnan(a) | np.isnan(b))
     if not both.any():
         return "no slate with both"
@@ -129,7 +151,7 @@ def report(rows: dict[str, dict[str, np.ndarray]], k: int, pairs: list[tuple[str
           f"(no lean: P(first) {1 / k:.3f}, log P(copy) {-math.lgamma(k + 1):.2f})\n")
     print("| policy | " + " | ".join(MEASURES) + " |\n|---|" + "---:|" * len(MEASURES))
     for name, m in rows.items():
-        print(f"| {name} | " + " | ".join(f"{np.nanmean(m[x]):.3f}" for x in MEASURES) + " |")
+        print(f"| {name} | " + " | ".join(mean(m[x]) for x in MEASURES) + " |")
     print("\n| paired difference (bootstrap 95%) | " + " | ".join(MEASURES) + " |\n|---|" + "---|" * len(MEASURES))
     for a, b in pairs:
         print(f"| {b} - {a} | " + " | ".join(paired(rows[a][x], rows[b][x]) for x in MEASURES) + " |")
@@ -141,6 +163,7 @@ def main() -> None:
     ap.add_argument("--lake", required=True)
     ap.add_argument("--slates", type=int, default=150, help="seeded test slates (the reward ablation's, for the same number)")
     ap.add_argument("--max-new-tokens", type=int, default=320, help="for the reference model's greedy reasoning")
+    ap.add_argument("--limit", type=int, default=0, help="score only the first this many of the slates (0 = all)")
     ap.add_argument("--reference", default=None, help="model folder whose reasoning every policy reads (default: the latest SFT)")
     ap.add_argument("--model", action="append", default=[], metavar="LABEL=DIR", help="a policy to score (repeatable)")
     ap.add_argument("--ablation", default=None, help="a reward_ablation state file: score its variants' current models")
@@ -157,7 +180,8 @@ def main() -> None:
             label = f"{v} reward, step {rec['steps_done']}"
             models[label] = Path(rec["model_dir"])
             variants.append(label)
-    rows = {label: measures(propensity(cfg, d, reference, args.slates, args.max_new_tokens)) for label, d in models.items()}
+    rows = {label: measures(propensity(cfg, d, reference, args.slates, args.max_new_tokens, args.limit))
+            for label, d in models.items()}
     first = next(iter(models))
     pairs = [(first, label) for label in list(models)[1:]] + ([(variants[1], variants[0])] if len(variants) >= 2 else [])  # naive - conditional
     report(rows, cfg.data.k, pairs)

@@ -125,7 +125,9 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=0, help="greedy evaluation of a variant every this many steps "
                     "(0 = only when it finishes)")
     ap.add_argument("--probe-every", type=int, default=0, help="read each variant's copy propensity every this many "
-                    "steps (benchmarks/copy_propensity.py: no sampling, about 2 minutes a model; 0 = never)")
+                    "steps (benchmarks/copy_propensity.py: no sampling; 0 = never)")
+    ap.add_argument("--probe-slates", type=int, default=60, help="the first this many of the --slates the probe reads "
+                    "(about 2.5 s a slate and model on 2 cores)")
     ap.add_argument("--minutes", type=float, default=0, help="start no new turn after this many minutes (0 = run to the "
                     "end); the same command continues")
     ap.add_argument("--slates", type=int, default=200, help="test slates answered by each policy")
@@ -159,7 +161,7 @@ def main() -> None:
                                   args.reuse_start or "start" in state)
         _save(state_path, state)
     if args.probe_every:  # the start, and variants paused at a probed step by a run that did not probe
-        if "probe" not in state["start"]:
+        if "random" not in state["start"].get("probe", {}):  # (a probe from before the random-order control)
             state["start"]["probe"] = probe(cfg, latest_model(cfg, "sft"), args)
             _save(state_path, state)
         for rec in state["variants"].values():
@@ -227,7 +229,7 @@ def probe(cfg, model_dir: Path, args) -> dict[str, list]:
     """The copy propensity of `model_dir` on the evaluation's slates, reading the start model's reasoning."""
     from copy_propensity import propensity
 
-    return propensity(cfg, Path(model_dir), latest_model(cfg, "sft"), args.slates, args.max_new_tokens)
+    return propensity(cfg, Path(model_dir), latest_model(cfg, "sft"), args.slates, args.max_new_tokens, args.probe_slates)
 
 
 def take_probe(cfg, rec: dict, args, state: dict, state_path: Path) -> None:
@@ -240,19 +242,19 @@ def take_probe(cfg, rec: dict, args, state: dict, state_path: Path) -> None:
 
 def probe_report(state: dict) -> None:
     """The propensities by step, and the latest of each variant against SFT and against each other."""
-    from copy_propensity import MEASURES, measures, paired
+    from copy_propensity import MEASURES, mean, measures, paired
 
     if "probe" not in state["start"]:
         return
     base = measures(state["start"]["probe"])
     print("\n### Copy propensity by step (every policy reads SFT's greedy reasoning; benchmarks/copy_propensity.py)\n")
     print("| policy | DAPO steps | " + " | ".join(MEASURES) + " |\n|---|---:|" + "---:|" * len(MEASURES))
-    print("| SFT (start of both) | 0 | " + " | ".join(f"{np.nanmean(base[m]):.3f}" for m in MEASURES) + " |")
+    print("| SFT (start of both) | 0 | " + " | ".join(mean(base[m]) for m in MEASURES) + " |")
     latest = {}
     for v in VARIANTS:
         probes = {int(k): measures(p) for k, p in state["variants"].get(v, {}).get("probes", {}).items()}
         for step in sorted(probes):
-            print(f"| {v} | {step} | " + " | ".join(f"{np.nanmean(probes[step][m]):.3f}" for m in MEASURES) + " |")
+            print(f"| {v} | {step} | " + " | ".join(mean(probes[step][m]) for m in MEASURES) + " |")
         latest[v] = probes
     pairs = [(f"{v} step {max(p)} - SFT", base, p[max(p)]) for v, p in latest.items() if p]
     common = set(latest.get("naive", {})) & set(latest.get("conditional", {}))

@@ -69,15 +69,15 @@ def test_the_report_pairs_the_two_runs_step_by_step_and_plots_them(bench, tmp_pa
 
 def test_the_probe_report_lists_each_step_and_pairs_the_latest_with_sft_and_the_two_variants(bench, capsys):
     def probe(first, copy):
-        return {"first": first, "copy": copy, "reference": [-1.0, float("nan")]}
+        return {"first": first, "copy": copy, "random": [-12.0, -12.0], "reference": [-1.0, float("nan")]}
 
     state = {"start": {"probe": probe([0.2, 0.4], [-10.0, -8.0])}, "variants": {
         "naive": {"probes": {"4": probe([0.3, 0.5], [-9.0, -7.0]), "8": probe([0.4, 0.6], [-8.0, -6.0])}},
         "conditional": {"probes": {"4": probe([0.2, 0.3], [-10.0, -9.0])}}}}
     bench.probe_report(state)
     out = capsys.readouterr().out
-    assert "| SFT (start of both) | 0 | 0.300 | -9.000 | -1.000 |" in out
-    assert "| naive | 8 | 0.500 | -7.000 | -1.000 |" in out
+    assert "| SFT (start of both) | 0 | 0.300 | -9.000 | -12.000 | 3.000 | -1.000 |" in out
+    assert "| naive | 8 | 0.500 | -7.000 | -12.000 | 5.000 | -1.000 |" in out
     assert "| naive step 8 - SFT | +0.200 [+0.200, +0.200] | +2.000 [+2.000, +2.000] |" in out
     assert "| naive - conditional, step 4 | +0.150 [" in out, "paired at the step both reached"
     bench.probe_report({"start": {}, "variants": {}})  # a state from before probes: nothing to print
