@@ -6,7 +6,7 @@ The ETL's pre-rank step (`gold.score_examples`, and the same function in benchma
 spends most of its time here: every training and test example gets K candidates voted by its
 `window` most recent items, each with up to `neighbors` co-occurrence neighbours. A synthetic index
 with the ETL's shape (every item `--neighbors` neighbours with tied weights, popularity by a Zipf law,
-histories of up to 20 items drawn the same way) is scored in batches of `--examples` (the Arrow
+histories of up to 20 items drawn with a Zipf law) is scored in batches of `--examples` (the Arrow
 batch the Spark step receives), and the minimum over `--reps` runs is printed, next to the
 per-example loop (`score_candidates` + `place_target`, the rule the batch path must equal) on a sample.
 Run it from two checkouts to compare versions.
@@ -28,19 +28,22 @@ from gr2.etl import prerank  # noqa: E402
 
 
 def synthetic(items: int, neighbors: int, examples: int, seed: int = 0):
+    """(index, histories, targets): every item up to `neighbors` distinct neighbours, about half of them
+    from a pool of popular items (so the voters of one history share candidates, as in real data), and
+    histories of 1-20 items drawn with a Zipf law."""
+    import pandas as pd
+
     rng = np.random.default_rng(seed)
     ids = np.array([f"item{i:08d}" for i in range(items)], dtype=object)
-    offsets = np.arange(0, (items + 1) * neighbors, neighbors, dtype=np.int64)
-    pop = rng.zipf(1.2, size=items * neighbors * 2) % items  # popular items are everyone's neighbours
-    neigh = np.empty(items * neighbors, dtype=np.int32)
-    for i in range(items):  # distinct neighbours per item, none the item itself
-        row = np.unique(pop[i * neighbors * 2:(i + 1) * neighbors * 2])
-        row = row[row != i][:neighbors]
-        if len(row) < neighbors:
-            extra = rng.choice(np.setdiff1d(np.arange(items), np.append(row, i)), neighbors - len(row), replace=False)
-            row = np.concatenate([row, extra])
-        neigh[i * neighbors:(i + 1) * neighbors] = row
-    weights = (rng.integers(1, 40, items * neighbors) / 400).astype(np.float32)  # few values: many ties
+    pool = max(10, items // 10)
+    draws = np.concatenate([rng.integers(0, pool, (items, neighbors)), rng.integers(0, items, (items, 2 * neighbors))], axis=1)
+    rows = []
+    for i in range(items):
+        row = pd.unique(draws[i])  # first-seen order
+        rows.append(row[row != i][:neighbors])
+    offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    neigh = np.concatenate(rows).astype(np.int32)
+    weights = (rng.integers(1, 40, len(neigh)) / 400).astype(np.float32)  # few values: many ties
     index = prerank.NeighborIndex(ids, offsets, neigh, weights, rng.permutation(items).astype(np.int32))
     draw = rng.zipf(1.2, size=(examples, 20)) % items
     histories = [ids[row[: rng.integers(1, 21)]].tolist() for row in draw]
