@@ -161,3 +161,18 @@ def test_score_batch_equals_the_rule_on_the_scoring_benchmarks_index(policy, exc
     index, histories, targets = bench.synthetic(items=300, neighbors=30, examples=400)
     got = score_batch(histories, targets, index, 10, 3, 0.6, exclude, policy)
     assert got == loop_batch(histories, targets, index, 10, 3, 0.6, exclude, policy)
+
+
+@pytest.mark.parametrize("policy", ["insert", "filter"])
+def test_score_batch_of_a_batch_without_one_vote_fills_every_slate_by_popularity(policy):
+    """No voter of the batch has a neighbour (a new catalog, or a batch of cold histories): every slate is
+    popularity alone, as the rule fills it."""
+    from gr2.etl.prerank import score_batch
+
+    catalog = [f"i{j}" for j in range(15)]
+    index = build_index(*frames([], [(c, 15 - j) for j, c in enumerate(catalog)]), catalog)
+    histories = [["i1", "i2"], [], ["i7", "ghost"], ["i0"] * 3]
+    targets = ["i3", "i0", "i14", "i9"]
+    got = score_batch(histories, targets, index, 5, 3, 0.6, True, policy)
+    assert got == loop_batch(histories, targets, index, 5, 3, 0.6, True, policy)
+    assert got["candidates"][1] == ["i0", "i1", "i2", "i3", "i4"]

@@ -265,7 +265,8 @@ def score_arrays(lens: np.ndarray, pos: np.ndarray, t_idx: np.ndarray, index: Ne
         hit[banned[banned >= 0]] = True
         valid &= ~hit.reshape(n_ex, m)
     t_at = _lookup_last(flat, np.arange(n_ex, dtype=np.int64) * (n + 1) + t_idx)
-    t_score = np.where((t_idx >= 0) & (t_at >= 0), sums.ravel()[np.maximum(t_at, 0)], 0.0)  # 0 without votes
+    t_score, voted = np.zeros(n_ex), (t_idx >= 0) & (t_at >= 0)
+    t_score[voted] = sums.ravel()[t_at[voted]]  # the target's own sum where it got votes, else 0
     score = np.where(valid, sums, -np.inf)
     kk = min(k, m)
     take = np.zeros(ids.shape, dtype=bool)
@@ -316,6 +317,8 @@ def score_arrays(lens: np.ndarray, pos: np.ndarray, t_idx: np.ndarray, index: Ne
 
 def _lookup_last(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """For each key, the position of its last occurrence in `sorted_keys`, -1 where it is absent."""
+    if not len(sorted_keys):  # a batch whose voters have no neighbours at all
+        return np.full(len(keys), -1, dtype=np.int64)
     at = np.searchsorted(sorted_keys, keys, side="right") - 1
     hit = (at >= 0) & (sorted_keys[np.maximum(at, 0)] == keys)
     return np.where(hit, at, -1)
