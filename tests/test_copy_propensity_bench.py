@@ -4,24 +4,16 @@ of its weights changes."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from script_modules import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("copy_propensity", BENCH / "copy_propensity.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["copy_propensity"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/copy_propensity.py")
 
 
 def test_the_report_pairs_policies_on_the_slates_where_both_values_exist(bench, capsys):

@@ -2,6 +2,7 @@
 
 import pytest
 from conftest import dataset
+from script_modules import load_script
 
 from gr2.config import load_config
 from gr2.etl import jobs
@@ -44,14 +45,10 @@ def test_movielens_100k_time_cut(spark, lake):
 def test_movielens_in_the_amazon_p5_layout_reads_as_an_amazon_data_set(spark, tmp_path):
     """scripts/movielens_as_p5.py: a second data set in Beauty's layout, for the Amazon recipe unchanged
     (configs/beauty.yaml's source): the amazon-p5 reader parses every rating and every movie, none rejected."""
-    import importlib.util
-    from pathlib import Path
 
     from gr2.etl.sources import amazon_p5
 
-    spec = importlib.util.spec_from_file_location("movielens_as_p5", Path(__file__).parents[1] / "scripts" / "movielens_as_p5.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("scripts/movielens_as_p5.py")
     stats = mod.convert(dataset("movielens_100k"), tmp_path / "p5")
     assert stats == {"users": 943, "items": 1682, "interactions": 100000}
     batch = amazon_p5.read(spark, str(tmp_path / "p5"))

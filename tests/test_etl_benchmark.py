@@ -4,19 +4,11 @@ out-of-fold co-occurrence pre-ranker keeps), and the benchmark reports where Spa
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from script_modules import load_script
 
 
 def _load(name: str):
-    sys.path.insert(0, str(BENCH))  # etl_throughput imports pandas_etl beside it
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(f"benchmarks/{name}.py")
 
 
 def test_spark_and_the_pandas_baseline_give_the_same_outputs(spark, tmp_path):

@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+from script_modules import load_script
 
 from gr2.models import evidence as ev
 from gr2.rerank.formats import RerankFormat
@@ -237,15 +238,10 @@ def test_traces_reasoning_config_reads_brief_and_refuses_a_sampled_shown_ranking
 def test_the_answer_probe_checks_products_against_the_prompt():
     """benchmarks/answer_probe.py: the rule it compares answers with is the teacher's, and a written product
     counts as right only with the prompt's factors and the right result."""
-    import importlib.util
-    from pathlib import Path
 
     from gr2.training.teachers import shown_order
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "answer_probe.py"
-    spec = importlib.util.spec_from_file_location("answer_probe", path)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    probe = load_script("benchmarks/answer_probe.py")
     assert shown_order([2, 0, 1]) == [1, 0, 2] and shown_order([-1, -1]) == [0, 1]
     seq = [2, 0, 1]  # 0-based seq ranks: the prompt shows seq #3, #1, #2
     assert probe.products_checked("1. x\n2. Pre-rank x seq: 1x3=3, 2x1=2, 3x2=6.\n3. y", seq) == (3, 3, 3)
@@ -274,13 +270,8 @@ def test_the_answer_probe_checks_products_against_the_prompt():
 )
 def test_the_shown_rules_benchmark_orders(rule, seq_ranks, expected):
     """benchmarks/shown_rules.py: each rule is a permutation of the slate, built as its docstring says."""
-    import importlib.util
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "shown_rules.py"
-    spec = importlib.util.spec_from_file_location("shown_rules", path)
-    rules = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rules)
+    rules = load_script("benchmarks/shown_rules.py")
     fn = {"lift1": lambda r: rules.lift(r, 1), "lift2": lambda r: rules.lift(r, 2),
           "partition2": lambda r: rules.partition_order(r, 2),
           "partition3": lambda r: rules.partition_order(r, 3),

@@ -150,14 +150,11 @@ def test_score_batch_equals_the_per_example_rule(seed, k, window, decay, exclude
 def test_score_batch_equals_the_rule_on_the_scoring_benchmarks_index(policy, exclude):
     """The index benchmarks/prerank_scoring.py times (every item a full neighbour list of popular items,
     few weight values: long runs of tied scores at the k-th place), small: the same slates as the rule."""
-    import importlib.util
-    from pathlib import Path
+    from script_modules import load_script
 
     from gr2.etl.prerank import score_batch
 
-    spec = importlib.util.spec_from_file_location("prerank_scoring", Path(__file__).parents[1] / "benchmarks" / "prerank_scoring.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/prerank_scoring.py")
     index, histories, targets = bench.synthetic(items=300, neighbors=30, examples=400)
     got = score_batch(histories, targets, index, 10, 3, 0.6, exclude, policy)
     assert got == loop_batch(histories, targets, index, 10, 3, 0.6, exclude, policy)

@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from script_modules import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("reward_ablation", BENCH / "reward_ablation.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["reward_ablation"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/reward_ablation.py")
 
 
 def _cases(first_positions: list[int], k: int = 4) -> list:

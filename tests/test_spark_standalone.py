@@ -12,12 +12,12 @@ jobs published with the `deltalake` package, without Spark. Teardown kills the J
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 from gr2.platform.standalone import StandaloneCluster, get_json
 
@@ -27,10 +27,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "cluster_scaling.py
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("cluster_scaling", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/cluster_scaling.py")
 
 
 def test_etl_and_sid_assignment_on_a_two_worker_cluster(tmp_path):
