@@ -248,15 +248,7 @@ def score_arrays(lens: np.ndarray, pos: np.ndarray, t_idx: np.ndarray, index: Ne
     key.sort(axis=1)
     ids, col = key // max(m, 1), key % max(m, 1)
     vals = np.take_along_axis(contrib, col, axis=1)
-    same = ids[:, 1:] == ids[:, :-1]  # a vote for the candidate of the column before
-    r, c = np.nonzero(same)
-    follow = r * m + c + 1  # (flat) the columns that continue a run
-    sums, v = vals.ravel().copy(), vals.ravel()
-    for _ in range(window - 1):  # run sums, oldest term first: ((v0 + v1) + v2) as the loop adds them
-        sums[follow] = sums[follow - 1] + v[follow]  # the right side is read before any is written
-    sums = sums.reshape(n_ex, m)
-    last = np.ones(ids.shape, dtype=bool)  # the column holding a candidate's whole sum
-    last[:, :-1] = ~same
+    sums, last = _run_sums(ids, vals, window)
     flat = (np.arange(n_ex, dtype=np.int64)[:, None] * (n + 1) + ids).ravel()  # sorted: rows, then candidates
     valid = last & (ids < n)
     if exclude_history:
@@ -268,14 +260,7 @@ def score_arrays(lens: np.ndarray, pos: np.ndarray, t_idx: np.ndarray, index: Ne
     t_score, voted = np.zeros(n_ex), (t_idx >= 0) & (t_at >= 0)
     t_score[voted] = sums.ravel()[t_at[voted]]  # the target's own sum where it got votes, else 0
     score = np.where(valid, sums, -np.inf)
-    kk = min(k, m)
-    take = np.zeros(ids.shape, dtype=bool)
-    if kk:  # the kk best by (-score, candidate): all above the kk-th score, then its ties by candidate
-        kth = np.partition(score, m - kk, axis=1)[:, m - kk][:, None]
-        above = score > kth
-        tie = (score == kth) & valid
-        take = above | (tie & (np.cumsum(tie, axis=1) <= kk - above.sum(axis=1, keepdims=True)))
-    r_sel, c_sel = np.nonzero(take)  # row by row, each row's picks in candidate order
+    r_sel, c_sel = np.nonzero(_best(score, valid, k))  # row by row, each row's picks in candidate order
     s_sel, i_sel = score[r_sel, c_sel], ids[r_sel, c_sel]
     per = np.bincount(r_sel, minlength=n_ex)
     full = per == k
@@ -313,6 +298,35 @@ def score_arrays(lens: np.ndarray, pos: np.ndarray, t_idx: np.ndarray, index: Ne
     for e, (c, sc) in fixed.items():
         flat_c[offsets[e]:offsets[e + 1]], flat_s[offsets[e]:offsets[e + 1]] = c, sc
     return Scored(flat_c, flat_s, offsets, position, in_topk)
+
+
+def _run_sums(ids: np.ndarray, vals: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sums, last) of rows sorted by candidate: a candidate's votes (at most `window`, side by side)
+    summed oldest term first, ((v0 + v1) + v2) as the per-example loop adds them, and whether a column
+    holds its candidate's whole sum (the last of its votes)."""
+    n_ex, m = ids.shape
+    same = ids[:, 1:] == ids[:, :-1]  # a vote for the candidate of the column before
+    r, c = np.nonzero(same)
+    follow = r * m + c + 1  # (flat) the columns that continue a run
+    sums, v = vals.ravel().copy(), vals.ravel()
+    for _ in range(window - 1):
+        sums[follow] = sums[follow - 1] + v[follow]  # the right side is read before any is written
+    last = np.ones(ids.shape, dtype=bool)
+    last[:, :-1] = ~same
+    return sums.reshape(n_ex, m), last
+
+
+def _best(score: np.ndarray, valid: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the k best columns by (-score, column): every column above the row's k-th score, then
+    that score's ties in column order (columns are in candidate order); all valid ones where fewer."""
+    m = score.shape[1]
+    kk = min(k, m)
+    if not kk:
+        return np.zeros(score.shape, dtype=bool)
+    kth = np.partition(score, m - kk, axis=1)[:, m - kk][:, None]
+    above = score > kth
+    tie = (score == kth) & valid
+    return above | (tie & (np.cumsum(tie, axis=1) <= kk - above.sum(axis=1, keepdims=True)))
 
 
 def _lookup_last(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
