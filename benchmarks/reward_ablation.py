@@ -133,6 +133,7 @@ def main() -> None:
     ap.add_argument("--slates", type=int, default=200, help="test slates answered by each policy")
     ap.add_argument("--max-new-tokens", type=int, default=512)
     ap.add_argument("--landscape-only", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="print the tables of the state kept so far; train nothing")
     ap.add_argument("--free", action="store_true", help="answer freely (default: ranking decoded among the candidates, "
                     "which small models need to give valid answers at all)")
     ap.add_argument("--reuse-start", action="store_true", help="take the SFT model's row from the answers it saved for "
@@ -160,6 +161,9 @@ def main() -> None:
         state["start"] = evaluate(cfg, latest_model(cfg, "sft"), args.slates, args.max_new_tokens, constrained,
                                   args.reuse_start or "start" in state)
         _save(state_path, state)
+    if args.report_only:
+        report(args, state, state_path)
+        return
     if args.probe_every:  # the start, and variants paused at a probed step by a run that did not probe
         if "random" not in state["start"].get("probe", {}):  # (a probe from before the random-order control)
             state["start"]["probe"] = probe(cfg, latest_model(cfg, "sft"), args)
