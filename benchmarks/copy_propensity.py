@@ -47,6 +47,7 @@ from gr2.platform.files import write_text_atomic  # noqa: E402
 from gr2.platform.precision import cpu_autocast, use_autocast  # noqa: E402
 from gr2.platform.run_store import latest_model  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
+from gr2.rerank.formats import RerankFormat  # noqa: E402
 from gr2.rerank.metrics import paired_bootstrap_diff  # noqa: E402
 
 MEASURES = ("P(first = incoming first)", "log P(copy)", "log P(random order)", "copy lean", "log P(reference ranking)")
@@ -65,12 +66,13 @@ def _weights_stamp(model_dir: Path) -> str:
 def reference_answers(cfg, model_dir: Path, slates: int, max_new_tokens: int, store: Path) -> tuple[list, dict]:
     """(cases, {slate_id: record}) of the reference model's greedy free answers, kept in `store` as they
     come so that a stopped run answers only the slates left."""
-    _, fmt, model, tok = _stage_model(cfg, model_dir, "sft")
+    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))  # as _stage_model reads it
     catalog, _ = load_catalog(cfg.lake_path)
     cases = [c for c in rerank_cases(cfg.lake_path, catalog, "test", slates, cfg.train.seed, fmt.history, fmt) if 1 in c[1]]
     done = json.loads(store.read_text()) if store.exists() else {}
     todo = len([c for c in cases if c[0].slate_id not in done])
-    if todo:
+    if todo:  # the model is loaded only when there is something to answer
+        _, fmt, model, tok = _stage_model(cfg, model_dir, "sft")
         print(f"reference answers: {todo} of {len(cases)} slates to answer with {model_dir}", flush=True)
 
         def keep(slate_id, record):

@@ -169,8 +169,7 @@ def main() -> None:
             state["start"]["probe"] = probe(cfg, latest_model(cfg, "sft"), args)
             _save(state_path, state)
         for rec in state["variants"].values():
-            if rec["steps_done"] % args.probe_every == 0 or rec.get("finished"):
-                take_probe(cfg, rec, args, state, state_path)
+            take_probe(cfg, rec, args, state, state_path)
     train_in_turns(args, state, state_path, constrained, deadline=time.time() + 60 * args.minutes if args.minutes else None)
     report(args, state, state_path)
 
@@ -225,8 +224,7 @@ def train_in_turns(args, state: dict, state_path: Path, constrained: bool, deadl
                         **evaluate(vcfg, Path(s["model_dir"]), args.slates, args.max_new_tokens, constrained),
                         "train_s": rec["train_s"]}
                     _save(state_path, state)
-            if args.probe_every and (rec["finished"] or rec["steps_done"] % args.probe_every == 0):
-                take_probe(vcfg, rec, args, state, state_path)
+            take_probe(vcfg, rec, args, state, state_path)
 
 
 def probe(cfg, model_dir: Path, args) -> dict[str, list]:
@@ -237,7 +235,10 @@ def probe(cfg, model_dir: Path, args) -> dict[str, list]:
 
 
 def take_probe(cfg, rec: dict, args, state: dict, state_path: Path) -> None:
-    """A variant's probe at its current step, once (its model folder holds that step's weights)."""
+    """A variant's probe at its current step, once, where `--probe-every` asks for one or the run finished
+    (its model folder holds that step's weights)."""
+    if not args.probe_every or not (rec.get("finished") or rec["steps_done"] % args.probe_every == 0):
+        return
     probes = rec.setdefault("probes", {})
     if str(rec["steps_done"]) not in probes and Path(rec.get("model_dir", "")).is_dir():
         probes[str(rec["steps_done"])] = probe(cfg, rec["model_dir"], args)
