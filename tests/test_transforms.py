@@ -127,6 +127,31 @@ def test_cooccurrence_counts_gaps_and_normalizes(spark):
     assert rows[("b", "c")] == pytest.approx(1.0) and ("c", "a") not in rows
 
 
+def test_pair_weights_match_the_rule_and_add_up_over_folds(spark):
+    """Pairs come from each sequence's own array (no join): every ordered pair of distinct items at most
+    max_gap apart, weighted unit/gap, for short, empty and repeating sequences; summed per fold, the
+    folds add up to the whole fit."""
+    from pyspark.sql import functions as F
+
+    from gr2.etl.prerank import gap_unit, pair_weights
+
+    seqs = [("u1", ["a", "b", "a", "c", "d"], 0), ("u2", ["a"], 1), ("u3", [], 0), ("u4", ["b", "b", "c"], 1),
+            ("u5", ["d", "a", "b", "c", "a", "b"], 1)]
+    train = spark.createDataFrame(seqs, "user_id string, items array<string>, fold int")
+    expected: dict = {}
+    for _, items, fold in seqs:
+        for i, a in enumerate(items):
+            for g in range(1, 4):
+                if i + g < len(items) and items[i + g] != a:
+                    key = (fold, a, items[i + g])
+                    expected[key] = expected.get(key, 0) + gap_unit(3) // g
+    per_fold = {(r.fold, r.item_id, r.neighbor_id): r.w for r in pair_weights(train, 3, ["fold"]).collect()}
+    assert per_fold == expected
+    total = {(r.item_id, r.neighbor_id): r.w for r in pair_weights(train, 3).collect()}
+    summed = (pair_weights(train, 3, ["fold"]).groupBy("item_id", "neighbor_id").agg(F.sum("w").alias("w")).collect())
+    assert total == {(r.item_id, r.neighbor_id): r.w for r in summed} and len(total) > 5
+
+
 def test_every_logged_slate_is_published_or_quarantined_with_its_reason(spark):
     t = lambda m: datetime(2024, 1, 2, 0, m)  # noqa: E731
     rows = []

@@ -182,12 +182,22 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
     return summary
 
 
-def _index_of(cooc, train, all_items) -> tuple[int, prerank.NeighborIndex]:
-    """(pairs in the fit, its broadcastable index); popularity fill from `train`. Both tables reach the
-    driver through Arrow: at millions of pairs a Row object per pair cost more than the fit."""
+def _index_of(cooc, popularity, all_items) -> tuple[int, prerank.NeighborIndex]:
+    """(pairs in the fit, its broadcastable index); `popularity` (item_id, count) fills empty slots. Both tables
+    reach the driver through Arrow: at millions of pairs a Row object per pair cost more than the fit."""
     rows = cooc.select("item_id", "neighbor_id", "weight", "rank").toPandas()
-    pop = train.select(F.explode("items").alias("item_id")).groupBy("item_id").count().toPandas()
-    return len(rows), prerank.build_index(rows, pop, all_items)
+    return len(rows), prerank.build_index(rows, popularity.toPandas(), all_items)
+
+
+def _fit(weights, counts, neighbors: int, without_fold: int | None = None):
+    """(the co-occurrence table, item popularity) of all training sequences or of all but one fold's, from pair
+    weights and item counts (per fold where they have a fold column)."""
+    if without_fold is not None:
+        weights, counts = weights.where(F.col("fold") != without_fold), counts.where(F.col("fold") != without_fold)
+    if "fold" in counts.columns:
+        weights = weights.groupBy("item_id", "neighbor_id").agg(F.sum("w").alias("w"))
+        counts = counts.groupBy("item_id").agg(F.sum("count").alias("count"))
+    return prerank.rank_neighbors(weights, neighbors), counts
 
 
 @_one_publication("build")
@@ -211,20 +221,27 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
         summary["unused_events"] = {r["event"]: r["count"] for r in unused.groupBy("event").count().collect()}
         if cuts:
             summary["time_cuts"] = {"valid_start": cuts[0].isoformat(), "test_start": cuts[1].isoformat()}
-    with steps.step("fit co-occurrence pre-ranker on the training split"):
-        train = gold.train_prefixes(sequences)
-        cooc = prerank.fit_cooccurrence(train, etl.prerank.max_gap, etl.prerank.neighbors).persist(StorageLevel.MEMORY_AND_DISK)
-        all_items = items.select("item_id").toPandas()["item_id"].to_numpy()
-        n_pairs, index = _index_of(cooc, train, all_items)
-        summary["cooccurrence_pairs"] = n_pairs
     folds = etl.prerank.oof_folds if etl.prerank.oof_folds >= 2 else 0
     summary["oof_folds"] = folds
+    with steps.step("fit co-occurrence pre-ranker on the training split"):
+        train = gold.train_prefixes(sequences)
+        by = []
+        if folds:  # pair weights and item counts per fold add up to every fit the build needs
+            train, by = train.withColumn("fold", gold.user_fold(F.col("user_id"), folds)), ["fold"]
+        weights = prerank.pair_weights(train, etl.prerank.max_gap, by).persist(StorageLevel.MEMORY_AND_DISK)
+        counts = (train.select(*by, F.explode("items").alias("item_id")).groupBy(*by, "item_id").count()
+                  .persist(StorageLevel.MEMORY_AND_DISK))
+        cooc, popularity = _fit(weights, counts, etl.prerank.neighbors)
+        cooc = cooc.persist(StorageLevel.MEMORY_AND_DISK)
+        all_items = items.select("item_id").toPandas()["item_id"].to_numpy()
+        n_pairs, index = _index_of(cooc, popularity, all_items)
+        summary["cooccurrence_pairs"] = n_pairs
     fold_index = {}
     for f in range(folds):
         with steps.step(f"fit out-of-fold pre-ranker {f + 1}/{folds} for training slates"):
-            others = train.where(gold.user_fold(F.col("user_id"), folds) != f)
-            fit = prerank.fit_cooccurrence(others, etl.prerank.max_gap, etl.prerank.neighbors)
-            fold_index[f] = _index_of(fit, others, all_items)[1]
+            fold_index[f] = _index_of(*_fit(weights, counts, etl.prerank.neighbors, without_fold=f), all_items)[1]
+    weights.unpersist()
+    counts.unpersist()
     with steps.step("pre-rank candidates for every example"):
         ex = gold.examples(sequences, etl)
         if folds:

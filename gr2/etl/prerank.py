@@ -36,23 +36,41 @@ def gap_unit(max_gap: int) -> int:
     return math.lcm(*range(1, max_gap + 1))
 
 
-def fit_cooccurrence(train_sequences: DataFrame, max_gap: int, neighbors: int) -> DataFrame:
-    """train_sequences(user_id, items: array<string>) -> (item_id, neighbor_id, weight, rank)."""
-    pos = train_sequences.select("user_id", F.posexplode("items").alias("i", "item_id"))
+def _gap_pairs(gap: int, weight: int):
+    """The pairs (items[i], items[i + gap]) of each row's sequence, as structs, in one array."""
+    length = F.greatest(F.size("items") - gap, F.lit(0))
+    return F.zip_with(F.slice("items", 1, length), F.slice("items", gap + 1, length),
+                      lambda a, b: F.struct(a.alias("item_id"), b.alias("neighbor_id"), F.lit(weight).cast("long").alias("w")))
+
+
+def pair_weights(train_sequences: DataFrame, max_gap: int, by: Sequence[str] = ()) -> DataFrame:
+    """train_sequences(user_id, items: array<string>, *by) -> (*by, item_id, neighbor_id, w): the integer weight
+    of every ordered pair of distinct items at most `max_gap` apart, summed per `by` group.
+
+    Each sequence pairs its own items in array functions (a shifted copy of the array per gap), so pairing
+    moves no row: a self-join on user_id shuffled every position twice and matched every two positions of a
+    user before keeping those within `max_gap`. Weights summed per `by` (a user's fold) add up: the fit of
+    any union of groups is a sum over this table, so out-of-fold fits need no second pass over sequences."""
     unit = gap_unit(max_gap)
-    pairs = (
-        pos.alias("a")
-        .join(pos.alias("b"), (F.col("a.user_id") == F.col("b.user_id")) & (F.col("b.i") > F.col("a.i")) & (F.col("b.i") <= F.col("a.i") + max_gap))
-        .where(F.col("a.item_id") != F.col("b.item_id"))
-        .select(F.col("a.item_id").alias("item_id"), F.col("b.item_id").alias("neighbor_id"),
-                (F.lit(unit) / (F.col("b.i") - F.col("a.i"))).cast("long").alias("w"))  # unit / gap: exact
-    )
-    agg = pairs.groupBy("item_id", "neighbor_id").agg(F.sum("w").alias("w"))
+    per_gap = [_gap_pairs(g, unit // g) for g in range(1, max_gap + 1)]
+    pairs = train_sequences.select(*by, F.explode(F.flatten(F.array(*per_gap))).alias("p")).select(*by, "p.*")
+    return (pairs.where(F.col("item_id") != F.col("neighbor_id"))
+            .groupBy(*by, "item_id", "neighbor_id").agg(F.sum("w").alias("w")))
+
+
+def rank_neighbors(weights: DataFrame, neighbors: int) -> DataFrame:
+    """(item_id, neighbor_id, w) -> (item_id, neighbor_id, weight, rank): P(b | a) and the top `neighbors` b per a
+    (ties by neighbour id)."""
     total = Window.partitionBy("item_id")
-    ranked = agg.withColumn("weight", F.col("w") / F.sum("w").over(total)).withColumn(
+    ranked = weights.withColumn("weight", F.col("w") / F.sum("w").over(total)).withColumn(
         "rank", F.row_number().over(total.orderBy(F.col("w").desc(), F.col("neighbor_id")))
     )
     return ranked.where(F.col("rank") <= neighbors).select("item_id", "neighbor_id", F.col("weight").cast("float"), F.col("rank").cast("int"))
+
+
+def fit_cooccurrence(train_sequences: DataFrame, max_gap: int, neighbors: int) -> DataFrame:
+    """train_sequences(user_id, items: array<string>) -> (item_id, neighbor_id, weight, rank)."""
+    return rank_neighbors(pair_weights(train_sequences, max_gap), neighbors)
 
 
 @dataclass
