@@ -66,10 +66,29 @@ def measure(n: int, root: Path, master: str = "local[*]", with_pandas: bool = Tr
     }
     if with_pandas:
         p0 = time.perf_counter()
-        pd_res = pandas_etl.run(landing, cfg.etl)
+        pd_res = pandas_etl.run(landing, cfg.etl, out=root / "pandas_out")
         row["pandas_s"] = time.perf_counter() - p0
         row["pandas_accepted"], row["pandas_slates"] = pd_res["accepted"], pd_res["slates"]
+        row["pandas_steps"] = pd_res["steps"]
+        row["same_slate_rows"] = same_slates(spark, cfg, root / "pandas_out" / "slates.parquet")
     return row
+
+
+SLATE_COLUMNS = ["user_id", "split", "history", "target", "candidates", "scores", "target_position"]
+
+
+def same_slates(spark, cfg, parquet: Path) -> bool:
+    """Whether the pandas baseline's slates are gold.slates' pre-ranked rows, value for value (not timed)."""
+    from pyspark.sql import functions as F
+
+    from gr2.platform.lake import Lake
+
+    def rows(df):
+        return df.select(*[F.col(c).cast("int") if c == "target_position" else F.col(c) for c in SLATE_COLUMNS])
+
+    ours = rows(Lake(cfg.lake_path).read(spark, "gold.slates").where(F.col("origin") == "prerank"))
+    theirs = rows(spark.read.parquet(str(parquet)))
+    return ours.exceptAll(theirs).limit(1).count() == 0 and theirs.exceptAll(ours).limit(1).count() == 0
 
 
 def main() -> None:
@@ -94,12 +113,13 @@ def main() -> None:
 def print_table(rows: list[dict]) -> None:
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}\n")
     print("| interactions | Spark ingest s | Spark build s | Spark total s | Spark inter./s | pandas s | pandas inter./s "
-          "| pandas/Spark time | same accepted / slates |")
+          "| pandas/Spark time | same accepted / slate count / slate rows |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         n = r["lines"]
         pdt = r.get("pandas_s")
-        same = "-" if pdt is None else f"{r['accepted'] == r['pandas_accepted']} / {r['slates'] == r['pandas_slates']}"
+        same = "-" if pdt is None else (f"{r['accepted'] == r['pandas_accepted']} / {r['slates'] == r['pandas_slates']}"
+                                        f" / {r.get('same_slate_rows', '-')}")
         print(
             f"| {r['interactions']:,} | {r['spark_ingest_s']:.1f} | {r['spark_build_s']:.1f} | {r['spark_s']:.1f} | {n / r['spark_s']:,.0f} | "
             + (f"{pdt:.1f} | {n / pdt:,.0f} | {pdt / r['spark_s']:.2f} | {same} |" if pdt else "- | - | - | - |")
@@ -114,6 +134,13 @@ def print_table(rows: list[dict]) -> None:
         print("| (outside the steps) | " + " | ".join(
             f"{r[f'spark_{job}_s'] - sum(r[f'{job}_steps'].values()):.1f}" for r in rows) + " |")
         print("| of the steps: quality gates | " + " | ".join(f"{r[f'{job}_gates_s']:.1f}" for r in rows) + " |")
+    timed = [r for r in rows if r.get("pandas_steps")]
+    if timed:
+        print("\nwhere the pandas baseline's time goes (seconds per step)\n")
+        print("| step | " + " | ".join(f"{r['interactions']:,}" for r in timed) + " |")
+        print("|---|" + "---:|" * len(timed))
+        for k in dict.fromkeys(k for r in timed for k in r["pandas_steps"]):
+            print(f"| {k} | " + " | ".join(f"{r['pandas_steps'].get(k, float('nan')):.1f}" for r in timed) + " |")
     if len(rows) > 1:
         print("\ngrowth exponent b (time ~ size^b) between consecutive sizes:")
         for a, b in zip(rows, rows[1:]):

@@ -1,22 +1,29 @@
 """The same ingest + build as gr2's Spark jobs, in one pandas process: the benchmark's baseline.
 
 Same rules (ids, timestamp bounds, unknown items, duplicates), same leave-one-out split, the same
-co-occurrence pre-ranker and the same numpy scorer, so both produce the same counts; what differs is
-the engine. It holds everything in one process's memory, which is where it stops scaling.
+co-occurrence pre-ranker and the same numpy scorer, so both produce the same slates; what differs is
+the engine. It writes what the Spark jobs publish (interactions, quarantine, sequences, slates) as Parquet
+files, without Delta's log, staging or quality gates. It holds everything in one process's memory, which is
+where it stops scaling.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import time
 from datetime import datetime
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from gr2.config import EtlConfig
-from gr2.etl.prerank import build_index, gap_unit, score_batch
+from gr2.etl.prerank import build_index, gap_unit, score_arrays
 
 _M = (1 << 64) - 1
 BATCH = 10_000  # examples per score_batch call: Spark's Arrow batch size (maxRecordsPerBatch)
@@ -64,24 +71,36 @@ def spark_xxhash64(text: str, seed: int = 42) -> int:
     return h - (1 << 64) if h >> 63 else h
 
 
-def _fit(train_seqs: dict, cfg: EtlConfig, all_items):
-    """The co-occurrence index of these training sequences (gr2.etl.prerank.fit_cooccurrence's rules)."""
-    pairs: dict[tuple[str, str], int] = {}
-    pop: dict[str, int] = {}
+def _fold_weights(train_seqs: dict, fold_of: dict, cfg: EtlConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pair weights (fold, item_id, neighbor_id, w) and item counts (fold, item_id, count) of these training
+    sequences, per fold, in one pass (gr2.etl.prerank.pair_weights' rules: fits of any set of folds are sums)."""
+    pairs: dict[tuple[int, str, str], int] = {}
+    pop: dict[tuple[int, str], int] = {}
     unit = gap_unit(cfg.prerank.max_gap)  # integer weights, as gr2's fit: exact sums, the same ties
-    for s in train_seqs.values():
+    for u, s in train_seqs.items():
+        f = fold_of.get(u, 0)
         for i, a in enumerate(s):
-            pop[a] = pop.get(a, 0) + 1
+            pop[f, a] = pop.get((f, a), 0) + 1
             for g in range(1, cfg.prerank.max_gap + 1):
                 if i + g < len(s) and s[i + g] != a:
-                    key = (a, s[i + g])
+                    key = (f, a, s[i + g])
                     pairs[key] = pairs.get(key, 0) + unit // g
-    cooc = pd.DataFrame([(a, b, w) for (a, b), w in pairs.items()], columns=["item_id", "neighbor_id", "w"])
+    weights = pd.DataFrame([(*k, w) for k, w in pairs.items()], columns=["fold", "item_id", "neighbor_id", "w"])
+    counts = pd.DataFrame([(*k, c) for k, c in pop.items()], columns=["fold", "item_id", "count"])
+    return weights, counts
+
+
+def _fit(weights: pd.DataFrame, counts: pd.DataFrame, cfg: EtlConfig, all_items, without_fold: int | None = None):
+    """The co-occurrence index of all folds, or all but one (gr2.etl.prerank.rank_neighbors' rules)."""
+    if without_fold is not None:
+        weights, counts = weights[weights["fold"] != without_fold], counts[counts["fold"] != without_fold]
+    cooc = weights.groupby(["item_id", "neighbor_id"], sort=False, as_index=False)["w"].sum()
+    pop = counts.groupby("item_id", sort=False, as_index=False)["count"].sum()
     cooc["weight"] = (cooc["w"] / cooc.groupby("item_id")["w"].transform("sum")).astype(np.float32)
     cooc = cooc.sort_values(["item_id", "w", "neighbor_id"], ascending=[True, False, True])
     cooc["rank"] = cooc.groupby("item_id").cumcount() + 1
     cooc = cooc[cooc["rank"] <= cfg.prerank.neighbors]
-    return build_index(cooc, pd.DataFrame(list(pop.items()), columns=["item_id", "count"]), all_items)
+    return build_index(cooc, pop, all_items)
 
 
 def _read_events(folder: Path) -> pd.DataFrame:
@@ -99,8 +118,23 @@ def _read_events(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id", "ts", "event"])
 
 
-def run(folder: str | Path, cfg: EtlConfig) -> dict:
+class _Laps:
+    """Seconds per step, each ending where the next starts: where the baseline's time goes."""
+
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = now - self._t
+        self._t = now
+
+
+def run(folder: str | Path, cfg: EtlConfig, out: str | Path | None = None) -> dict:
+    """Ingest + build of the raw files under `folder`; with `out`, the tables are written there as Parquet."""
     folder = Path(folder)
+    laps = _Laps()
     items = pd.read_json(folder / "items.jsonl", lines=True, dtype={"item_id": str})
     ev = _read_events(folder)
     read = len(ev)
@@ -119,18 +153,22 @@ def run(folder: str | Path, cfg: EtlConfig) -> dict:
     dup = good.duplicated(["user_id", "item_id", "ts", "event"], keep="first")
     good = good[~dup]
     accepted = len(good)
+    laps.lap("read + validate records")
 
     # sequences + leave-one-out split
     good = good.sort_values(["user_id", "ts", "item_id"])
     seqs = good.groupby("user_id", sort=True)["item_id"].apply(list)
     train_seqs = {u: (s[:-2] if len(s) >= 3 else s) for u, s in seqs.items()}
+    laps.lap("sequences and splits")
 
     # co-occurrence on training prefixes; training slates out of fold, as gr2's build does
     all_items = items["item_id"].to_numpy()
-    index = _fit(train_seqs, cfg, all_items)
     folds = cfg.prerank.oof_folds if cfg.prerank.oof_folds >= 2 else 0
     fold_of = {u: spark_xxhash64(u) % folds for u in train_seqs} if folds else {}
-    fold_index = {f: _fit({u: s for u, s in train_seqs.items() if fold_of[u] != f}, cfg, all_items) for f in range(folds)}
+    weights, counts = _fold_weights(train_seqs, fold_of, cfg)
+    index = _fit(weights, counts, cfg, all_items)
+    fold_index = {f: _fit(weights, counts, cfg, all_items, without_fold=f) for f in range(folds)}
+    laps.lap("the co-occurrence fits")
 
     # examples grouped by the index that scores them (a fold's, or all users'), then scored a batch at a time
     # with gr2's own batch scorer (as its build's executors do, 10,000 examples per Arrow batch)
@@ -144,20 +182,49 @@ def run(folder: str | Path, cfg: EtlConfig) -> dict:
         positions = train_pos + [p for p in range(max(cfg.min_history, n - 2), n) if labels[p] != "train"]
         for p in positions:
             key = fold_of[user] if folds and labels[p] == "train" else "all"
-            hists, targets, labs = batches.setdefault(key, ([], [], []))
+            users, hists, targets, labs = batches.setdefault(key, ([], [], [], []))
+            users.append(user)
             hists.append(s[max(0, p - cfg.history_len):p])
             targets.append(s[p])
             labs.append(labels[p])
-    slates = 0
-    covered = {"train": 0, "valid": 0, "test": 0}
-    examples = {"train": 0, "valid": 0, "test": 0}
-    for key, (hists, targets, labs) in batches.items():
+    laps.lap("examples")
+    parts = []
+    for key, (users, hists, targets, labs) in batches.items():
         ix = index if key == "all" else fold_index[key]
         for lo in range(0, len(hists), BATCH):
-            out = score_batch(hists[lo:lo + BATCH], targets[lo:lo + BATCH], ix, cfg.k, cfg.prerank.window,
-                              cfg.prerank.decay, cfg.prerank.exclude_history, cfg.prerank.policy)
-            for lab, hit, pos in zip(labs[lo:lo + BATCH], out["target_in_topk"], out["target_position"]):
-                examples[lab] += 1
-                covered[lab] += hit
-                slates += pos >= 0
-    return {"read": read, "accepted": accepted, "users": len(seqs), "slates": slates, "examples": examples, "covered": covered}
+            parts.append(_slates(users[lo:lo + BATCH], hists[lo:lo + BATCH], targets[lo:lo + BATCH],
+                                 labs[lo:lo + BATCH], ix, cfg))
+    scored = pa.concat_tables(parts)
+    examples = dict(zip(*np.unique(scored.column("split").to_numpy(zero_copy_only=False), return_counts=True)))
+    covered = dict(zip(*np.unique(scored.filter(scored.column("target_in_topk")).column("split").to_numpy(
+        zero_copy_only=False), return_counts=True)))
+    slates = scored.filter(pc.greater_equal(scored.column("target_position"), 0)).drop_columns(["target_in_topk"])
+    laps.lap("pre-rank candidates for every example")
+    if out is not None:  # what the Spark build publishes (as Delta tables), written as Parquet files
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        good.to_parquet(out / "interactions.parquet", index=False)
+        ev[~ok].to_parquet(out / "quarantine.parquet", index=False)
+        pd.DataFrame({"user_id": seqs.index, "items": seqs.to_numpy()}).to_parquet(out / "sequences.parquet", index=False)
+        pq.write_table(slates, out / "slates.parquet")
+        laps.lap("write outputs")
+    return {"read": read, "accepted": accepted, "users": len(seqs), "slates": slates.num_rows,
+            "examples": {k: int(v) for k, v in examples.items()}, "covered": {k: int(v) for k, v in covered.items()},
+            "steps": laps.timings}
+
+
+def _slates(users, hists, targets, labs, index, cfg: EtlConfig) -> pa.Table:
+    """A batch of examples scored by gr2's scorer on item indices, as an Arrow table (the Spark build's
+    columns: candidates and scores as lists, no Python object per candidate)."""
+    lens = np.fromiter((len(h) for h in hists), dtype=np.int64, count=len(hists))
+    pos = index.positions(list(chain.from_iterable(hists))) if lens.sum() else np.empty(0, np.int64)
+    s = score_arrays(lens, pos, index.positions(targets), index, cfg.k, cfg.prerank.window, cfg.prerank.decay,
+                     cfg.prerank.exclude_history, cfg.prerank.policy)
+    offsets = pa.array(s.offsets, type=pa.int32())
+    return pa.table({
+        "user_id": pa.array(users, pa.string()), "split": pa.array(labs, pa.string()),
+        "history": pa.array(hists, pa.list_(pa.string())), "target": pa.array(targets, pa.string()),
+        "candidates": pa.ListArray.from_arrays(offsets, index.arrow_ids().take(pa.array(s.candidates))),
+        "scores": pa.ListArray.from_arrays(offsets, pa.array(s.scores, type=pa.float32())),
+        "target_position": pa.array(s.target_position, pa.int32()), "target_in_topk": pa.array(s.target_in_topk, pa.bool_()),
+    })
