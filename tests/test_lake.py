@@ -35,11 +35,15 @@ def _validation_results(lake) -> list[dict]:
 
 
 def test_a_passing_gate_counts_and_a_failing_one_collects_example_values(spark, lake):
-    """counts_first: GE runs no query for unexpected values where the gate passes; where it fails, the gate
-    runs again with SUMMARY, so the Data Docs page of the failure lists the rows' values."""
+    """counts_first: where the gate passes GE runs no query for unexpected values, and uniqueness is a
+    distinct count; where it fails, the gate runs again as written with SUMMARY, so the Data Docs page of
+    the failure counts the duplicate rows and lists their values."""
     good = spark.createDataFrame([(1, "a"), (2, "b")], "item_id int, title string")
-    assert qc.gate(good, "silver.items", [qc.unique("item_id")], lake.root) == []
-    passed = _validation_results(lake)[-1]["results"][0]["result"]
+    assert qc.gate(good, "silver.items", [qc.unique("item_id"), qc.not_null("title")], lake.root) == []
+    unique, not_null = _validation_results(lake)[-1]["results"]
+    assert unique["expectation_config"]["type"] == "expect_column_proportion_of_unique_values_to_be_between"
+    assert unique["result"]["observed_value"] == 1.0
+    passed = not_null["result"]
     assert passed["unexpected_count"] == 0 and passed.get("partial_unexpected_list", []) == []
     assert "partial_unexpected_counts" not in passed  # SUMMARY's part: not computed
     pages = sorted((qc.docs_dir(lake.root) / "validations").rglob("*.html"))
@@ -50,8 +54,23 @@ def test_a_passing_gate_counts_and_a_failing_one_collects_example_values(spark, 
         qc.gate(bad, "silver.items", [qc.unique("item_id")], lake.root)
     assert len(_validation_results(lake)) == before + 1  # one stored result per gate run, not one per pass
     assert len(sorted((qc.docs_dir(lake.root) / "validations").rglob("*.html"))) == len(pages) + 1
-    failed = _validation_results(lake)[-1]["results"][0]["result"]
-    assert failed["unexpected_count"] == 2 and failed["partial_unexpected_list"] == [7, 7]
+    failed = _validation_results(lake)[-1]["results"][0]
+    assert failed["expectation_config"]["type"] == "expect_column_values_to_be_unique"
+    assert failed["result"]["unexpected_count"] == 2 and failed["result"]["partial_unexpected_list"] == [7, 7]
+
+
+@pytest.mark.parametrize("counts_first", [True, False])
+def test_a_compound_key_gate_refuses_duplicates_and_only_them(spark, lake, counts_first):
+    """A compound key is checked as one struct column's distinct count first: the same verdicts as GE's own
+    check, which skips rows whose key is all null (the first pass counts them; the second clears them)."""
+    schema = "file string, line long, raw string"
+    good = spark.createDataFrame([("f", 1, "a"), ("f", 2, "b"), ("g", 1, "c"), (None, None, "x"), (None, None, "y")],
+                                 schema)
+    check = [qc.compound_unique(["file", "line"])]
+    assert qc.gate(good, "bronze.events", check, lake.root, counts_first=counts_first) == []
+    bad = good.unionByName(spark.createDataFrame([("g", 1, "again")], schema))
+    with pytest.raises(QualityGateError, match="expect_compound_columns_to_be_unique on file,line: 2 row"):
+        qc.gate(bad, "bronze.events", check, lake.root, counts_first=counts_first)
 
 
 def _pages(lake) -> list[Path]:
