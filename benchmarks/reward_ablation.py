@@ -148,8 +148,10 @@ def main() -> None:
     print(f"\n### Reward landscape: mean reward per fixed policy on {len(cases):,} test slates (alpha {alpha}, "
           f"invalid answers {cfg.train.dapo.invalid_penalty:+g})\n")
     print("| policy | naive reward | conditional reward |\n|---|---:|---:|")
-    for r in landscape(cases, alpha, cfg.train.seed, cfg.train.dapo.invalid_penalty):
+    land = landscape(cases, alpha, cfg.train.seed, cfg.train.dapo.invalid_penalty)
+    for r in land:
         print(f"| {r['policy']} | {r['naive']:+.4f} | {r['conditional']:+.4f} |")
+    args.copy_reward = next({v: r[v] for v in VARIANTS} for r in land if r["policy"] == "copy input order")
     first = sum(lab.index(1) == 0 for _, lab in cases) / len(cases)
     print(f"\n(target already first in the input order on {first:.1%} of slates)")
     if args.landscape_only:
@@ -308,6 +310,7 @@ def report(args, state: dict, state_path: Path) -> None:
         d, lo_, hi = paired_bootstrap_diff(np.array(a), np.array(b))
         print(f"\nRollouts' order copies over steps {half + 1}-{both}: naive {np.mean(b):.1%}, conditional {np.mean(a):.1%}; "
               f"naive - conditional {d:+.3f} [{lo_:+.3f}, {hi:+.3f}] (paired by step, bootstrap 95%)")
+    copy_pull(rows, getattr(args, "copy_reward", None))
     plot(rows, state_path.with_suffix(".png"))
     mode = "free answers" if args.free else "ranking decoded among the candidates"
     print(f"\n### Greedy answers on {args.slates} test slates ({mode}), from the same SFT model\n")
@@ -322,6 +325,24 @@ def report(args, state: dict, state_path: Path) -> None:
     paired(args, state)
     probe_report(state)
     print(f"\nstate: {state_path}\nplot: {state_path.with_suffix('.png')}")
+
+
+def copy_pull(rows: dict, copy_reward: dict | None) -> None:
+    """What a sampled order copy earns against the rollouts it is normalised with, per reward: the pull the
+    hack needs. A copy is always valid, so against rollouts with invalid answers (-1) it is ahead under
+    either reward; the naive reward's extra pull is only the bonus the conditional one withholds from a
+    copy and pays the other valid answers (those that moved the target up or kept it first)."""
+    if not copy_reward or not all(rows.values()):
+        return
+    print("\n### What an order copy earns against the rollouts (means over all steps; a copy's reward is the "
+          "landscape's, over the test slates)\n")
+    print("| variant | rollout reward | valid | valid answers paid the bonus | copy's reward | copy - rollout mean |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for v, rs in rows.items():
+        reward = float(np.mean([float(r["reward"]) for r in rs]))
+        valid = float(np.mean([float(r["valid_rate"]) for r in rs]))
+        paid = sum(float(r["format_counted"]) for r in rs) / max(sum(float(r["format"]) for r in rs), 1e-9)
+        print(f"| {v} | {reward:+.3f} | {valid:.1%} | {paid:.1%} | {copy_reward[v]:+.3f} | {copy_reward[v] - reward:+.3f} |")
 
 
 def paired(args, state: dict) -> None:

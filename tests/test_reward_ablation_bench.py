@@ -40,7 +40,8 @@ def test_per_slate_values_count_copies_among_all_answers_and_score_an_invalid_an
 
 
 def test_the_report_pairs_the_two_runs_step_by_step_and_plots_them(bench, tmp_path, capsys):
-    fields = ["step", "reward", "valid_rate", "order_copy_rate", "promotion", "entropy", "kept_group_ratio"]
+    fields = ["step", "reward", "valid_rate", "order_copy_rate", "promotion", "entropy", "kept_group_ratio", "format",
+              "format_counted"]
     state = {"variants": {}, "start": {"valid": 1.0, "copy": 0.0, "R@1": 0.5, "R@5": 1.0, "NDCG@5": 0.7}}
     for v, copies in (("naive", [0.0, 0.1, 0.3, 0.5]), ("conditional", [0.0, 0.0, 0.1, 0.0])):
         path = tmp_path / f"{v}.csv"
@@ -49,14 +50,18 @@ def test_the_report_pairs_the_two_runs_step_by_step_and_plots_them(bench, tmp_pa
             w.writeheader()
             for step, c in enumerate(copies, 1):
                 w.writerow({"step": step, "reward": 0.1, "valid_rate": 0.9, "order_copy_rate": c, "promotion": 0.0,
-                            "entropy": 0.2, "kept_group_ratio": 1.0})
+                            "entropy": 0.2, "kept_group_ratio": 1.0, "format": 0.9,
+                            "format_counted": 0.9 if v == "naive" else 0.45})
         state["variants"][v] = {"steps_done": 4, "metrics_csv": str(path), "evals": {}}
-    args = argparse.Namespace(chunk=2, slates=10, free=True)
+    args = argparse.Namespace(chunk=2, slates=10, free=True, copy_reward={"naive": 0.2, "conditional": 0.07})
     bench.report(args, state, tmp_path / "state.json")
     out = capsys.readouterr().out
     assert "| 3-4 | 90.0% | 40.0% | 90.0% | 5.0% |" in out
     assert "over steps 3-4: naive 40.0%, conditional 5.0%; naive - conditional +0.350" in out
     assert (tmp_path / "state.png").stat().st_size > 0
+    # a copy against the rollouts: the landscape's copy reward minus the mean rollout reward
+    assert "| naive | +0.100 | 90.0% | 100.0% | +0.200 | +0.100 |" in out
+    assert "| conditional | +0.100 | 90.0% | 50.0% | +0.070 | -0.030 |" in out
 
 
 def test_the_probe_report_lists_each_step_and_pairs_the_latest_with_sft_and_the_two_variants(bench, capsys):
