@@ -39,7 +39,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
-from gr2.eval.heldout import _stage_model  # noqa: E402
+from gr2.eval.heldout import stage_model  # noqa: E402
 from gr2.models.generation import Prefix, ranking_head, rerank_answers, with_bos  # noqa: E402
 from gr2.models.generation import ranking_logprobs as slot_logprobs  # noqa: E402
 from gr2.models.slates import rerank_cases  # noqa: E402
@@ -66,13 +66,13 @@ def _weights_stamp(model_dir: Path) -> str:
 def reference_answers(cfg, model_dir: Path, slates: int, max_new_tokens: int, store: Path) -> tuple[list, dict]:
     """(cases, {slate_id: record}) of the reference model's greedy free answers, kept in `store` as they
     come so that a stopped run answers only the slates left."""
-    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))  # as _stage_model reads it
+    fmt = RerankFormat.of_model(model_dir, RerankFormat.from_config(cfg.train.prompt))  # as stage_model reads it
     catalog, _ = load_catalog(cfg.lake_path)
     cases = [c for c in rerank_cases(cfg.lake_path, catalog, "test", slates, cfg.train.seed, fmt.history, fmt) if 1 in c[1]]
     done = json.loads(store.read_text()) if store.exists() else {}
     todo = len([c for c in cases if c[0].slate_id not in done])
     if todo:  # the model is loaded only when there is something to answer
-        _, fmt, model, tok = _stage_model(cfg, model_dir, "sft")
+        _, fmt, model, tok = stage_model(cfg, model_dir, "sft")
         print(f"reference answers: {todo} of {len(cases)} slates to answer with {model_dir}", flush=True)
 
         def keep(slate_id, record):
@@ -90,7 +90,7 @@ def score_model(cfg, model_dir: Path, cases: list, answers: dict, store: Path) -
     reference's reasoning."""
     if store.exists():
         return json.loads(store.read_text())
-    _, fmt, model, tok = _stage_model(cfg, model_dir, "sft")
+    _, fmt, model, tok = stage_model(cfg, model_dir, "sft")
     enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
     out: dict[str, list] = {"first": [], "copy": [], "random": [], "reference": []}
     t0 = time.perf_counter()

@@ -55,7 +55,7 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
     from gr2.platform.precision import cpu_autocast, use_autocast
 
     lake = cfg.lake_path
-    model_dir, fmt, model, tok = _stage_model(cfg, model_dir, "midtrain")
+    model_dir, fmt, model, tok = stage_model(cfg, model_dir, "midtrain")
     catalog, shape = load_catalog(lake)
     trie = SidTrie(tok, [c.sid for c in catalog.values()], fmt)
     seqs = Lake(lake).read_pandas("gold.sequences", columns=["items", "split"])  # read once for both
@@ -94,7 +94,7 @@ def evaluate_next_item(cfg: Config, model_dir: Path | None = None, split: str = 
 
 
 
-def _stage_model(cfg: Config, model_dir: Path | None, stage: str):
+def stage_model(cfg: Config, model_dir: Path | None, stage: str):
     """(folder, format it was trained in, model in eval mode, tokenizer) of `model_dir`, else the stage's LATEST."""
     from gr2.rerank.formats import RerankFormat
 
@@ -119,7 +119,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
     from gr2.platform.precision import use_autocast
 
     lake = cfg.lake_path
-    model_dir, fmt, model, tok = _stage_model(cfg, model_dir, "sft")
+    model_dir, fmt, model, tok = stage_model(cfg, model_dir, "sft")
     catalog, _ = load_catalog(lake)
     cases = [(s, labels) for s, labels in rerank_cases(lake, catalog, split, max_slates, cfg.train.seed, fmt.history, fmt)
              if 1 in labels]
