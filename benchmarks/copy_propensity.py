@@ -8,7 +8,7 @@ the copy overtakes the best other ranking, and the reward ablation's policies gi
 slates after 12-24 DAPO steps. This measures the lean itself. Every policy reads the same text on the
 same seeded test slates (the prompt and the reference model's own greedy reasoning, up to `"ranking":[`),
 and its ranking head is scored as constrained decoding would sample it at temperature 1
-(`gr2.models.generation.ranking_logprobs`):
+(`gr2.models.ranking.ranking_logprobs`):
 
 - P(first = incoming first): the probability of listing the pre-ranker's top item first (1/K for no lean);
 - log P(copy): the log-probability of writing the incoming order whole (log 1/K! for no preference);
@@ -40,8 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
 from gr2.eval.heldout import stage_model  # noqa: E402
-from gr2.models.generation import Prefix, ranking_head, rerank_answers, with_bos  # noqa: E402
-from gr2.models.generation import ranking_logprobs as slot_logprobs  # noqa: E402
+from gr2.models.generation import with_bos  # noqa: E402
+from gr2.models.ranking import Prefix, ranking_head, rerank_answers  # noqa: E402
+from gr2.models.ranking import ranking_logprobs as slot_logprobs  # noqa: E402
 from gr2.models.slates import rerank_cases  # noqa: E402
 from gr2.platform.files import write_text_atomic  # noqa: E402
 from gr2.platform.precision import cpu_autocast, use_autocast  # noqa: E402

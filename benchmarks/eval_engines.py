@@ -22,8 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
-from gr2.models.generation import rerank_answers  # noqa: E402
 from gr2.models.lm import load_model  # noqa: E402
+from gr2.models.ranking import rerank_answers  # noqa: E402
 from gr2.models.slates import rerank_cases  # noqa: E402
 from gr2.platform.precision import use_autocast  # noqa: E402
 from gr2.platform.run_store import latest_model  # noqa: E402

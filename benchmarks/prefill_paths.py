@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gr2.config import load_config  # noqa: E402
-from gr2.models.generation import first_slot_ranking, with_bos  # noqa: E402
+from gr2.models.generation import with_bos
+from gr2.models.ranking import first_slot_ranking  # noqa: E402
 from gr2.platform.precision import cpu_autocast, use_autocast  # noqa: E402
 from gr2.rerank.catalog import load_catalog  # noqa: E402
 from gr2.rerank.formats import RerankFormat  # noqa: E402

@@ -128,7 +128,8 @@ def test_a_cached_prompt_head_ranks_as_the_whole_prompt_does(lake, decoder):
 
 def test_a_cached_head_gives_the_whole_prompts_logits(lake):
     """The KV cache of the head, copied and extended by the rest, is the whole prompt's (float32)."""
-    from gr2.models.generation import Prefix, with_bos
+    from gr2.models.generation import with_bos
+    from gr2.models.ranking import Prefix
 
     rr = serving_engine(lake, prefix_cache=2)
     req = next(r for r in lake[3] if r.mode == "ranking")

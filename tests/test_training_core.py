@@ -310,7 +310,7 @@ def test_free_and_constrained_answers_from_one_generation_match_asking_each_alon
     at once (evaluation) must give exactly what two separate passes give."""
     from training_lake import make_training_lake
 
-    from gr2.models.generation import answer_rerank, rerank_answers
+    from gr2.models.ranking import answer_rerank, rerank_answers
     from gr2.models.slates import rerank_cases
 
     model, tok, _ = small
@@ -331,7 +331,7 @@ def test_an_evaluation_resumes_from_the_answers_a_stopped_one_wrote(small, tmp_p
     from training_lake import make_training_lake
 
     from gr2.eval.answers import AnswerLog
-    from gr2.models.generation import rerank_answers
+    from gr2.models.ranking import rerank_answers
     from gr2.models.slates import rerank_cases
 
     model, tok, _ = small
@@ -372,7 +372,7 @@ def test_scoring_continuations_on_a_cached_prefix_equals_scoring_whole_sequences
 
 
 def _check_prefix_scores(model, tok):
-    from gr2.models.generation import Prefix
+    from gr2.models.ranking import Prefix
 
     prompt = tok("Item number 3 then Item number 7 then", add_special_tokens=False)["input_ids"]
     conts = [tok(wrap(i.sid), add_special_tokens=False)["input_ids"] for i in ITEMS[:5]] + [[5]]
@@ -481,7 +481,7 @@ def test_a_ddp_checkpoint_resumes_from_tensors_only_and_refuses_pickled_code(tmp
 def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would(small):
     """`Prefix.take(i)` adopts the i-th scored continuation's keys and values (its row of the batch,
     padding cut off) instead of running it again; what is scored next must not change."""
-    from gr2.models.generation import Prefix
+    from gr2.models.ranking import Prefix
 
     model, tok, _ = small
     model.eval()
@@ -504,7 +504,8 @@ def test_taking_a_scored_continuation_leaves_the_prefix_as_extending_by_it_would
 def test_first_slot_ranking_orders_by_the_first_slot_and_agrees_on_the_top(small):
     """One pass: the candidates sorted by the log-likelihood of being listed first. Its top is the first
     slot that `constrained_ranking` decodes; the rest follows that slot's scores, not later slots'."""
-    from gr2.models.generation import Prefix, constrained_ranking, first_slot_ranking, with_bos
+    from gr2.models.generation import with_bos
+    from gr2.models.ranking import Prefix, constrained_ranking, first_slot_ranking
     from gr2.rerank.formats import RerankFormat
 
     model, tok, _ = small
@@ -528,7 +529,8 @@ def test_ranking_logprobs_are_a_distribution_over_the_permutations_that_greedy_d
     is refused."""
     import itertools
 
-    from gr2.models.generation import Prefix, constrained_ranking, ranking_logprobs, with_bos
+    from gr2.models.generation import with_bos
+    from gr2.models.ranking import Prefix, constrained_ranking, ranking_logprobs
 
     model, tok, _ = small
     model.eval()
@@ -555,7 +557,8 @@ def test_a_constrained_ranking_on_a_forked_prompt_equals_one_on_the_whole_text(s
     """DAPO runs a prompt once and forks its KV cache for each answer's ranking: the ranking (greedy, and
     sampled with the same seed) is the one decoded from prompt + answer run whole, and the fork leaves the
     prompt's own cache as it was."""
-    from gr2.models.generation import Prefix, constrained_ranking, with_bos
+    from gr2.models.generation import with_bos
+    from gr2.models.ranking import Prefix, constrained_ranking
 
     model, tok, _ = small
     model.eval()

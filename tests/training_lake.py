@@ -107,7 +107,7 @@ def assert_eval_answers_are_hfs(lake, engine_name: str, **kw) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gr2.models.engines import load_generator
-    from gr2.models.generation import rerank_answers
+    from gr2.models.ranking import rerank_answers
     from gr2.models.slates import rerank_cases
     from gr2.rerank.catalog import load_catalog
 

@@ -115,7 +115,7 @@ def evaluate_rerank(cfg: Config, model_dir: Path | None = None, split: str = "va
                     max_new_tokens: int = 768, on_progress=None, constrained: bool = False, batch_size: int = 8) -> dict:
     """Greedy answers of a re-ranker on held-out slates: valid-JSON-permutation share, JSON-shape share
     and R@1/3/5, NDCG@3/5 (an invalid answer keeps the incoming order), next to the incoming order."""
-    from gr2.models.generation import answer_rerank
+    from gr2.models.ranking import answer_rerank
     from gr2.platform.precision import use_autocast
 
     lake = cfg.lake_path

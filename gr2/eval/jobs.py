@@ -25,7 +25,7 @@ STAGES = ("midtrain", "sft", "dapo")
 def sid_likelihood_orders(model, tok, cases, history_len: int, on_progress=None, fmt=None) -> list[list[int]]:
     """Order candidates by log p(SID + end of text | "A user bought, in order: ... Next they buy"): the
     mid-training `sequential` example, tokenized exactly as it was trained (`next_item_ids`)."""
-    from gr2.models.generation import Prefix
+    from gr2.models.ranking import Prefix
     from gr2.rerank.catalog import CatalogItem
 
     orders = []
@@ -148,7 +148,7 @@ def run(spark, cfg: Config, steps: Steps | None = None, split: str = "test", sta
                 row = _row("mid-trained (SID likelihood)", input_ranks, orders, k, cfg.train.seed, llm=False)
             else:
                 from gr2.models.engines import NAMES, load_generator
-                from gr2.models.generation import rerank_answers
+                from gr2.models.ranking import rerank_answers
 
                 name = {"sft": "SFT", "dapo": "DAPO"}[stage]
                 modes = ("free", "constrained") if cfg.eval.constrained else ("free",)

@@ -11,7 +11,7 @@ requests and counts how often the answers agree.
   (`converted.convert_once`: renamed into place when whole) and reuses it while the source files and
   the ctranslate2 version are unchanged.
 * :class:`CT2Generator` answers like `generation.HFGenerator.generate` (greedy) for the reasoning
-  mode, and :meth:`CT2Generator.first_slot_ranking` like `generation.first_slot_ranking` for the
+  mode, and :meth:`CT2Generator.first_slot_ranking` like `ranking.first_slot_ranking` for the
   one-pass ranking mode.
 
 The slot-by-slot ranking decoder is not here: each slot extends the prompt by the entry just chosen,
@@ -94,7 +94,7 @@ class CT2Generator:
         return [[t.split(tok.eos_token)[0].replace(tok.pad_token, "")] for t in texts]
 
     def first_slot_ranking(self, text: str, candidate_sids: list[str], fmt) -> list[str]:
-        """`generation.first_slot_ranking` on this model: the candidates ordered by the log-likelihood
+        """`ranking.first_slot_ranking` on this model: the candidates ordered by the log-likelihood
         of each one's entry (and the "," after it) in the ranking's first slot; ties keep the incoming
         order. Returns the canonical SIDs, best first."""
         sids = [canonical_sid(s) for s in candidate_sids]

@@ -11,7 +11,7 @@ minutes), which the rest of gr2 does not.
   llama.cpp's rotary layout (the inverse of what transformers does when it reads a GGUF).
   :func:`converted` makes that file once beside the model (`converted.convert_once`).
 * :class:`LlamaCppGenerator` answers like `generation.HFGenerator.generate` (greedy) and like
-  `generation.first_slot_ranking`. Token ids come from the model's own HF tokenizer, so prompts are
+  `ranking.first_slot_ranking`. Token ids come from the model's own HF tokenizer, so prompts are
   exactly HF's and llama.cpp's own tokenizer is never asked. A prompt that shares its start with the
   previous one (the chat template, the instructions) reuses that part of the KV cache. With `lookup` > 0
   it drafts tokens by prompt lookup and checks them in one pass (:func:`lookup_draft`).
@@ -254,7 +254,7 @@ class LlamaCppGenerator:
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),))
 
     def first_slot_ranking(self, text: str, candidate_sids: list[str], fmt) -> list[str]:
-        """`generation.first_slot_ranking` on this model: the candidates ordered by the log-likelihood of
+        """`ranking.first_slot_ranking` on this model: the candidates ordered by the log-likelihood of
         each one's entry (and the "," after it) in the ranking's first slot; ties keep the incoming order."""
         sids = [canonical_sid(s) for s in candidate_sids]
         conts = [self._ids(opt + ",") for opt in fmt.options(candidate_sids)]

@@ -264,7 +264,7 @@ class Reranker:
 
     def _rank(self, req: RerankRequest) -> Outcome:
         """The ranking decoded among the candidates after an empty reasoning: always a permutation."""
-        from gr2.models.generation import constrained_ranking
+        from gr2.models.ranking import constrained_ranking
         from gr2.rerank.permutations import ranking_positions
 
         t0 = time.perf_counter()

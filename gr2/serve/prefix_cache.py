@@ -4,7 +4,7 @@ the prefill.
 A ranking service calls the re-ranker for the same user again and again (the next page, a refresh, a new
 pre-ranker slate): the prompt's head (the role, the task and the user's history) is the same each time and
 only the candidates differ. :class:`PrefixCache` keeps the last `entries` heads run by the model as
-`generation.Prefix` objects (least recently used evicted) and answers a prompt with a copy of its head's
+`ranking.Prefix` objects (least recently used evicted) and answers a prompt with a copy of its head's
 cache plus the text still to run, as vLLM's automatic prefix caching does for any shared start.
 
 Where the head ends is found without knowing the prompt format: :func:`candidate_free_head` renders the
@@ -46,7 +46,7 @@ class PrefixCache:
         """(a fork of the cached head's Prefix, the text after the head) for `text` (BOS included where
         the tokenizer wants one), or (None, text) when the cache is off or the head is not a token
         boundary. A head not cached yet is run and kept."""
-        from gr2.models.generation import Prefix
+        from gr2.models.ranking import Prefix
 
         if self.entries <= 0 or head_chars <= 0:
             return None, text

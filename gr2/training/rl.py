@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from gr2.config import DapoConfig
-from gr2.models.generation import Prefix, sample_group, with_bos
+from gr2.models.generation import sample_group, with_bos
+from gr2.models.ranking import Prefix
 from gr2.platform.precision import cpu_autocast
 from gr2.rerank.formats import RerankFormat
 from gr2.rerank.permutations import ranking_positions
@@ -175,7 +176,7 @@ def _constrained_rollout(model, tok, row: dict, s: LoopSettings, G: int) -> dict
     the candidates not yet listed. The answer is then written in the canonical JSON form (the reasoning
     string re-escaped), so every answer is valid and the rewards compare rankings; the policy is trained
     on those canonical tokens."""
-    from gr2.models.generation import constrained_ranking
+    from gr2.models.ranking import constrained_ranking
 
     d, fmt = s.dapo, s.rerank_format or RerankFormat()
     prompt = row["prompt"]
