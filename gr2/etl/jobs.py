@@ -29,26 +29,26 @@ class ConservationError(AssertionError):
 COUNTS = ("accepted", "quarantined", "duplicates_of_published", "other_dates")
 
 
-def _status_counts(checked, day: date | None) -> dict[str, int]:
-    """Every record in exactly one class: quarantined (a reason), of another date (daily runs), a duplicate
-    of a record already published (merging it writes nothing), or accepted (merged by this run)."""
+def _tally(checked, day: date | None) -> tuple[dict[str, int], dict[str, int]]:
+    """(counts, reasons) of the checked records, from one aggregation. Counts: every record in exactly one
+    class: quarantined (a reason), of another date (daily runs), a duplicate of a record already published
+    (merging it writes nothing), or accepted (merged by this run). Reasons: quarantined records per reason,
+    those that embed a value (an absurd timestamp) grouped by their fixed prefix, most frequent first."""
     status = (
         F.when(F.col("reason").isNotNull(), "quarantined")
         .when(~transforms.in_date(checked, day), "other_dates")
         .when(F.col("published"), "duplicates_of_published")
         .otherwise("accepted")
     )
-    counts = {r["s"]: r["count"] for r in checked.groupBy(status.alias("s")).count().collect()}
-    out = {k: counts.get(k, 0) for k in COUNTS}
-    out["read"] = sum(out.values())
-    return out
-
-
-def _reasons(checked) -> dict[str, int]:
-    # Reasons that embed a value (an absurd timestamp) are grouped by their fixed prefix.
-    key = F.regexp_replace(F.col("reason"), r":.*$", "")
-    rows = checked.where(F.col("reason").isNotNull()).groupBy(key.alias("r")).count().orderBy(F.desc("count")).collect()
-    return {r["r"]: r["count"] for r in rows}
+    reason = F.regexp_replace(F.col("reason"), r":.*$", "")
+    rows = checked.groupBy(status.alias("s"), reason.alias("r")).count().collect()
+    counts = {k: sum(r["count"] for r in rows if r["s"] == k) for k in COUNTS}
+    counts["read"] = sum(counts.values())
+    by_reason: dict[str, int] = {}
+    for r in rows:
+        if r["r"] is not None:
+            by_reason[r["r"]] = by_reason.get(r["r"], 0) + r["count"]
+    return counts, dict(sorted(by_reason.items(), key=lambda kv: -kv[1]))
 
 
 def _one_publication(name: str):
@@ -117,13 +117,12 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
                  if lake.exists(spark, "silver.interactions") else None)
     checked = transforms.mark_published(checked, published, INTERACTION_KEY).persist(StorageLevel.MEMORY_AND_DISK)
     with steps.step("validate records"):
-        counts = {"interactions": _status_counts(checked, day)}
-        reasons = {"interactions": _reasons(checked)}
+        counts, reasons = {}, {}
+        counts["interactions"], reasons["interactions"] = _tally(checked, day)
         if items_checked is not None:
             flags = items_silver.select("item_id", "published")
             items_status = items_checked.join(flags, "item_id", "left").withColumn("ts", F.lit(None))
-            counts["items"] = _status_counts(items_status.fillna(False, ["published"]), None)
-            reasons["items"] = _reasons(items_checked)
+            counts["items"], reasons["items"] = _tally(items_status.fillna(False, ["published"]), None)
     for kind, c in counts.items():
         if c["read"] != c["accepted"] + c["quarantined"] + c["duplicates_of_published"] + c["other_dates"]:
             raise ConservationError(f"{kind}: read {c['read']} != accepted + quarantined + duplicates of published "
@@ -138,7 +137,8 @@ def ingest(spark, cfg: Config, day: date | None = None, steps: Steps | None = No
                 lines = (checked if kind == "interactions" else items_checked).select("file", "line", "raw")
             part = transforms.to_bronze(lines, etl.source, kind, ing)
             bronze = part if bronze is None else bronze.unionByName(part)
-        n_lines = bronze.count()
+        # the checked rows are the lines (every one counted in exactly one class): no pass to count them again
+        n_lines = sum(counts[k]["read"] for k in batch.lines) if batch.records_are_lines else bronze.count()
         res = lake.publish_merge(
             spark, bronze, "bronze.events", BRONZE_KEY,
             [qc.rows(n_lines), *contract("bronze.events").checks],
