@@ -254,7 +254,9 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
         else:
             scored = gold.attach_candidates(ex, spark.sparkContext.broadcast([index]), etl)
         scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-        cov_rows = scored.groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.avg(F.col("target_in_topk").cast("double")).alias("cov")).collect()
+        cov_rows = scored.groupBy("split").agg(
+            F.count(F.lit(1)).alias("n"), F.avg(F.col("target_in_topk").cast("double")).alias("cov"),
+            F.sum((F.col("target_position") >= 0).cast("long")).alias("kept")).collect()
         summary["examples"] = {r["split"]: r["n"] for r in cov_rows}
         summary["coverage"] = {r["split"]: round(r["cov"], 4) for r in cov_rows}
         kept = scored.where(F.col("target_position") >= 0)
@@ -279,7 +281,7 @@ def build(spark, cfg: Config, steps: Steps | None = None) -> dict:
                 lake.publish_merge(spark, bad, "quarantine", QUARANTINE_KEY, [qc.rows(n_rej), *contract("quarantine").checks])
 
     with steps.step("publish gold tables"):
-        n_slates = slates.count()
+        n_slates = sum(r["kept"] for r in cov_rows) + logged_n  # the slates' rows, counted with the coverage
         c = contract("gold.slates", etl.k)
         res = lake.publish_overwrite(spark, slates, "gold.slates", [qc.rows(n_slates), *c.checks], audit=c.audit)
         summary["tables"]["gold.slates"] = res.__dict__
