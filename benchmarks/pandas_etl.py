@@ -151,6 +151,7 @@ def run(folder: str | Path, cfg: EtlConfig, out: str | Path | None = None) -> di
     )
     good = ev[ok]
     dup = good.duplicated(["user_id", "item_id", "ts", "event"], keep="first")
+    quarantined = pd.concat([ev[~ok], good[dup]])  # rule breakers and duplicates, as Spark's quarantine
     good = good[~dup]
     accepted = len(good)
     laps.lap("read + validate records")
@@ -204,7 +205,7 @@ def run(folder: str | Path, cfg: EtlConfig, out: str | Path | None = None) -> di
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         good.to_parquet(out / "interactions.parquet", index=False)
-        ev[~ok].to_parquet(out / "quarantine.parquet", index=False)
+        quarantined.to_parquet(out / "quarantine.parquet", index=False)
         pd.DataFrame({"user_id": seqs.index, "items": seqs.to_numpy()}).to_parquet(out / "sequences.parquet", index=False)
         pq.write_table(slates, out / "slates.parquet")
         laps.lap("write outputs")
