@@ -278,3 +278,21 @@ def test_a_steps_row_describes_every_rollout_not_only_the_groups_kept_for_the_up
     step.rollouts, step.groups, step.stats = [copies], [], {}
     row = step.row(None, 1.0)
     assert (row["valid_rate"], row["order_copy_rate"], row["kept_group_ratio"], row["response_len"]) == (1.0, 1.0, 0.0, 10.0)
+
+
+def test_a_resumed_rl_run_goes_on_through_the_slates_and_draws_afresh():
+    """After a restart the shard skips the slates taken before it (passes wrap around), and every step
+    samples with its own seed: a paused run's turns once replayed the same slates and draws."""
+    import ray
+
+    from gr2.platform.ray_cluster import ensure_ray
+    from gr2.training.rl import _cycle, step_seed
+
+    ensure_ray(num_cpus=2)  # the suite's one local Ray, as the training jobs start it
+    ds = ray.data.from_items([{"i": i} for i in range(5)])
+    fresh = _cycle(ds)
+    assert [next(fresh)["i"] for _ in range(7)] == [0, 1, 2, 3, 4, 0, 1]
+    resumed = _cycle(ds, skip=7)
+    assert [next(resumed)["i"] for _ in range(4)] == [2, 3, 4, 0]
+    assert len({step_seed(7, step) for step in range(100)}) == 100
+    assert step_seed(7, 0) == 7 and step_seed(8, 0) != step_seed(7, 1)

@@ -142,6 +142,9 @@ def test_traces_then_sft_answer_validation_slates_with_valid_permutations(spark,
     assert (run_dir / ".killed").exists(), "the fault was injected"
     assert [json.loads(line)["resumed_from_step"] for line in (run_dir / "resumes.jsonl").read_text().splitlines()] == [1]
     assert [int(r["step"]) for r in csv.DictReader((run_dir / "metrics.csv").open())] == [1, 2]
+    # each checkpoint counts the slates taken so far, 2 a step: the resumed worker went on from 2, not 0
+    taken = sorted(json.loads(f.read_text()).get("prompts") for f in run_dir.rglob("state.json"))
+    assert taken and taken[-1] == 4, taken
     for key in ("reward", "promotion", "format", "entropy", "clip_fraction", "kept_group_ratio", "response_len"):
         assert d["last"][key] not in (None, ""), key
     # Free answers of this tiny model often all score the same (all invalid): dynamic sampling then keeps

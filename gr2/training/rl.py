@@ -97,17 +97,23 @@ class DapoStep:
         self.ref = None  # the frozen start policy the KL term pulls towards, when there is one
         if s.dapo.kl_coef > 0:
             self.ref = AutoModelForCausalLM.from_pretrained(s.model_path, dtype=torch.float32).eval()
-        self.rows = _cycle(shard)
+        # A resumed run goes on through the slates where it stopped, with the sampling seed of its step: a
+        # restart that began the shard and the seed afresh trained every turn of a paused run on the same
+        # slates with the same draws (2026-12-07: 60 steps of the reward ablation saw 8 slates).
+        self.prompts, self.step_no = int(state.get("prompts", 0)), int(state["step"])
+        self.rows = _cycle(shard, skip=self.prompts)
         self.groups, self.stats, self.rollouts = [], {}, []
 
     def step(self, w: WorkerRun) -> None:
         s, d, module = w.settings, w.settings.dapo, w.engine.module
         module.eval()
+        torch.manual_seed(step_seed(self.seed(s, w.rank), self.step_no))
         groups, rollouts = [], []
         for _ in range(d.refill_rounds + 1):  # dynamic sampling: refill dropped groups
             for _ in range(d.batch_size - len(groups)):
                 with cpu_autocast(s.autocast and not w.use_gpu):
                     g = _rollout(module, self.tok, next(self.rows), s, d.group_size)
+                self.prompts += 1
                 rollouts.append({k: g[k] for k in ("rewards", "parts", "lengths", "truncated")})
                 if dapo.keep_group(g["rewards"]):
                     groups.append(g)
@@ -116,6 +122,7 @@ class DapoStep:
         module.train()
         self.stats = _update(w.engine, self.ref, groups, s, d.minibatches, w.engine.device)
         self.groups, self.rollouts = groups, rollouts
+        self.step_no += 1
 
     def row(self, w: WorkerRun, seconds: float) -> dict:
         """The last step's rewards and answers, over every rollout it sampled (the groups dynamic sampling
@@ -135,14 +142,26 @@ class DapoStep:
         }
 
     def progress(self) -> dict:
-        return {"micro_batches": 0, "tokens": 0}  # rollouts count no micro-batches; the shard just cycles
+        """What a checkpoint records: the slates taken so far (a resumed run skips them). Rollouts count no
+        micro-batches."""
+        return {"micro_batches": 0, "tokens": 0, "prompts": self.prompts}
 
 
-def _cycle(shard):
+def step_seed(base: int, step: int) -> int:
+    """The sampling seed of RL step `step` (counted from 0): a run resumed at a step draws what the same run
+    uninterrupted would have, and no two steps repeat each other's draws."""
+    return base + 1_000_003 * step
+
+
+def _cycle(shard, skip: int = 0):
+    """Passes over the shard's rows without end, the first `skip` rows left out (taken before a restart)."""
     while True:
         n = 0
         for row in shard.iter_rows():
             n += 1
+            if skip:
+                skip -= 1
+                continue
             yield row
         if n == 0:
             raise RuntimeError("empty data shard: no training slates for this worker")
