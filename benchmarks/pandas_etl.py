@@ -221,11 +221,8 @@ def _slates(users, hists, targets, labs, index, cfg: EtlConfig) -> pa.Table:
     pos = index.positions(list(chain.from_iterable(hists))) if lens.sum() else np.empty(0, np.int64)
     s = score_arrays(lens, pos, index.positions(targets), index, cfg.k, cfg.prerank.window, cfg.prerank.decay,
                      cfg.prerank.exclude_history, cfg.prerank.policy)
-    offsets = pa.array(s.offsets, type=pa.int32())
     return pa.table({
         "user_id": pa.array(users, pa.string()), "split": pa.array(labs, pa.string()),
         "history": pa.array(hists, pa.list_(pa.string())), "target": pa.array(targets, pa.string()),
-        "candidates": pa.ListArray.from_arrays(offsets, index.arrow_ids().take(pa.array(s.candidates))),
-        "scores": pa.ListArray.from_arrays(offsets, pa.array(s.scores, type=pa.float32())),
-        "target_position": pa.array(s.target_position, pa.int32()), "target_in_topk": pa.array(s.target_in_topk, pa.bool_()),
+        **s.arrow_columns(index),
     })

@@ -151,13 +151,7 @@ def attach_candidates(examples_df: DataFrame, indexes_bc, cfg: EtlConfig, index_
                 pos = index.arrow_positions(pc.list_flatten(history))
                 s = prerank.score_arrays(lens, pos, index.arrow_positions(part.column(cols.index("target"))), index, k,
                                          window, decay, exclude, policy)
-                offsets = pa.array(s.offsets, type=pa.int32())
-                # -1 (an inserted target outside the catalog: ingest quarantines those) reads as numpy reads it
-                at = pa.array(np.where(s.candidates < 0, s.candidates + len(index.item_ids), s.candidates))
-                new = {"candidates": pa.ListArray.from_arrays(offsets, index.arrow_ids().take(at)),
-                       "scores": pa.ListArray.from_arrays(offsets, pa.array(s.scores, type=pa.float32())),
-                       "target_position": pa.array(s.target_position, type=pa.int32()),
-                       "target_in_topk": pa.array(s.target_in_topk, type=pa.bool_())}
+                new = s.arrow_columns(index)
                 yield pa.RecordBatch.from_arrays([new[c] if c in new else part.column(cols.index(c)) for c in names], names=names)
 
     if index_of is not None:

@@ -226,6 +226,19 @@ class Scored:
     target_position: np.ndarray
     target_in_topk: np.ndarray
 
+    def arrow_columns(self, index: NeighborIndex) -> dict:
+        """The slate columns as Arrow arrays (candidates as ids and scores as lists, built in Arrow's C++: no
+        Python object per candidate), as the ETL's Spark step and the pandas baseline write them."""
+        import pyarrow as pa
+
+        offsets = pa.array(self.offsets, type=pa.int32())
+        # -1 (an inserted target outside the catalog: ingest quarantines those) reads as numpy reads it
+        at = pa.array(np.where(self.candidates < 0, self.candidates + len(index.item_ids), self.candidates))
+        return {"candidates": pa.ListArray.from_arrays(offsets, index.arrow_ids().take(at)),
+                "scores": pa.ListArray.from_arrays(offsets, pa.array(self.scores, type=pa.float32())),
+                "target_position": pa.array(self.target_position, type=pa.int32()),
+                "target_in_topk": pa.array(self.target_in_topk, type=pa.bool_())}
+
 
 def score_arrays(lens: np.ndarray, pos: np.ndarray, t_idx: np.ndarray, index: NeighborIndex, k: int, window: int,
                  decay: float, exclude_history: bool, policy: str) -> Scored:
