@@ -214,7 +214,7 @@ def train_in_turns(args, state: dict, state_path: Path, constrained: bool, deadl
                                                         f"train.dapo.pause_after={pause}", "train.dapo.checkpoint_every=1"],
                                args.lake)
             t0 = time.perf_counter()
-            s = rl.run(vcfg)
+            s = rl.run(vcfg, publish=False)  # a variant is not the lake's DAPO model
             turn_s = time.perf_counter() - t0
             rec.update(run=s["run"], steps_done=s["steps_done"], finished=not s["paused"], model_dir=s["model_dir"],
                        metrics_csv=s["metrics_csv"], train_s=rec["train_s"] + turn_s)

@@ -60,3 +60,14 @@ def test_unfinished_runs_with_other_settings_are_resumable_side_by_side(tmp_path
     assert store.begin("naive")[1] is False, "a published run is not resumed"
     store.path(conditional).rename(tmp_path / "removed")
     assert "conditional" not in store.unfinished(), "a run whose folder was removed is forgotten"
+
+
+def test_a_closed_run_is_complete_but_leaves_latest_as_it_was(tmp_path):
+    """A benchmark's variant finishes without becoming what eval and serving load."""
+    store = RunStore(tmp_path, "dapo")
+    store.path("served").mkdir(parents=True)
+    store.publish("served")
+    variant, _ = store.begin("naive")
+    store.path(variant).mkdir()
+    store.close(variant)
+    assert store.latest() == "served" and store.begin("naive")[1] is False, "closed: not resumed, not LATEST"

@@ -33,6 +33,9 @@ def quiet_ray_data() -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    # A seeded shuffle gives the same rows in the same order only if blocks are handed on in order;
+    # otherwise whichever task finishes first goes first and two runs of one config train differently.
+    ctx.execution_options.preserve_order = True
     if hasattr(ctx, "enable_operator_progress_bars"):
         ctx.enable_operator_progress_bars = False
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):

@@ -97,6 +97,11 @@ class RunStore:
         if not self.path(run).is_dir():
             raise FileNotFoundError(f"cannot publish {self.what} {run!r}: {self.path(run)} does not exist")
         write_text_atomic(self.root / "LATEST", run)
+        self.close(run)
+
+    def close(self, run: str) -> None:
+        """`run` is complete but not LATEST (an experiment's variant: what eval, serving and the next
+        stage load stays as it was); no later `begin` resumes it."""
         open_runs = self.unfinished()
         if run in open_runs.values():
             self._mark({fp: r for fp, r in open_runs.items() if r != run})

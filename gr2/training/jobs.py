@@ -53,9 +53,10 @@ def run_fingerprint(cfg: Config, stage: str) -> str:
     return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def finish_run(cfg: Config, stage: str, run: str) -> None:
-    """The run is complete: it becomes the stage's LATEST, and no later command resumes it."""
-    model_runs(cfg, stage).publish(run)
+def finish_run(cfg: Config, stage: str, run: str, publish: bool = True) -> None:
+    """The run is complete: no later command resumes it, and if `publish`, it becomes the stage's LATEST."""
+    store = model_runs(cfg, stage)
+    store.publish(run) if publish else store.close(run)
 
 
 def catalog_texts(catalog: dict) -> list[str]:

@@ -298,8 +298,9 @@ def _mean(parts: list[dict], key: str) -> float:
     return float(np.mean([p[key] for p in parts])) if parts else 0.0
 
 
-def run(cfg, steps=None) -> dict:
-    """`gr2 train dapo`: DAPO from the latest SFT model on training slates."""
+def run(cfg, steps=None, publish: bool = True) -> dict:
+    """`gr2 train dapo`: DAPO from the latest SFT model on training slates. The finished run becomes
+    the DAPO LATEST unless not `publish` (a benchmark's variant must not replace the served model)."""
     import ray.data
 
     from gr2.models import evidence
@@ -343,7 +344,7 @@ def run(cfg, steps=None) -> dict:
                        progress_fields=("step", "reward", "reward"))
     fmt.save(run_dir / "model")
     if not out["paused"]:
-        jobs.finish_run(cfg, "dapo", run_id)
+        jobs.finish_run(cfg, "dapo", run_id, publish)
     rows = list(csv.DictReader((run_dir / "metrics.csv").open()))
     summary = {"run": run_id, "base": str(base), "slates": len(items), **out, "first": rows[0] if rows else {},
                "last": rows[-1] if rows else {}}
