@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 import pandas_etl  # noqa: E402
+import spark_stages  # noqa: E402
 
 from gr2.config import load_config  # noqa: E402
 from gr2.etl import jobs, synthetic  # noqa: E402
@@ -32,7 +33,7 @@ from gr2.platform.spark import get_spark  # noqa: E402
 
 
 def measure(n: int, root: Path, master: str = "local[*]", with_pandas: bool = True, partitions: int = 16,
-            conf: dict | None = None) -> dict:
+            conf: dict | None = None, stages: bool = False) -> dict:
     """One size: synthetic logs of about `n` events under `root` (not timed), then Spark's ingest + build
     timed step by step, then the pandas baseline on the same files. -> the table's row."""
     users = max(100, n // 12)
@@ -46,9 +47,12 @@ def measure(n: int, root: Path, master: str = "local[*]", with_pandas: bool = Tr
     ]
     cfg = load_config(overrides=sets, lake=str(root / "lake"))
     cfg.spark.conf.update(conf or {})
+    if stages:  # the driver UI's REST API gives each step's stage metrics (spark_stages.py)
+        cfg.spark.conf["spark.ui.enabled"] = "true"
     spark = get_spark(cfg.spark)
     gen = synthetic.generate(spark, cfg.etl.synthetic, landing)
     ing_steps, bld_steps = Steps(quiet=True), Steps(quiet=True)
+    first_job = spark_stages.last_job(spark) if stages else None
     t0 = time.perf_counter()
     ing = jobs.ingest(spark, cfg, steps=ing_steps)
     t1 = time.perf_counter()
@@ -64,6 +68,9 @@ def measure(n: int, root: Path, master: str = "local[*]", with_pandas: bool = Tr
         "ingest_gates_s": sum(t.get("gate_s", 0.0) for t in ing["tables"].values()),
         "build_gates_s": sum(t.get("gate_s", 0.0) for t in bld["tables"].values()),
     }
+    if stages:
+        by_step = spark_stages.stages_by_step(spark, [*ing_steps.timings, *bld_steps.timings], first_job)
+        row["stages"] = {k.split(" from ")[0]: v for k, v in by_step.items()}
     if with_pandas:
         p0 = time.perf_counter()
         pd_res = pandas_etl.run(landing, cfg.etl, out=root / "pandas_out")
@@ -97,17 +104,24 @@ def main() -> None:
     ap.add_argument("--work", default="benchmarks/out/etl")
     ap.add_argument("--master", default="local[*]")
     ap.add_argument("--skip-pandas-above", type=int, default=20_000_000)
+    ap.add_argument("--partitions", type=int, default=16, help="spark.sql.shuffle.partitions")
     ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                     help="a Spark setting for this run (repeatable), e.g. spark.databricks.delta.optimizeWrite.enabled=false")
+    ap.add_argument("--stages", action="store_true", help="also print each step's stage metrics from the Spark "
+                    "UI's REST API (tasks, task-seconds, shuffle bytes; turns the UI on)")
     args = ap.parse_args()
     work = Path(args.work).resolve()
     rows = []
     for n in args.sizes:
-        row = measure(n, work / f"n{n}", args.master, with_pandas=n <= args.skip_pandas_above,
-                      conf=dict(c.split("=", 1) for c in args.conf))
+        row = measure(n, work / f"n{n}", args.master, with_pandas=n <= args.skip_pandas_above, partitions=args.partitions,
+                      conf=dict(c.split("=", 1) for c in args.conf), stages=args.stages)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print_table(rows)
+    for r in rows:
+        if "stages" in r:
+            print(f"\n{r['interactions']:,} interactions: the steps' Spark stages ({os.cpu_count()} cores)\n")
+            spark_stages.print_steps({**r["ingest_steps"], **r["build_steps"]}, r["stages"], os.cpu_count())
 
 
 def print_table(rows: list[dict]) -> None:

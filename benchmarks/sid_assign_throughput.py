@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
+import spark_stages  # noqa: E402
 from sid_uniqueness import synthetic_embeddings  # noqa: E402
 
 from gr2.config import load_config  # noqa: E402
@@ -60,6 +61,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--work", default="benchmarks/out/sid_assign")
     ap.add_argument("--spark-only", action="store_true", help="time Spark's path only")
+    ap.add_argument("--stages", action="store_true", help="also print each step's Spark stages (tasks, task-seconds, "
+                    "shuffle bytes) from the Spark UI's REST API (turns the UI on; benchmarks/spark_stages.py)")
     args = ap.parse_args()
     rows = []
     spark = None
@@ -68,11 +71,17 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
         cfg = load_config(overrides=["spark.driver_memory=10g", "spark.shuffle_partitions=16", "tokenizer.embedding.encoder=bench"],
                           lake=str(root / "lake"))
+        if args.stages:
+            cfg.spark.conf["spark.ui.enabled"] = "true"
         spark = spark or get_spark(cfg.spark)
         x, model, rq_cfg = prepare(spark, cfg, n)
+        first_job = spark_stages.last_job(spark) if args.stages else None
         t0 = time.perf_counter()
         summary = jobs.assign(spark, cfg, "bench")
         spark_s = time.perf_counter() - t0
+        if args.stages:
+            print(f"\n{n:,} items: the steps' Spark stages ({os.cpu_count()} cores)\n")
+            spark_stages.print_steps(summary["timings"], spark_stages.stages_by_step(spark, list(summary["timings"]), first_job), os.cpu_count())
         print(json.dumps({"items": n, "spark_s": spark_s, "spark_unique": summary["final_unique_fraction"],
                           "timings": summary["timings"]}), flush=True)
         if args.spark_only:
