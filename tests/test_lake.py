@@ -248,3 +248,17 @@ def test_versions_and_first_publish_counts_come_from_the_delta_log_as_spark_repo
     finally:
         spark.conf.unset("spark.databricks.delta.stats.collect")
     assert first_commit_rows(tmp_path / "nostats") is None, "no statistics: the caller counts"
+
+
+def test_a_gate_leaves_nothing_cached_in_the_session(spark, lake):
+    """Great Expectations caches what it validates unless told not to, and never un-caches it: a nightly
+    would carry every staged table in memory to its end (before the fix, these 20,000 rows: 310 KB)."""
+    def cached() -> dict[str, int]:  # Delta keeps each table's log state cached (a few hundred bytes): not rows
+        infos = spark.sparkContext._jsc.sc().getRDDStorageInfo()
+        return {i.name(): i.memSize() + i.diskSize() for i in infos if not i.name().startswith("Delta Table State")}
+
+    rows = spark.range(20_000).selectExpr("cast(id as int) as item_id", "concat('title ', id) as title")
+    before = cached()
+    lake.publish_overwrite(spark, rows, "silver.items", [qc.unique("item_id"), qc.not_null("title"), qc.rows(20_000)])
+    lake.publish_merge(spark, rows.where("item_id < 10"), "silver.items", ["item_id"], [qc.unique("item_id")])
+    assert cached() == before

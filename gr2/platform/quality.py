@@ -203,7 +203,10 @@ def gate(df, table: str, expectations: list, lake: Path, raise_on_failure: bool 
     again as written, with example values, only where that fails (False: as written with example values at
     once, the way gr2 did until 2026-12-07)."""
     context = _context(lake)
-    source = context.data_sources.add_or_update_spark(name="gr2_lake")
+    # persist=False: by default GE caches every DataFrame it validates and never un-caches it, so each
+    # gate left its staged rows in the session's memory (about 90 MB per gate of a 1M-row table, for the
+    # rest of the job), and building that cache cost more than letting each metric read only its columns.
+    source = context.data_sources.add_or_update_spark(name="gr2_lake", persist=False)
     asset_name = table.replace(".", "_")
     try:
         asset = source.get_asset(asset_name)
