@@ -127,7 +127,7 @@ def test_a_first_publish_moves_the_gated_files_into_place(spark, lake, how):
         again = lake.publish_merge(spark, more, "silver.items", ["item_id"], [qc.unique("item_id")])
     else:
         again = lake.publish_overwrite(spark, more, "silver.items", [qc.unique("item_id")])
-    assert again.version == 1
+    assert again.version == 1 and again.rows_written == 1, "the rows written, from the staging write's log"
     assert lake.read(spark, "silver.items", version=0).count() == 2, "the first version stays readable"
 
 

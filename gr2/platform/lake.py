@@ -241,6 +241,13 @@ class Lake:
         n = first_commit_rows(self.path(table))
         return n if n is not None else self._count(spark, table)
 
+    @staticmethod
+    def _staged_rows(spark, stage: Path) -> int:
+        """The staged rows, which the publish wrote: the staging write's count in its Delta log (no job
+        scanning them again), or a count where the log has no statistics."""
+        n = first_commit_rows(stage)
+        return n if n is not None else spark.read.format("delta").load(str(stage)).count()
+
     def clean_staging(self, table: str | None = None) -> None:
         base = self.root / "_staging"
         target = base / table if table else base
@@ -275,7 +282,7 @@ class Lake:
                 if partition_by:
                     writer = writer.partitionBy(*partition_by)
                 writer.save(str(self.path(table)))
-                n = spark.read.format("delta").load(str(stage)).count()
+                n = self._staged_rows(spark, stage)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         res = PublishResult(table, n, self.version(spark, table), gate_s=gate_s)
@@ -316,7 +323,7 @@ class Lake:
                 return PublishResult(table, self._moved_rows(spark, table), self.version(spark, table), gate_s=gate_s)
             if not self.exists(spark, table):  # a folder with other files in it: write over them
                 staged.write.format("delta").mode("overwrite").save(path)
-                return PublishResult(table, staged.count(), self.version(spark, table), gate_s=gate_s)
+                return PublishResult(table, self._staged_rows(spark, stage), self.version(spark, table), gate_s=gate_s)
             current = spark.read.format("delta").load(path)
             new = staged.join(current.select(*keys), on=keys, how="left_anti")
             changed = None
