@@ -6,7 +6,7 @@ CPU seconds in them, GC, and shuffle bytes. Set beside the step's wall time on t
 executor work from what the driver does alone (Great Expectations, Delta commits, planning, job starts):
 on this machine's 2 cores a step can keep at most 2 task-seconds per second busy.
 
-Used by `etl_throughput.py --stages`; needs `spark.ui.enabled=true`.
+Used by `etl_throughput.py --stages` and `sid_assign_throughput.py --stages`; needs `spark.ui.enabled=true`.
 """
 
 from __future__ import annotations
@@ -52,15 +52,18 @@ def stages_by_step(spark, steps: list[str], after_job: int = -1) -> dict[str, di
     base = _base(spark)
     jobs = sorted((j for j in _get(f"{base}/jobs") if j["jobId"] > after_job), key=lambda j: j["jobId"])
     owner: dict[int, str] = {}
+    jobs_of: dict[str, set] = {}
     for job in jobs:
+        step = step_of(job.get("description"), steps)
+        jobs_of.setdefault(step, set()).add(job["jobId"])
         for sid in job.get("stageIds", []):
-            owner.setdefault(sid, step_of(job.get("description"), steps))
+            owner.setdefault(sid, step)
     out: dict[str, dict] = {}
     for st in _get(f"{base}/stages?status=complete"):
         if st["stageId"] not in owner:  # an earlier job's
             continue
         row = out.setdefault(owner[st["stageId"]], {
-            "jobs": set(), "stages": 0, "tasks": 0, "task_s": 0.0, "jvm_cpu_s": 0.0, "gc_s": 0.0,
+            "stages": 0, "tasks": 0, "task_s": 0.0, "jvm_cpu_s": 0.0, "gc_s": 0.0,
             "shuffle_write_mb": 0.0, "shuffle_read_mb": 0.0})
         row["stages"] += 1
         row["tasks"] += st.get("numCompleteTasks", st.get("numTasks", 0))
@@ -69,11 +72,7 @@ def stages_by_step(spark, steps: list[str], after_job: int = -1) -> dict[str, di
         row["gc_s"] += st.get("jvmGcTime", 0) / 1e3
         row["shuffle_write_mb"] += st.get("shuffleWriteBytes", 0) / 2**20
         row["shuffle_read_mb"] += st.get("shuffleReadBytes", 0) / 2**20
-    for job in jobs:
-        step = step_of(job.get("description"), steps)
-        if step in out:
-            out[step]["jobs"].add(job["jobId"])
-    return {k: {**v, "jobs": len(v["jobs"])} for k, v in out.items()}
+    return {k: {"jobs": len(jobs_of[k]), **v} for k, v in out.items()}
 
 
 def print_steps(wall: dict[str, float], stages: dict[str, dict], cores: int) -> None:

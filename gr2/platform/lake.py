@@ -232,21 +232,13 @@ class Lake:
         quality.gate(audit(staged) if audit else staged, table, checks, self.root)
         return round(time.perf_counter() - t0, 2)
 
-    def _count(self, spark, table: str) -> int:
-        return spark.read.format("delta").load(str(self.path(table))).count()
-
-    def _moved_rows(self, spark, table: str) -> int:
-        """The rows of a table that a first publish moved into place: the staging write's own count in
-        its Delta log (no job scanning the rows again), or a count where the log has no statistics."""
-        n = first_commit_rows(self.path(table))
-        return n if n is not None else self._count(spark, table)
-
     @staticmethod
-    def _staged_rows(spark, stage: Path) -> int:
-        """The staged rows, which the publish wrote: the staging write's count in its Delta log (no job
-        scanning them again), or a count where the log has no statistics."""
-        n = first_commit_rows(stage)
-        return n if n is not None else spark.read.format("delta").load(str(stage)).count()
+    def _written_rows(spark, table_path: Path) -> int:
+        """The rows of a one-commit table (a staged table, or one a first publish moved into place): the
+        staging write's own count in its Delta log (no job scanning the rows again), or a count where
+        the log has no statistics."""
+        n = first_commit_rows(table_path)
+        return n if n is not None else spark.read.format("delta").load(str(table_path)).count()
 
     def clean_staging(self, table: str | None = None) -> None:
         base = self.root / "_staging"
@@ -272,7 +264,7 @@ class Lake:
             gate_s = self._gate(staged, table, checks, audit)
             self._before_commit(table)
             if self._move_into_place(spark, stage, table):
-                n = self._moved_rows(spark, table)
+                n = self._written_rows(spark, self.path(table))
             else:
                 writer = staged.write.format("delta").mode("overwrite")
                 if replace_where and self.exists(spark, table):
@@ -282,7 +274,7 @@ class Lake:
                 if partition_by:
                     writer = writer.partitionBy(*partition_by)
                 writer.save(str(self.path(table)))
-                n = self._staged_rows(spark, stage)
+                n = self._written_rows(spark, stage)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         res = PublishResult(table, n, self.version(spark, table), gate_s=gate_s)
@@ -320,10 +312,10 @@ class Lake:
             self._before_commit(table)
             path = str(self.path(table))
             if self._move_into_place(spark, stage, table):
-                return PublishResult(table, self._moved_rows(spark, table), self.version(spark, table), gate_s=gate_s)
+                return PublishResult(table, self._written_rows(spark, self.path(table)), self.version(spark, table), gate_s=gate_s)
             if not self.exists(spark, table):  # a folder with other files in it: write over them
                 staged.write.format("delta").mode("overwrite").save(path)
-                return PublishResult(table, self._staged_rows(spark, stage), self.version(spark, table), gate_s=gate_s)
+                return PublishResult(table, self._written_rows(spark, stage), self.version(spark, table), gate_s=gate_s)
             current = spark.read.format("delta").load(path)
             new = staged.join(current.select(*keys), on=keys, how="left_anti")
             changed = None

@@ -21,6 +21,15 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         # Worker logs stay in Ray's session folder: the console shows gr2's own progress, not Ray internals.
         ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=level)
     quiet_ray_data()
+    keep_block_order()
+
+
+def keep_block_order() -> None:
+    """A seeded shuffle gives the same rows in the same order only if Ray Data hands blocks on in order;
+    otherwise whichever task finishes first goes first and two runs of one config train differently."""
+    from ray.data import DataContext
+
+    DataContext.get_current().execution_options.preserve_order = True
 
 
 def quiet_ray_data() -> None:
@@ -33,9 +42,6 @@ def quiet_ray_data() -> None:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
-    # A seeded shuffle gives the same rows in the same order only if blocks are handed on in order;
-    # otherwise whichever task finishes first goes first and two runs of one config train differently.
-    ctx.execution_options.preserve_order = True
     if hasattr(ctx, "enable_operator_progress_bars"):
         ctx.enable_operator_progress_bars = False
     for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):

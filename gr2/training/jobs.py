@@ -56,7 +56,10 @@ def run_fingerprint(cfg: Config, stage: str) -> str:
 def finish_run(cfg: Config, stage: str, run: str, publish: bool = True) -> None:
     """The run is complete: no later command resumes it, and if `publish`, it becomes the stage's LATEST."""
     store = model_runs(cfg, stage)
-    store.publish(run) if publish else store.close(run)
+    if publish:
+        store.publish(run)
+    else:
+        store.close(run)
 
 
 def catalog_texts(catalog: dict) -> list[str]:
